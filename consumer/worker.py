@@ -1,0 +1,307 @@
+"""A work-queue worker: RabbitMQ tutorial two's worker.py, grown up.
+
+It takes tasks from the durable quorum queue `task_queue` and simulates one
+unit of work per dot in the task text ("Task 3..." is three units of
+SECONDS_PER_DOT seconds). A task is acknowledged only after its work is done,
+so a task held by a worker that dies goes to another worker.
+
+The work runs in its own thread while the main thread keeps the connection
+alive (heartbeats), and the acknowledgement is handed back to the main thread
+with add_callback_threadsafe, as pika's basic_consumer_threaded example does.
+"""
+
+import functools
+import logging
+import math
+import os
+import queue
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import dns.exception
+import dns.resolver
+import pika
+import tenacity
+from pika.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    AuthenticationError,
+    ConnectionClosedByBroker,
+    ProbableAccessDeniedError,
+    ProbableAuthenticationError,
+)
+
+QUEUE = "task_queue"
+# Exactly the official tutorial's declaration, so its scripts work against the
+# lab; anything else (delivery limit, dead-lettering) is set by policy.
+QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
+RETRY_MAX_WAIT_SECONDS = 3.0
+# Left of the stop grace period for closing the connection before Docker kills us.
+CLOSE_MARGIN_SECONDS = 1.5
+ACCESS_REFUSED, NOT_ALLOWED = 403, 530
+
+log = logging.getLogger("worker")
+
+
+class ConfigError(ValueError):
+    """A setting in the environment is missing or invalid."""
+
+
+class LoginRefused(Exception):
+    """The broker refused the lab's credentials: retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    port: int
+    user: str
+    password: str
+    prefetch: int
+    seconds_per_dot: float
+    stop_grace_seconds: float
+    worker_name: str
+
+    @classmethod
+    def from_env(cls, env=os.environ):
+        return cls(
+            host=env.get("RABBITMQ_HOST", "rabbitmq"),
+            port=_number(env, "RABBITMQ_PORT", "5672", int, minimum=1),
+            user=_required(env, "RABBITMQ_DEFAULT_USER"),
+            password=_required(env, "RABBITMQ_DEFAULT_PASS"),
+            prefetch=_number(env, "PREFETCH", "1", int, minimum=0),
+            seconds_per_dot=_number(env, "SECONDS_PER_DOT", "1", float, minimum=0),
+            stop_grace_seconds=_number(env, "STOP_GRACE_SECONDS", "10", float, minimum=0),
+            worker_name=env.get("WORKER_NAME") or default_worker_name(),
+        )
+
+
+def _required(env, name):
+    value = env.get(name)
+    if not value:
+        raise ConfigError(f"{name} is not set (it comes from .env)")
+    return value
+
+
+def _number(env, name, default, kind, minimum):
+    text = env.get(name) or default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what} >= {minimum}, got {text!r}")
+    return value
+
+
+def default_worker_name():
+    """The replica's Compose name, e.g. "consumer-2", else the hostname.
+
+    Docker's DNS server answers a reverse lookup of a container's address with
+    the container's name, "<project>-consumer-2.<network>." (/etc/hosts, which
+    the system resolver reads first, only knows the container ID).
+    """
+    hostname = socket.gethostname()
+    try:
+        full_name = str(dns.resolver.resolve_address(socket.gethostbyname(hostname), lifetime=2)[0])
+    except (OSError, dns.exception.DNSException):
+        return hostname
+    return replica_name(full_name) or hostname
+
+
+def replica_name(full_name):
+    """ "rabbitmq-lab-consumer-2.rabbitmq-lab_default." -> "consumer-2" """
+    match = re.search(r"[^-.]+-\d+$", full_name.split(".")[0])
+    return match.group(0) if match else None
+
+
+def causes(exc):
+    """The error and the errors it wraps: pika nests the cause of a failed
+    connect in exception args and in an `exception` attribute."""
+    while isinstance(exc, BaseException):
+        yield exc
+        exc = getattr(exc, "exception", None) or (exc.args[0] if exc.args else None)
+
+
+def is_login_refused(exc):
+    return any(
+        isinstance(cause, (AuthenticationError, ProbableAuthenticationError, ProbableAccessDeniedError))
+        or (isinstance(cause, ConnectionClosedByBroker) and cause.reply_code in (ACCESS_REFUSED, NOT_ALLOWED))
+        for cause in causes(exc)
+    )
+
+
+def is_worth_retrying(exc):
+    """Broker not up yet, restarting, or unreachable for a while: yes. Bad login: no.
+
+    OSError covers a broker whose name does not resolve: Docker's DNS only
+    knows a container while it runs.
+    """
+    return isinstance(exc, (AMQPConnectionError, OSError)) and not is_login_refused(exc)
+
+
+def connection_retrying(stop_event, describe_target):
+    """Retry policy for connecting: capped exponential backoff with full jitter,
+    a log line at each wait, and no retry on a refused login."""
+
+    def log_wait(retry_state):
+        log.warning(
+            "[!] broker %s not reachable (%s); retrying in %.1f s (attempt %d)",
+            describe_target,
+            short_error(retry_state.outcome.exception()),
+            retry_state.upcoming_sleep,
+            retry_state.attempt_number,
+        )
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_worth_retrying),
+        wait=tenacity.wait_random_exponential(multiplier=0.5, max=RETRY_MAX_WAIT_SECONDS),
+        stop=tenacity.stop_when_event_set(stop_event),
+        sleep=stop_event.wait,  # a stop request ends the wait at once
+        before_sleep=log_wait,
+        reraise=True,
+    )
+
+
+def short_error(exc):
+    """The innermost cause, e.g. "ConnectionRefusedError: [Errno 111] Connection refused"."""
+    *_, exc = causes(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def work_seconds(text, seconds_per_dot):
+    return text.count(".") * seconds_per_dot
+
+
+_END = object()  # tells the work thread that the session is over
+
+
+class Worker:
+    def __init__(self, config):
+        self.config = config
+        self.name = config.worker_name
+        self.stopping = threading.Event()
+        self.parameters = pika.ConnectionParameters(
+            host=config.host,
+            port=config.port,
+            credentials=pika.PlainCredentials(config.user, config.password),
+            client_properties={"connection_name": self.name},
+        )
+
+    def request_stop(self, signum, _frame):
+        if not self.stopping.is_set():
+            print(f"[*] {self.name}: {signal.Signals(signum).name} received, stopping", flush=True)
+        self.stopping.set()
+
+    def run(self):
+        """Consume until asked to stop, reconnecting whenever the connection is lost."""
+        target = f"{self.config.host}:{self.config.port}"
+        while not self.stopping.is_set():
+            try:
+                connection = connection_retrying(self.stopping, target)(pika.BlockingConnection, self.parameters)
+            except (AMQPConnectionError, OSError) as exc:
+                if is_login_refused(exc):
+                    raise LoginRefused(short_error(exc)) from exc
+                if self.stopping.is_set():
+                    return  # stopped while waiting for the broker
+                raise
+            try:
+                self.consume(connection)
+            except AMQPConnectionError as exc:
+                if is_login_refused(exc):
+                    raise LoginRefused(short_error(exc)) from exc
+                log.warning("[!] %s lost its broker connection (%s); reconnecting", self.name, short_error(exc))
+
+    def consume(self, connection):
+        """One connection's life: consume until stopped, then end it cleanly."""
+        channel = connection.channel()
+        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        channel.basic_qos(prefetch_count=self.config.prefetch)
+        deliveries = queue.Queue()
+        session_over = threading.Event()
+        work = threading.Thread(
+            target=self.work_loop, args=(connection, channel, deliveries, session_over), daemon=True
+        )
+        work.start()
+        consumer_tag = channel.basic_consume(QUEUE, lambda _ch, *delivery: deliveries.put(delivery))
+        prefetch = self.config.prefetch or "unlimited"
+        print(f"[*] {self.name} waiting for tasks on {QUEUE} (prefetch {prefetch}). To exit press CTRL+C", flush=True)
+        try:
+            while not self.stopping.is_set():
+                connection.process_data_events(time_limit=1)
+            channel.basic_cancel(consumer_tag)
+            deliveries.put(_END)
+            self.finish_task_in_hand(connection, work)
+        finally:
+            session_over.set()
+            deliveries.put(_END)
+            work.join(timeout=1)  # let it report a task it hands back
+            if connection.is_open:
+                connection.close()  # unacknowledged tasks go back to the queue
+
+    def finish_task_in_hand(self, connection, work):
+        """Let the task in hand finish within the stop grace period, acknowledging it."""
+        deadline = time.monotonic() + max(0.0, self.config.stop_grace_seconds - CLOSE_MARGIN_SECONDS)
+        while work.is_alive() and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.2)
+        connection.process_data_events(time_limit=0)  # the last acknowledgement
+
+    def work_loop(self, connection, channel, deliveries, session_over):
+        """Runs in the work thread: one task at a time, in delivery order."""
+        while True:
+            delivery = deliveries.get()
+            if delivery is _END or session_over.is_set():
+                return
+            if self.stopping.is_set():
+                continue  # not started: it goes back to the queue when the connection closes
+            method, _properties, body = delivery
+            text = body.decode("utf-8", errors="replace")
+            again = ", redelivered" if method.redelivered else ""
+            print(f"[x] Received {text!r} ({self.name}{again})", flush=True)
+            started = time.monotonic()
+            if session_over.wait(work_seconds(text, self.config.seconds_per_dot)):
+                print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
+                return
+            print(f"[x] Done {text!r} ({self.name}, {time.monotonic() - started:.1f} s)", flush=True)
+            try:
+                connection.add_callback_threadsafe(functools.partial(channel.basic_ack, method.delivery_tag))
+            except AMQPConnectionError:  # closed meanwhile: the broker redelivers the task
+                return
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # its errors are reported here, in words
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    worker = Worker(config)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    try:
+        worker.run()
+    except LoginRefused as exc:
+        print(
+            f"worker: the broker refused the login of {config.user!r} ({exc}). Check "
+            "RABBITMQ_DEFAULT_USER/RABBITMQ_DEFAULT_PASS in .env; the broker keeps the user "
+            "of its first start (`docker compose down -v` resets it).",
+            file=sys.stderr,
+        )
+        return 1
+    except AMQPChannelError as exc:
+        print(f"worker: the broker refused to set up {QUEUE} ({short_error(exc)})", file=sys.stderr)
+        return 1
+    print(f"[*] {worker.name} stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The lab as a user runs it: `docker compose up`, scripts/send.sh, the management UI."""
+
+import re
+import time
+
+from conftest import CONSUMERS, SECONDS_PER_DOT, STOP_GRACE_SECONDS
+
+
+def test_three_workers_share_six_tasks_two_each(lab):
+    since = lab.now()
+    sent = lab.send("6")
+    assert sent.returncode == 0, sent.stderr
+    assert "Sent 6 tasks to task_queue" in sent.stdout
+    lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 6, "6 tasks done", timeout=30)
+    done = lab.done(since)
+    assert sorted(done) == [f"consumer-{n}" for n in range(1, CONSUMERS + 1)]
+    assert all(len(tasks) == 2 for tasks in done.values()), done
+    assert sorted(task for tasks in done.values() for task in tasks) == sorted(f"Task {n}." for n in range(1, 7))
+    assert lab.queue()[0] == 0
+
+
+def test_send_sends_one_message_text_and_file_rows(lab, tmp_path):
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text('First task.\n\n"Second, task."\n')
+    since = lab.now()
+    assert lab.send("Hello.").returncode == 0
+    sent = lab.send("--file", str(tasks))
+    assert sent.returncode == 0, sent.stderr
+    assert "Sent 2 tasks" in sent.stdout
+    lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 3, "3 tasks done", timeout=30)
+    assert sorted(t for tasks in lab.done(since).values() for t in tasks) == ["First task.", "Hello.", "Second, task."]
+
+
+def test_send_refuses_bad_input_with_one_line_and_publishes_nothing(lab, tmp_path):
+    lab.compose("stop", "consumer")  # so anything published would stay in the queue
+    empty = tmp_path / "empty.csv"
+    empty.write_text("\n \n")
+    for args in (
+        ["0"],
+        ["-3"],
+        ["2.5"],
+        ["--file", str(tmp_path / "missing.csv")],
+        ["--file", str(empty)],
+        ["--bogus"],
+        ["6", "7"],
+        [],
+    ):
+        result = lab.send(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("send.sh: ") and result.stderr.count("\n") == 1, (args, result.stderr)
+    assert lab.queue() == (0, 0)
+
+
+def test_send_says_when_the_lab_is_not_running(lab):
+    result = lab.send("6", env={"COMPOSE_PROJECT_NAME": "lab-test-not-started"})
+    assert result.returncode == 1
+    assert "the lab is not running" in result.stderr
+
+
+def test_management_api_answers_the_lab_user_on_loopback_and_refuses_guest(lab):
+    status, overview = lab.management("overview")
+    assert status == 200 and overview["product_name"] == "RabbitMQ"
+    status, queue = lab.management("queues/%2F/task_queue")
+    assert status == 200 and queue["type"] == "quorum" and queue["arguments"] == {"x-queue-type": "quorum"}
+    assert lab.management("overview", "guest", "guest")[0] == 401
+    for port in ("5672", "15672"):
+        assert lab.compose("port", "rabbitmq", port).stdout.strip().startswith("127.0.0.1:")
+
+
+def test_anonymous_login_is_off(lab):
+    setting = lab.compose(
+        "exec", "rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, anonymous_login_user)."
+    )
+    assert setting.stdout.strip() == "{ok,none}"
+
+
+def test_containers_do_not_run_as_root(lab):
+    for service in ("rabbitmq", "consumer"):
+        assert lab.compose("exec", service, "id", "-u").stdout.strip() != "0"
+    assert lab.compose("run", "--rm", "--no-deps", "--entrypoint", "id", "producer", "-u").stdout.strip() != "0"
+
+
+def test_wrong_credentials_fail_fast_with_a_clear_message(lab):
+    wrong = {"RABBITMQ_DEFAULT_PASS": "not-the-password"}
+    started = time.monotonic()
+    worker = lab.compose("run", "--rm", "--no-deps", "consumer", check=False, env=wrong, timeout=60)
+    assert worker.returncode == 1
+    assert "refused the login of 'lab'" in worker.stderr
+    assert time.monotonic() - started < 30  # not retried
+    sent = lab.send("3", env=wrong)
+    assert sent.returncode == 1 and "ACCESS_REFUSED" in sent.stderr
+    assert lab.queue() == (0, CONSUMERS)
+
+
+def test_consumers_started_before_the_broker_keep_retrying_then_work(lab):
+    lab.compose("stop", "consumer", "rabbitmq")
+    since = lab.now()
+    lab.compose("up", "--detach", "--no-deps", "--scale", f"consumer={CONSUMERS}", "consumer")
+    lab.wait_for(
+        lambda: (
+            len(
+                set(
+                    re.findall(
+                        r"(consumer-\d+)\s+\| \[!\] broker rabbitmq:5672 not reachable .* retrying in",
+                        lab.compose("logs", "--no-color", "--since", since, "consumer").stdout,
+                    )
+                )
+            )
+            == CONSUMERS
+        ),
+        "every consumer to log a retry",
+        timeout=30,
+    )
+    time.sleep(3)  # a few more retries
+    lab.compose("start", "rabbitmq")
+    lab.up()
+    since = lab.now()
+    assert lab.send("3").returncode == 0
+    lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 3, "3 tasks done", timeout=30)
+
+
+def test_queued_tasks_survive_re_creating_the_broker(lab):
+    lab.compose("stop", "consumer")
+    assert lab.send("2").returncode == 0
+    lab.compose("up", "--detach", "--wait", "--force-recreate", "--no-deps", "rabbitmq")
+    assert lab.queue() == (2, 0)
+
+
+def test_stop_lets_the_task_in_hand_finish_and_acknowledges_it(lab):
+    lab.compose("up", "--detach", "--scale", "consumer=1", "consumer")
+    lab.wait_for(lambda: lab.queue()[1] == 1, "one consumer")
+    since = lab.now()
+    task = "Short" + "." * 4  # 2 s of work, within the stop grace period
+    assert lab.send(task).returncode == 0
+    lab.wait_for(lambda: f"Received '{task}'" in lab.consumer_logs(since), "the task to start")
+    lab.compose("stop", "consumer")
+    assert lab.done(since) == {"consumer-1": [task]}
+    assert lab.queue() == (0, 0)  # acknowledged: not redelivered
+
+
+def test_stop_hands_back_a_task_longer_than_the_grace_period(lab):
+    lab.compose("up", "--detach", "--scale", "consumer=1", "consumer")
+    lab.wait_for(lambda: lab.queue()[1] == 1, "one consumer")
+    since = lab.now()
+    task = "Long" + "." * int(4 * STOP_GRACE_SECONDS / SECONDS_PER_DOT)
+    assert lab.send(task).returncode == 0
+    lab.wait_for(lambda: f"Received '{task}'" in lab.consumer_logs(since), "the task to start")
+    stopping = time.monotonic()
+    lab.compose("stop", "consumer")
+    assert time.monotonic() - stopping < STOP_GRACE_SECONDS  # handed back, not killed
+    assert f"Handed back '{task}'" in lab.consumer_logs(since)
+    assert lab.queue() == (1, 0)  # back in the queue, not lost
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "task_queue")

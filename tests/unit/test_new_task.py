@@ -1,0 +1,68 @@
+"""The producer's input handling, which must reject bad input before connecting."""
+
+import pika
+import pytest
+
+import new_task
+
+
+def test_a_count_generates_that_many_tasks():
+    assert new_task.tasks_from_argument("3") == ["Task 1.", "Task 2.", "Task 3."]
+
+
+@pytest.mark.parametrize("text", ["Hello...", "First task....", "1 2", "3 tasks"])
+def test_any_other_text_is_one_task(text):
+    assert new_task.tasks_from_argument(text) == [text]
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "2.5", "1e3", "+0", "", "   "])
+def test_counts_that_are_not_positive_whole_numbers_are_refused(bad):
+    with pytest.raises(new_task.InputError):
+        new_task.tasks_from_argument(bad)
+
+
+def test_course_file_rows_are_tasks():
+    rows = ["First task....\n", "\n", '"Second, with a comma...."\n', "Third.,ignored column\n"]
+    assert new_task.tasks_from_rows(rows, "tasks.csv") == ["First task....", "Second, with a comma....", "Third."]
+
+
+def test_a_file_without_tasks_is_refused():
+    with pytest.raises(new_task.InputError, match="tasks.csv has no tasks"):
+        new_task.tasks_from_rows(["\n", " \n"], "tasks.csv")
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    """Fail the test if the program tries to connect."""
+    monkeypatch.setenv("RABBITMQ_DEFAULT_USER", "lab")
+    monkeypatch.setenv("RABBITMQ_DEFAULT_PASS", "secret")
+
+    def connect(*_args, **_kwargs):
+        raise AssertionError("connected to the broker despite bad input")
+
+    monkeypatch.setattr(pika, "BlockingConnection", connect)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["0"], "positive whole number, got '0'"),
+        (["--file", "/no/such/file"], "cannot read /no/such/file"),
+        ([], "one of the arguments"),
+        (["6", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_never_connects(no_broker, capsys, argv, message):
+    try:
+        code = new_task.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_login_is_refused_before_connecting(no_broker, monkeypatch, capsys):
+    monkeypatch.delenv("RABBITMQ_DEFAULT_PASS")
+    assert new_task.main(["1"]) == 2
+    assert "RABBITMQ_DEFAULT_PASS not set" in capsys.readouterr().err
