@@ -8,9 +8,14 @@ so a task held by a worker that dies goes to another worker.
 The work runs in its own thread while the main thread keeps the connection
 alive (heartbeats), and the acknowledgement is handed back to the main thread
 with add_callback_threadsafe, as pika's basic_consumer_threaded example does.
+
+For each task the worker publishes a "started" and a "done" record (worker,
+times, redelivered or not) to the topic exchange `task_events`, which is how
+scripts/send.sh --wait knows who did what, and when.
 """
 
 import functools
+import json
 import logging
 import math
 import os
@@ -40,6 +45,9 @@ QUEUE = "task_queue"
 # Exactly the official tutorial's declaration, so its scripts work against the
 # lab; anything else (delivery limit, dead-lettering) is set by policy.
 QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
+# Where workers report each task they start and finish, as JSON records.
+EVENTS_EXCHANGE = "task_events"
+EVENT_PROPERTIES = pika.BasicProperties(content_type="application/json")
 RETRY_MAX_WAIT_SECONDS = 3.0
 # Left of the stop grace period for closing the connection before Docker kills us.
 CLOSE_MARGIN_SECONDS = 1.5
@@ -222,6 +230,7 @@ class Worker:
         """One connection's life: consume until stopped, then end it cleanly."""
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
         channel.basic_qos(prefetch_count=self.config.prefetch)
         deliveries = queue.Queue()
         session_over = threading.Event()
@@ -229,7 +238,10 @@ class Worker:
             target=self.work_loop, args=(connection, channel, deliveries, session_over), daemon=True
         )
         work.start()
-        consumer_tag = channel.basic_consume(QUEUE, lambda _ch, *delivery: deliveries.put(delivery))
+        # The worker's name as consumer tag: the management UI lists consumers by it.
+        consumer_tag = channel.basic_consume(
+            QUEUE, lambda _ch, *delivery: deliveries.put(delivery), consumer_tag=self.name
+        )
         prefetch = self.config.prefetch or "unlimited"
         print(f"[*] {self.name} waiting for tasks on {QUEUE} (prefetch {prefetch}). To exit press CTRL+C", flush=True)
         try:
@@ -253,26 +265,53 @@ class Worker:
         connection.process_data_events(time_limit=0)  # the last acknowledgement
 
     def work_loop(self, connection, channel, deliveries, session_over):
-        """Runs in the work thread: one task at a time, in delivery order."""
+        """Runs in the work thread: one task at a time, in delivery order.
+
+        Anything that touches the channel is handed to the connection's thread.
+        """
+
+        def on_connection_thread(function, *args):
+            connection.add_callback_threadsafe(functools.partial(function, *args))
+
         while True:
             delivery = deliveries.get()
             if delivery is _END or session_over.is_set():
                 return
             if self.stopping.is_set():
                 continue  # not started: it goes back to the queue when the connection closes
-            method, _properties, body = delivery
+            method, properties, body = delivery
             text = body.decode("utf-8", errors="replace")
+            record = {
+                "worker": self.name,
+                "task": text,
+                "message_id": properties.message_id,
+                "batch": properties.correlation_id,
+                "redelivered": method.redelivered,
+                "started": time.time(),
+            }
             again = ", redelivered" if method.redelivered else ""
             print(f"[x] Received {text!r} ({self.name}{again})", flush=True)
-            started = time.monotonic()
-            if session_over.wait(work_seconds(text, self.config.seconds_per_dot)):
-                print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
-                return
-            print(f"[x] Done {text!r} ({self.name}, {time.monotonic() - started:.1f} s)", flush=True)
             try:
-                connection.add_callback_threadsafe(functools.partial(channel.basic_ack, method.delivery_tag))
+                on_connection_thread(publish_event, channel, "started", record)
+                if session_over.wait(work_seconds(text, self.config.seconds_per_dot)):
+                    print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
+                    return
+                record["finished"] = time.time()
+                print(f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)", flush=True)
+                on_connection_thread(finish, channel, method.delivery_tag, record)
             except AMQPConnectionError:  # closed meanwhile: the broker redelivers the task
                 return
+
+
+def publish_event(channel, event, record):
+    """Tell whoever listens on the task_events exchange (scripts/send.sh --wait) what happened."""
+    body = json.dumps({"event": event, **record})
+    channel.basic_publish(EVENTS_EXCHANGE, f"task.{event}", body, EVENT_PROPERTIES)
+
+
+def finish(channel, delivery_tag, record):
+    publish_event(channel, "done", record)
+    channel.basic_ack(delivery_tag)
 
 
 def main():

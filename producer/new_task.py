@@ -1,10 +1,14 @@
 """Send tasks to the lab's work queue: RabbitMQ tutorial two's new_task.py, grown up.
 
-    new_task.py "Hello..."     one task with this text (each dot is one unit of work)
-    new_task.py 6              six generated tasks: "Task 1." ... "Task 6."
-    new_task.py --file PATH    one task per row of a course-style file (one
-                               column, no header, rows like "First task....");
-                               PATH - reads standard input
+    new_task.py "Hello..."       one task with this text (each dot is one unit of work)
+    new_task.py 6                six generated tasks: "Task 1." ... "Task 6."
+    new_task.py 9 --dots 2       nine tasks of two dots each
+    new_task.py 9 --heavy 3:6    every 3rd task has 6 dots, the others 1
+    new_task.py 9 --random 1-6   1 to 6 dots each, drawn at random (--seed S)
+    new_task.py --file PATH      one task per row of a course-style file (one
+                                 column, no header, rows like "First task....");
+                                 PATH - reads standard input
+    add --wait to wait until the tasks are done and see who did what, and when
 
 Messages are persistent and every one is confirmed by the broker before the
 program reports it as sent. Input is checked before anything is published.
@@ -13,33 +17,61 @@ program reports it as sent. Input is checked before anything is published.
 import argparse
 import csv
 import os
+import random
 import re
 import sys
 import time
+import uuid
 
 import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, NackError, UnroutableError
+
+import report
 
 QUEUE = "task_queue"
 # Exactly the official tutorial's declaration (see consumer/worker.py).
 QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
 LOOKS_LIKE_A_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+WORKER_WAIT_SECONDS = 15
 
 
 class InputError(ValueError):
     """The command line or the task file cannot be turned into tasks."""
 
 
-def tasks_from_argument(argument):
-    """A positive whole number N means N generated tasks; any other text is one task."""
+# --- The tasks -------------------------------------------------------------------
+
+
+def generated_tasks(count, dots=1, heavy=None, spread=None, seed=1):
+    """ "Task 1." ... "Task N.": `dots` dots each; or every K-th task H dots with
+    heavy=(K, H); or a random number of dots within spread=(LO, HI), drawn
+    from `seed`. Made one at a time, so a million tasks take no memory."""
+    draw = random.Random(seed)
+    for number in range(1, count + 1):
+        if spread:
+            units = draw.randint(*spread)
+        elif heavy and number % heavy[0] == 0:
+            units = heavy[1]
+        else:
+            units = dots
+        yield f"Task {number}" + "." * units
+
+
+def tasks_from_argument(argument, **shape):
+    """A positive whole number N means N generated tasks; any other text is one task.
+
+    Returns (how many, the task texts).
+    """
     argument = argument.strip()
     if not argument:
         raise InputError("the message is empty")
     if not LOOKS_LIKE_A_NUMBER.fullmatch(argument):
-        return [argument]
+        if shape:
+            raise InputError("--dots, --heavy, --random and --seed shape generated tasks: give a COUNT")
+        return 1, [argument]
     if not argument.lstrip("+").isdigit() or int(argument) < 1:
         raise InputError(f"the number of tasks must be a positive whole number, got {argument!r}")
-    return [f"Task {number}." for number in range(1, int(argument) + 1)]
+    return int(argument), generated_tasks(int(argument), **shape)
 
 
 def tasks_from_rows(lines, source):
@@ -47,12 +79,15 @@ def tasks_from_rows(lines, source):
     tasks = [row[0].strip() for row in csv.reader(lines) if row and row[0].strip()]
     if not tasks:
         raise InputError(f"{source} has no tasks (expected one task per row)")
-    return tasks
+    return len(tasks), tasks
 
 
 def read_tasks(args):
+    shape = {name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name)}
     if args.file is None:
-        return tasks_from_argument(args.message_or_count)
+        return tasks_from_argument(args.message_or_count, **shape)
+    if shape:
+        raise InputError("--dots, --heavy, --random and --seed shape generated tasks, not a --file")
     if args.file == "-":
         return tasks_from_rows(sys.stdin, "standard input")
     try:
@@ -62,9 +97,40 @@ def read_tasks(args):
         raise InputError(f"cannot read {args.file}: {exc.strerror if isinstance(exc, OSError) else exc}") from exc
 
 
+# --- The command line --------------------------------------------------------------
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def whole_number(text, minimum=0):
+    if not text.isdigit() or int(text) < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+    return int(text)
+
+
+def pair(separator, minimum):
+    """An argparse type for "A<separator>B": two whole numbers, A >= minimum."""
+
+    def parse(text):
+        first, found, second = text.partition(separator)
+        if not found:
+            raise argparse.ArgumentTypeError(f"expected A{separator}B, got {text!r}")
+        return whole_number(first, minimum), whole_number(second)
+
+    return parse
+
+
+def seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def parse_args(argv):
@@ -74,7 +140,26 @@ def parse_args(argv):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("message_or_count", nargs="?", help="a task's text, or how many tasks to generate")
     source.add_argument("--file", metavar="PATH", help="send one task per row of this file (- for stdin)")
-    return parser.parse_args(argv)
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--dots", type=whole_number, metavar="D", help="dots in each generated task (default 1)")
+    shape.add_argument("--heavy", type=pair(":", 1), metavar="K:H", help="every K-th generated task has H dots")
+    shape.add_argument("--random", dest="spread", type=pair("-", 0), metavar="LO-HI", help="LO to HI dots at random")
+    parser.add_argument("--seed", type=int, help="seed for --random (default 1): the same seed, the same tasks")
+    parser.add_argument("--wait", action="store_true", help="wait until the tasks are done; show who did what")
+    parser.add_argument("--timeout", type=seconds, default=600, help="seconds --wait waits at most (default 600)")
+    parser.add_argument("--name", help="with --wait, save the run as timelines/NAME.json and NAME.png")
+    parser.add_argument(
+        "--expect-workers", type=whole_number, default=0, metavar="N",
+        help=f"wait up to {WORKER_WAIT_SECONDS} s for N workers to attach before sending (scripts/send.sh sets it)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.seed is not None and not args.spread:
+        parser.error("--seed goes with --random")
+    if args.spread and args.spread[0] > args.spread[1]:
+        parser.error(f"--random LO-HI needs LO <= HI, got {args.spread[0]}-{args.spread[1]}")
+    if args.name and not re.fullmatch(r"[\w.-]+", args.name):
+        parser.error(f"--name may use letters, digits, '.', '-' and '_', got {args.name!r}")
+    return args
 
 
 def connection_parameters(env=os.environ):
@@ -89,37 +174,65 @@ def connection_parameters(env=os.environ):
     )
 
 
-def publish(channel, tasks):
-    """Publish each task as a persistent message and wait for the broker's confirm."""
+# --- Sending -------------------------------------------------------------------------
+
+
+def wait_for_workers(connection, channel, expected):
+    """Warn when fewer workers are attached than are running, and give them time:
+    the first worker to attach would otherwise take the whole backlog."""
+    attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
+    if attached >= expected:
+        return attached
+    print(
+        f"[!] {attached} of {expected} workers attached to {QUEUE}: the first to attach would take "
+        f"the whole backlog. Waiting up to {WORKER_WAIT_SECONDS} s for the others...",
+        file=sys.stderr,
+    )
+    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    while attached < expected and time.monotonic() < deadline:
+        connection.sleep(0.25)
+        attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
+    print(f"[!] {attached} of {expected} workers attached; sending now.", file=sys.stderr)
+    return attached
+
+
+def publish(channel, tasks, batch):
+    """Publish each task as a persistent message and wait for the broker's confirm.
+
+    Every message carries its batch (correlation_id) and its number in the
+    batch (message_id "<batch>.<n>"); the workers' records repeat both.
+    """
     channel.confirm_delivery()
-    properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type="text/plain")
-    for text in tasks:
+    for number, text in enumerate(tasks, start=1):
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type="text/plain",
+            correlation_id=batch,
+            message_id=f"{batch}.{number}",
+        )
         channel.basic_publish("", QUEUE, text.encode("utf-8"), properties, mandatory=True)
         print(f"[x] Sent {text!r}")
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        tasks = read_tasks(args)
-        parameters = connection_parameters()
-    except InputError as exc:
-        print(f"new_task.py: {exc}", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    try:
-        with pika.BlockingConnection(parameters) as connection:
-            channel = connection.channel()
-            channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
-            publish(channel, tasks)
-    except (AMQPConnectionError, AMQPChannelError, NackError, UnroutableError) as exc:
-        print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {describe(exc)}", file=sys.stderr)
-        return 1
-    plural = "task" if len(tasks) == 1 else "tasks"
-    print(
-        f"Sent {len(tasks)} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed."
-    )
-    return 0
+def send(parameters, args, count, tasks):
+    """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
+    batch = uuid.uuid4().hex[:12]
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        workers = wait_for_workers(connection, channel, args.expect_workers)
+        listener = report.EventListener(connection.channel()) if args.wait else None
+        started = time.monotonic()
+        publish(channel, tasks, batch)
+        plural = "task" if count == 1 else "tasks"
+        print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
+        if not listener:
+            return None
+        print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
+        progress = report.Progress(count)
+        events = listener.collect(batch, count, args.timeout, progress)
+        progress.close()
+    return {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
 
 
 def describe(exc):
@@ -129,6 +242,32 @@ def describe(exc):
     if isinstance(inner, BaseException):
         return describe(inner)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        count, tasks = read_tasks(args)
+        parameters = connection_parameters()
+    except InputError as exc:
+        print(f"new_task.py: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run = send(parameters, args, count, tasks)
+    except (AMQPConnectionError, AMQPChannelError, NackError, UnroutableError) as exc:
+        print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {describe(exc)}", file=sys.stderr)
+        return 1
+    if run is None:
+        return 0
+    done = len(report.done_records(run["events"]))
+    if done < count:
+        print(f"new_task.py: timed out after {args.timeout:g} s with {done} of {count} tasks done", file=sys.stderr)
+        return 1
+    print()
+    report.print_run(run)
+    run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
+    print(f"\nTimeline chart: {report.save_run(run['name'], run)}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,28 +2,39 @@
 # Send tasks to the lab's work queue, through the producer image, against the
 # running lab. Every task is persistent and confirmed by the broker.
 #
-# Usage: scripts/send.sh COUNT | MESSAGE | --file PATH
+# Usage: scripts/send.sh COUNT | MESSAGE | --file PATH  [OPTIONS]
 #   scripts/send.sh 6                  six generated tasks, "Task 1." ... "Task 6."
 #   scripts/send.sh "Hello..."         one task; each dot is one unit of work
 #   scripts/send.sh --file tasks.csv   one task per row (one column, no header)
+# Options for generated tasks (one of):
+#   --dots D        D dots in every task (default 1)
+#   --heavy K:H     every K-th task has H dots, the others one
+#   --random LO-HI  LO to HI dots each, drawn at random; --seed S repeats a draw
+# Other options:
+#   --wait          wait until the tasks are done, then show who did what, the
+#                   makespan and a timeline (also saved under timelines/)
+#   --timeout S     give up waiting after S seconds (default 600)
+#   --name NAME     save the run as timelines/NAME.json and timelines/NAME.png
 # Input is checked before anything is sent: bad input exits 2, sending nothing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 usage() { sed -n '/^# Usage:/,/^# Input/ s/^# \{0,1\}//p' "$0"; }
-fail() { echo "send.sh: $1" >&2; exit "${2:-2}"; }
 
 file=""
 argument=""
+options=()
 while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
-    --file)
-      (($# >= 2)) || fail "--file needs a path"
-      file="$2"; shift 2 ;;
-    --file=*) file="${1#--file=}"; shift ;;
+    --file | --dots | --heavy | --random | --seed | --timeout | --name)
+      (($# >= 2)) || fail "$1 needs a value"
+      if [[ "$1" == --file ]]; then file="$2"; else options+=("$1" "$2"); fi
+      shift 2 ;;
+    --wait) options+=("$1"); shift ;;
     --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; shift ;;
-    -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, rejected below
+    -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, refused below
     -*) fail "unknown option $1 (see --help)" ;;
     *) [[ -z "$argument" ]] || fail "expected one COUNT or MESSAGE, got more (quote a message with spaces)"
        argument="$1"; shift ;;
@@ -41,11 +52,10 @@ elif [[ "$argument" =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]] \
   fail "the number of tasks must be a positive whole number, got '$argument'"
 fi
 
-if [[ -z "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]; then
-  fail "the lab is not running; start it with: docker compose up -d --scale consumer=3" 1
-fi
-
+require_running_lab
+options+=(--expect-workers "$(running_workers)")
 if [[ -n "$file" ]]; then
-  exec docker compose run --rm --no-deps -T producer --file - <"$file"
+  producer new_task.py --file - "${options[@]}" <"$file"
+else
+  producer new_task.py "${options[@]}" -- "$argument"
 fi
-exec docker compose run --rm --no-deps producer -- "$argument"

@@ -40,7 +40,8 @@ def free_port():
 class Lab:
     """The test stack, and what the tests observe of it."""
 
-    def __init__(self):
+    def __init__(self, timelines):
+        self.timelines = timelines
         dotenv = read_dotenv()
         self.user, self.password = dotenv["RABBITMQ_DEFAULT_USER"], dotenv["RABBITMQ_DEFAULT_PASS"]
         self.amqp_port, self.management_port = free_port(), free_port()
@@ -51,6 +52,7 @@ class Lab:
             "MANAGEMENT_PORT": str(self.management_port),
             "SECONDS_PER_DOT": str(SECONDS_PER_DOT),
             "STOP_GRACE_SECONDS": str(STOP_GRACE_SECONDS),
+            "TIMELINES_DIR": str(timelines),
         }
 
     def compose(self, *args, check=True, timeout=300, **kwargs):
@@ -72,7 +74,19 @@ class Lab:
         )
 
     def send(self, *args, env=None, **kwargs):
-        return self.run([str(ROOT / "scripts/send.sh"), *args], env=env, **kwargs)
+        return self.script("send.sh", *args, env=env, **kwargs)
+
+    def script(self, name, *args, **kwargs):
+        return self.run([str(ROOT / "scripts" / name), *args], **kwargs)
+
+    def saved_run(self, name):
+        """A run that `send.sh --wait --name NAME` saved, and its first record of each task done."""
+        run = json.loads((self.timelines / f"{name}.json").read_text())
+        done = {}
+        for event in run["events"]:
+            if event["event"] == "done":
+                done.setdefault(int(event["message_id"].rsplit(".", 1)[1]), event)
+        return run, done
 
     def up(self, consumers=CONSUMERS, *extra):
         self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
@@ -127,8 +141,8 @@ class Lab:
 
 
 @pytest.fixture(scope="session")
-def stack():
-    lab = Lab()
+def stack(tmp_path_factory):
+    lab = Lab(tmp_path_factory.mktemp("timelines"))
     try:
         lab.compose("up", "--detach", "--build", "--wait", "--scale", f"consumer={CONSUMERS}", timeout=900)
         yield lab

@@ -1,0 +1,302 @@
+"""Who did what, and when: the evidence behind the lab's answers.
+
+Workers publish a JSON record to the topic exchange `task_events` when they
+start and when they finish a task. This module collects the records of one
+batch of tasks and turns them into a per-worker table, the makespan and its
+lower bound, a timeline in the terminal and the same timeline as a PNG chart.
+
+    report.py show timelines/NAME.json            the table and timeline of a saved run
+    report.py round-robin timelines/NAME.json     did worker i get tasks i, i+N, i+2N ...?
+    report.py compare A.json B.json --name NAME   two runs side by side, a verdict, NAME.png
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+EVENTS_EXCHANGE = "task_events"
+TIMELINES = Path("timelines")
+TIMELINE_WIDTH = 64
+
+
+class EventListener:
+    """A private queue on task_events, bound before the tasks are sent so no record is missed."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+        self.queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(self.queue, EVENTS_EXCHANGE, "task.*")
+
+    def collect(self, batch, count, timeout, progress):
+        """The events of `batch` until `count` different tasks are done, or `timeout` seconds pass."""
+        events, done = [], set()
+        deadline = time.monotonic() + timeout
+        for _method, _properties, body in self.channel.consume(self.queue, auto_ack=True, inactivity_timeout=0.5):
+            if body is not None:
+                event = json.loads(body)
+                if event.get("batch") == batch:
+                    events.append(event)
+                    if event["event"] == "done":
+                        done.add(event["message_id"])
+                    progress(event, len(done))
+            if len(done) >= count or time.monotonic() > deadline:
+                break
+        self.channel.cancel()
+        return events
+
+
+class Progress:
+    """Live progress while waiting: one rewritten line on a terminal, else a line per task done."""
+
+    def __init__(self, count, out=sys.stdout):
+        self.count, self.out = count, out
+        self.started = time.monotonic()
+        self.running = set()
+        self.on_terminal = out.isatty()
+
+    def __call__(self, event, done):
+        if event["event"] == "started":
+            self.running.add(event["message_id"])
+        else:
+            self.running.discard(event["message_id"])
+        elapsed = time.monotonic() - self.started
+        if self.on_terminal:
+            bar = "#" * (20 * done // self.count)
+            line = f"\r  [{bar:<20}] {done}/{self.count} done, {len(self.running)} running, {elapsed:.1f} s "
+            print(line, end="", file=self.out, flush=True)
+        elif event["event"] == "done" and (self.count <= 100 or done % (self.count // 10) == 0):
+            task, worker = event["task"], event["worker"]
+            print(f"  {done}/{self.count} done: {task!r} by {worker} ({elapsed:.1f} s)", file=self.out)
+
+    def close(self):
+        if self.on_terminal:
+            print(file=self.out)
+
+
+# --- What the records say ----------------------------------------------------
+
+
+def sequence_number(record):
+    """Tasks are numbered in the order they were sent: message_id is "<batch>.<n>"."""
+    return int(record["message_id"].rsplit(".", 1)[1])
+
+
+def natural_key(name):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def done_records(events):
+    """The first "done" record of each task (a redelivered task can be done twice)."""
+    first = {}
+    for event in events:
+        if event["event"] == "done":
+            first.setdefault(event["message_id"], event)
+    return sorted(first.values(), key=sequence_number)
+
+
+def per_worker(records):
+    """{worker: (task records in the order they ran, busy seconds)}, workers in natural order."""
+    workers = {}
+    for record in sorted(records, key=lambda r: r["started"]):
+        workers.setdefault(record["worker"], []).append(record)
+    return {
+        worker: (tasks, sum(r["finished"] - r["started"] for r in tasks))
+        for worker, tasks in sorted(workers.items(), key=lambda item: natural_key(item[0]))
+    }
+
+
+def makespan(records):
+    """From the first task started to the last task done."""
+    return max(r["finished"] for r in records) - min(r["started"] for r in records)
+
+
+def lower_bound(records, workers):
+    """No schedule on `workers` workers can beat max(total work / workers, longest task)."""
+    durations = [r["finished"] - r["started"] for r in records]
+    return max(sum(durations) / workers, max(durations))
+
+
+def round_robin_offsets(records, workers):
+    """{worker: offset} if every worker got exactly the tasks offset, offset+N, offset+2N ... else None."""
+    offsets = {}
+    for worker, (tasks, _busy) in per_worker(records).items():
+        numbers = sorted(sequence_number(r) for r in tasks)
+        expected = list(range(numbers[0], numbers[0] + workers * len(numbers), workers))
+        if numbers != expected:
+            return None
+        offsets[worker] = numbers[0]
+    return offsets if sorted(offsets.values()) == list(range(1, workers + 1)) else None
+
+
+# --- How it is shown -----------------------------------------------------------
+
+
+def table(records, workers):
+    lines = [f"{'worker':<12} {'tasks':>5} {'busy s':>7}  task numbers"]
+    for worker, (tasks, busy) in per_worker(records).items():
+        numbers = ", ".join(str(sequence_number(r)) for r in tasks)
+        lines.append(f"{worker:<12} {len(tasks):>5} {busy:>7.1f}  {numbers}")
+    span, bound = makespan(records), lower_bound(records, workers)
+    lines.append(
+        f"makespan {span:.1f} s for {len(records)} tasks on {workers} workers; "
+        f"lower bound {bound:.1f} s (ratio {span / bound:.2f})"
+    )
+    return "\n".join(lines)
+
+
+def text_timeline(records, width=TIMELINE_WIDTH):
+    """One row per worker, each task a [==n==] bar as long as it ran."""
+    start, span = min(r["started"] for r in records), makespan(records) or 1.0
+
+    def column(moment):
+        return round((moment - start) / span * width)
+
+    rows = []
+    for worker, (tasks, _busy) in per_worker(records).items():
+        row = [" "] * width
+        for record in tasks:
+            left, right = column(record["started"]), max(column(record["finished"]), column(record["started"]) + 1)
+            label = str(sequence_number(record))
+            bar = f"[{label:=^{right - left - 2}}]" if right - left >= len(label) + 2 else "#" * (right - left)
+            row[left:right] = bar
+        rows.append(f"{worker:<12}|{''.join(row)}|")
+    scale = f"0 s{'':<{width - 10}}{span:>6.1f} s"
+    rows.append(f"{'':<12} {scale}")
+    return "\n".join(rows)
+
+
+def save_png(path, runs):
+    """Draw each (title, records) run as a timeline chart, one above the other."""
+    import matplotlib  # noqa: PLC0415 - imported only when a chart is drawn: it is slow to load
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows = sum(len(per_worker(records)) for _title, records in runs)
+    figure, axes = plt.subplots(len(runs), 1, figsize=(10, 1.2 + 0.5 * rows + 0.6 * len(runs)), squeeze=False)
+    longest = max(makespan(records) for _title, records in runs)  # one time scale for all runs
+    for axis, (title, records) in zip(axes[:, 0], runs, strict=True):
+        start = min(r["started"] for r in records)
+        workers = per_worker(records)
+        for row, (tasks, _busy) in enumerate(workers.values()):
+            for record in tasks:
+                left, length = record["started"] - start, record["finished"] - record["started"]
+                hatch = "//" if record["redelivered"] else None
+                axis.broken_barh(
+                    [(left, length)], (row - 0.4, 0.8), facecolors=f"C{row % 10}", hatch=hatch, edgecolor="white"
+                )
+                axis.text(
+                    left + length / 2,
+                    row,
+                    str(sequence_number(record)),
+                    ha="center",
+                    va="center",
+                    color="white",
+                    fontsize=8,
+                )
+        axis.set_yticks(range(len(workers)), list(workers))
+        axis.invert_yaxis()
+        axis.set_title(f"{title}: makespan {makespan(records):.1f} s")
+        axis.set_xlabel("seconds since the first task started")
+        axis.set_xlim(0, longest * 1.02)
+        axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def save_run(name, run):
+    """Keep a run as timelines/NAME.json and timelines/NAME.png; returns the PNG's path."""
+    TIMELINES.mkdir(parents=True, exist_ok=True)
+    (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
+    png = TIMELINES / f"{name}.png"
+    save_png(png, [(name, done_records(run["events"]))])
+    return png
+
+
+def print_run(run):
+    records = done_records(run["events"])
+    print(table(records, run["workers"]))
+    print()
+    print(text_timeline(records))
+
+
+# --- The command line, for the demos -------------------------------------------
+
+
+def load(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"report.py: cannot read the run {path}: {exc}") from exc
+
+
+def explain_round_robin(run):
+    records, workers = done_records(run["events"]), run["workers"]
+    offsets = round_robin_offsets(records, workers)
+    for worker, (tasks, _busy) in per_worker(records).items():
+        print(f"{worker} got tasks {', '.join(str(sequence_number(r)) for r in tasks)}")
+    if offsets is None:
+        print(f"Not round-robin: the tasks were not dealt out in turn, every {workers}th to the same worker.")
+        return 1
+    print(
+        f"Round-robin: the broker dealt the {len(records)} tasks out in turn, like cards. With {workers} workers, "
+        f"the worker that got task i also got tasks i+{workers}, i+{2 * workers} ..., "
+        "whether it was busy or not."
+    )
+    return 0
+
+
+def compare(first, second, name):
+    """Print two runs of the same workload side by side; save both timelines as timelines/NAME.png."""
+    runs = [(run["name"], done_records(run["events"]), run["workers"]) for run in (first, second)]
+    width = max(len(name) for name, _r, _w in runs) + 2
+    print(f"{'':<22}" + "".join(f"{name:>{width}}" for name, _r, _w in runs))
+    workers = sorted({w for _n, records, _w in runs for w in per_worker(records)}, key=natural_key)
+    for worker in workers:
+        loads = [per_worker(records).get(worker, ([], 0.0)) for _n, records, _w in runs]
+        print(f"{worker + ' busy s':<22}" + "".join(f"{busy:>{width}.1f}" for _t, busy in loads))
+    spans = [makespan(records) for _n, records, _w in runs]
+    bounds = [lower_bound(records, count) for _n, records, count in runs]
+    for label, values, form in (
+        ("makespan s", spans, ".1f"),
+        ("lower bound s", bounds, ".1f"),
+        ("makespan / bound", [s / b for s, b in zip(spans, bounds, strict=True)], ".2f"),
+    ):
+        print(f"{label:<22}" + "".join(f"{value:>{width}{form}}" for value in values))
+    (slow, slow_span), (fast, fast_span) = sorted(zip((r[0] for r in runs), spans, strict=True), key=lambda x: -x[1])
+    print(
+        f"Verdict: {fast} finished the same work {slow_span / fast_span:.1f}x faster than {slow} "
+        f"({fast_span:.1f} s against {slow_span:.1f} s; no schedule can beat {min(bounds):.1f} s)."
+    )
+    png = TIMELINES / f"{name}.png"
+    save_png(png, [(name, records) for name, records, _w in runs])
+    print(f"Timeline chart: {png}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("show").add_argument("run")
+    commands.add_parser("round-robin").add_argument("run")
+    both = commands.add_parser("compare")
+    both.add_argument("first")
+    both.add_argument("second")
+    both.add_argument("--name", default="comparison", help="save the chart as timelines/NAME.png")
+    args = parser.parse_args(argv)
+    if args.command == "show":
+        print_run(load(args.run))
+        return 0
+    if args.command == "round-robin":
+        return explain_round_robin(load(args.run))
+    compare(load(args.first), load(args.second), args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

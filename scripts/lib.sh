@@ -1,0 +1,49 @@
+# Shared by the lab's scripts (sourced, not run): the repo root as the working
+# directory, error helpers and how to run the producer image.
+# shellcheck shell=bash
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: bad input)
+  echo "$(basename "$0"): $1" >&2
+  exit "${2:-2}"
+}
+
+require_running_lab() {
+  if [[ -z "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]; then
+    fail "the lab is not running; start it with: docker compose up -d --scale consumer=3" 1
+  fi
+}
+
+running_workers() {
+  docker compose ps --status running --quiet consumer | wc -l
+}
+
+# Run a program of the producer image (new_task.py, report.py) against the lab,
+# as the calling user, so the runs it saves in timelines/ (or $TIMELINES_DIR)
+# are theirs.
+producer() {
+  local tty=() timelines="${TIMELINES_DIR:-timelines}"
+  [[ -t 0 && -t 1 ]] || tty=(-T)
+  mkdir -p "$timelines"
+  docker compose run --rm --no-deps "${tty[@]}" --user "$(id -u):$(id -g)" \
+    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@"
+}
+
+setting() {  # setting NAME: its value from the shell if set there, else from .env
+  local value="${!1:-}"
+  [[ -n "$value" ]] || value="$(sed -n "s/^$1=//p" .env | tail -n 1)"
+  echo "$value"
+}
+
+positive_whole_number() {  # positive_whole_number WHAT VALUE: VALUE, or fail
+  [[ "$2" =~ ^[0-9]+$ && "$((10#$2))" -ge 1 ]] || fail "$1 must be a positive whole number, got '$2'"
+  echo "$((10#$2))"
+}
+
+# Start the lab with WORKERS workers taking at most PREFETCH unacknowledged
+# tasks each (0: no limit); workers with another prefetch are re-created.
+start_workers() {
+  echo "==> $1 workers with $([[ "$2" == 0 ]] && echo "no prefetch limit" || echo "prefetch $2")"
+  PREFETCH="$2" docker compose up --detach --wait --scale "consumer=$1" 2>&1 | grep -v -e '^ *Container' -e Bake || true
+}

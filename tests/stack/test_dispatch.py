@@ -1,0 +1,83 @@
+"""How work is shared, checked on the real stack: the demos' claims and the records behind them."""
+
+import subprocess
+
+from conftest import CONSUMERS, ROOT
+
+
+def busy(record):
+    return record["finished"] - record["started"]
+
+
+def makespan(done):
+    return max(r["finished"] for r in done.values()) - min(r["started"] for r in done.values())
+
+
+def test_send_wait_reports_every_task_once_with_its_worker(lab):
+    result = lab.send("12", "--random", "1-3", "--seed", "4", "--wait", "--name", "records")
+    assert result.returncode == 0, result.stderr
+    run, done = lab.saved_run("records")
+    assert sorted(done) == list(range(1, 13))
+    assert {record["worker"] for record in done.values()} == {f"consumer-{n}" for n in range(1, CONSUMERS + 1)}
+    assert all(not record["redelivered"] and busy(record) > 0 for record in done.values())
+    assert sum(event["event"] == "done" for event in run["events"]) == 12  # nothing done twice
+    assert run["workers"] == CONSUMERS
+    # The table, the makespan and the timeline, and the chart on disk.
+    assert "worker       tasks  busy s  task numbers" in result.stdout
+    assert f"makespan {makespan(done):.1f} s for 12 tasks on {CONSUMERS} workers" in result.stdout
+    assert result.stdout.count("consumer-1  |[") == 1
+    assert (lab.timelines / "records.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_round_robin_demo_deals_tasks_out_in_turn(lab):
+    result = lab.script("demo-round-robin.sh", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Round-robin: the broker dealt the 9 tasks out in turn" in result.stdout
+    _run, done = lab.saved_run("round-robin")
+    assert sorted(done) == list(range(1, 10))
+    for worker in {record["worker"] for record in done.values()}:
+        numbers = sorted(n for n, record in done.items() if record["worker"] == worker)
+        first = numbers[0]
+        assert numbers == [first, first + CONSUMERS, first + 2 * CONSUMERS], (worker, numbers)
+    assert (lab.timelines / "round-robin.png").exists()
+
+
+def test_fair_dispatch_demo_beats_round_robin_on_a_skewed_workload(lab):
+    result = lab.script("demo-fair-dispatch.sh", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _run, round_robin = lab.saved_run("round-robin-skewed")
+    _run, fair = lab.saved_run("fair-skewed")
+    assert sorted(round_robin) == sorted(fair) == list(range(1, 10))
+    # Round-robin gives every heavy task (3, 6, 9) to one worker.
+    assert len({round_robin[n]["worker"] for n in (3, 6, 9)}) == 1
+    assert len({fair[n]["worker"] for n in (3, 6, 9)}) > 1
+    durations = [busy(record) for record in fair.values()]
+    bound = max(sum(durations) / CONSUMERS, max(durations))
+    assert makespan(fair) < 0.75 * makespan(round_robin)  # 10 against 18 units in theory
+    assert makespan(fair) < 1.5 * bound  # 1.25 in theory
+    assert "Verdict: fair-skewed finished the same work" in result.stdout
+    assert (lab.timelines / "fair-dispatch.png").exists()
+
+
+def test_send_warns_when_fewer_workers_are_attached_and_waits_for_them(lab):
+    expected = CONSUMERS + 1
+    sending = subprocess.Popen(
+        ["docker", "compose", "run", "--rm", "--no-deps", "-T", "producer",
+         "new_task.py", "--expect-workers", str(expected), "2"],
+        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    warning = sending.stderr.readline()  # blocks until the producer has counted the workers
+    assert f"{CONSUMERS} of {expected} workers attached to task_queue" in warning
+    lab.compose("up", "--detach", "--scale", f"consumer={expected}", "consumer")
+    out, err = sending.communicate(timeout=60)
+    assert sending.returncode == 0, err
+    assert f"{expected} of {expected} workers attached; sending now" in err
+    assert "Sent 2 tasks" in out
+    lab.up()  # back to the usual number of workers
+
+
+def test_admin_prints_the_address_and_the_login(lab):
+    result = lab.script("admin.sh", "--no-open")
+    assert result.returncode == 0
+    assert f"http://localhost:{lab.management_port}/#/queues" in result.stdout
+    assert f"{lab.user} / {lab.password}" in result.stdout

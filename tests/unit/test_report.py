@@ -1,0 +1,98 @@
+"""The numbers and pictures the lab shows, computed from workers' records."""
+
+import json
+
+import pytest
+
+import report
+
+BATCH = "b1"
+
+
+def record(number, worker, started, finished, redelivered=False):
+    return {
+        "event": "done", "worker": worker, "task": f"Task {number}", "message_id": f"{BATCH}.{number}",
+        "batch": BATCH, "redelivered": redelivered, "started": started, "finished": finished,
+    }  # fmt: skip
+
+
+def schedule(assignments):
+    """Records for tasks run back to back: {worker: [(number, seconds), ...]}."""
+    records = []
+    for worker, tasks in assignments.items():
+        clock = 100.0
+        for number, seconds in tasks:
+            records.append(record(number, worker, clock, clock + seconds))
+            clock += seconds
+    return records
+
+
+# GUIDE's example: tasks [1,1,6]x3 on 3 workers.
+ROUND_ROBIN = schedule({"consumer-1": [(1, 1), (4, 1), (7, 1)], "consumer-2": [(2, 1), (5, 1), (8, 1)],
+                        "consumer-3": [(3, 6), (6, 6), (9, 6)]})  # fmt: skip
+FAIR = schedule({"consumer-1": [(1, 1), (4, 1), (6, 6)], "consumer-2": [(2, 1), (5, 1), (7, 1), (8, 1), (9, 6)],
+                 "consumer-3": [(3, 6)]})  # fmt: skip
+
+
+def test_makespan_and_lower_bound_of_the_guide_example():
+    assert report.makespan(ROUND_ROBIN) == 18
+    assert report.makespan(FAIR) == 10
+    assert report.lower_bound(ROUND_ROBIN, 3) == report.lower_bound(FAIR, 3) == 8  # max(24/3, 6)
+
+
+def test_per_worker_load_in_natural_order():
+    workers = report.per_worker(ROUND_ROBIN + [record(10, "consumer-10", 100, 101)])
+    assert list(workers) == ["consumer-1", "consumer-2", "consumer-3", "consumer-10"]
+    tasks, busy = workers["consumer-3"]
+    assert [report.sequence_number(r) for r in tasks] == [3, 6, 9] and busy == 18
+
+
+def test_round_robin_is_recognised_and_fair_dispatch_is_not():
+    assert report.round_robin_offsets(ROUND_ROBIN, 3) == {"consumer-1": 1, "consumer-2": 2, "consumer-3": 3}
+    assert report.round_robin_offsets(FAIR, 3) is None
+
+
+def test_a_redelivered_task_counts_once_in_the_records():
+    events = [*ROUND_ROBIN, {**ROUND_ROBIN[0], "worker": "consumer-2", "redelivered": True}]
+    events.append({**ROUND_ROBIN[1], "event": "started"})
+    assert len(report.done_records(events)) == 9
+
+
+def test_table_names_each_workers_tasks_and_the_numbers():
+    lines = report.table(ROUND_ROBIN, 3).splitlines()
+    assert lines[1].split() == ["consumer-1", "3", "3.0", "1,", "4,", "7"]
+    assert lines[3].split() == ["consumer-3", "3", "18.0", "3,", "6,", "9"]
+    assert lines[-1] == "makespan 18.0 s for 9 tasks on 3 workers; lower bound 8.0 s (ratio 2.25)"
+
+
+def test_text_timeline_draws_each_task_where_and_as_long_as_it_ran():
+    rows = report.text_timeline(FAIR, width=60).splitlines()
+    # 60 columns for 10 s: a 6 s task is 36 columns wide.
+    assert rows[2] == "consumer-3  |[================3=================]" + " " * 24 + "|"
+    assert rows[0].startswith("consumer-1  |[=1==][=4==][================6=================]")
+    assert rows[-1].endswith("10.0 s")
+
+
+def test_runs_are_saved_as_json_and_png(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "TIMELINES", tmp_path)
+    run = {"name": "fair", "batch": BATCH, "workers": 3, "sent": 9, "events": FAIR}
+    png = report.save_run("fair", run)
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
+    assert json.loads((tmp_path / "fair.json").read_text()) == run
+
+
+def test_compare_prints_both_runs_and_a_verdict(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "TIMELINES", tmp_path)
+    first = {"name": "round-robin", "workers": 3, "events": ROUND_ROBIN}
+    second = {"name": "fair", "workers": 3, "events": FAIR}
+    report.compare(first, second, "fair-dispatch")
+    out = capsys.readouterr().out
+    assert "makespan s" in out and "18.0" in out and "10.0" in out
+    assert "Verdict: fair finished the same work 1.8x faster than round-robin" in out
+    assert (tmp_path / "fair-dispatch.png").exists()
+
+
+@pytest.mark.parametrize(("events", "code"), [(ROUND_ROBIN, 0), (FAIR, 1)])
+def test_round_robin_command_says_whether_tasks_were_dealt_in_turn(capsys, events, code):
+    assert report.explain_round_robin({"workers": 3, "events": events}) == code
+    assert ("Round-robin:" in capsys.readouterr().out) is (code == 0)
