@@ -12,6 +12,10 @@ with add_callback_threadsafe, as pika's basic_consumer_threaded example does.
 For each task the worker publishes a "started" and a "done" record (worker,
 times, redelivered or not) to the topic exchange `task_events`, which is how
 scripts/send.sh --wait knows who did what, and when.
+
+A task that is not a task (not UTF-8 text, empty, or asking for absurd work)
+is rejected without requeueing: task_queue's policy dead-letters it to
+`dead_letter_queue`, and the other tasks go on.
 """
 
 import functools
@@ -26,7 +30,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.exception
 import dns.resolver
@@ -45,9 +49,15 @@ QUEUE = "task_queue"
 # Exactly the official tutorial's declaration, so its scripts work against the
 # lab; anything else (delivery limit, dead-lettering) is set by policy.
 QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
-# Where workers report each task they start and finish, as JSON records.
+# Where workers report each task they start, finish or reject, as JSON records.
 EVENTS_EXCHANGE = "task_events"
-EVENT_PROPERTIES = pika.BasicProperties(content_type="application/json")
+# Persistent, so records waiting for send.sh --wait survive a broker restart.
+EVENT_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent)
+# Where task_queue's policy (rabbitmq/start-broker.sh) sends rejected tasks.
+DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
+# Classic: a quorum queue would drop a task handed back 20 times by scripts/dead-letters.sh list.
+DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
+MAX_DOTS = 3600
 RETRY_MAX_WAIT_SECONDS = 3.0
 # Left of the stop grace period for closing the connection before Docker kills us.
 CLOSE_MARGIN_SECONDS = 1.5
@@ -73,6 +83,7 @@ class Config:
     prefetch: int
     seconds_per_dot: float
     stop_grace_seconds: float
+    heartbeat_seconds: int | None
     worker_name: str
 
     @classmethod
@@ -85,6 +96,9 @@ class Config:
             prefetch=_number(env, "PREFETCH", "1", int, minimum=0),
             seconds_per_dot=_number(env, "SECONDS_PER_DOT", "1", float, minimum=0),
             stop_grace_seconds=_number(env, "STOP_GRACE_SECONDS", "10", float, minimum=0),
+            # Unset: the broker's (60 s). The work runs off the connection's thread, so
+            # a task longer than this does not stop heartbeats.
+            heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", None, int, minimum=1),
             worker_name=env.get("WORKER_NAME") or default_worker_name(),
         )
 
@@ -98,6 +112,8 @@ def _required(env, name):
 
 def _number(env, name, default, kind, minimum):
     text = env.get(name) or default
+    if text is None:
+        return None
     try:
         value = kind(text)
     except ValueError:
@@ -183,11 +199,72 @@ def short_error(exc):
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class PoisonTask(ValueError):
+    """A task no worker can process: it goes to the dead-letter queue, not back to task_queue."""
+
+
+def read_task(body):
+    """The task's text, or PoisonTask saying why there is no valid task in `body`."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PoisonTask("not valid UTF-8 text") from None
+    if not text.strip():
+        raise PoisonTask("an empty task")
+    if text.count(".") > MAX_DOTS:
+        raise PoisonTask(f"{text.count('.')} units of work, more than the {MAX_DOTS} a task may ask for")
+    return text
+
+
 def work_seconds(text, seconds_per_dot):
     return text.count(".") * seconds_per_dot
 
 
 _END = object()  # tells the work thread that the session is over
+
+
+@dataclass
+class Session:
+    """One connection's life, shared by the connection's thread and the work thread.
+
+    A task's "done" (or "rejected") record is committed to task_events before the
+    task is acknowledged (or rejected), so a task never leaves task_queue without
+    its record: the records go out on a channel in transaction mode, several
+    tasks to one commit when tasks finish faster than a commit takes.
+    """
+
+    connection: pika.BlockingConnection
+    channel: pika.adapters.blocking_connection.BlockingChannel
+    records: pika.adapters.blocking_connection.BlockingChannel
+    over: threading.Event = field(default_factory=threading.Event)
+    finished: list = field(default_factory=list)  # (delivery tag, event, record), oldest first
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def call_soon(self, function, *args):
+        """Run function(*args) on the connection's thread: the only safe way for
+        the work thread to use the channels."""
+        self.connection.add_callback_threadsafe(functools.partial(function, *args))
+
+    def finish(self, delivery_tag, event, record):
+        """From the work thread: the task is done or rejected; settle it soon."""
+        with self.lock:
+            self.finished.append((delivery_tag, event, record))
+            if len(self.finished) > 1:
+                return  # a settle is already on its way
+        self.call_soon(self.settle)
+
+    def settle(self):
+        """On the connection's thread: commit the finished tasks' records, then settle the tasks."""
+        with self.lock:
+            finished, self.finished = self.finished, []
+        for _tag, event, record in finished:
+            publish_event(self.records, event, record)
+        self.records.tx_commit()
+        for tag, event, _record in finished:
+            if event == "done":
+                self.channel.basic_ack(tag)
+            else:  # dead-lettered by task_queue's policy
+                self.channel.basic_reject(tag, requeue=False)
 
 
 class Worker:
@@ -200,6 +277,7 @@ class Worker:
             port=config.port,
             credentials=pika.PlainCredentials(config.user, config.password),
             client_properties={"connection_name": self.name},
+            heartbeat=config.heartbeat_seconds,
         )
 
     def request_stop(self, signum, _frame):
@@ -231,12 +309,15 @@ class Worker:
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
         channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+        channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
+        channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+        channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
         channel.basic_qos(prefetch_count=self.config.prefetch)
+        records = connection.channel()
+        records.tx_select()
+        session = Session(connection, channel, records)
         deliveries = queue.Queue()
-        session_over = threading.Event()
-        work = threading.Thread(
-            target=self.work_loop, args=(connection, channel, deliveries, session_over), daemon=True
-        )
+        work = threading.Thread(target=self.work_loop, args=(session, deliveries), daemon=True)
         work.start()
         # The worker's name as consumer tag: the management UI lists consumers by it.
         consumer_tag = channel.basic_consume(
@@ -251,7 +332,7 @@ class Worker:
             deliveries.put(_END)
             self.finish_task_in_hand(connection, work)
         finally:
-            session_over.set()
+            session.over.set()
             deliveries.put(_END)
             work.join(timeout=1)  # let it report a task it hands back
             if connection.is_open:
@@ -264,54 +345,54 @@ class Worker:
             connection.process_data_events(time_limit=0.2)
         connection.process_data_events(time_limit=0)  # the last acknowledgement
 
-    def work_loop(self, connection, channel, deliveries, session_over):
-        """Runs in the work thread: one task at a time, in delivery order.
-
-        Anything that touches the channel is handed to the connection's thread.
-        """
-
-        def on_connection_thread(function, *args):
-            connection.add_callback_threadsafe(functools.partial(function, *args))
-
+    def work_loop(self, session, deliveries):
+        """Runs in the work thread: one task at a time, in delivery order."""
         while True:
             delivery = deliveries.get()
-            if delivery is _END or session_over.is_set():
+            if delivery is _END or session.over.is_set():
                 return
             if self.stopping.is_set():
                 continue  # not started: it goes back to the queue when the connection closes
-            method, properties, body = delivery
-            text = body.decode("utf-8", errors="replace")
-            record = {
-                "worker": self.name,
-                "task": text,
-                "message_id": properties.message_id,
-                "batch": properties.correlation_id,
-                "redelivered": method.redelivered,
-                "started": time.time(),
-            }
-            again = ", redelivered" if method.redelivered else ""
-            print(f"[x] Received {text!r} ({self.name}{again})", flush=True)
             try:
-                on_connection_thread(publish_event, channel, "started", record)
-                if session_over.wait(work_seconds(text, self.config.seconds_per_dot)):
-                    print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
+                if not self.process(session, *delivery):
                     return
-                record["finished"] = time.time()
-                print(f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)", flush=True)
-                on_connection_thread(finish, channel, method.delivery_tag, record)
             except AMQPConnectionError:  # closed meanwhile: the broker redelivers the task
                 return
 
+    def process(self, session, method, properties, body):
+        """Work on one task and acknowledge it. False if the session ended first."""
+        record = {
+            "worker": self.name,
+            "task": body.decode("utf-8", errors="replace"),
+            "message_id": properties.message_id,
+            "batch": properties.correlation_id,
+            "redelivered": method.redelivered,
+            "started": time.time(),
+        }
+        try:
+            text = read_task(body)
+        except PoisonTask as poison:
+            print(f"[!] Rejected {body[:60]!r} ({self.name}): {poison}; to the dead-letter queue", flush=True)
+            session.finish(method.delivery_tag, "rejected", {**record, "reason": str(poison)})
+            return True
+        again = ", redelivered" if method.redelivered else ""
+        print(f"[x] Received {text!r} ({self.name}{again})", flush=True)
+        session.call_soon(publish_event, session.channel, "started", record)
+        if session.over.wait(work_seconds(text, self.config.seconds_per_dot)):
+            print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
+            return False
+        record["finished"] = time.time()
+        print(f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)", flush=True)
+        session.finish(method.delivery_tag, "done", record)
+        return True
+
 
 def publish_event(channel, event, record):
-    """Tell whoever listens on the task_events exchange (scripts/send.sh --wait) what happened."""
+    """Tell whoever listens on the task_events exchange (scripts/send.sh --wait) what happened.
+
+    A "started" record goes out at once, uncommitted: it only shows progress."""
     body = json.dumps({"event": event, **record})
     channel.basic_publish(EVENTS_EXCHANGE, f"task.{event}", body, EVENT_PROPERTIES)
-
-
-def finish(channel, delivery_tag, record):
-    publish_event(channel, "done", record)
-    channel.basic_ack(delivery_tag)
 
 
 def main():

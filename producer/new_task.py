@@ -16,6 +16,7 @@ program reports it as sent. Input is checked before anything is published.
 
 import argparse
 import csv
+import logging
 import os
 import random
 import re
@@ -24,9 +25,10 @@ import time
 import uuid
 
 import pika
-from pika.exceptions import AMQPChannelError, AMQPConnectionError, NackError, UnroutableError
+from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import report
+from publisher import ChannelRefused, Publisher, describe
 
 QUEUE = "task_queue"
 # Exactly the official tutorial's declaration (see consumer/worker.py).
@@ -196,13 +198,9 @@ def wait_for_workers(connection, channel, expected):
     return attached
 
 
-def publish(channel, tasks, batch):
-    """Publish each task as a persistent message and wait for the broker's confirm.
-
-    Every message carries its batch (correlation_id) and its number in the
-    batch (message_id "<batch>.<n>"); the workers' records repeat both.
-    """
-    channel.confirm_delivery()
+def messages(tasks, batch):
+    """Each task as a persistent message that carries its batch (correlation_id) and
+    its number in the batch (message_id "<batch>.<n>"); the workers' records repeat both."""
     for number, text in enumerate(tasks, start=1):
         properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
@@ -210,8 +208,34 @@ def publish(channel, tasks, batch):
             correlation_id=batch,
             message_id=f"{batch}.{number}",
         )
-        channel.basic_publish("", QUEUE, text.encode("utf-8"), properties, mandatory=True)
-        print(f"[x] Sent {text!r}")
+        yield QUEUE, text.encode("utf-8"), properties
+
+
+class SendProgress:
+    """Tutorial-style "[x] Sent" lines for a few tasks; a progress bar with the rate for many."""
+
+    LINES_UP_TO = 100
+
+    def __init__(self, count, out=sys.stdout):
+        self.count, self.out = count, out
+        self.confirmed = 0
+        self.started = self.shown = time.monotonic()
+        self.on_terminal = out.isatty()
+
+    def __call__(self, message):
+        self.confirmed += 1
+        if self.count <= self.LINES_UP_TO:
+            print(f"[x] Sent {message[1].decode('utf-8', errors='replace')!r}", file=self.out)
+            return
+        now = time.monotonic()
+        if now - self.shown >= (0.2 if self.on_terminal else 5) or self.confirmed == self.count:
+            self.shown = now
+            bar = "#" * (30 * self.confirmed // self.count)
+            rate = self.confirmed / max(now - self.started, 1e-9)
+            end = "" if self.on_terminal and self.confirmed < self.count else "\n"
+            prefix = "\r" if self.on_terminal else ""
+            line = f"{prefix}  [{bar:<30}] {self.confirmed:,}/{self.count:,} sent, {rate:,.0f} msg/s"
+            print(line, end=end, file=self.out, flush=True)
 
 
 def send(parameters, args, count, tasks):
@@ -221,30 +245,25 @@ def send(parameters, args, count, tasks):
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
         workers = wait_for_workers(connection, channel, args.expect_workers)
-        listener = report.EventListener(connection.channel()) if args.wait else None
-        started = time.monotonic()
-        publish(channel, tasks, batch)
-        plural = "task" if count == 1 else "tasks"
-        print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
-        if not listener:
-            return None
-        print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
-        progress = report.Progress(count)
-        events = listener.collect(batch, count, args.timeout, progress)
-        progress.close()
+    listener = report.EventListener(parameters, batch) if args.wait else None  # before the first task goes
+    started = time.monotonic()
+    resent = Publisher(parameters, messages(tasks, batch), on_confirmed=SendProgress(count)).run()
+    plural = "task" if count == 1 else "tasks"
+    print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
+    if resent:
+        print(f"[!] {resent} were sent again after a lost connection; those the broker already had arrive twice.")
+    if not listener:
+        return None
+    print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
+    progress = report.Progress(count)
+    events = listener.collect(count, args.timeout, progress)
+    progress.close()
     return {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
 
 
-def describe(exc):
-    """The innermost cause of a pika error, in words (pika nests it in
-    exception args and in an `exception` attribute)."""
-    inner = getattr(exc, "exception", None) or (exc.args[0] if exc.args else None)
-    if isinstance(inner, BaseException):
-        return describe(inner)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # its errors are reported here, in words
     args = parse_args(argv)
     try:
         count, tasks = read_tasks(args)
@@ -254,7 +273,7 @@ def main(argv=None):
         return 2
     try:
         run = send(parameters, args, count, tasks)
-    except (AMQPConnectionError, AMQPChannelError, NackError, UnroutableError) as exc:
+    except (AMQPConnectionError, AMQPChannelError, ChannelRefused) as exc:
         print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {describe(exc)}", file=sys.stderr)
         return 1
     if run is None:

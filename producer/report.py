@@ -17,35 +17,59 @@ import sys
 import time
 from pathlib import Path
 
+import pika
+
+from publisher import reconnecting
+
 EVENTS_EXCHANGE = "task_events"
+FINAL = ("done", "rejected")  # what can become of a task
 TIMELINES = Path("timelines")
 TIMELINE_WIDTH = 64
 
 
 class EventListener:
-    """A private queue on task_events, bound before the tasks are sent so no record is missed."""
+    """The records of one batch, from a queue of the batch's own bound to task_events.
 
-    def __init__(self, channel):
-        self.channel = channel
+    The queue is declared before the tasks are sent, so no record is missed.
+    It is durable and deleted only after going unused for 10 minutes, so the
+    records survive a lost connection or a broker restart while waiting.
+    """
+
+    QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-expires": 10 * 60 * 1000}
+
+    def __init__(self, parameters, batch):
+        self.parameters, self.batch = parameters, batch
+        self.queue = f"{EVENTS_EXCHANGE}.{batch}"
+        with pika.BlockingConnection(parameters) as connection:
+            self.declare(connection.channel())
+
+    def declare(self, channel):
         channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
-        self.queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
         channel.queue_bind(self.queue, EVENTS_EXCHANGE, "task.*")
 
-    def collect(self, batch, count, timeout, progress):
-        """The events of `batch` until `count` different tasks are done, or `timeout` seconds pass."""
-        events, done = [], set()
+    def collect(self, count, timeout, progress):
+        """The events of the batch until `count` different tasks are done (or rejected),
+        or `timeout` seconds pass."""
+        events, seen, done = [], set(), set()
         deadline = time.monotonic() + timeout
-        for _method, _properties, body in self.channel.consume(self.queue, auto_ack=True, inactivity_timeout=0.5):
-            if body is not None:
-                event = json.loads(body)
-                if event.get("batch") == batch:
-                    events.append(event)
-                    if event["event"] == "done":
-                        done.add(event["message_id"])
-                    progress(event, len(done))
-            if len(done) >= count or time.monotonic() > deadline:
-                break
-        self.channel.cancel()
+        for attempt in reconnecting("lost the connection while waiting for the records"):
+            with attempt, pika.BlockingConnection(self.parameters) as connection:
+                channel = connection.channel()
+                self.declare(channel)
+                for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
+                    if body is not None:
+                        event = json.loads(body)
+                        if event.get("batch") == self.batch and body not in seen:  # a record redelivered after
+                            seen.add(body)  # a lost connection is the same bytes
+                            events.append(event)
+                            done.update([event["message_id"]] if event["event"] in FINAL else [])
+                            progress(event, len(done))
+                        channel.basic_ack(method.delivery_tag)
+                    if len(done) >= count or time.monotonic() > deadline:
+                        break
+                channel.cancel()
+                channel.queue_delete(self.queue)
         return events
 
 
@@ -63,6 +87,8 @@ class Progress:
             self.running.add(event["message_id"])
         else:
             self.running.discard(event["message_id"])
+        if event["event"] == "rejected":
+            print(f"  [!] {event['task']!r} rejected by {event['worker']}: {event['reason']}", file=self.out)
         elapsed = time.monotonic() - self.started
         if self.on_terminal:
             bar = "#" * (20 * done // self.count)
@@ -109,6 +135,46 @@ def per_worker(records):
     }
 
 
+def tally(run):
+    """What became of the batch's tasks: the question "what was lost?" answered."""
+    finished = {}
+    for event in run["events"]:
+        if event["event"] in FINAL:
+            finished.setdefault(event["message_id"], []).append(event)
+    done = {task: events for task, events in finished.items() if events[0]["event"] == "done"}
+    return {
+        "sent": run["sent"],
+        "done": len(done),
+        "rejected": len(finished) - len(done),
+        "lost": run["sent"] - len(finished),
+        "done more than once": sum(len(events) > 1 for events in done.values()),
+        "redelivered": sum(e["redelivered"] for e in run["events"] if e["event"] == "started"),
+    }
+
+
+def interrupted(events):
+    """Tasks a worker started and never finished (it died, or lost the broker):
+    (started record, when the next attempt started or None)."""
+    finished = {(e["message_id"], e["worker"], e["started"]) for e in events if e["event"] in FINAL}
+    starts = sorted((e for e in events if e["event"] == "started"), key=lambda e: e["started"])
+    cut = []
+    for index, start in enumerate(starts):
+        if (start["message_id"], start["worker"], start["started"]) not in finished:
+            retry = next((e["started"] for e in starts[index + 1 :] if e["message_id"] == start["message_id"]), None)
+            cut.append((start, retry))
+    return cut
+
+
+def segments(events):
+    """What a timeline draws: each task done, and each attempt cut short (marked "cut",
+    drawn until the next attempt at the task started)."""
+    cut = [
+        {**start, "finished": retry if retry is not None else start["started"], "cut": True}
+        for start, retry in interrupted(events)
+    ]
+    return done_records(events) + cut
+
+
 def makespan(records):
     """From the first task started to the last task done."""
     return max(r["finished"] for r in records) - min(r["started"] for r in records)
@@ -149,7 +215,7 @@ def table(records, workers):
 
 
 def text_timeline(records, width=TIMELINE_WIDTH):
-    """One row per worker, each task a [==n==] bar as long as it ran."""
+    """One row per worker, each task a [==n==] bar as long as it ran; [~~n~~] if cut short."""
     start, span = min(r["started"] for r in records), makespan(records) or 1.0
 
     def column(moment):
@@ -161,7 +227,8 @@ def text_timeline(records, width=TIMELINE_WIDTH):
         for record in tasks:
             left, right = column(record["started"]), max(column(record["finished"]), column(record["started"]) + 1)
             label = str(sequence_number(record))
-            bar = f"[{label:=^{right - left - 2}}]" if right - left >= len(label) + 2 else "#" * (right - left)
+            fill = "~" if record.get("cut") else "="
+            bar = f"[{label:{fill}^{right - left - 2}}]" if right - left >= len(label) + 2 else fill * (right - left)
             row[left:right] = bar
         rows.append(f"{worker:<12}|{''.join(row)}|")
     scale = f"0 s{'':<{width - 10}}{span:>6.1f} s"
@@ -185,10 +252,9 @@ def save_png(path, runs):
         for row, (tasks, _busy) in enumerate(workers.values()):
             for record in tasks:
                 left, length = record["started"] - start, record["finished"] - record["started"]
-                hatch = "//" if record["redelivered"] else None
-                axis.broken_barh(
-                    [(left, length)], (row - 0.4, 0.8), facecolors=f"C{row % 10}", hatch=hatch, edgecolor="white"
-                )
+                color = "lightgray" if record.get("cut") else f"C{row % 10}"
+                hatch = "xx" if record.get("cut") else "//" if record["redelivered"] else None
+                axis.broken_barh([(left, length)], (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
                 axis.text(
                     left + length / 2,
                     row,
@@ -215,15 +281,21 @@ def save_run(name, run):
     TIMELINES.mkdir(parents=True, exist_ok=True)
     (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
     png = TIMELINES / f"{name}.png"
-    save_png(png, [(name, done_records(run["events"]))])
+    save_png(png, [(name, segments(run["events"]))])
     return png
 
 
 def print_run(run):
     records = done_records(run["events"])
     print(table(records, run["workers"]))
+    for start, _next_attempt in interrupted(run["events"]):
+        again = next((r for r in records if r["message_id"] == start["message_id"]), None)
+        after = f"; redelivered to {again['worker']}, which did it" if again and again["redelivered"] else ""
+        print(f"  task {sequence_number(start)} was cut short on {start['worker']}{after}")
+    figures = tally(run)
+    print(", ".join(f"{name} {value}" for name, value in figures.items()))
     print()
-    print(text_timeline(records))
+    print(text_timeline(segments(run["events"])))
 
 
 # --- The command line, for the demos -------------------------------------------
@@ -275,7 +347,7 @@ def compare(first, second, name):
         f"({fast_span:.1f} s against {slow_span:.1f} s; no schedule can beat {min(bounds):.1f} s)."
     )
     png = TIMELINES / f"{name}.png"
-    save_png(png, [(name, records) for name, records, _w in runs])
+    save_png(png, [(run["name"], segments(run["events"])) for run in (first, second)])
     print(f"Timeline chart: {png}")
 
 

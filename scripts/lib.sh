@@ -47,3 +47,16 @@ start_workers() {
   echo "==> $1 workers with $([[ "$2" == 0 ]] && echo "no prefetch limit" || echo "prefetch $2")"
   PREFETCH="$2" docker compose up --detach --wait --scale "consumer=$1" 2>&1 | grep -v -e '^ *Container' -e Bake || true
 }
+
+seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this lab's SECONDS_PER_DOT
+  awk -v dots="$1" -v per_dot="$(setting SECONDS_PER_DOT)" 'BEGIN { print dots * per_dot }'
+}
+
+worker_running() {  # worker_running TASK SINCE: the worker that received TASK after SINCE
+  docker compose logs --no-color --no-log-prefix --since "$2" consumer 2>/dev/null \
+    | sed -n "s/^\[x\] Received '$1' (\([^,)]*\).*/\1/p" | head -n 1
+}
+
+container_of() {  # container_of WORKER: the container of worker "consumer-2"
+  docker compose ps --format '{{.Name}}' consumer | grep -e "-$1\$"
+}

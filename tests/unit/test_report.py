@@ -96,3 +96,39 @@ def test_compare_prints_both_runs_and_a_verdict(tmp_path, monkeypatch, capsys):
 def test_round_robin_command_says_whether_tasks_were_dealt_in_turn(capsys, events, code):
     assert report.explain_round_robin({"workers": 3, "events": events}) == code
     assert ("Round-robin:" in capsys.readouterr().out) is (code == 0)
+
+
+def started(done_record):
+    return {key: value for key, value in done_record.items() if key != "finished"} | {"event": "started"}
+
+
+# consumer-1 dies in the middle of task 3; the broker redelivers it to consumer-2.
+CUT = {**started(record(3, "consumer-1", 100, 0)), "started": 100.0}
+CRASH = [
+    started(record(1, "consumer-2", 100, 101)),
+    record(1, "consumer-2", 100, 101),
+    CUT,
+    started(record(3, "consumer-2", 101, 103, redelivered=True)),
+    record(3, "consumer-2", 101, 103, redelivered=True),
+    {**record(2, "consumer-3", 100, 100), "event": "rejected", "reason": "not valid UTF-8 text"},
+]
+
+
+def test_tally_answers_what_was_lost():
+    assert report.tally({"sent": 4, "events": CRASH}) == {
+        "sent": 4, "done": 2, "rejected": 1, "lost": 1, "done more than once": 0, "redelivered": 1,
+    }  # fmt: skip
+
+
+def test_a_task_done_twice_is_counted_once_and_flagged():
+    twice = [*CRASH, record(1, "consumer-3", 104, 105, redelivered=True)]
+    figures = report.tally({"sent": 3, "events": twice})
+    assert (figures["done"], figures["done more than once"], figures["lost"]) == (2, 1, 0)
+
+
+def test_an_attempt_cut_short_is_found_and_drawn_until_the_next_attempt():
+    assert report.interrupted(CRASH) == [(CUT, 101.0)]
+    cut = [segment for segment in report.segments(CRASH) if segment.get("cut")]
+    assert len(cut) == 1 and (cut[0]["worker"], cut[0]["finished"]) == ("consumer-1", 101.0)
+    rows = report.text_timeline(report.segments(CRASH), width=30).splitlines()
+    assert rows[0] == "consumer-1  |[~~~3~~~~]" + " " * 20 + "|"  # 1 s of 3 s on 30 columns

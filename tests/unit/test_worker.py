@@ -149,3 +149,25 @@ def test_short_error_names_the_innermost_cause():
 def test_short_error_finds_the_cause_pika_wraps_in_an_attribute():
     wrapped = AMQPConnectionError(AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused")))
     assert worker.short_error(wrapped) == "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def test_heartbeat_is_the_brokers_unless_set():
+    assert worker.Config.from_env(LOGIN).heartbeat_seconds is None
+    assert worker.Config.from_env({**LOGIN, "HEARTBEAT_SECONDS": "5"}).heartbeat_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff\xfe not text", "not valid UTF-8 text"),
+        (b"  ", "an empty task"),
+        (b"Task" + b"." * (worker.MAX_DOTS + 1), f"more than the {worker.MAX_DOTS}"),
+    ],
+)
+def test_poison_tasks_are_refused_with_the_reason(body, reason):
+    with pytest.raises(worker.PoisonTask, match=reason):
+        worker.read_task(body)
+
+
+def test_a_task_is_its_utf8_text():
+    assert worker.read_task("Tâche ...".encode()) == "Tâche ..."

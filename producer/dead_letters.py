@@ -1,0 +1,95 @@
+"""What is in the dead-letter queue, and putting it back.
+
+    dead_letters.py list       each dead-lettered task: why, from where, when
+    dead_letters.py requeue    move them all back to task_queue (after a fix)
+
+A worker rejects a task it cannot process (see consumer/worker.py), and
+task_queue's policy dead-letters it, as it does a task delivered too many
+times without an acknowledgement. Listing takes each message and hands it
+back unacknowledged, so nothing is removed.
+"""
+
+import argparse
+import sys
+from datetime import datetime
+
+import pika
+from pika.exceptions import AMQPChannelError, AMQPConnectionError
+
+from new_task import QUEUE, QUEUE_ARGUMENTS, connection_parameters
+from publisher import describe
+
+DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
+# Classic, not quorum: a quorum queue drops a message handed back 20 times,
+# and listing hands every message back.
+DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
+WHY = {
+    "rejected": "a worker rejected it",
+    "delivery_limit": "delivered too many times without an acknowledgement",
+    "expired": "it expired",
+    "maxlen": "the queue was full",
+}
+
+
+def declare(channel):
+    channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+    return channel.queue_declare(DEAD_LETTER_QUEUE, passive=True).method.message_count
+
+
+def describe_death(properties):
+    """ "a worker rejected it, in task_queue at 21:04:05" from the x-death header."""
+    deaths = (properties.headers or {}).get("x-death") or [{}]
+    death = deaths[0]
+    why = WHY.get(death.get("reason"), death.get("reason", "unknown reason"))
+    when = death.get("time")
+    at = f" at {when:%Y-%m-%d %H:%M:%S}" if isinstance(when, datetime) else ""
+    return f"{why}, in {death.get('queue', '?')}{at}"
+
+
+def list_dead_letters(channel, count):
+    if not count:
+        print(f"{DEAD_LETTER_QUEUE} is empty.")
+        return
+    print(f"{count} task{'s' if count != 1 else ''} in {DEAD_LETTER_QUEUE}:")
+    for number in range(1, count + 1):
+        method, properties, body = channel.basic_get(DEAD_LETTER_QUEUE)
+        if method is None:
+            break
+        print(f"{number:>4}. {body[:70]!r}: {describe_death(properties)} (id {properties.message_id})")
+    # Not acknowledged: closing the channel puts every one back.
+    print("Put them back in task_queue with: scripts/dead-letters.sh requeue")
+
+
+def requeue(channel, count):
+    channel.confirm_delivery()
+    channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+    moved = 0
+    for _ in range(count):
+        method, properties, body = channel.basic_get(DEAD_LETTER_QUEUE)
+        if method is None:
+            break
+        channel.basic_publish("", QUEUE, body, properties)  # confirmed before the ack below
+        channel.basic_ack(method.delivery_tag)
+        moved += 1
+    print(f"Moved {moved} task{'s' if moved != 1 else ''} from {DEAD_LETTER_QUEUE} back to {QUEUE}.")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="dead_letters.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["list", "requeue"])
+    args = parser.parse_args(argv)
+    try:
+        with pika.BlockingConnection(connection_parameters()) as connection:
+            channel = connection.channel()
+            count = declare(channel)
+            (list_dead_letters if args.action == "list" else requeue)(channel, count)
+    except (AMQPConnectionError, AMQPChannelError) as exc:
+        print(f"dead_letters.py: {describe(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Publish a stream of messages with pipelined publisher confirms, surviving a lost connection.
+
+Waiting for each confirm caps a publisher at a few hundred messages a second:
+one round trip per message. Here up to WINDOW messages are out unconfirmed at
+a time, and each ack from the broker (often for many messages at once,
+multiple=True) lets more go. Memory stays flat: the messages are taken from
+an iterator as the window allows, never all held.
+
+If the connection is lost (a broker restart), the publisher reconnects and
+sends the unconfirmed messages again: none is lost, though one the broker had
+already taken before it went down may arrive twice.
+"""
+
+import logging
+from collections import deque
+
+import pika
+import tenacity
+from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError
+from pika.spec import Basic
+
+WINDOW = 1000
+RECONNECT_FOR_SECONDS = 120
+
+log = logging.getLogger("publisher")
+
+
+def describe(exc):
+    """The innermost cause of a pika error, in words (pika nests it in
+    exception args and in an `exception` attribute)."""
+    inner = getattr(exc, "exception", None) or (exc.args[0] if exc.args else None)
+    if isinstance(inner, BaseException):
+        return describe(inner)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class ConnectionLost(Exception):
+    """The connection went away in the middle of the work: worth reconnecting."""
+
+
+def reconnecting(what):
+    """Retry policy after a lost connection: capped exponential backoff with jitter,
+    a line at each wait, for at most RECONNECT_FOR_SECONDS."""
+
+    def log_wait(retry_state):
+        log.warning(
+            "[!] %s: %s; reconnecting in %.1f s",
+            what,
+            describe(retry_state.outcome.exception()),
+            retry_state.upcoming_sleep,
+        )
+
+    return tenacity.Retrying(
+        # OSError: while the broker container restarts, Docker's DNS does not know its name.
+        retry=tenacity.retry_if_exception_type((ConnectionLost, AMQPConnectionError, OSError)),
+        wait=tenacity.wait_random_exponential(multiplier=0.5, max=3),
+        stop=tenacity.stop_after_delay(RECONNECT_FOR_SECONDS),
+        before_sleep=log_wait,
+        reraise=True,
+    )
+
+
+class Publisher:
+    """Publishes (routing key, body, properties) messages to the default exchange,
+    calling on_confirmed(message) as the broker confirms each one."""
+
+    def __init__(self, parameters, messages, on_confirmed, window=WINDOW):
+        self.parameters = parameters
+        self.messages = iter(messages)
+        self.on_confirmed = on_confirmed
+        self.window = window
+        self.to_send_again = deque()
+        self.unconfirmed = {}  # delivery tag on the current channel -> message
+        self.resent = 0
+        self.channel = None
+        self.next_tag = 1
+        self.failure = None
+        self.finished = False
+
+    def run(self):
+        """Publish every message; returns how many had to be sent again after a lost
+        connection. The first connect must work; later losses are retried."""
+        try:
+            self.connect_and_publish()
+        except ConnectionLost as lost:
+            log.warning("[!] lost the connection while sending (%s); reconnecting", lost)
+            for attempt in reconnecting("cannot reach the broker again yet"):
+                with attempt:
+                    self.connect_and_publish()
+        return self.resent
+
+    def connect_and_publish(self):
+        """One connection: publish until all is confirmed, or raise what went wrong."""
+        self.failure = None
+        connection = pika.SelectConnection(
+            self.parameters,
+            on_open_callback=lambda connection: connection.channel(on_open_callback=self.on_channel_open),
+            on_open_error_callback=self.on_open_error,
+            on_close_callback=self.on_connection_closed,
+        )
+        connection.ioloop.start()  # until on_open_error or on_connection_closed stops it
+        if self.failure:
+            raise self.failure
+
+    def on_open_error(self, connection, error):
+        self.failure = error
+        connection.ioloop.stop()
+
+    def on_connection_closed(self, connection, reason):
+        if not self.finished and not self.failure:
+            self.failure = ConnectionLost(f"{len(self.unconfirmed)} messages unconfirmed; {reason!r}")
+        self.resent += len(self.unconfirmed)
+        self.to_send_again.extend(self.unconfirmed.values())  # in the order they were sent
+        self.unconfirmed.clear()
+        connection.ioloop.stop()
+
+    def on_channel_open(self, channel):
+        self.channel = channel
+        self.next_tag = 1
+        channel.add_on_close_callback(self.on_channel_closed)
+        channel.confirm_delivery(self.on_confirm, callback=lambda _frame: self.publish_more())
+
+    def on_channel_closed(self, channel, reason):
+        if isinstance(reason, ChannelClosedByBroker) and not self.failure:
+            self.failure = ChannelRefused(reason)  # the broker refused something: a retry would not help
+        if channel.connection.is_open:
+            channel.connection.close()
+
+    def publish_more(self):
+        while len(self.unconfirmed) < self.window:
+            message = self.to_send_again.popleft() if self.to_send_again else next(self.messages, None)
+            if message is None:
+                break
+            routing_key, body, properties = message
+            self.channel.basic_publish("", routing_key, body, properties)
+            self.unconfirmed[self.next_tag] = message
+            self.next_tag += 1
+        if not self.unconfirmed:
+            self.finished = True
+            self.channel.connection.close()
+
+    def on_confirm(self, frame):
+        confirm = frame.method
+        if confirm.multiple:
+            tags = [tag for tag in self.unconfirmed if tag <= confirm.delivery_tag]
+        else:
+            tags = [confirm.delivery_tag]
+        if isinstance(confirm, Basic.Nack):
+            self.failure = ChannelRefused(NackError([self.unconfirmed[tag] for tag in tags]))
+            self.channel.connection.close()
+            return
+        for tag in tags:
+            self.on_confirmed(self.unconfirmed.pop(tag))
+        self.publish_more()
+
+
+class ChannelRefused(Exception):
+    """The broker closed the channel or refused a message: retrying would not help."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Demo: a worker dies (SIGKILL) in the middle of a task. It never acknowledged
+# the task, so the broker gives it to another worker, flagged as redelivered,
+# and the batch completes: nothing is lost.
+#
+# Usage: scripts/demo-crash.sh
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+start_workers 3 1
+since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "==> Sending 6 tasks of 4 dots; a worker will be killed in the middle of Task 1"
+scripts/send.sh 6 --dots 4 --wait --name crash &
+sending=$!
+
+victim=""
+until [[ -n "$victim" ]]; do
+  sleep 0.2
+  victim="$(worker_running "Task 1...." "$since")"
+done
+sleep "$(seconds_of_work 2)"  # half way through the task
+docker kill --signal KILL "$(container_of "$victim")" >/dev/null
+echo "==> Killed $victim (SIGKILL) half way through Task 1"
+
+wait "$sending"
+echo
+echo "==> Starting $victim again"
+docker compose start consumer 2>&1 | grep -v -e '^ *Container' -e Bake || true

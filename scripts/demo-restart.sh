@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Demo: the broker restarts in the middle of a batch. Queued tasks are on disk
+# (a durable quorum queue, persistent messages); tasks in progress were never
+# acknowledged, so they are delivered again; the workers and send.sh
+# reconnect by themselves. Every task is done anyway.
+#
+# Usage: scripts/demo-restart.sh
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+start_workers 3 1
+since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "==> Sending 12 tasks of 4 dots; the broker will restart in the middle of the batch"
+scripts/send.sh 12 --dots 4 --wait --name restart &
+sending=$!
+
+until [[ -n "$(worker_running "Task 4...." "$since")" ]]; do sleep 0.2; done
+sleep "$(seconds_of_work 2)"  # the second round of tasks is half done
+echo "==> Restarting the broker (docker compose restart rabbitmq)"
+docker compose restart rabbitmq 2>&1 | grep -v -e '^ *Container' -e Bake || true
+echo "==> The broker is back; the workers reconnect"
+wait "$sending"

@@ -1,0 +1,120 @@
+"""Nothing lost: long tasks, crashed workers, broker restarts, poison messages, on the real stack."""
+
+import subprocess
+
+import pika
+
+from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT
+
+
+def events_of(run, kind):
+    return [event for event in run["events"] if event["event"] == kind]
+
+
+def test_a_task_much_longer_than_the_heartbeat_keeps_its_connection(lab):
+    heartbeat = 2  # the broker drops a connection after two missed heartbeats
+    lab.compose("up", "--detach", "--wait", "--scale", "consumer=1", env={"HEARTBEAT_SECONDS": str(heartbeat)})
+    lab.wait_for(lambda: lab.queue()[1] == 1, "one consumer")
+    since = lab.now()
+    task = "Long" + "." * int(5 * heartbeat / SECONDS_PER_DOT)  # five heartbeats long
+    sent = lab.send(task, "--wait", "--name", "long", timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    run, done = lab.saved_run("long")
+    assert len(events_of(run, "started")) == 1 and not done[1]["redelivered"]
+    assert done[1]["finished"] - done[1]["started"] >= 5 * heartbeat
+    assert "lost its broker connection" not in lab.consumer_logs(since)
+
+
+def test_crash_demo_redelivers_the_task_of_a_killed_worker(lab):
+    result = lab.script("demo-crash.sh", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run, done = lab.saved_run("crash")
+    assert sorted(done) == list(range(1, 7))
+    victim = result.stdout.split("==> Killed ", 1)[1].split()[0]
+    cut = [e for e in events_of(run, "started") if e["worker"] == victim and e["message_id"].endswith(".1")]
+    assert cut, "the killed worker had started task 1"
+    assert done[1]["worker"] != victim and done[1]["redelivered"]
+    assert len(events_of(run, "done")) == 6  # each task done once
+    assert f"task 1 was cut short on {victim}; redelivered to {done[1]['worker']}" in result.stdout
+    assert "lost 0" in result.stdout
+    assert lab.compose("ps", "--status", "running", "--quiet", "consumer").stdout.count("\n") == CONSUMERS
+
+
+def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
+    since = lab.now()
+    result = lab.script("demo-restart.sh", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run, done = lab.saved_run("restart")
+    assert sorted(done) == list(range(1, 13))
+    assert any(event["redelivered"] for event in events_of(run, "started"))  # in progress at the restart
+    assert "lost 0" in result.stdout
+    assert lab.consumer_logs(since).count("lost its broker connection") == CONSUMERS  # and they came back
+    lab.wait_for(lambda: lab.queue() == (0, CONSUMERS), "every worker back")
+
+
+def test_producer_sends_again_what_was_unconfirmed_when_the_broker_restarts(lab):
+    lab.compose("stop", "consumer")  # keep every message in the queue, to count them
+    count = 100_000
+    sending = subprocess.Popen(
+        [str(ROOT / "scripts/send.sh"), str(count), "--dots", "0"],
+        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lab.wait_for(lambda: lab.queue()[0] > 3000, "the sending to be under way", interval=0.05)
+    lab.compose("restart", "rabbitmq")
+    out, err = sending.communicate(timeout=300)
+    assert sending.returncode == 0, err
+    assert f"Sent {count} tasks to task_queue" in out
+    assert "were sent again after a lost connection" in out and "lost the connection while sending" in err
+    resent = int(out.split("[!] ", 1)[1].split()[0])
+    lab.wait_for(lambda: lab.queue()[0] >= count, "the broker back with the tasks")
+    numbers = drain(lab)
+    assert set(numbers) == set(range(1, count + 1))  # every task arrived
+    assert len(numbers) - count <= resent  # and only a re-sent one may arrive twice
+
+
+def drain(lab):
+    """Take every task out of task_queue: their numbers in the batch."""
+    parameters = pika.ConnectionParameters(
+        "127.0.0.1", lab.amqp_port, credentials=pika.PlainCredentials(lab.user, lab.password)
+    )
+    numbers = []
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=1000)
+        for method, properties, _body in channel.consume("task_queue", inactivity_timeout=2):
+            if method is None:
+                break
+            numbers.append(int(properties.message_id.rsplit(".", 1)[1]))
+            channel.basic_ack(method.delivery_tag, multiple=True)
+        channel.cancel()
+    return numbers
+
+
+def test_poison_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(lab):
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
+    since = lab.now()
+    publish(lab, [("poison-1", b"\xff\xfe not text"), ("poison-2", b"   "), ("fine-1", b"Fine task.")])
+    lab.wait_for(lambda: lab.consumer_logs(since).count("[!] Rejected") == 2, "both poison tasks rejected")
+    lab.wait_for(lambda: "[x] Done 'Fine task.'" in lab.consumer_logs(since), "the good task done")  # others go on
+    assert "not valid UTF-8 text; to the dead-letter queue" in lab.consumer_logs(since)
+    listed = lab.script("dead-letters.sh", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "2 tasks in dead_letter_queue" in listed.stdout
+    assert listed.stdout.count("a worker rejected it, in task_queue") == 2
+    assert "2 tasks in dead_letter_queue" in lab.script("dead-letters.sh").stdout  # listing removed nothing
+    requeued = lab.script("dead-letters.sh", "requeue")
+    assert "Moved 2 tasks from dead_letter_queue back to task_queue" in requeued.stdout
+    lab.wait_for(lambda: lab.consumer_logs(since).count("[!] Rejected") == 4, "the poison rejected again")
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
+
+
+def publish(lab, messages):
+    """Publish (message id, body) messages straight to task_queue, confirmed."""
+    parameters = pika.ConnectionParameters(
+        "127.0.0.1", lab.amqp_port, credentials=pika.PlainCredentials(lab.user, lab.password)
+    )
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message_id, body in messages:
+            channel.basic_publish("", "task_queue", body, pika.BasicProperties(delivery_mode=2, message_id=message_id))
