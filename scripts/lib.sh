@@ -30,6 +30,11 @@ producer() {
     --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@"
 }
 
+ensure_venv() {  # .venv with what the tests and the benchmark need on this machine
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+}
+
 setting() {  # setting NAME: its value from the shell if set there, else from .env
   local value="${!1:-}"
   [[ -n "$value" ]] || value="$(sed -n "s/^$1=//p" .env | tail -n 1)"

@@ -1,0 +1,269 @@
+"""The lab's benchmark (run by scripts/bench.sh): its own tools against raw pika,
+on a stack of its own. Prints a table per measurement and ends with
+
+    ratios: publish=… consume=… scale8=… dispatch=…
+
+These machines are noisy: compare the ratios, each measured within one run.
+"""
+
+import calendar
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pika
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISH_COUNT = 50_000
+CONSUME_COUNT = 20_000
+PREFETCHES = (1, 10, 100, 0)
+SCALE_WORKERS = (1, 2, 4, 8)
+SCALE_TASKS = 48  # a multiple of every worker count
+SECONDS_PER_DOT = 0.2
+DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's workload
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def dotenv(name):
+    return re.search(rf"^{name}=(.*)$", (ROOT / ".env").read_text(), re.MULTILINE).group(1).strip()
+
+
+class Stack:
+    """A lab stack of the benchmark's own (project rabbitmq-lab-bench, free ports)."""
+
+    def __init__(self, timelines):
+        self.timelines = timelines
+        self.amqp_port = free_port()
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": "rabbitmq-lab-bench",
+            "AMQP_PORT": str(self.amqp_port),
+            "MANAGEMENT_PORT": str(free_port()),
+            "TIMELINES_DIR": str(timelines),
+        }
+        login = pika.PlainCredentials(dotenv("RABBITMQ_DEFAULT_USER"), dotenv("RABBITMQ_DEFAULT_PASS"))
+        self.parameters = pika.ConnectionParameters("127.0.0.1", self.amqp_port, credentials=login)
+
+    def run(self, *command, **settings):
+        result = subprocess.run(
+            command, cwd=ROOT, env={**self.env, **settings}, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(command)} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
+        return result.stdout
+
+    def compose(self, *args, **settings):
+        return self.run("docker", "compose", *args, **settings)
+
+    def producer(self, *args):
+        return self.compose("run", "--rm", "--no-deps", "-T", "producer", *args)
+
+    def queue(self):
+        """(ready messages, consumers) of task_queue."""
+        with pika.BlockingConnection(self.parameters) as connection:
+            declared = connection.channel().queue_declare("task_queue", passive=True).method
+            return declared.message_count, declared.consumer_count
+
+    def wait_for(self, condition, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: timed out waiting for the stack")
+            time.sleep(0.02)
+
+    def workers(self, count, **settings):
+        """`count` workers with these settings (PREFETCH, SECONDS_PER_DOT), all attached."""
+        self.compose("up", "--detach", "--wait", "--scale", f"consumer={count}", **settings)
+        self.wait_for(lambda: self.queue()[1] == count)
+
+    def fill(self, count):
+        """`count` zero-work tasks in an otherwise empty task_queue, no worker attached."""
+        self.compose("stop", "consumer")
+        self.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+        self.producer("new_task.py", str(count), "--dots", "0")
+
+    def send_and_wait(self, name, *args):
+        self.run(str(ROOT / "scripts/send.sh"), *args, "--wait", "--name", name)
+        run = json.loads((self.timelines / f"{name}.json").read_text())
+        done = [e for e in run["events"] if e["event"] == "done"]
+        return max(e["finished"] for e in done) - min(e["started"] for e in done)
+
+
+def rate(output):
+    return float(re.search(r"([\d.]+) msg/s", output).group(1))
+
+
+def measure_publish(stack):
+    stack.workers(0)
+    stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+    raw = rate(stack.producer("benchmark.py", "publish-raw", str(PUBLISH_COUNT)))
+    stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+    sent = stack.producer("new_task.py", str(PUBLISH_COUNT), "--dots", "0")
+    lab = PUBLISH_COUNT / float(re.search(r"in ([\d.]+) s", sent).group(1))
+    memory = {}
+    for count in (PUBLISH_COUNT // 10, PUBLISH_COUNT):
+        stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+        out = stack.producer("benchmark.py", "peak-memory", "new_task.py", str(count), "--dots", "0")
+        memory[count] = int(re.search(r"peak memory (\d+) KiB", out).group(1)) / 1024
+    stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+    return raw, lab, memory
+
+
+def lab_consume_seconds(stack, since):
+    """First task received to last task done, from the worker's own log lines' timestamps."""
+    lines = stack.compose("logs", "--no-log-prefix", "--timestamps", "--since", since, "consumer").splitlines()
+    stamps = [line.split()[0] for line in lines if "[x] Received" in line or "[x] Done" in line]
+    first, last = (docker_time(stamp) for stamp in (stamps[0], stamps[-1]))
+    return last - first
+
+
+def docker_time(stamp):
+    """Docker's RFC 3339 UTC timestamp (nanoseconds) as seconds since the epoch."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
+
+
+def measure_consume(stack):
+    """{prefetch: (raw rate, lab rate, the worker's resident MB)} on zero-work tasks, one consumer."""
+    rates = {}
+    for prefetch in PREFETCHES:
+        stack.fill(CONSUME_COUNT)
+        raw = rate(stack.producer("benchmark.py", "consume-raw", str(prefetch), str(CONSUME_COUNT)))
+        stack.fill(CONSUME_COUNT)
+        since = datetime.now(UTC).isoformat()
+        stack.workers(1, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
+        stack.wait_for(lambda: stack.queue()[0] == 0)
+        time.sleep(1)  # the last prefetched tasks
+        status = stack.compose("exec", "consumer", "cat", "/proc/1/status")
+        memory = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+        rates[prefetch] = (raw, CONSUME_COUNT / lab_consume_seconds(stack, since), memory)
+    return rates
+
+
+def image_growth(stack):
+    """Megabytes the consumer image adds to its base image."""
+    base = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
+    size = {
+        image: int(stack.run("docker", "image", "inspect", "--format", "{{.Size}}", image))
+        for image in (base, "rabbitmq-lab-bench-consumer")
+    }
+    return (size["rabbitmq-lab-bench-consumer"] - size[base]) / 1e6
+
+
+def measure_scaling(stack):
+    seconds = {}
+    for workers in SCALE_WORKERS:
+        stack.workers(workers, PREFETCH="1", SECONDS_PER_DOT=str(SECONDS_PER_DOT))
+        seconds[workers] = stack.send_and_wait(f"scale-{workers}", str(SCALE_TASKS))
+    return {workers: (span, seconds[1] / (workers * span)) for workers, span in seconds.items()}
+
+
+def simulate(dots, workers, fair):
+    """Makespan of an ideal broker: round-robin deals task i to worker i mod N;
+    fair dispatch gives each task to the worker free first (greedy list scheduling)."""
+    busy = [0.0] * workers
+    for index, units in enumerate(dots):
+        worker = busy.index(min(busy)) if fair else index % workers
+        busy[worker] += units * SECONDS_PER_DOT
+    return max(busy)
+
+
+def measure_dispatch(stack):
+    results = {}
+    for name, prefetch in (("round-robin", "0"), ("fair", "1")):
+        stack.workers(3, PREFETCH=prefetch, SECONDS_PER_DOT=str(SECONDS_PER_DOT))
+        measured = stack.send_and_wait(f"dispatch-{name}", str(len(DISPATCH_TASKS)), "--heavy", "3:6")
+        results[name] = (measured, simulate(DISPATCH_TASKS, 3, fair=name == "fair"))
+    return results
+
+
+def measure_startup(stack):
+    stack.compose("stop", "consumer")
+    stack.compose("up", "--detach", "--wait", "--scale", "consumer=3")
+    returned = time.monotonic()
+    stack.wait_for(lambda: stack.queue()[1] == 3)
+    attached = time.monotonic() - returned
+    stack.compose("restart", "rabbitmq")
+    container = stack.compose("ps", "--quiet", "rabbitmq").strip()
+    health = ("docker", "inspect", "--format", "{{.State.Health.Status}}", container)
+    stack.wait_for(lambda: stack.run(*health).strip() == "healthy")
+    healthy = time.monotonic()
+    stack.wait_for(lambda: _consumers_or_zero(stack) == 3)
+    return attached, time.monotonic() - healthy
+
+
+def _consumers_or_zero(stack):
+    try:
+        return stack.queue()[1]
+    except (pika.exceptions.AMQPError, OSError):
+        return 0
+
+
+def main():
+    with tempfile.TemporaryDirectory() as timelines:
+        stack = Stack(Path(timelines))
+        print("Building and starting the benchmark's stack...", flush=True)
+        stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1")
+        try:
+            report(stack)
+        finally:
+            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+
+def report(stack):
+    raw, lab, memory = measure_publish(stack)
+    print(f"\nPublish {PUBLISH_COUNT:,} persistent messages")
+    print(f"  raw pika, no confirms          {raw:>8,.0f} msg/s")
+    print(f"  send.sh, pipelined confirms    {lab:>8,.0f} msg/s   ratio {lab / raw:.2f}  (target >= 0.8)")
+    small, large = sorted(memory)
+    print(f"  send.sh peak memory: {memory[small]:.1f} MB for {small:,} tasks, {memory[large]:.1f} MB for {large:,}")
+    publish_ratio = lab / raw
+
+    rates = measure_consume(stack)
+    print(f"\nConsume {CONSUME_COUNT:,} zero-work tasks, one consumer")
+    print(f"  {'prefetch':<10}{'raw pika':>12}{'lab worker':>12}{'ratio':>8}{'worker memory':>16}")
+    for prefetch, (raw_rate, lab_rate, memory) in rates.items():
+        print(
+            f"  {prefetch or 'no limit'!s:<10}{raw_rate:>10,.0f}/s{lab_rate:>10,.0f}/s"
+            f"{lab_rate / raw_rate:>8.2f}{memory:>13.1f} MB"
+        )
+    consume_ratio = min(lab_rate / raw_rate for raw_rate, lab_rate, _memory in rates.values())
+    print(f"  lowest ratio {consume_ratio:.2f} (target >= 0.9); worker memory target < 40 MB")
+    print(f"  the consumer image adds {image_growth(stack):.1f} MB to its base image (target < 20)")
+
+    scaling = measure_scaling(stack)
+    print(f"\nScaling: {SCALE_TASKS} tasks of {SECONDS_PER_DOT} s, prefetch 1")
+    for workers, (span, efficiency) in scaling.items():
+        print(f"  {workers} workers  {span:>6.2f} s  efficiency {efficiency:.2f}  (target >= 0.9)")
+
+    dispatch = measure_dispatch(stack)
+    print(f"\nDispatch demo workload {DISPATCH_TASKS} dots x {SECONDS_PER_DOT} s on 3 workers")
+    for name, (measured, ideal) in dispatch.items():
+        print(f"  {name:<12} measured {measured:.2f} s, simulated ideal {ideal:.2f} s, ratio {ideal / measured:.2f}")
+
+    attached, back = measure_startup(stack)
+    print("\nStartup")
+    print(f"  all consumers attached {attached:.2f} s after `docker compose up --wait` returned (target < 2)")
+    print(f"  all consumers back {back:.2f} s after the restarted broker was healthy (target < 5)")
+
+    dispatch_ratio = min(ideal / measured for measured, ideal in dispatch.values())
+    print(
+        f"\nratios: publish={publish_ratio:.2f} consume={consume_ratio:.2f} "
+        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
