@@ -9,16 +9,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 start_workers 3 1
-since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "==> Sending 6 tasks of 4 dots; a worker will be killed in the middle of Task 1"
-scripts/send.sh 6 --dots 4 --wait --name crash &
-sending=$!
+send_in_background 6 --dots 4 --name crash
 
-victim=""
-until [[ -n "$victim" ]]; do
-  sleep 0.2
-  victim="$(worker_running "Task 1...." "$since")"
-done
+victim="$(worker_running "Task 1....")"
 sleep "$(seconds_of_work 2)"  # half way through the task
 docker kill --signal KILL "$(container_of "$victim")" >/dev/null
 echo "==> Killed $victim (SIGKILL) half way through Task 1"

@@ -10,12 +10,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 start_workers 3 1
-since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "==> Sending 12 tasks of 4 dots; the broker will restart in the middle of the batch"
-scripts/send.sh 12 --dots 4 --wait --name restart &
-sending=$!
+send_in_background 12 --dots 4 --name restart
 
-until [[ -n "$(worker_running "Task 4...." "$since")" ]]; do sleep 0.2; done
+worker_running "Task 4...." >/dev/null
 sleep "$(seconds_of_work 2)"  # the second round of tasks is half done
 echo "==> Restarting the broker (docker compose restart rabbitmq)"
 docker compose restart rabbitmq 2>&1 | grep -v -e '^ *Container' -e Bake || true

@@ -57,9 +57,23 @@ seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this l
   awk -v dots="$1" -v per_dot="$(setting SECONDS_PER_DOT)" 'BEGIN { print dots * per_dot }'
 }
 
-worker_running() {  # worker_running TASK SINCE: the worker that received TASK after SINCE
-  docker compose logs --no-color --no-log-prefix --since "$2" consumer 2>/dev/null \
-    | sed -n "s/^\[x\] Received '$1' (\([^,)]*\).*/\1/p" | head -n 1
+# send_in_background ARGS...: `scripts/send.sh ARGS... --wait` in the background;
+# sets $sending (its process, to wait for) and $since (when it started).
+send_in_background() {
+  since="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
+  scripts/send.sh "$@" --wait &
+  # shellcheck disable=SC2034  # read by the demo that calls this
+  sending=$!
+}
+
+worker_running() {  # worker_running TASK: the worker that received TASK since $since, once one has
+  local worker=""
+  until [[ -n "$worker" ]]; do
+    sleep 0.2
+    worker="$(docker compose logs --no-color --no-log-prefix --since "$since" consumer 2>/dev/null \
+      | sed -n "s/^\[x\] Received '$1' (\([^,)]*\).*/\1/p" | head -n 1)"
+  done
+  echo "$worker"
 }
 
 container_of() {  # container_of WORKER: the container of worker "consumer-2"

@@ -92,12 +92,14 @@ class Lab:
         self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
         self.wait_for(lambda: self.queue()[1] == consumers, f"{consumers} consumers attached")
 
+    def connect(self):
+        """A connection to the test stack's broker, as the lab user."""
+        credentials = pika.PlainCredentials(self.user, self.password)
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.amqp_port, credentials=credentials))
+
     def queue(self):
         """(messages ready, consumers) of task_queue, exact, straight from the broker."""
-        parameters = pika.ConnectionParameters(
-            "127.0.0.1", self.amqp_port, credentials=pika.PlainCredentials(self.user, self.password)
-        )
-        with pika.BlockingConnection(parameters) as connection:
+        with self.connect() as connection:
             declared = connection.channel().queue_declare("task_queue", passive=True)
             return declared.method.message_count, declared.method.consumer_count
 

@@ -5,10 +5,8 @@ import random
 import subprocess
 import time
 
-import pika
-from test_nothing_lost import publish
-
 from conftest import CONSUMERS, ROOT
+from test_nothing_lost import publish
 
 TASKS = 120
 SEED = 7
@@ -49,11 +47,8 @@ def inject_faults(lab, draw):
 
 def dead_letter_ids(lab):
     """Message ids in dead_letter_queue, read without removing them."""
-    parameters = pika.ConnectionParameters(
-        "127.0.0.1", lab.amqp_port, credentials=pika.PlainCredentials(lab.user, lab.password)
-    )
     ids = []
-    with pika.BlockingConnection(parameters) as connection:
+    with lab.connect() as connection:
         channel = connection.channel()
         while True:
             method, properties, _body = channel.basic_get("dead_letter_queue")

@@ -74,11 +74,8 @@ def test_producer_sends_again_what_was_unconfirmed_when_the_broker_restarts(lab)
 
 def drain(lab):
     """Take every task out of task_queue: their numbers in the batch."""
-    parameters = pika.ConnectionParameters(
-        "127.0.0.1", lab.amqp_port, credentials=pika.PlainCredentials(lab.user, lab.password)
-    )
     numbers = []
-    with pika.BlockingConnection(parameters) as connection:
+    with lab.connect() as connection:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=1000)
         for method, properties, _body in channel.consume("task_queue", inactivity_timeout=2):
@@ -110,10 +107,7 @@ def test_poison_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(lab):
 
 def publish(lab, messages):
     """Publish (message id, body) messages straight to task_queue, confirmed."""
-    parameters = pika.ConnectionParameters(
-        "127.0.0.1", lab.amqp_port, credentials=pika.PlainCredentials(lab.user, lab.password)
-    )
-    with pika.BlockingConnection(parameters) as connection:
+    with lab.connect() as connection:
         channel = connection.channel()
         channel.confirm_delivery()
         for message_id, body in messages:
