@@ -26,7 +26,8 @@ producer() {
   local tty=() timelines="${TIMELINES_DIR:-timelines}"
   [[ -t 0 && -t 1 ]] || tty=(-T)
   mkdir -p "$timelines"
-  docker compose run --rm --no-deps "${tty[@]}" --user "$(id -u):$(id -g)" \
+  # ${tty[@]+...}: an empty array under `set -u` in macOS's bash 3.2
+  docker compose run --rm --no-deps ${tty[@]+"${tty[@]}"} --user "$(id -u):$(id -g)" \
     --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@"
 }
 
@@ -60,7 +61,7 @@ seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this l
 # send_in_background ARGS...: `scripts/send.sh ARGS... --wait` in the background;
 # sets $sending (its process, to wait for) and $since (when it started).
 send_in_background() {
-  since="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
+  since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   scripts/send.sh "$@" --wait &
   # shellcheck disable=SC2034  # read by the demo that calls this
   sending=$!
