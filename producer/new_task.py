@@ -276,6 +276,9 @@ def main(argv=None):
     except (AMQPConnectionError, AMQPChannelError, ChannelRefused) as exc:
         print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {describe(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nnew_task.py: interrupted; what the broker confirmed stays in task_queue", file=sys.stderr)
+        return 130
     if run is None:
         return 0
     done = len(report.done_records(run["events"]))
