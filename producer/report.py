@@ -202,10 +202,10 @@ def round_robin_offsets(records, workers):
 
 
 def table(records, workers):
-    lines = [f"{'worker':<12} {'tasks':>5} {'busy s':>7}  task numbers"]
+    lines = [f"{'worker':<12} {'tasks':>5} {'busy s':>7}  task names, in the order done"]
     for worker, (tasks, busy) in per_worker(records).items():
-        numbers = ", ".join(str(sequence_number(r)) for r in tasks)
-        lines.append(f"{worker:<12} {len(tasks):>5} {busy:>7.1f}  {numbers}")
+        names = ", ".join(r["task"].rstrip(".") for r in tasks)  # the dots are the work, not the name
+        lines.append(f"{worker:<12} {len(tasks):>5} {busy:>7.1f}  {names}")
     span, bound = makespan(records), lower_bound(records, workers)
     lines.append(
         f"makespan {span:.1f} s for {len(records)} tasks on {workers} workers; "

@@ -23,7 +23,7 @@ def test_send_wait_reports_every_task_once_with_its_worker(lab):
     assert sum(event["event"] == "done" for event in run["events"]) == 12  # nothing done twice
     assert run["workers"] == CONSUMERS
     # The table, the makespan and the timeline, and the chart on disk.
-    assert "worker       tasks  busy s  task numbers" in result.stdout
+    assert "worker       tasks  busy s  task names, in the order done" in result.stdout
     assert f"makespan {makespan(done):.1f} s for 12 tasks on {CONSUMERS} workers" in result.stdout
     assert result.stdout.count("consumer-1  |[") == 1
     assert (lab.timelines / "records.png").read_bytes().startswith(b"\x89PNG")
