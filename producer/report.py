@@ -63,7 +63,8 @@ class EventListener:
                         if event.get("batch") == self.batch and body not in seen:  # a record redelivered after
                             seen.add(body)  # a lost connection is the same bytes
                             events.append(event)
-                            done.update([event["message_id"]] if event["event"] in FINAL else [])
+                            if event["event"] in FINAL:
+                                done.add(event["message_id"])
                             progress(event, len(done))
                         channel.basic_ack(method.delivery_tag)
                     if len(done) >= count or time.monotonic() > deadline:

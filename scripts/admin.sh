@@ -21,9 +21,7 @@ esac
 url="http://localhost:$(setting MANAGEMENT_PORT)/#/queues"
 echo "Management UI: $url"
 echo "Login:         $(setting RABBITMQ_DEFAULT_USER) / $(setting RABBITMQ_DEFAULT_PASS)"
-if [[ -z "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]; then
-  echo "The lab is not running; start it with: docker compose up -d --scale consumer=3"
-fi
+lab_is_running || echo "Note: $NOT_RUNNING"
 
 opener=""
 for candidate in xdg-open open wslview; do

@@ -20,4 +20,4 @@ echo "==> Killed $victim (SIGKILL) half way through Task 1"
 wait "$sending"
 echo
 echo "==> Starting $victim again"
-docker compose start consumer 2>&1 | grep -v -e '^ *Container' -e Bake || true
+compose_quietly start consumer

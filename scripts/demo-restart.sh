@@ -16,6 +16,6 @@ send_in_background 12 --dots 4 --name restart
 worker_running "Task 4...." >/dev/null
 sleep "$(seconds_of_work 2)"  # the second round of tasks is half done
 echo "==> Restarting the broker (docker compose restart rabbitmq)"
-docker compose restart rabbitmq 2>&1 | grep -v -e '^ *Container' -e Bake || true
+compose_quietly restart rabbitmq
 echo "==> The broker is back; the workers reconnect"
 wait "$sending"

@@ -1,6 +1,13 @@
-# Shared by the lab's scripts (sourced, not run): the repo root as the working
+#!/usr/bin/env bash
+# Shared by the lab's scripts, which source it: the repo root as the working
 # directory, error helpers and how to run the producer image.
-# shellcheck shell=bash
+#
+# Usage: source "$(dirname "$0")/lib.sh"     (from a script in scripts/)
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  echo "lib.sh: source it from a script (source \"\$(dirname \"\$0\")/lib.sh\"); it does nothing on its own" >&2
+  exit 2
+fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -9,10 +16,18 @@ fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: b
   exit "${2:-2}"
 }
 
+readonly NOT_RUNNING="the lab is not running; start it with: docker compose up -d --scale consumer=3"
+
+lab_is_running() {
+  [[ -n "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]
+}
+
 require_running_lab() {
-  if [[ -z "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]; then
-    fail "the lab is not running; start it with: docker compose up -d --scale consumer=3" 1
-  fi
+  lab_is_running || fail "$NOT_RUNNING" 1
+}
+
+compose_quietly() {  # compose_quietly ARGS...: docker compose ARGS..., without its per-container lines
+  docker compose "$@" 2>&1 | grep -v -e '^ *Container' -e Bake || true
 }
 
 running_workers() {
@@ -51,7 +66,7 @@ positive_whole_number() {  # positive_whole_number WHAT VALUE: VALUE, or fail
 # tasks each (0: no limit); workers with another prefetch are re-created.
 start_workers() {
   echo "==> $1 workers with $([[ "$2" == 0 ]] && echo "no prefetch limit" || echo "prefetch $2")"
-  PREFETCH="$2" docker compose up --detach --wait --scale "consumer=$1" 2>&1 | grep -v -e '^ *Container' -e Bake || true
+  PREFETCH="$2" compose_quietly up --detach --wait --scale "consumer=$1"
 }
 
 seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this lab's SECONDS_PER_DOT
