@@ -281,14 +281,17 @@ def main(argv=None):
         return 130
     if run is None:
         return 0
-    done = len(report.done_records(run["events"]))
-    if done < count:
-        print(f"new_task.py: timed out after {args.timeout:g} s with {done} of {count} tasks done", file=sys.stderr)
+    unfinished = report.tally(run)["lost"]  # neither done nor rejected (yet)
+    if unfinished:
+        finished = count - unfinished
+        print(f"new_task.py: timed out after {args.timeout:g} s with {finished} of {count} tasks done or rejected",
+              file=sys.stderr)  # fmt: skip
         return 1
     print()
     report.print_run(run)
     run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
-    print(f"\nTimeline chart: {report.save_run(run['name'], run)}")
+    png = report.save_run(run["name"], run)
+    print(f"\nTimeline chart: {png}" if png else f"\nRecords: timelines/{run['name']}.json (no task done, no chart)")
     return 0
 
 

@@ -278,9 +278,12 @@ def save_png(path, runs):
 
 
 def save_run(name, run):
-    """Keep a run as timelines/NAME.json and timelines/NAME.png; returns the PNG's path."""
+    """Keep a run as timelines/NAME.json and, if any task was done, timelines/NAME.png.
+    Returns the PNG's path, or None."""
     TIMELINES.mkdir(parents=True, exist_ok=True)
     (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
+    if not done_records(run["events"]):
+        return None
     png = TIMELINES / f"{name}.png"
     save_png(png, [(name, segments(run["events"]))])
     return png
@@ -288,15 +291,19 @@ def save_run(name, run):
 
 def print_run(run):
     records = done_records(run["events"])
-    print(table(records, run["workers"]))
+    if records:
+        print(table(records, run["workers"]))
     for start, _next_attempt in interrupted(run["events"]):
         again = next((r for r in records if r["message_id"] == start["message_id"]), None)
         after = f"; redelivered to {again['worker']}, which did it" if again and again["redelivered"] else ""
         print(f"  task {sequence_number(start)} was cut short on {start['worker']}{after}")
+    for rejected in (e for e in run["events"] if e["event"] == "rejected"):
+        print(f"  task {sequence_number(rejected)} was rejected by {rejected['worker']}: {rejected['reason']}")
     figures = tally(run)
     print(", ".join(f"{name} {value}" for name, value in figures.items()))
-    print()
-    print(text_timeline(segments(run["events"])))
+    if records:
+        print()
+        print(text_timeline(segments(run["events"])))
 
 
 # --- The command line, for the demos -------------------------------------------

@@ -132,3 +132,14 @@ def test_an_attempt_cut_short_is_found_and_drawn_until_the_next_attempt():
     assert len(cut) == 1 and (cut[0]["worker"], cut[0]["finished"]) == ("consumer-1", 101.0)
     rows = report.text_timeline(report.segments(CRASH), width=30).splitlines()
     assert rows[0] == "consumer-1  |[~~~3~~~~]" + " " * 20 + "|"  # 1 s of 3 s on 30 columns
+
+
+def test_a_run_where_every_task_was_rejected_is_reported_without_a_chart(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "TIMELINES", tmp_path)
+    rejected = {**record(1, "consumer-1", 100, 100), "event": "rejected", "reason": "an empty task"}
+    run = {"name": "poison", "batch": BATCH, "workers": 1, "sent": 1, "events": [rejected]}
+    report.print_run(run)
+    out = capsys.readouterr().out
+    assert "task 1 was rejected by consumer-1: an empty task" in out
+    assert "sent 1, done 0, rejected 1, lost 0" in out
+    assert report.save_run("poison", run) is None and (tmp_path / "poison.json").exists()
