@@ -16,6 +16,10 @@ from collections import deque
 
 import pika
 import tenacity
+from pika.adapters.utils.connection_workflow import (
+    AMQPConnectionWorkflowFailed,
+    AMQPConnectorPhaseErrorBase,
+)
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError
 from pika.spec import Basic
 
@@ -32,6 +36,20 @@ def describe(exc):
     if isinstance(inner, BaseException):
         return describe(inner)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def open_failure(error):
+    """The error of a failed SelectConnection open, always an AMQPConnectionError
+    (as BlockingConnection raises it).
+
+    SelectConnection can hand its callback pika's internal workflow error, which
+    is none: a broker that takes TCP connections while it boots but drops the
+    handshake would otherwise end the send instead of being retried."""
+    if isinstance(error, AMQPConnectionWorkflowFailed):
+        error = error.exceptions[-1]
+    if isinstance(error, AMQPConnectorPhaseErrorBase):
+        error = error.exception
+    return error if isinstance(error, AMQPConnectionError) else AMQPConnectionError(error)
 
 
 class ConnectionLost(Exception):
@@ -103,7 +121,7 @@ class Publisher:
             raise self.failure
 
     def on_open_error(self, connection, error):
-        self.failure = error
+        self.failure = open_failure(error)
         connection.ioloop.stop()
 
     def on_connection_closed(self, connection, reason):

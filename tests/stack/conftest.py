@@ -103,6 +103,10 @@ class Lab:
             declared = connection.channel().queue_declare("task_queue", passive=True)
             return declared.method.message_count, declared.method.consumer_count
 
+    def purge(self):
+        with self.connect() as connection:
+            connection.channel().queue_purge("task_queue")
+
     def management(self, path, user=None, password=None):
         """GET from the management API on 127.0.0.1: (status, JSON body)."""
         login = f"{user or self.user}:{password or self.password}".encode()
@@ -156,5 +160,6 @@ def stack(tmp_path_factory):
 def lab(stack):
     """The test stack with all consumers attached and an empty queue."""
     stack.up()
+    stack.purge()  # what a failed test left behind must not fail the next ones too
     stack.wait_for(lambda: stack.queue()[0] == 0, "an empty task_queue")
     return stack

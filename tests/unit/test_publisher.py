@@ -2,9 +2,16 @@
 
 from types import SimpleNamespace
 
+from pika.adapters.utils.connection_workflow import (
+    AMQPConnectionWorkflowFailed,
+    AMQPConnectorAMQPHandshakeError,
+    AMQPConnectorSocketConnectError,
+    AMQPConnectorStackTimeout,
+)
+from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, StreamLostError
 from pika.spec import Basic
 
-from publisher import ConnectionLost, Publisher
+from publisher import ConnectionLost, Publisher, describe
 
 
 class FakeChannel:
@@ -61,3 +68,18 @@ def test_the_unconfirmed_are_sent_first_and_in_order_on_the_next_connection():
     assert second.published[-1] == b"m5"
     ack(publisher, 4)
     assert publisher.finished
+
+
+def test_a_failed_open_is_a_connection_error_worth_retrying():
+    # What SelectConnection reported when a restarting broker dropped the handshake.
+    dropped = AMQPConnectorAMQPHandshakeError(StreamLostError("Stream connection lost"))
+    refused = AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused"))
+    timed_out = AMQPConnectorStackTimeout("Timeout during AMQP handshake")
+    for error, inner in [(dropped, "StreamLostError"), (refused, "ConnectionRefusedError"), (timed_out, "AMQPConnectorStackTimeout")]:
+        publisher = Publisher(None, messages(1), lambda _message: None)
+        publisher.on_open_error(FakeChannel().connection, AMQPConnectionWorkflowFailed([error]))
+        assert isinstance(publisher.failure, AMQPConnectionError)
+        assert describe(publisher.failure).startswith(inner)
+    wrong_login = ProbableAuthenticationError("ACCESS_REFUSED")
+    publisher.on_open_error(FakeChannel().connection, wrong_login)
+    assert publisher.failure is wrong_login
