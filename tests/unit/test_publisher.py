@@ -75,7 +75,11 @@ def test_a_failed_open_is_a_connection_error_worth_retrying():
     dropped = AMQPConnectorAMQPHandshakeError(StreamLostError("Stream connection lost"))
     refused = AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused"))
     timed_out = AMQPConnectorStackTimeout("Timeout during AMQP handshake")
-    for error, inner in [(dropped, "StreamLostError"), (refused, "ConnectionRefusedError"), (timed_out, "AMQPConnectorStackTimeout")]:
+    for error, inner in [
+        (dropped, "StreamLostError"),
+        (refused, "ConnectionRefusedError"),
+        (timed_out, "AMQPConnectorStackTimeout"),
+    ]:
         publisher = Publisher(None, messages(1), lambda _message: None)
         publisher.on_open_error(FakeChannel().connection, AMQPConnectionWorkflowFailed([error]))
         assert isinstance(publisher.failure, AMQPConnectionError)
