@@ -8,10 +8,12 @@ so a task held by a worker that dies goes to another worker.
 The work runs in its own thread while the main thread keeps the connection
 alive (heartbeats), and the acknowledgement is handed back to the main thread
 with add_callback_threadsafe, as pika's basic_consumer_threaded example does.
+A task with no work to do is settled on the main thread at once.
 
-For each task the worker publishes a "started" and a "done" record (worker,
-times, redelivered or not) to the topic exchange `task_events`, which is how
-scripts/send.sh --wait knows who did what, and when.
+For each task the worker publishes a "done" record (worker, times, redelivered
+or not) to the topic exchange `task_events`, and a "started" record first when
+the task takes time: that is how scripts/send.sh --wait knows who did what, and
+when.
 
 A task that is not a task (not UTF-8 text, empty, or asking for absurd work)
 is rejected without requeueing: task_queue's policy dead-letters it to
@@ -227,44 +229,48 @@ _END = object()  # tells the work thread that the session is over
 class Session:
     """One connection's life, shared by the connection's thread and the work thread.
 
-    A task's "done" (or "rejected") record is committed to task_events before the
-    task is acknowledged (or rejected), so a task never leaves task_queue without
-    its record: the records go out on a channel in transaction mode, several
-    tasks to one commit when tasks finish faster than a commit takes.
+    Finished tasks are settled in groups: first one message with their records
+    (a JSON list), then their acks (or rejects), on the consuming channel. The
+    channel keeps that order, so the broker never takes a task's ack before its
+    record; a worker killed between the two leaves the task unacknowledged, to
+    be done again (flagged as a redelivery), never missing its record.
     """
 
     connection: pika.BlockingConnection
     channel: pika.adapters.blocking_connection.BlockingChannel
-    records: pika.adapters.blocking_connection.BlockingChannel
     over: threading.Event = field(default_factory=threading.Event)
-    finished: list = field(default_factory=list)  # (delivery tag, event, record), oldest first
+    pending: list = field(default_factory=list)  # (record, delivery tag or None, log line or None)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def call_soon(self, function, *args):
-        """Run function(*args) on the connection's thread: the only safe way for
-        the work thread to use the channels."""
-        self.connection.add_callback_threadsafe(functools.partial(function, *args))
-
-    def finish(self, delivery_tag, event, record):
-        """From the work thread: the task is done or rejected; settle it soon."""
+    def add(self, record, delivery_tag=None, line=None):
+        """Queue a record (with the task's settlement and log line, if it ended).
+        Returns whether it is the first one queued since the last settle."""
         with self.lock:
-            self.finished.append((delivery_tag, event, record))
-            if len(self.finished) > 1:
-                return  # a settle is already on its way
-        self.call_soon(self.settle)
+            self.pending.append((record, delivery_tag, line))
+            return len(self.pending) == 1
+
+    def tell(self, record, delivery_tag=None, line=None):
+        """From the work thread: add, and have the connection's thread settle soon."""
+        if self.add(record, delivery_tag, line):
+            self.connection.add_callback_threadsafe(self.settle)
 
     def settle(self):
-        """On the connection's thread: commit the finished tasks' records, then settle the tasks."""
+        """On the connection's thread: publish the queued records, then settle their tasks."""
         with self.lock:
-            finished, self.finished = self.finished, []
-        for _tag, event, record in finished:
-            publish_event(self.records, event, record)
-        self.records.tx_commit()
-        for tag, event, _record in finished:
-            if event == "done":
+            pending, self.pending = self.pending, []
+        if not pending:
+            return
+        body = json.dumps([record for record, _tag, _line in pending])
+        self.channel.basic_publish(EVENTS_EXCHANGE, "task.records", body, EVENT_PROPERTIES)
+        for record, tag, _line in pending:
+            if record["event"] == "done":
                 self.channel.basic_ack(tag)
-            else:  # dead-lettered by task_queue's policy
+            elif record["event"] == "rejected":  # dead-lettered by task_queue's policy
                 self.channel.basic_reject(tag, requeue=False)
+        lines = "".join(f"{line}\n" for _record, _tag, line in pending if line)
+        if lines:
+            sys.stdout.write(lines)  # one write for the group: zero-work tasks come by the thousand
+            sys.stdout.flush()
 
 
 class Worker:
@@ -313,21 +319,20 @@ class Worker:
         channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
         channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
         channel.basic_qos(prefetch_count=self.config.prefetch)
-        records = connection.channel()
-        records.tx_select()
-        session = Session(connection, channel, records)
+        session = Session(connection, channel)
         deliveries = queue.Queue()
         work = threading.Thread(target=self.work_loop, args=(session, deliveries), daemon=True)
         work.start()
         # The worker's name as consumer tag: the management UI lists consumers by it.
         consumer_tag = channel.basic_consume(
-            QUEUE, lambda _ch, *delivery: deliveries.put(delivery), consumer_tag=self.name
+            QUEUE, functools.partial(self.on_delivery, session, deliveries), consumer_tag=self.name
         )
         prefetch = self.config.prefetch or "unlimited"
         print(f"[*] {self.name} waiting for tasks on {QUEUE} (prefetch {prefetch}). To exit press CTRL+C", flush=True)
         try:
             while not self.stopping.is_set():
-                connection.process_data_events(time_limit=1)
+                connection.process_data_events(time_limit=1)  # returns after each group of deliveries
+                session.settle()
             channel.basic_cancel(consumer_tag)
             deliveries.put(_END)
             self.finish_task_in_hand(connection, work)
@@ -345,22 +350,12 @@ class Worker:
             connection.process_data_events(time_limit=0.2)
         connection.process_data_events(time_limit=0)  # the last acknowledgement
 
-    def work_loop(self, session, deliveries):
-        """Runs in the work thread: one task at a time, in delivery order."""
-        while True:
-            delivery = deliveries.get()
-            if delivery is _END or session.over.is_set():
-                return
-            if self.stopping.is_set():
-                continue  # not started: it goes back to the queue when the connection closes
-            try:
-                if not self.process(session, *delivery):
-                    return
-            except AMQPConnectionError:  # closed meanwhile: the broker redelivers the task
-                return
-
-    def process(self, session, method, properties, body):
-        """Work on one task and acknowledge it. False if the session ended first."""
+    def on_delivery(self, session, deliveries, _channel, method, properties, body):
+        """On the connection's thread. A task that needs no work (or cannot be done) is
+        settled with the others of its group of deliveries, without a trip through the
+        work thread: that is what keeps a worker as fast as a bare consume loop on them."""
+        if self.stopping.is_set():
+            return  # not started: it goes back to the queue when the connection closes
         record = {
             "worker": self.name,
             "task": body.decode("utf-8", errors="replace"),
@@ -372,27 +367,45 @@ class Worker:
         try:
             text = read_task(body)
         except PoisonTask as poison:
-            print(f"[!] Rejected {body[:60]!r} ({self.name}): {poison}; to the dead-letter queue", flush=True)
-            session.finish(method.delivery_tag, "rejected", {**record, "reason": str(poison)})
-            return True
-        again = ", redelivered" if method.redelivered else ""
+            line = f"[!] Rejected {body[:60]!r} ({self.name}): {poison}; to the dead-letter queue"
+            session.add({"event": "rejected", **record, "reason": str(poison)}, method.delivery_tag, line)
+            return
+        seconds = work_seconds(text, self.config.seconds_per_dot)
+        if seconds:
+            deliveries.put((method.delivery_tag, text, seconds, record))
+        else:
+            record["finished"] = record["started"]
+            session.add({"event": "done", **record}, method.delivery_tag, self.done_line(text, record))
+
+    def done_line(self, text, record):
+        return f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)"
+
+    def work_loop(self, session, deliveries):
+        """Runs in the work thread: one task at a time, in delivery order."""
+        while True:
+            delivery = deliveries.get()
+            if delivery is _END or session.over.is_set():
+                return
+            if self.stopping.is_set():
+                continue  # not started: it goes back to the queue when the connection closes
+            try:
+                if not self.work(session, *delivery):
+                    return
+            except AMQPConnectionError:  # closed meanwhile: the broker redelivers the task
+                return
+
+    def work(self, session, delivery_tag, text, seconds, record):
+        """Do one task's work, then have it acknowledged. False if the session ended first."""
+        record["started"] = time.time()
+        again = ", redelivered" if record["redelivered"] else ""
         print(f"[x] Received {text!r} ({self.name}{again})", flush=True)
-        session.call_soon(publish_event, session.channel, "started", record)
-        if session.over.wait(work_seconds(text, self.config.seconds_per_dot)):
+        session.tell({"event": "started", **record})  # progress for send.sh --wait
+        if session.over.wait(seconds):
             print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
             return False
         record["finished"] = time.time()
-        print(f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)", flush=True)
-        session.finish(method.delivery_tag, "done", record)
+        session.tell({"event": "done", **record}, delivery_tag, self.done_line(text, record))
         return True
-
-
-def publish_event(channel, event, record):
-    """Tell whoever listens on the task_events exchange (scripts/send.sh --wait) what happened.
-
-    A "started" record goes out at once, uncommitted: it only shows progress."""
-    body = json.dumps({"event": event, **record})
-    channel.basic_publish(EVENTS_EXCHANGE, f"task.{event}", body, EVENT_PROPERTIES)
 
 
 def main():

@@ -1,7 +1,8 @@
 """Who did what, and when: the evidence behind the lab's answers.
 
-Workers publish a JSON record to the topic exchange `task_events` when they
-start and when they finish a task. This module collects the records of one
+Workers publish JSON records to the topic exchange `task_events` when they
+start a task that takes time and when they finish (or reject) any task, several
+records to a message (a JSON list) when tasks finish fast. This module collects the records of one
 batch of tasks and turns them into a per-worker table, the makespan and its
 lower bound, a timeline in the terminal and the same timeline as a PNG chart.
 
@@ -59,13 +60,14 @@ class EventListener:
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
                     if body is not None:
-                        event = json.loads(body)
-                        if event.get("batch") == self.batch and body not in seen:  # a record redelivered after
-                            seen.add(body)  # a lost connection is the same bytes
-                            events.append(event)
-                            if event["event"] in FINAL:
-                                done.add(event["message_id"])
-                            progress(event, len(done))
+                        for event in json.loads(body):
+                            key = (event["event"], event["message_id"], event["worker"], event["started"])
+                            if event.get("batch") == self.batch and key not in seen:  # not one redelivered
+                                seen.add(key)  # after a lost connection
+                                events.append(event)
+                                if event["event"] in FINAL:
+                                    done.add(event["message_id"])
+                                progress(event, len(done))
                         channel.basic_ack(method.delivery_tag)
                     if len(done) >= count or time.monotonic() > deadline:
                         break
@@ -149,8 +151,17 @@ def tally(run):
         "rejected": len(finished) - len(done),
         "lost": run["sent"] - len(finished),
         "done more than once": sum(len(events) > 1 for events in done.values()),
-        "redelivered": sum(e["redelivered"] for e in run["events"] if e["event"] == "started"),
+        "redelivered": sum(attempt["redelivered"] for attempt in attempts(run["events"])),
     }
+
+
+def attempts(events):
+    """Each attempt at a task, once: a worker publishes a "started" record only for
+    a task that takes time, and every record of an attempt has its start time."""
+    unique = {}
+    for event in events:
+        unique.setdefault((event["message_id"], event["worker"], event["started"]), event)
+    return list(unique.values())
 
 
 def interrupted(events):

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,8 @@ import pika
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISH_COUNT = 50_000
-CONSUME_COUNT = 20_000
+CONSUME_COUNT = 10_000
+CONSUME_ROUNDS = 3
 PREFETCHES = (1, 10, 100, 0)
 SCALE_WORKERS = (1, 2, 4, 8)
 SCALE_TASKS = 48  # a multiple of every worker count
@@ -122,9 +124,9 @@ def measure_publish(stack):
 
 
 def lab_consume_seconds(stack, since):
-    """First task received to last task done, from the worker's own log lines' timestamps."""
+    """First task done to last task done, from the timestamps of the worker's "[x] Done" lines."""
     lines = stack.compose("logs", "--no-log-prefix", "--timestamps", "--since", since, "consumer").splitlines()
-    stamps = [line.split()[0] for line in lines if "[x] Received" in line or "[x] Done" in line]
+    stamps = [line.split()[0] for line in lines if "[x] Done" in line]
     first, last = (docker_time(stamp) for stamp in (stamps[0], stamps[-1]))
     return last - first
 
@@ -136,19 +138,26 @@ def docker_time(stamp):
 
 
 def measure_consume(stack):
-    """{prefetch: (raw rate, lab rate, the worker's resident MB)} on zero-work tasks, one consumer."""
+    """{prefetch: (raw rate, lab rate, the worker's resident MB)} on zero-work tasks, one consumer.
+
+    Raw and lab runs alternate, CONSUME_ROUNDS of each, and each rate is the median
+    of its rounds: a run here can be a quarter slower than the next for no reason.
+    """
     rates = {}
     for prefetch in PREFETCHES:
-        stack.fill(CONSUME_COUNT)
-        raw = rate(stack.producer("benchmark.py", "consume-raw", str(prefetch), str(CONSUME_COUNT)))
-        stack.fill(CONSUME_COUNT)
-        since = datetime.now(UTC).isoformat()
-        stack.workers(1, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
-        stack.wait_for(lambda: stack.queue()[0] == 0)
-        time.sleep(1)  # the last prefetched tasks
-        status = stack.compose("exec", "consumer", "cat", "/proc/1/status")
-        memory = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
-        rates[prefetch] = (raw, CONSUME_COUNT / lab_consume_seconds(stack, since), memory)
+        raw, lab, memory = [], [], 0.0
+        for _round in range(CONSUME_ROUNDS):
+            stack.fill(CONSUME_COUNT)
+            raw.append(rate(stack.producer("benchmark.py", "consume-raw", str(prefetch), str(CONSUME_COUNT))))
+            stack.fill(CONSUME_COUNT)
+            since = datetime.now(UTC).isoformat()
+            stack.workers(1, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
+            stack.wait_for(lambda: stack.queue()[0] == 0)
+            time.sleep(1)  # the last prefetched tasks
+            status = stack.compose("exec", "consumer", "cat", "/proc/1/status")
+            memory = max(memory, int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
+            lab.append(CONSUME_COUNT / lab_consume_seconds(stack, since))
+        rates[prefetch] = (statistics.median(raw), statistics.median(lab), memory)
     return rates
 
 
@@ -232,7 +241,7 @@ def report(stack):
     publish_ratio = lab / raw
 
     rates = measure_consume(stack)
-    print(f"\nConsume {CONSUME_COUNT:,} zero-work tasks, one consumer")
+    print(f"\nConsume {CONSUME_COUNT:,} zero-work tasks, one consumer (median of {CONSUME_ROUNDS} runs each)")
     print(f"  {'prefetch':<10}{'raw pika':>12}{'lab worker':>12}{'ratio':>8}{'worker memory':>16}")
     for prefetch, (raw_rate, lab_rate, memory) in rates.items():
         print(

@@ -120,6 +120,12 @@ def test_tally_answers_what_was_lost():
     }  # fmt: skip
 
 
+def test_a_redelivered_task_that_took_no_time_counts_as_redelivered_once():
+    # A worker sends no "started" record for a task without work: its "done" record is the attempt.
+    quick = [record(1, "consumer-1", 100, 100, redelivered=True), record(2, "consumer-2", 100, 100)]
+    assert report.tally({"sent": 2, "events": quick})["redelivered"] == 1
+
+
 def test_a_task_done_twice_is_counted_once_and_flagged():
     twice = [*CRASH, record(1, "consumer-3", 104, 105, redelivered=True)]
     figures = report.tally({"sent": 3, "events": twice})

@@ -1,8 +1,12 @@
-"""The worker's logic that needs no broker: configuration, naming, retry policy."""
+"""The worker's logic that needs no broker: configuration, naming, retry policy, and how
+it settles tasks (on a fake channel)."""
 
+import json
 import logging
+import queue
 import socket
 import threading
+from types import SimpleNamespace
 
 import pytest
 from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
@@ -171,3 +175,61 @@ def test_poison_tasks_are_refused_with_the_reason(body, reason):
 
 def test_a_task_is_its_utf8_text():
     assert worker.read_task("Tâche ...".encode()) == "Tâche ..."
+
+
+class FakeChannel:
+    """Records, in order, what a worker sends on its consuming channel."""
+
+    def __init__(self):
+        self.sent = []
+
+    def basic_publish(self, exchange, routing_key, body, _properties):
+        self.sent.append(("publish", exchange, routing_key, json.loads(body)))
+
+    def basic_ack(self, tag):
+        self.sent.append(("ack", tag))
+
+    def basic_reject(self, tag, requeue):
+        self.sent.append(("reject", tag, requeue))
+
+
+def deliver(lab_worker, session, deliveries, tag, body):
+    method = SimpleNamespace(delivery_tag=tag, redelivered=False)
+    properties = SimpleNamespace(message_id=f"b.{tag}", correlation_id="b")
+    lab_worker.on_delivery(session, deliveries, None, method, properties, body)
+
+
+def test_a_group_of_deliveries_is_settled_records_first_in_one_message_and_one_write(capsys):
+    lab_worker = worker.Worker(worker.Config.from_env({**LOGIN, "SECONDS_PER_DOT": "1"}))
+    channel, deliveries = FakeChannel(), queue.Queue()
+    session = worker.Session(connection=None, channel=channel)
+    deliver(lab_worker, session, deliveries, 1, b"Quick")  # no dots: no work
+    deliver(lab_worker, session, deliveries, 2, b"Slow..")  # two seconds: for the work thread
+    deliver(lab_worker, session, deliveries, 3, b"\xff")  # poison
+    assert channel.sent == [] and capsys.readouterr().out == ""  # nothing before the group is settled
+    session.settle()
+    (publish, exchange, _key, records), *settlements = channel.sent
+    assert (publish, exchange) == ("publish", worker.EVENTS_EXCHANGE)
+    assert [(r["event"], r["message_id"]) for r in records] == [("done", "b.1"), ("rejected", "b.3")]
+    assert records[0]["worker"] == "w1" and records[0]["finished"] == records[0]["started"]
+    assert settlements == [("ack", 1), ("reject", 3, False)]  # after their records
+    assert capsys.readouterr().out.splitlines() == [
+        "[x] Done 'Quick' (w1, 0.0 s)",
+        "[!] Rejected b'\\xff' (w1): not valid UTF-8 text; to the dead-letter queue",
+    ]
+    tag, text, seconds, _record = deliveries.get_nowait()
+    assert (tag, text, seconds) == (2, "Slow..", 2.0)
+    session.settle()
+    assert len(channel.sent) == 3  # nothing left to settle: nothing sent
+
+
+def test_the_work_thread_asks_for_one_settle_for_what_it_adds_meanwhile():
+    scheduled = []
+    connection = SimpleNamespace(add_callback_threadsafe=scheduled.append)
+    session = worker.Session(connection=connection, channel=FakeChannel())
+    session.tell({"event": "started", "message_id": "b.1"})
+    session.tell({"event": "done", "message_id": "b.1"}, 1, "[x] Done")
+    assert scheduled == [session.settle]
+    session.settle()
+    session.tell({"event": "started", "message_id": "b.2"})
+    assert scheduled == [session.settle, session.settle]
