@@ -10,10 +10,11 @@ alive (heartbeats), and the acknowledgement is handed back to the main thread
 with add_callback_threadsafe, as pika's basic_consumer_threaded example does.
 A task with no work to do is settled on the main thread at once.
 
-For each task the worker publishes a "done" record (worker, times, redelivered
-or not) to the topic exchange `task_events`, and a "started" record first when
-the task takes time: that is how scripts/send.sh --wait knows who did what, and
-when.
+When a task names a queue in its reply_to property (scripts/send.sh --wait
+does), the worker publishes records of it there: "done" (worker, times,
+redelivered or not), and "started" first when the task takes time. That is
+how send.sh --wait knows who did what, and when; a task nobody waits for
+costs no record.
 
 A task that is not a task (not UTF-8 text, empty, or asking for absurd work)
 is rejected without requeueing: task_queue's policy dead-letters it to
@@ -51,10 +52,8 @@ QUEUE = "task_queue"
 # Exactly the official tutorial's declaration, so its scripts work against the
 # lab; anything else (delivery limit, dead-lettering) is set by policy.
 QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
-# Where workers report each task they start, finish or reject, as JSON records.
-EVENTS_EXCHANGE = "task_events"
 # Persistent, so records waiting for send.sh --wait survive a broker restart.
-EVENT_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent)
+RECORD_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent)
 # Where task_queue's policy (rabbitmq/start-broker.sh) sends rejected tasks.
 DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
 # Classic: a quorum queue would drop a task handed back 20 times by scripts/dead-letters.sh list.
@@ -226,32 +225,48 @@ _END = object()  # tells the work thread that the session is over
 
 
 @dataclass
+class Task:
+    """A delivered task that takes time, handed to the work thread."""
+
+    delivery_tag: int
+    reply_to: str | None  # the queue for its records, if anyone waits for them
+    text: str
+    seconds: float
+    record: dict
+
+
+@dataclass
 class Session:
     """One connection's life, shared by the connection's thread and the work thread.
 
-    Finished tasks are settled in groups: first one message with their records
-    (a JSON list), then their acks (or rejects), on the consuming channel. The
-    channel keeps that order, so the broker never takes a task's ack before its
-    record; a worker killed between the two leaves the task unacknowledged, to
-    be done again (flagged as a redelivery), never missing its record.
+    Finished tasks are settled in groups: first their records are committed, one
+    message (a JSON list) per queue that asked for them, on a channel in
+    transaction mode; then the tasks are acked (or rejected). So a task never
+    leaves task_queue without its record, even if the broker restarts between
+    the two (records published without a commit just before the ack were seen
+    lost that way); a worker killed between the two leaves the task
+    unacknowledged, to be done again and flagged as a redelivery. Tasks nobody
+    waits for have no records, and no commit to wait for.
     """
 
     connection: pika.BlockingConnection
     channel: pika.adapters.blocking_connection.BlockingChannel
+    records: pika.adapters.blocking_connection.BlockingChannel  # in transaction mode
     over: threading.Event = field(default_factory=threading.Event)
-    pending: list = field(default_factory=list)  # (record, delivery tag or None, log line or None)
+    pending: list = field(default_factory=list)  # (reply_to, record, delivery tag or None, log line or None)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    unsettled: set = field(default_factory=set)  # delivery tags not yet acked or rejected
 
-    def add(self, record, delivery_tag=None, line=None):
+    def add(self, reply_to, record, delivery_tag=None, line=None):
         """Queue a record (with the task's settlement and log line, if it ended).
         Returns whether it is the first one queued since the last settle."""
         with self.lock:
-            self.pending.append((record, delivery_tag, line))
+            self.pending.append((reply_to, record, delivery_tag, line))
             return len(self.pending) == 1
 
-    def tell(self, record, delivery_tag=None, line=None):
+    def tell(self, reply_to, record, delivery_tag=None, line=None):
         """From the work thread: add, and have the connection's thread settle soon."""
-        if self.add(record, delivery_tag, line):
+        if self.add(reply_to, record, delivery_tag, line):
             self.connection.add_callback_threadsafe(self.settle)
 
     def settle(self):
@@ -260,17 +275,36 @@ class Session:
             pending, self.pending = self.pending, []
         if not pending:
             return
-        body = json.dumps([record for record, _tag, _line in pending])
-        self.channel.basic_publish(EVENTS_EXCHANGE, "task.records", body, EVENT_PROPERTIES)
-        for record, tag, _line in pending:
-            if record["event"] == "done":
-                self.channel.basic_ack(tag)
-            elif record["event"] == "rejected":  # dead-lettered by task_queue's policy
+        records = {}
+        for reply_to, record, _tag, _line in pending:
+            if reply_to:
+                records.setdefault(reply_to, []).append(record)
+        for reply_to, group in records.items():
+            self.records.basic_publish("", reply_to, json.dumps(group), RECORD_PROPERTIES)
+        if records:
+            self.records.tx_commit()
+        done = [tag for _to, record, tag, _line in pending if record["event"] == "done"]
+        for _to, record, tag, _line in pending:
+            if record["event"] == "rejected":  # dead-lettered by task_queue's policy
                 self.channel.basic_reject(tag, requeue=False)
-        lines = "".join(f"{line}\n" for _record, _tag, line in pending if line)
+                self.unsettled.discard(tag)
+        self.acknowledge(done)
+        lines = "".join(f"{line}\n" for _to, _record, _tag, line in pending if line)
         if lines:
             sys.stdout.write(lines)  # one write for the group: zero-work tasks come by the thousand
             sys.stdout.flush()
+
+    def acknowledge(self, tags):
+        """Ack these deliveries: with one multiple ack when no earlier delivery is still unsettled."""
+        if not tags:
+            return
+        self.unsettled.difference_update(tags)
+        last = max(tags)
+        if all(tag > last for tag in self.unsettled):
+            self.channel.basic_ack(last, multiple=True)
+        else:
+            for tag in tags:
+                self.channel.basic_ack(tag)
 
 
 class Worker:
@@ -314,12 +348,13 @@ class Worker:
         """One connection's life: consume until stopped, then end it cleanly."""
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
-        channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
         channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
         channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
         channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
         channel.basic_qos(prefetch_count=self.config.prefetch)
-        session = Session(connection, channel)
+        records = connection.channel()
+        records.tx_select()
+        session = Session(connection, channel, records)
         deliveries = queue.Queue()
         work = threading.Thread(target=self.work_loop, args=(session, deliveries), daemon=True)
         work.start()
@@ -354,6 +389,7 @@ class Worker:
         """On the connection's thread. A task that needs no work (or cannot be done) is
         settled with the others of its group of deliveries, without a trip through the
         work thread: that is what keeps a worker as fast as a bare consume loop on them."""
+        session.unsettled.add(method.delivery_tag)
         if self.stopping.is_set():
             return  # not started: it goes back to the queue when the connection closes
         record = {
@@ -368,14 +404,16 @@ class Worker:
             text = read_task(body)
         except PoisonTask as poison:
             line = f"[!] Rejected {body[:60]!r} ({self.name}): {poison}; to the dead-letter queue"
-            session.add({"event": "rejected", **record, "reason": str(poison)}, method.delivery_tag, line)
+            rejected = {"event": "rejected", **record, "reason": str(poison)}
+            session.add(properties.reply_to, rejected, method.delivery_tag, line)
             return
         seconds = work_seconds(text, self.config.seconds_per_dot)
         if seconds:
-            deliveries.put((method.delivery_tag, text, seconds, record))
+            deliveries.put(Task(method.delivery_tag, properties.reply_to, text, seconds, record))
         else:
             record["finished"] = record["started"]
-            session.add({"event": "done", **record}, method.delivery_tag, self.done_line(text, record))
+            done = {"event": "done", **record}
+            session.add(properties.reply_to, done, method.delivery_tag, self.done_line(text, record))
 
     def done_line(self, text, record):
         return f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)"
@@ -389,22 +427,23 @@ class Worker:
             if self.stopping.is_set():
                 continue  # not started: it goes back to the queue when the connection closes
             try:
-                if not self.work(session, *delivery):
+                if not self.work(session, delivery):
                     return
             except AMQPConnectionError:  # closed meanwhile: the broker redelivers the task
                 return
 
-    def work(self, session, delivery_tag, text, seconds, record):
+    def work(self, session, task):
         """Do one task's work, then have it acknowledged. False if the session ended first."""
+        record = task.record
         record["started"] = time.time()
         again = ", redelivered" if record["redelivered"] else ""
-        print(f"[x] Received {text!r} ({self.name}{again})", flush=True)
-        session.tell({"event": "started", **record})  # progress for send.sh --wait
-        if session.over.wait(seconds):
-            print(f"[!] Handed back {text!r} ({self.name}): stopped before it was done", flush=True)
+        print(f"[x] Received {task.text!r} ({self.name}{again})", flush=True)
+        session.tell(task.reply_to, {"event": "started", **record})  # progress for send.sh --wait
+        if session.over.wait(task.seconds):
+            print(f"[!] Handed back {task.text!r} ({self.name}): stopped before it was done", flush=True)
             return False
         record["finished"] = time.time()
-        session.tell({"event": "done", **record}, delivery_tag, self.done_line(text, record))
+        session.tell(task.reply_to, {"event": "done", **record}, task.delivery_tag, self.done_line(task.text, record))
         return True
 
 

@@ -198,15 +198,17 @@ def wait_for_workers(connection, channel, expected):
     return attached
 
 
-def messages(tasks, batch):
+def messages(tasks, batch, reply_to=None):
     """Each task as a persistent message that carries its batch (correlation_id) and
-    its number in the batch (message_id "<batch>.<n>"); the workers' records repeat both."""
+    its number in the batch (message_id "<batch>.<n>"); the workers' records repeat
+    both, and go to the reply_to queue if there is one."""
     for number, text in enumerate(tasks, start=1):
         properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
             content_type="text/plain",
             correlation_id=batch,
             message_id=f"{batch}.{number}",
+            reply_to=reply_to,
         )
         yield QUEUE, text.encode("utf-8"), properties
 
@@ -247,7 +249,8 @@ def send(parameters, args, count, tasks):
         workers = wait_for_workers(connection, channel, args.expect_workers)
     listener = report.EventListener(parameters, batch) if args.wait else None  # before the first task goes
     started = time.monotonic()
-    resent = Publisher(parameters, messages(tasks, batch), on_confirmed=SendProgress(count)).run()
+    records_to = listener.queue if listener else None
+    resent = Publisher(parameters, messages(tasks, batch, records_to), on_confirmed=SendProgress(count)).run()
     plural = "task" if count == 1 else "tasks"
     print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
     if resent:

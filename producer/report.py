@@ -1,8 +1,9 @@
 """Who did what, and when: the evidence behind the lab's answers.
 
-Workers publish JSON records to the topic exchange `task_events` when they
-start a task that takes time and when they finish (or reject) any task, several
-records to a message (a JSON list) when tasks finish fast. This module collects the records of one
+Workers publish JSON records to the queue a task names in its reply_to
+property when they start a task that takes time and when they finish (or
+reject) any task, several records to a message (a JSON list) when tasks finish
+fast. This module collects the records of one
 batch of tasks and turns them into a per-worker table, the makespan and its
 lower bound, a timeline in the terminal and the same timeline as a PNG chart.
 
@@ -22,14 +23,14 @@ import pika
 
 from publisher import reconnecting
 
-EVENTS_EXCHANGE = "task_events"
 FINAL = ("done", "rejected")  # what can become of a task
 TIMELINES = Path("timelines")
 TIMELINE_WIDTH = 64
 
 
 class EventListener:
-    """The records of one batch, from a queue of the batch's own bound to task_events.
+    """The records of one batch, from a queue of the batch's own that its tasks name
+    in their reply_to property.
 
     The queue is declared before the tasks are sent, so no record is missed.
     It is durable and deleted only after going unused for 10 minutes, so the
@@ -40,14 +41,12 @@ class EventListener:
 
     def __init__(self, parameters, batch):
         self.parameters, self.batch = parameters, batch
-        self.queue = f"{EVENTS_EXCHANGE}.{batch}"
+        self.queue = f"task-records.{batch}"
         with pika.BlockingConnection(parameters) as connection:
             self.declare(connection.channel())
 
     def declare(self, channel):
-        channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
         channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
-        channel.queue_bind(self.queue, EVENTS_EXCHANGE, "task.*")
 
     def collect(self, count, timeout, progress):
         """The events of the batch until `count` different tasks are done (or rejected),

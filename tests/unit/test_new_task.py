@@ -99,3 +99,11 @@ def test_missing_login_is_refused_before_connecting(no_broker, monkeypatch, caps
     monkeypatch.delenv("RABBITMQ_DEFAULT_PASS")
     assert new_task.main(["1"]) == 2
     assert "RABBITMQ_DEFAULT_PASS not set" in capsys.readouterr().err
+
+
+def test_tasks_name_the_queue_for_their_records_only_when_someone_waits():
+    waited_for = list(new_task.messages(["A", "B"], "b1", reply_to="task-records.b1"))
+    assert [props.reply_to for _queue, _body, props in waited_for] == ["task-records.b1"] * 2
+    assert [props.message_id for _queue, _body, props in waited_for] == ["b1.1", "b1.2"]
+    (_queue, _body, props), *_ = new_task.messages(["A"], "b2")
+    assert props.reply_to is None and props.delivery_mode == 2

@@ -178,58 +178,91 @@ def test_a_task_is_its_utf8_text():
 
 
 class FakeChannel:
-    """Records, in order, what a worker sends on its consuming channel."""
+    """Records, in order, what a worker sends on its channels (to one shared list)."""
 
-    def __init__(self):
-        self.sent = []
+    def __init__(self, sent=None):
+        self.sent = [] if sent is None else sent
 
     def basic_publish(self, exchange, routing_key, body, _properties):
         self.sent.append(("publish", exchange, routing_key, json.loads(body)))
 
-    def basic_ack(self, tag):
-        self.sent.append(("ack", tag))
+    def basic_ack(self, tag, multiple=False):
+        self.sent.append(("ack", tag, multiple))
 
     def basic_reject(self, tag, requeue):
         self.sent.append(("reject", tag, requeue))
 
-
-def deliver(lab_worker, session, deliveries, tag, body):
-    method = SimpleNamespace(delivery_tag=tag, redelivered=False)
-    properties = SimpleNamespace(message_id=f"b.{tag}", correlation_id="b")
-    lab_worker.on_delivery(session, deliveries, None, method, properties, body)
+    def tx_commit(self):
+        self.sent.append(("commit",))
 
 
-def test_a_group_of_deliveries_is_settled_records_first_in_one_message_and_one_write(capsys):
-    lab_worker = worker.Worker(worker.Config.from_env({**LOGIN, "SECONDS_PER_DOT": "1"}))
-    channel, deliveries = FakeChannel(), queue.Queue()
-    session = worker.Session(connection=None, channel=channel)
-    deliver(lab_worker, session, deliveries, 1, b"Quick")  # no dots: no work
-    deliver(lab_worker, session, deliveries, 2, b"Slow..")  # two seconds: for the work thread
-    deliver(lab_worker, session, deliveries, 3, b"\xff")  # poison
-    assert channel.sent == [] and capsys.readouterr().out == ""  # nothing before the group is settled
+def fake_session(connection=None):
+    channel = FakeChannel()
+    return worker.Session(connection=connection, channel=channel, records=FakeChannel(channel.sent))
+
+
+def session_of(seconds_per_dot="1"):
+    lab_worker = worker.Worker(worker.Config.from_env({**LOGIN, "SECONDS_PER_DOT": seconds_per_dot}))
+    session = fake_session()
+    deliveries = queue.Queue()
+
+    def deliver(tag, body, reply_to="records.b"):
+        method = SimpleNamespace(delivery_tag=tag, redelivered=False)
+        properties = SimpleNamespace(message_id=f"b.{tag}", correlation_id="b", reply_to=reply_to)
+        lab_worker.on_delivery(session, deliveries, None, method, properties, body)
+
+    return session, deliveries, deliver
+
+
+def test_a_group_of_deliveries_is_settled_records_committed_first_in_one_message_and_one_write(capsys):
+    session, deliveries, deliver = session_of()
+    deliver(1, b"Quick")  # no dots: no work
+    deliver(2, b"Slow..")  # two seconds: for the work thread
+    deliver(3, b"\xff")  # poison
+    assert session.channel.sent == [] and capsys.readouterr().out == ""  # nothing before the group is settled
     session.settle()
-    (publish, exchange, _key, records), *settlements = channel.sent
-    assert (publish, exchange) == ("publish", worker.EVENTS_EXCHANGE)
+    (publish, exchange, queue_name, records), commit, *settlements = session.channel.sent
+    assert (publish, exchange, queue_name) == ("publish", "", "records.b")  # to the queue the tasks named
     assert [(r["event"], r["message_id"]) for r in records] == [("done", "b.1"), ("rejected", "b.3")]
     assert records[0]["worker"] == "w1" and records[0]["finished"] == records[0]["started"]
-    assert settlements == [("ack", 1), ("reject", 3, False)]  # after their records
+    assert commit == ("commit",)
+    assert settlements == [("reject", 3, False), ("ack", 1, True)]  # after their records are committed
     assert capsys.readouterr().out.splitlines() == [
         "[x] Done 'Quick' (w1, 0.0 s)",
         "[!] Rejected b'\\xff' (w1): not valid UTF-8 text; to the dead-letter queue",
     ]
-    tag, text, seconds, _record = deliveries.get_nowait()
-    assert (tag, text, seconds) == (2, "Slow..", 2.0)
+    task = deliveries.get_nowait()
+    assert (task.delivery_tag, task.reply_to, task.text, task.seconds) == (2, "records.b", "Slow..", 2.0)
     session.settle()
-    assert len(channel.sent) == 3  # nothing left to settle: nothing sent
+    assert len(session.channel.sent) == 4  # nothing left to settle: nothing sent
+
+
+def test_one_multiple_ack_only_when_no_earlier_task_is_still_in_hand():
+    session, deliveries, deliver = session_of()
+    for tag, body in enumerate([b"Slow.", b"Quick", b"Quick"], start=1):
+        deliver(tag, body)
+    session.settle()
+    assert session.channel.sent[2:] == [("ack", 2, False), ("ack", 3, False)]  # task 1 is still in the work
+    deliver(4, b"Quick")
+    session.add("records.b", {"event": "done", "message_id": "b.1"}, 1)  # the work thread finished task 1
+    session.settle()
+    assert session.channel.sent[-1] == ("ack", 4, True)  # 1 and 4 at once
+
+
+def test_a_task_that_names_no_queue_for_records_gets_none():
+    session, _deliveries, deliver = session_of()
+    deliver(1, b"Quick", reply_to=None)
+    session.settle()
+    assert session.channel.sent == [("ack", 1, True)]  # and no commit to wait for
 
 
 def test_the_work_thread_asks_for_one_settle_for_what_it_adds_meanwhile():
     scheduled = []
     connection = SimpleNamespace(add_callback_threadsafe=scheduled.append)
-    session = worker.Session(connection=connection, channel=FakeChannel())
-    session.tell({"event": "started", "message_id": "b.1"})
-    session.tell({"event": "done", "message_id": "b.1"}, 1, "[x] Done")
+    session = fake_session(connection)
+    session.tell("records.b", {"event": "started", "message_id": "b.1"})
+    session.tell("records.b", {"event": "done", "message_id": "b.1"}, 1, "[x] Done")
     assert scheduled == [session.settle]
     session.settle()
-    session.tell({"event": "started", "message_id": "b.2"})
+    session.tell("records.b", {"event": "started", "message_id": "b.2"})
     assert scheduled == [session.settle, session.settle]
