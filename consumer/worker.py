@@ -224,6 +224,35 @@ def work_seconds(text, seconds_per_dot):
 _END = object()  # tells the work thread that the session is over
 
 
+class QuickTasksLog:
+    """The "[x] Done" lines of tasks with no work: the first LINES_PER_SECOND of each
+    second, the others summed up in one line a second. Such tasks come by the
+    thousand (bench loads, `send.sh 100000 --dots 0`), and a log line costs a
+    worker (and Docker) more than the task itself."""
+
+    LINES_PER_SECOND = 10
+
+    def __init__(self, name):
+        self.name = name
+        self.second_started = time.monotonic()
+        self.shown = self.folded = 0
+
+    def line(self, text):
+        """The task's line, or None if it is only counted."""
+        if self.shown < self.LINES_PER_SECOND:
+            self.shown += 1
+            return f"[x] Done {text!r} ({self.name}, 0.0 s)"
+        self.folded += 1
+        return None
+
+    def summary(self):
+        """Once a second at most: the line for the tasks counted, if any."""
+        if time.monotonic() - self.second_started < 1:
+            return None
+        folded, self.folded, self.shown, self.second_started = self.folded, 0, 0, time.monotonic()
+        return f"[x] ... and {folded:,} more tasks with no work done ({self.name})" if folded else None
+
+
 @dataclass
 class Task:
     """A delivered task that takes time, handed to the work thread."""
@@ -291,7 +320,7 @@ class Session:
         self.acknowledge(done)
         lines = "".join(f"{line}\n" for _to, _record, _tag, line in pending if line)
         if lines:
-            sys.stdout.write(lines)  # one write for the group: zero-work tasks come by the thousand
+            sys.stdout.write(lines)  # one write for the group
             sys.stdout.flush()
 
     def acknowledge(self, tags):
@@ -312,6 +341,7 @@ class Worker:
         self.config = config
         self.name = config.worker_name
         self.stopping = threading.Event()
+        self.quick_tasks = QuickTasksLog(self.name)
         self.parameters = pika.ConnectionParameters(
             host=config.host,
             port=config.port,
@@ -368,6 +398,8 @@ class Worker:
             while not self.stopping.is_set():
                 connection.process_data_events(time_limit=1)  # returns after each group of deliveries
                 session.settle()
+                if summary := self.quick_tasks.summary():
+                    print(summary, flush=True)
             channel.basic_cancel(consumer_tag)
             deliveries.put(_END)
             self.finish_task_in_hand(connection, work)
@@ -413,10 +445,7 @@ class Worker:
         else:
             record["finished"] = record["started"]
             done = {"event": "done", **record}
-            session.add(properties.reply_to, done, method.delivery_tag, self.done_line(text, record))
-
-    def done_line(self, text, record):
-        return f"[x] Done {text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)"
+            session.add(properties.reply_to, done, method.delivery_tag, self.quick_tasks.line(text))
 
     def work_loop(self, session, deliveries):
         """Runs in the work thread: one task at a time, in delivery order."""
@@ -443,7 +472,8 @@ class Worker:
             print(f"[!] Handed back {task.text!r} ({self.name}): stopped before it was done", flush=True)
             return False
         record["finished"] = time.time()
-        session.tell(task.reply_to, {"event": "done", **record}, task.delivery_tag, self.done_line(task.text, record))
+        line = f"[x] Done {task.text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)"
+        session.tell(task.reply_to, {"event": "done", **record}, task.delivery_tag, line)
         return True
 
 

@@ -85,7 +85,9 @@ def tasks_from_rows(lines, source):
 
 
 def read_tasks(args):
-    shape = {name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name)}
+    shape = {
+        name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name) is not None
+    }
     if args.file is None:
         return tasks_from_argument(args.message_or_count, **shape)
     if shape:

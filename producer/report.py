@@ -218,9 +218,9 @@ def table(records, workers):
         names = ", ".join(r["task"].rstrip(".") for r in tasks)  # the dots are the work, not the name
         lines.append(f"{worker:<12} {len(tasks):>5} {busy:>7.1f}  {names}")
     span, bound = makespan(records), lower_bound(records, workers)
+    ratio = f" (ratio {span / bound:.2f})" if bound else ""  # tasks with no work have no lower bound
     lines.append(
-        f"makespan {span:.1f} s for {len(records)} tasks on {workers} workers; "
-        f"lower bound {bound:.1f} s (ratio {span / bound:.2f})"
+        f"makespan {span:.1f} s for {len(records)} tasks on {workers} workers; lower bound {bound:.1f} s{ratio}"
     )
     return "\n".join(lines)
 

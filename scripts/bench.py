@@ -6,7 +6,6 @@ on a stack of its own. Prints a table per measurement and ends with
 These machines are noisy: compare the ratios, each measured within one run.
 """
 
-import calendar
 import json
 import os
 import re
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pika
@@ -25,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISH_COUNT = 50_000
 CONSUME_COUNT = 10_000
 CONSUME_ROUNDS = 3
+TIMING_QUEUE = "bench-timing"
 PREFETCHES = (1, 10, 100, 0)
 SCALE_WORKERS = (1, 2, 4, 8)
 SCALE_TASKS = 48  # a multiple of every worker count
@@ -91,10 +90,30 @@ class Stack:
         self.wait_for(lambda: self.queue()[1] == count)
 
     def fill(self, count):
-        """`count` zero-work tasks in an otherwise empty task_queue, no worker attached."""
+        """`count` zero-work tasks in an otherwise empty task_queue, no worker attached.
+        The first and the last ask for the worker's records (reply_to TIMING_QUEUE):
+        they time a lab worker from the inside, as the raw loop times itself."""
         self.compose("stop", "consumer")
-        self.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
-        self.producer("new_task.py", str(count), "--dots", "0")
+        with pika.BlockingConnection(self.parameters) as connection:
+            channel = connection.channel()
+            channel.queue_purge("task_queue")
+            channel.queue_declare(TIMING_QUEUE, durable=True)
+            channel.queue_purge(TIMING_QUEUE)
+            for number in range(1, count + 1):
+                reply_to = TIMING_QUEUE if number in (1, count) else None
+                properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, reply_to=reply_to)
+                channel.basic_publish("", "task_queue", f"Task {number}".encode(), properties)
+        self.wait_for(lambda: self.queue()[0] == count)
+
+    def worker_seconds(self):
+        """From the first task's start to the last task's end, by the worker's records of them."""
+        records = []
+        with pika.BlockingConnection(self.parameters) as connection:
+            for _method, _properties, body in connection.channel().consume(TIMING_QUEUE, auto_ack=True):
+                records += json.loads(body)
+                if len(records) == 2:
+                    return max(r["finished"] for r in records) - min(r["started"] for r in records)
+        raise SystemExit("bench: the worker's records are missing")
 
     def send_and_wait(self, name, *args):
         self.run(str(ROOT / "scripts/send.sh"), *args, "--wait", "--name", name)
@@ -123,20 +142,6 @@ def measure_publish(stack):
     return raw, lab, memory
 
 
-def lab_consume_seconds(stack, since):
-    """First task done to last task done, from the timestamps of the worker's "[x] Done" lines."""
-    lines = stack.compose("logs", "--no-log-prefix", "--timestamps", "--since", since, "consumer").splitlines()
-    stamps = [line.split()[0] for line in lines if "[x] Done" in line]
-    first, last = (docker_time(stamp) for stamp in (stamps[0], stamps[-1]))
-    return last - first
-
-
-def docker_time(stamp):
-    """Docker's RFC 3339 UTC timestamp (nanoseconds) as seconds since the epoch."""
-    whole, _, fraction = stamp.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
-
-
 def measure_consume(stack):
     """{prefetch: (raw rate, lab rate, the worker's resident MB)} on zero-work tasks, one consumer.
 
@@ -150,13 +155,10 @@ def measure_consume(stack):
             stack.fill(CONSUME_COUNT)
             raw.append(rate(stack.producer("benchmark.py", "consume-raw", str(prefetch), str(CONSUME_COUNT))))
             stack.fill(CONSUME_COUNT)
-            since = datetime.now(UTC).isoformat()
             stack.workers(1, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
-            stack.wait_for(lambda: stack.queue()[0] == 0)
-            time.sleep(1)  # the last prefetched tasks
+            lab.append((CONSUME_COUNT - 1) / stack.worker_seconds())  # intervals between the first and last
             status = stack.compose("exec", "consumer", "cat", "/proc/1/status")
             memory = max(memory, int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
-            lab.append(CONSUME_COUNT / lab_consume_seconds(stack, since))
         rates[prefetch] = (statistics.median(raw), statistics.median(lab), memory)
     return rates
 

@@ -1,5 +1,6 @@
 """How work is shared, checked on the real stack: the demos' claims and the records behind them."""
 
+import re
 import subprocess
 
 from conftest import CONSUMERS, ROOT
@@ -27,6 +28,28 @@ def test_send_wait_reports_every_task_once_with_its_worker(lab):
     assert f"makespan {makespan(done):.1f} s for 12 tasks on {CONSUMERS} workers" in result.stdout
     assert result.stdout.count("consumer-1  |[") == 1
     assert (lab.timelines / "records.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab):
+    since = lab.now()
+    result = lab.send("300", "--dots", "0", "--wait", "--name", "quick")
+    assert result.returncode == 0, result.stderr
+    run, done = lab.saved_run("quick")
+    assert sorted(done) == list(range(1, 301))
+    assert all(busy(record) == 0 for record in done.values()), [
+        (n, r["worker"], busy(r)) for n, r in done.items() if busy(r)
+    ][:5]
+    assert [event["event"] for event in run["events"]].count("started") == 0  # only tasks that take time
+
+    def lines_and_sums():
+        logs = lab.consumer_logs(since)
+        summed = re.findall(r"\[x\] \.\.\. and ([\d,]+) more tasks with no work done", logs)
+        return logs.count("[x] Done 'Task "), sum(int(n.replace(",", "")) for n in summed)
+
+    lab.wait_for(lambda: sum(lines_and_sums()) == 300, "every task in the logs, on a line or in a sum")
+    shown, _summed = lines_and_sums()
+    seconds = makespan(done) + 1
+    assert shown <= CONSUMERS * 10 * (seconds + 1)  # ten lines a second a worker, at most
 
 
 def test_round_robin_demo_deals_tasks_out_in_turn(lab):

@@ -30,6 +30,12 @@ def test_workload_shapes():
     assert drawn != [task.count(".") for task in generated("50", spread=(1, 6), seed=8)[1]]
 
 
+def test_dots_zero_on_the_command_line_means_tasks_with_no_work():
+    args = new_task.parse_args(["3", "--dots", "0"])
+    count, tasks = new_task.read_tasks(args)
+    assert (count, list(tasks)) == (3, ["Task 1", "Task 2", "Task 3"])
+
+
 def test_generated_tasks_are_made_one_at_a_time():
     count, tasks = new_task.tasks_from_argument("1000000000")
     assert count == 10**9 and next(iter(tasks)) == "Task 1."

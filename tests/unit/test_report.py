@@ -65,6 +65,16 @@ def test_table_names_each_workers_tasks_and_the_numbers():
     assert lines[-1] == "makespan 18.0 s for 9 tasks on 3 workers; lower bound 8.0 s (ratio 2.25)"
 
 
+def test_a_run_of_tasks_with_no_work_is_reported_with_its_chart(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "TIMELINES", tmp_path)
+    quick = [record(n, f"consumer-{n}", 100.0 + n / 1000, 100.0 + n / 1000) for n in (1, 2, 3)]
+    run = {"name": "quick", "batch": BATCH, "workers": 3, "sent": 3, "events": quick}
+    report.print_run(run)
+    out = capsys.readouterr().out
+    assert "lower bound 0.0 s\n" in out and "sent 3, done 3, rejected 0, lost 0" in out
+    assert report.save_run("quick", run).read_bytes().startswith(b"\x89PNG")
+
+
 def test_text_timeline_draws_each_task_where_and_as_long_as_it_ran():
     rows = report.text_timeline(FAIR, width=60).splitlines()
     # 60 columns for 10 s: a 6 s task is 36 columns wide.

@@ -266,3 +266,18 @@ def test_the_work_thread_asks_for_one_settle_for_what_it_adds_meanwhile():
     session.settle()
     session.tell("records.b", {"event": "started", "message_id": "b.2"})
     assert scheduled == [session.settle, session.settle]
+
+
+def test_tasks_with_no_work_get_ten_lines_a_second_and_a_sum_for_the_rest(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
+    quick = worker.QuickTasksLog("w1")
+    lines = [quick.line(f"Task {n}") for n in range(1, 26)]
+    assert lines[:10] == [f"[x] Done 'Task {n}' (w1, 0.0 s)" for n in range(1, 11)]
+    assert lines[10:] == [None] * 15
+    assert quick.summary() is None  # not a second yet
+    clock[0] += 1
+    assert quick.summary() == "[x] ... and 15 more tasks with no work done (w1)"
+    assert quick.line("Task 26") == "[x] Done 'Task 26' (w1, 0.0 s)"  # a new second
+    clock[0] += 1
+    assert quick.summary() is None  # nothing left out
