@@ -5,7 +5,7 @@
 # scaling over 1-8 workers, dispatch against a simulated ideal, start-up.
 # Ends with one line: ratios: publish=… consume=… scale8=… dispatch=…
 #
-# Usage: scripts/bench.sh     (about eight minutes; needs Docker and python3)
+# Usage: scripts/bench.sh     (about five minutes; needs Docker and python3)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
