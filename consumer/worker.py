@@ -224,6 +224,11 @@ def work_seconds(text, seconds_per_dot):
 _END = object()  # tells the work thread that the session is over
 
 
+def done_line(worker, text, seconds):
+    """The tutorial's "[x] Done" line, with who did the task and how long it took."""
+    return f"[x] Done {text!r} ({worker}, {seconds:.1f} s)"
+
+
 class QuickTasksLog:
     """The "[x] Done" lines of tasks with no work: the first LINES_PER_SECOND of each
     second, the others summed up in one line a second. Such tasks come by the
@@ -241,7 +246,7 @@ class QuickTasksLog:
         """The task's line, or None if it is only counted."""
         if self.shown < self.LINES_PER_SECOND:
             self.shown += 1
-            return f"[x] Done {text!r} ({self.name}, 0.0 s)"
+            return done_line(self.name, text, 0.0)
         self.folded += 1
         return None
 
@@ -312,9 +317,11 @@ class Session:
             self.records.basic_publish("", reply_to, json.dumps(group), RECORD_PROPERTIES)
         if records:
             self.records.tx_commit()
-        done = [tag for _to, record, tag, _line in pending if record["event"] == "done"]
+        done = []
         for _to, record, tag, _line in pending:
-            if record["event"] == "rejected":  # dead-lettered by task_queue's policy
+            if record["event"] == "done":
+                done.append(tag)
+            elif record["event"] == "rejected":  # dead-lettered by task_queue's policy
                 self.channel.basic_reject(tag, requeue=False)
                 self.unsettled.discard(tag)
         self.acknowledge(done)
@@ -472,7 +479,7 @@ class Worker:
             print(f"[!] Handed back {task.text!r} ({self.name}): stopped before it was done", flush=True)
             return False
         record["finished"] = time.time()
-        line = f"[x] Done {task.text!r} ({self.name}, {record['finished'] - record['started']:.1f} s)"
+        line = done_line(self.name, task.text, record["finished"] - record["started"])
         session.tell(task.reply_to, {"event": "done", **record}, task.delivery_tag, line)
         return True
 

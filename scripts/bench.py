@@ -89,14 +89,18 @@ class Stack:
         self.compose("up", "--detach", "--wait", "--scale", f"consumer={count}", **settings)
         self.wait_for(lambda: self.queue()[1] == count)
 
+    def purge(self):
+        with pika.BlockingConnection(self.parameters) as connection:
+            connection.channel().queue_purge("task_queue")
+
     def fill(self, count):
         """`count` zero-work tasks in an otherwise empty task_queue, no worker attached.
         The first and the last ask for the worker's records (reply_to TIMING_QUEUE):
         they time a lab worker from the inside, as the raw loop times itself."""
         self.compose("stop", "consumer")
+        self.purge()
         with pika.BlockingConnection(self.parameters) as connection:
             channel = connection.channel()
-            channel.queue_purge("task_queue")
             channel.queue_declare(TIMING_QUEUE, durable=True)
             channel.queue_purge(TIMING_QUEUE)
             for number in range(1, count + 1):
@@ -128,17 +132,17 @@ def rate(output):
 
 def measure_publish(stack):
     stack.workers(0)
-    stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+    stack.purge()
     raw = rate(stack.producer("benchmark.py", "publish-raw", str(PUBLISH_COUNT)))
-    stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+    stack.purge()
     sent = stack.producer("new_task.py", str(PUBLISH_COUNT), "--dots", "0")
     lab = PUBLISH_COUNT / float(re.search(r"in ([\d.]+) s", sent).group(1))
     memory = {}
     for count in (PUBLISH_COUNT // 10, PUBLISH_COUNT):
-        stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+        stack.purge()
         out = stack.producer("benchmark.py", "peak-memory", "new_task.py", str(count), "--dots", "0")
         memory[count] = int(re.search(r"peak memory (\d+) KiB", out).group(1)) / 1024
-    stack.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "purge_queue", "task_queue")
+    stack.purge()
     return raw, lab, memory
 
 
