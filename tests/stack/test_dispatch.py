@@ -36,9 +36,7 @@ def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab)
     assert result.returncode == 0, result.stderr
     run, done = lab.saved_run("quick")
     assert sorted(done) == list(range(1, 301))
-    assert all(busy(record) == 0 for record in done.values()), [
-        (n, r["worker"], busy(r)) for n, r in done.items() if busy(r)
-    ][:5]
+    assert all(busy(record) == 0 for record in done.values())
     assert [event["event"] for event in run["events"]].count("started") == 0  # only tasks that take time
 
     def lines_and_sums():
@@ -48,8 +46,8 @@ def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab)
 
     lab.wait_for(lambda: sum(lines_and_sums()) == 300, "every task in the logs, on a line or in a sum")
     shown, _summed = lines_and_sums()
-    seconds = makespan(done) + 1
-    assert shown <= CONSUMERS * 10 * (seconds + 1)  # ten lines a second a worker, at most
+    seconds_touched = makespan(done) + 2  # a run of T seconds spans at most T + 2 log seconds
+    assert shown <= CONSUMERS * 10 * seconds_touched  # ten lines a second a worker, at most
 
 
 def test_round_robin_demo_deals_tasks_out_in_turn(lab):
