@@ -12,24 +12,29 @@ import pytest
 from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
 from pika.exceptions import (
     AMQPConnectionError,
+    ChannelClosedByBroker,
     ConnectionClosedByBroker,
     ProbableAuthenticationError,
     StreamLostError,
 )
 
+import broker
+import settlement
+import tasks
 import worker
+from settings import Config, ConfigError, replica_name
 
 LOGIN = {"RABBITMQ_DEFAULT_USER": "lab", "RABBITMQ_DEFAULT_PASS": "secret", "WORKER_NAME": "w1"}
 
 
 def test_config_defaults():
-    config = worker.Config.from_env(LOGIN)
+    config = Config.from_env(LOGIN)
     assert (config.host, config.port, config.prefetch, config.seconds_per_dot) == ("rabbitmq", 5672, 1, 1.0)
     assert (config.user, config.password, config.worker_name) == ("lab", "secret", "w1")
 
 
 def test_config_reads_the_knobs():
-    config = worker.Config.from_env({**LOGIN, "PREFETCH": "0", "SECONDS_PER_DOT": "0.05", "STOP_GRACE_SECONDS": "4"})
+    config = Config.from_env({**LOGIN, "PREFETCH": "0", "SECONDS_PER_DOT": "0.05", "STOP_GRACE_SECONDS": "4"})
     assert (config.prefetch, config.seconds_per_dot, config.stop_grace_seconds) == (0, 0.05, 4.0)
 
 
@@ -45,15 +50,15 @@ def test_config_reads_the_knobs():
     ],
 )
 def test_config_rejects_bad_values_naming_the_setting(name, value):
-    with pytest.raises(worker.ConfigError, match=f"^{name} must be .*got '{value}'"):
-        worker.Config.from_env({**LOGIN, name: value})
+    with pytest.raises(ConfigError, match=f"^{name} must be .*got '{value}'"):
+        Config.from_env({**LOGIN, name: value})
 
 
 @pytest.mark.parametrize("missing", ["RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"])
 def test_config_requires_the_login(missing):
     env = {key: value for key, value in LOGIN.items() if key != missing}
-    with pytest.raises(worker.ConfigError, match=f"{missing} is not set"):
-        worker.Config.from_env(env)
+    with pytest.raises(ConfigError, match=f"{missing} is not set"):
+        Config.from_env(env)
 
 
 @pytest.mark.parametrize(
@@ -65,12 +70,12 @@ def test_config_requires_the_login(missing):
     ],
 )
 def test_replica_name_from_compose_container_name(full_name, expected):
-    assert worker.replica_name(full_name) == expected
+    assert replica_name(full_name) == expected
 
 
 def test_work_is_one_unit_per_dot():
-    assert worker.work_seconds("First task....", 0.5) == 2.0
-    assert worker.work_seconds("no work", 1) == 0
+    assert tasks.work_seconds("First task....", 0.5) == 2.0
+    assert tasks.work_seconds("no work", 1) == 0
 
 
 # What pika 1.4.4's BlockingConnection raises (checked against a real broker).
@@ -94,7 +99,7 @@ BROKER_RESTART = ConnectionClosedByBroker(320, "CONNECTION_FORCED - broker force
     ],
 )
 def test_retry_only_what_waiting_can_fix(error, retry):
-    assert worker.is_worth_retrying(error) is retry
+    assert broker.is_worth_retrying(error) is retry
 
 
 def run_policy(failures, caplog):
@@ -109,7 +114,7 @@ def run_policy(failures, caplog):
         return "connection"
 
     stop = threading.Event()
-    policy = worker.connection_retrying(stop, "rabbitmq:5672")
+    policy = broker.connection_retrying(stop, "rabbitmq:5672")
     policy.sleep = waits.append  # record the waits instead of waiting
     with caplog.at_level(logging.WARNING, logger="worker"):
         return policy(connect), waits
@@ -118,7 +123,7 @@ def run_policy(failures, caplog):
 def test_retry_policy_waits_with_capped_jittered_backoff_and_logs_each_wait(caplog):
     result, waits = run_policy([REFUSED] * 12, caplog)
     assert result == "connection"
-    assert len(waits) == 12 and all(0 <= wait <= worker.RETRY_MAX_WAIT_SECONDS for wait in waits)
+    assert len(waits) == 12 and all(0 <= wait <= broker.RETRY_MAX_WAIT_SECONDS for wait in waits)
     assert len(set(waits)) > 1  # jitter
     assert len(caplog.records) == 12
     assert "rabbitmq:5672 not reachable (ConnectionRefusedError" in caplog.records[0].getMessage()
@@ -133,7 +138,7 @@ def test_retry_policy_gives_up_at_once_on_a_refused_login(caplog):
 
 def test_retry_policy_stops_waiting_when_asked_to_stop():
     stop = threading.Event()
-    policy = worker.connection_retrying(stop, "rabbitmq:5672")
+    policy = broker.connection_retrying(stop, "rabbitmq:5672")
     timer = threading.Timer(0.2, stop.set)
     timer.start()
 
@@ -147,17 +152,17 @@ def test_retry_policy_stops_waiting_when_asked_to_stop():
 
 
 def test_short_error_names_the_innermost_cause():
-    assert worker.short_error(REFUSED) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert broker.short_error(REFUSED) == "ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 def test_short_error_finds_the_cause_pika_wraps_in_an_attribute():
     wrapped = AMQPConnectionError(AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused")))
-    assert worker.short_error(wrapped) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert broker.short_error(wrapped) == "ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 def test_heartbeat_is_the_brokers_unless_set():
-    assert worker.Config.from_env(LOGIN).heartbeat_seconds is None
-    assert worker.Config.from_env({**LOGIN, "HEARTBEAT_SECONDS": "5"}).heartbeat_seconds == 5
+    assert Config.from_env(LOGIN).heartbeat_seconds is None
+    assert Config.from_env({**LOGIN, "HEARTBEAT_SECONDS": "5"}).heartbeat_seconds == 5
 
 
 @pytest.mark.parametrize(
@@ -165,16 +170,16 @@ def test_heartbeat_is_the_brokers_unless_set():
     [
         (b"\xff\xfe not text", "not valid UTF-8 text"),
         (b"  ", "an empty task"),
-        (b"Task" + b"." * (worker.MAX_DOTS + 1), f"more than the {worker.MAX_DOTS}"),
+        (b"Task" + b"." * 11, "11 units of work, more than the 10 a task may ask for"),
     ],
 )
 def test_poison_tasks_are_refused_with_the_reason(body, reason):
-    with pytest.raises(worker.PoisonTask, match=reason):
-        worker.read_task(body)
+    with pytest.raises(tasks.PoisonTask, match=reason):
+        tasks.read_task(body, max_dots=10)
 
 
 def test_a_task_is_its_utf8_text():
-    assert worker.read_task("Tâche ...".encode()) == "Tâche ..."
+    assert tasks.read_task("Tâche ...".encode(), max_dots=10) == "Tâche ..."
 
 
 class FakeChannel:
@@ -195,14 +200,18 @@ class FakeChannel:
     def tx_commit(self):
         self.sent.append(("commit",))
 
+    def basic_qos(self, prefetch_count):
+        self.sent.append(("qos", prefetch_count))
+
 
 def fake_session(connection=None):
+    connection = connection or SimpleNamespace(add_callback_threadsafe=lambda _callback: None)
     channel = FakeChannel()
-    return worker.Session(connection=connection, channel=channel, records=FakeChannel(channel.sent))
+    return settlement.Session(connection=connection, channel=channel, records=FakeChannel(channel.sent))
 
 
 def session_of(seconds_per_dot="1"):
-    lab_worker = worker.Worker(worker.Config.from_env({**LOGIN, "SECONDS_PER_DOT": seconds_per_dot}))
+    lab_worker = worker.Worker(Config.from_env({**LOGIN, "SECONDS_PER_DOT": seconds_per_dot}))
     session = fake_session()
     deliveries = queue.Queue()
 
@@ -226,7 +235,8 @@ def test_a_group_of_deliveries_is_settled_records_committed_first_in_one_message
     assert [(r["event"], r["message_id"]) for r in records] == [("done", "b.1"), ("rejected", "b.3")]
     assert records[0]["worker"] == "w1" and records[0]["finished"] == records[0]["started"]
     assert commit == ("commit",)
-    assert settlements == [("reject", 3, False), ("ack", 1, True)]  # after their records are committed
+    # After their records are committed; then a round trip proves the broker took them.
+    assert settlements == [("reject", 3, False), ("ack", 1, True), ("qos", 1)]
     assert capsys.readouterr().out.splitlines() == [
         "[x] Done 'Quick' (w1, 0.0 s)",
         "[!] Rejected b'\\xff' (w1): not valid UTF-8 text; to the dead-letter queue",
@@ -234,7 +244,7 @@ def test_a_group_of_deliveries_is_settled_records_committed_first_in_one_message
     task = deliveries.get_nowait()
     assert (task.delivery_tag, task.reply_to, task.text, task.seconds) == (2, "records.b", "Slow..", 2.0)
     session.settle()
-    assert len(session.channel.sent) == 4  # nothing left to settle: nothing sent
+    assert len(session.channel.sent) == 5  # nothing left to settle: nothing sent
 
 
 def test_one_multiple_ack_only_when_no_earlier_task_is_still_in_hand():
@@ -242,11 +252,11 @@ def test_one_multiple_ack_only_when_no_earlier_task_is_still_in_hand():
     for tag, body in enumerate([b"Slow.", b"Quick", b"Quick"], start=1):
         deliver(tag, body)
     session.settle()
-    assert session.channel.sent[2:] == [("ack", 2, False), ("ack", 3, False)]  # task 1 is still in the work
+    assert session.channel.sent[2:4] == [("ack", 2, False), ("ack", 3, False)]  # task 1 is still in the work
     deliver(4, b"Quick")
-    session.add("records.b", {"event": "done", "message_id": "b.1"}, 1)  # the work thread finished task 1
-    session.settle()
-    assert session.channel.sent[-1] == ("ack", 4, True)  # 1 and 4 at once
+    session.add("records.b", {"event": "done", "message_id": "b.1", "started": 1.0, "finished": 2.0}, 1)
+    session.settle()  # the work thread finished task 1
+    assert session.channel.sent[-2] == ("ack", 4, True)  # 1 and 4 at once
 
 
 def test_a_task_that_names_no_queue_for_records_gets_none():
@@ -270,8 +280,8 @@ def test_the_work_thread_asks_for_one_settle_for_what_it_adds_meanwhile():
 
 def test_tasks_with_no_work_get_ten_lines_a_second_and_a_sum_for_the_rest(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
-    quick = worker.QuickTasksLog("w1")
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: clock[0])
+    quick = tasks.QuickTasksLog("w1")
     lines = [quick.line(f"Task {n}") for n in range(1, 26)]
     assert lines[:10] == [f"[x] Done 'Task {n}' (w1, 0.0 s)" for n in range(1, 11)]
     assert lines[10:] == [None] * 15
@@ -281,3 +291,45 @@ def test_tasks_with_no_work_get_ten_lines_a_second_and_a_sum_for_the_rest(monkey
     assert quick.line("Task 26") == "[x] Done 'Task 26' (w1, 0.0 s)"  # a new second
     clock[0] += 1
     assert quick.summary() is None  # nothing left out
+
+
+class ClosedChannel(FakeChannel):
+    """A consuming channel the broker closed (say, after a delivery timeout) before the ack arrived."""
+
+    def basic_qos(self, prefetch_count):
+        raise ChannelClosedByBroker(406, "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out")
+
+
+def test_a_task_whose_ack_did_not_reach_the_broker_is_not_reported_done(capsys):
+    records = FakeChannel()
+    session = settlement.Session(connection=None, channel=ClosedChannel(), records=records)
+    done = {"event": "done", "worker": "w1", "task": "Long....", "message_id": "b.1", "started": 1.0, "finished": 5.0}
+    session.add("records.b", done, 7, "[x] Done 'Long....' (w1, 4.0 s)")
+    with pytest.raises(ChannelClosedByBroker):
+        session.settle()
+    published = [record for sent in records.sent if sent[0] == "publish" for record in sent[3]]
+    assert [record["event"] for record in published] == ["done", "cut"]  # the "done" is taken back
+    assert "the broker closed the channel first" in published[1]["reason"]
+    out = capsys.readouterr().out
+    assert "[x] Done" not in out
+    assert out.startswith("[!] Not acknowledged 'Long....' (w1): the broker closed the channel first")
+
+
+WRONG_TYPE = ChannelClosedByBroker(
+    406,
+    "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'task_queue' in vhost '/': "
+    "received 'quorum' but current is 'classic'",
+)
+
+
+def test_a_task_queue_of_another_type_is_told_in_one_line_with_the_fix():
+    assert broker.is_wrong_queue_type(WRONG_TYPE)
+    assert not broker.is_wrong_queue_type(ChannelClosedByBroker(406, "PRECONDITION_FAILED - delivery acknowledgement"))
+    line = worker.Worker(Config.from_env(LOGIN)).wrong_queue_type(WRONG_TYPE)
+    assert "\n" not in line
+    assert "received 'quorum' but current is 'classic'" in line and "docker compose down -v" in line
+
+
+def test_the_dot_limit_is_a_setting():
+    assert Config.from_env(LOGIN).max_dots == 3600
+    assert Config.from_env({**LOGIN, "MAX_DOTS_PER_TASK": "10"}).max_dots == 10

@@ -1,0 +1,112 @@
+"""How finished tasks are settled with the broker, a group at a time.
+
+First their records are committed, one message (a JSON list) per queue that
+asked for them (send.sh --wait names one in reply_to), on a channel in
+transaction mode; then the tasks are acked (or rejected); then, if anyone
+waits for records or a task took time, one round trip on the consuming
+channel proves the broker took the acks (it answers only after them, in
+order). So a task never leaves task_queue without its record, and an ack that
+never arrived (the broker closed the channel first, say after a delivery
+timeout) is followed by a "cut" record that takes the "done" back: the broker
+gives that task to another worker. Tasks nobody waits for that took no time
+have no records and no round trip: they come by the thousand.
+"""
+
+import json
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import pika
+from pika.exceptions import AMQPChannelError, AMQPError
+
+# Persistent, so records waiting for send.sh --wait survive a broker restart.
+RECORD_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent)
+
+
+def took_time(record):
+    return record.get("finished", record["started"]) > record["started"]
+
+
+@dataclass
+class Session:
+    """One connection's life, shared by the connection's thread and the work thread."""
+
+    connection: pika.BlockingConnection
+    channel: pika.adapters.blocking_connection.BlockingChannel
+    records: pika.adapters.blocking_connection.BlockingChannel  # in transaction mode
+    prefetch: int = 1
+    over: threading.Event = field(default_factory=threading.Event)
+    pending: list = field(default_factory=list)  # (reply_to, record, delivery tag or None, log line or None)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    unsettled: set = field(default_factory=set)  # delivery tags not yet acked or rejected
+
+    def add(self, reply_to, record, delivery_tag=None, line=None):
+        """Queue a record (with the task's settlement and log line, if it ended).
+        Returns whether it is the first one queued since the last settle."""
+        with self.lock:
+            self.pending.append((reply_to, record, delivery_tag, line))
+            return len(self.pending) == 1
+
+    def tell(self, reply_to, record, delivery_tag=None, line=None):
+        """From any thread: add, and have the connection's thread settle soon."""
+        if self.add(reply_to, record, delivery_tag, line):
+            self.connection.add_callback_threadsafe(self.settle)
+
+    def settle(self):
+        """On the connection's thread: publish the queued records, then settle their tasks."""
+        with self.lock:
+            pending, self.pending = self.pending, []
+        if not pending:
+            return
+        self.publish_records((reply_to, record) for reply_to, record, _tag, _line in pending)
+        settled = [(reply_to, record, tag) for reply_to, record, tag, _line in pending if tag is not None]
+        try:
+            for _to, record, tag in settled:
+                if record["event"] == "rejected":  # dead-lettered by task_queue's policy
+                    self.channel.basic_reject(tag, requeue=False)
+                    self.unsettled.discard(tag)
+            self.acknowledge([tag for _to, record, tag in settled if record["event"] == "done"])
+            if any(reply_to or took_time(record) for reply_to, record, _tag in settled):
+                self.channel.basic_qos(prefetch_count=self.prefetch)  # answered only after the acks
+        except AMQPChannelError as exc:
+            self.take_back(settled, exc)
+            raise
+        lines = "".join(f"{line}\n" for _to, _record, _tag, line in pending if line)
+        if lines:
+            sys.stdout.write(lines)  # one write for the group
+            sys.stdout.flush()
+
+    def publish_records(self, records):
+        by_queue = {}
+        for reply_to, record in records:
+            if reply_to:
+                by_queue.setdefault(reply_to, []).append(record)
+        for reply_to, group in by_queue.items():
+            self.records.basic_publish("", reply_to, json.dumps(group), RECORD_PROPERTIES)
+        if by_queue:
+            self.records.tx_commit()
+
+    def acknowledge(self, tags):
+        """Ack these deliveries: with one multiple ack when no earlier delivery is still unsettled."""
+        if not tags:
+            return
+        self.unsettled.difference_update(tags)
+        last = max(tags)
+        if all(tag > last for tag in self.unsettled):
+            self.channel.basic_ack(last, multiple=True)
+        else:
+            for tag in tags:
+                self.channel.basic_ack(tag)
+
+    def take_back(self, settled, error):
+        """The settlements did not reach the broker: say so, in the records and the log."""
+        reason = f"not acknowledged: the broker closed the channel first ({error})"
+        cut = [(reply_to, {**record, "event": "cut", "reason": reason}) for reply_to, record, _tag in settled]
+        try:
+            self.publish_records(cut)
+        except AMQPError:
+            pass  # the connection is gone too: send.sh --wait sees the attempt unfinished anyway
+        for _to, record in cut:
+            print(f"[!] Not acknowledged {record['task']!r} ({record['worker']}): the broker closed the channel "
+                  "first; it gives the task to another worker", flush=True)  # fmt: skip
