@@ -183,20 +183,27 @@ def connection_parameters(env=os.environ):
 
 def wait_for_workers(connection, channel, expected):
     """Warn when fewer workers are attached than are running, and give them time:
-    the first worker to attach would otherwise take the whole backlog."""
+    the first worker to attach would otherwise take the whole backlog. Warn, too,
+    when consumers other than the lab's workers are attached, or none at all."""
     attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
-    if attached >= expected:
-        return attached
-    print(
-        f"[!] {attached} of {expected} workers attached to {QUEUE}: the first to attach would take "
-        f"the whole backlog. Waiting up to {WORKER_WAIT_SECONDS} s for the others...",
-        file=sys.stderr,
-    )
-    deadline = time.monotonic() + WORKER_WAIT_SECONDS
-    while attached < expected and time.monotonic() < deadline:
-        connection.sleep(0.25)
-        attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
-    print(f"[!] {attached} of {expected} workers attached; sending now.", file=sys.stderr)
+    if attached < expected:
+        print(
+            f"[!] {attached} of {expected} workers attached to {QUEUE}: the first to attach would take "
+            f"the whole backlog. Waiting up to {WORKER_WAIT_SECONDS} s for the others...",
+            file=sys.stderr,
+        )
+        deadline = time.monotonic() + WORKER_WAIT_SECONDS
+        while attached < expected and time.monotonic() < deadline:
+            connection.sleep(0.25)
+            attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
+        print(f"[!] {attached} of {expected} workers attached; sending now.", file=sys.stderr)
+    if attached == 0:
+        print(f"[!] No consumer is attached to {QUEUE}: the tasks wait there until a worker starts "
+              "(docker compose up -d --scale consumer=3).", file=sys.stderr)  # fmt: skip
+    elif attached > expected:
+        print(f"[!] {attached} consumers are attached to {QUEUE} but {expected} lab workers run: the others "
+              "(your own scripts?) send no records, so --wait counts their tasks as done by others once "
+              "they leave the queue.", file=sys.stderr)  # fmt: skip
     return attached
 
 
@@ -261,9 +268,12 @@ def send(parameters, args, count, tasks):
         return None
     print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
     progress = report.Progress(count)
-    events = listener.collect(count, args.timeout, progress)
+    events, ended = listener.collect(count, args.timeout, progress, report.task_queue_is_idle)
     progress.close()
-    return {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
+    run = {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
+    if ended == "left the queue":
+        run["done by others"] = count - len(report.finished_tasks(events))
+    return run
 
 
 def main(argv=None):
@@ -286,17 +296,16 @@ def main(argv=None):
         return 130
     if run is None:
         return 0
-    unfinished = report.tally(run)["lost"]  # neither done nor rejected (yet)
-    if unfinished:
-        finished = count - unfinished
-        print(f"new_task.py: timed out after {args.timeout:g} s with {finished} of {count} tasks done or rejected",
-              file=sys.stderr)  # fmt: skip
-        return 1
     print()
     report.print_run(run)
     run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
     png = report.save_run(run["name"], run)
     print(f"\nTimeline chart: {png}" if png else f"\nRecords: timelines/{run['name']}.json (no task done, no chart)")
+    unfinished = report.tally(run)["lost"]  # neither done nor rejected (yet)
+    if unfinished:
+        print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "
+              "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

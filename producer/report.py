@@ -13,16 +13,22 @@ lower bound, a timeline in the terminal and the same timeline as a PNG chart.
 """
 
 import argparse
+import base64
 import json
+import os
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
+from operator import itemgetter
 from pathlib import Path
 
 import pika
 
 from publisher import reconnecting
 
+QUEUE = "task_queue"
 FINAL = ("done", "rejected")  # what can become of a task
 TIMELINES = Path("timelines")
 TIMELINE_WIDTH = 64
@@ -48,31 +54,75 @@ class EventListener:
     def declare(self, channel):
         channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
 
-    def collect(self, count, timeout, progress):
+    def collect(self, count, timeout, progress, queue_is_idle=lambda: False):
         """The events of the batch until `count` different tasks are done (or rejected),
-        or `timeout` seconds pass."""
+        or `timeout` seconds pass, or no record has come for QUIET_SECONDS while
+        `queue_is_idle()` says task_queue holds nothing ready or unacknowledged: the
+        tasks not heard of were taken by consumers that send no records.
+
+        Returns (events, how it ended: "finished", "left the queue" or "timed out")."""
         events, seen, done = [], set(), set()
         deadline = time.monotonic() + timeout
+        heard = time.monotonic()
+        ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
             with attempt, pika.BlockingConnection(self.parameters) as connection:
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
                     if body is not None:
+                        heard = time.monotonic()
                         for event in json.loads(body):
                             key = (event["event"], event["message_id"], event["worker"], event["started"])
                             if event.get("batch") == self.batch and key not in seen:  # not one redelivered
                                 seen.add(key)  # after a lost connection
                                 events.append(event)
-                                if event["event"] in FINAL:
-                                    done.add(event["message_id"])
+                                done = finished_tasks(events)
                                 progress(event, len(done))
                         channel.basic_ack(method.delivery_tag)
-                    if len(done) >= count or time.monotonic() > deadline:
-                        break
+                    if len(done) >= count:
+                        ended = "finished"
+                    elif time.monotonic() - heard >= QUIET_SECONDS and queue_is_idle():
+                        ended = "left the queue"
+                    elif time.monotonic() <= deadline:
+                        continue
+                    break
                 channel.cancel()
                 channel.queue_delete(self.queue)
-        return events
+        return events, ended
+
+
+QUIET_SECONDS = 3  # longer than the management API's figures lag behind the queue
+
+
+def task_queue_is_idle(env=os.environ):
+    """Whether task_queue holds nothing ready and nothing unacknowledged, as the
+    management API sees it. False when the API cannot tell."""
+    login = f"{env.get('RABBITMQ_DEFAULT_USER', '')}:{env.get('RABBITMQ_DEFAULT_PASS', '')}".encode()
+    request = urllib.request.Request(
+        f"http://{env.get('RABBITMQ_HOST', 'rabbitmq')}:15672/api/queues/%2F/task_queue",
+        headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            queue = json.load(response)
+    except (OSError, ValueError):
+        return False
+    return queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0
+
+
+def acknowledged(events):
+    """The events without the "done" records taken back: a worker follows a "done" with
+    a "cut" record of the same attempt when its acknowledgement never reached the
+    broker, which then gives the task to another worker."""
+    attempt = itemgetter("message_id", "worker", "started")
+    taken_back = {attempt(e) for e in events if e["event"] == "cut"}
+    return [e for e in events if e["event"] != "cut" and not (e["event"] == "done" and attempt(e) in taken_back)]
+
+
+def finished_tasks(events):
+    """The tasks done or rejected."""
+    return {e["message_id"] for e in acknowledged(events) if e["event"] in FINAL}
 
 
 class Progress:
@@ -120,7 +170,7 @@ def natural_key(name):
 def done_records(events):
     """The first "done" record of each task (a redelivered task can be done twice)."""
     first = {}
-    for event in events:
+    for event in acknowledged(events):
         if event["event"] == "done":
             first.setdefault(event["message_id"], event)
     return sorted(first.values(), key=sequence_number)
@@ -140,15 +190,17 @@ def per_worker(records):
 def tally(run):
     """What became of the batch's tasks: the question "what was lost?" answered."""
     finished = {}
-    for event in run["events"]:
+    for event in acknowledged(run["events"]):
         if event["event"] in FINAL:
             finished.setdefault(event["message_id"], []).append(event)
     done = {task: events for task, events in finished.items() if events[0]["event"] == "done"}
+    unseen = run.get("done by others", 0)  # by consumers that send no records
     return {
         "sent": run["sent"],
         "done": len(done),
         "rejected": len(finished) - len(done),
-        "lost": run["sent"] - len(finished),
+        **({"done by others": unseen} if unseen else {}),
+        "lost": run["sent"] - len(finished) - unseen,
         "done more than once": sum(len(events) > 1 for events in done.values()),
         "redelivered": sum(attempt["redelivered"] for attempt in attempts(run["events"])),
     }
@@ -166,7 +218,7 @@ def attempts(events):
 def interrupted(events):
     """Tasks a worker started and never finished (it died, or lost the broker):
     (started record, when the next attempt started or None)."""
-    finished = {(e["message_id"], e["worker"], e["started"]) for e in events if e["event"] in FINAL}
+    finished = {(e["message_id"], e["worker"], e["started"]) for e in acknowledged(events) if e["event"] in FINAL}
     starts = sorted((e for e in events if e["event"] == "started"), key=lambda e: e["started"])
     cut = []
     for index, start in enumerate(starts):
@@ -309,6 +361,8 @@ def print_run(run):
         print(f"  task {sequence_number(start)} was cut short on {start['worker']}{after}")
     for rejected in (e for e in run["events"] if e["event"] == "rejected"):
         print(f"  task {sequence_number(rejected)} was rejected by {rejected['worker']}: {rejected['reason']}")
+    if unseen := run.get("done by others"):
+        print(f"  {unseen} left {QUEUE} through consumers that send no records (not lab workers): done, for the broker")
     figures = tally(run)
     print(", ".join(f"{name} {value}" for name, value in figures.items()))
     if records:

@@ -34,16 +34,41 @@ running_workers() {
   docker compose ps --status running --quiet consumer | wc -l
 }
 
-# Run a program of the producer image (new_task.py, report.py) against the lab,
-# as the calling user, so the runs it saves in timelines/ (or $TIMELINES_DIR)
-# are theirs.
+# Run a program of the producer image (new_task.py, report.py) against the lab:
+# as the caller's user, so the runs it saves in timelines/ (or $TIMELINES_DIR)
+# are theirs to delete, or as the image's own user when the caller is root.
+# A signal that ends the caller (Ctrl+C, `timeout`, a closed terminal) is passed
+# on to the program, which says what it had done: `docker compose run` alone
+# would leave its container running.
 producer() {
-  local tty=() timelines="${TIMELINES_DIR:-timelines}"
-  [[ -t 0 && -t 1 ]] || tty=(-T)
+  local timelines="${TIMELINES_DIR:-timelines}" user=() status=0
   mkdir -p "$timelines"
-  # ${tty[@]+...}: an empty array under `set -u` in macOS's bash 3.2
-  docker compose run --rm --no-deps ${tty[@]+"${tty[@]}"} --user "$(id -u):$(id -g)" \
-    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@"
+  [[ "$(id -u)" == 0 ]] || user=(--user "$(id -u):$(id -g)")
+  producer_container="${COMPOSE_PROJECT_NAME:-rabbitmq-lab}-producer-$$"
+  # No TTY (-T): the program is told whether its output is a terminal instead, so
+  # Ctrl+C reaches this script, not a TTY in the container.
+  # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2
+  docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
+    --env "LAB_TERMINAL=$([[ -t 1 ]] && echo 1)" \
+    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <&0 &
+  producer_run=$!
+  trap 'end_producer INT 130' INT
+  trap 'end_producer TERM 143' TERM
+  trap 'end_producer HUP 129' HUP
+  wait "$producer_run" || status=$?
+  trap - INT TERM HUP
+  return "$status"
+}
+
+end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, let it report, exit STATUS
+  trap - INT TERM HUP
+  until docker kill --signal "$1" "$producer_container" >/dev/null 2>&1; do
+    kill -0 "$producer_run" 2>/dev/null || break  # it ended by itself
+    sleep 0.2  # its container is still being created
+  done
+  wait "$producer_run" 2>/dev/null || true
+  docker rm --force "$producer_container" >/dev/null 2>&1 || true  # --rm is undone if compose died first
+  exit "$2"
 }
 
 ensure_venv() {  # .venv with what the tests and the benchmark need on this machine
