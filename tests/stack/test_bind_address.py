@@ -22,7 +22,7 @@ def broker_alone(tmp_path):
     try:
         yield lab
     finally:
-        lab.compose("down", "--volumes", "--timeout", "5", check=False)
+        lab.compose("down", "--volumes", "--rmi", "local", "--timeout", "5", check=False)
 
 
 @pytest.mark.parametrize(
