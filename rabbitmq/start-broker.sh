@@ -5,6 +5,9 @@
 # than queue arguments keeps task_queue declarable by the official tutorial's
 # scripts (x-queue-type: quorum and nothing else). The policy also sets
 # task_queue's consumer timeout above the longest task.
+#
+# It refuses to start when the ports are published beyond this machine
+# (LAB_BIND_ADDRESS not loopback) while the login is still the tutorial's guest.
 set -euo pipefail
 
 readonly POLICY_SET=/tmp/lab-policy-set  # the healthcheck waits for it
@@ -21,13 +24,29 @@ readonly TASK_QUEUE_POLICY='{
   "consumer-timeout": '"$CONSUMER_TIMEOUT_MS"'
 }'
 
+refuse_guest_beyond_loopback() {
+  local address="${LAB_BIND_ADDRESS:-127.0.0.1}"
+  # Without RABBITMQ_DEFAULT_USER/PASS the broker creates guest/guest.
+  local user="${RABBITMQ_DEFAULT_USER:-guest}" password="${RABBITMQ_DEFAULT_PASS:-guest}"
+  case "$address" in
+    127.* | ::1 | "[::1]" | localhost) return ;;
+  esac
+  if [[ "$user" == guest || "$password" == guest ]]; then
+    echo "start-broker.sh: refusing to start: LAB_BIND_ADDRESS=$address publishes the broker beyond this machine while the login is still guest; set RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS in .env to your own (neither guest), or LAB_BIND_ADDRESS=127.0.0.1" >&2
+    exit 1
+  fi
+}
+
 set_policy() {
   # await_startup waits for a booting node, but fails at once if the node's VM is not up yet.
   until rabbitmqctl --quiet await_startup >/dev/null 2>&1; do sleep 2; done
+  # default_queue_type in 20-lab.conf reaches a new vhost; this one may predate it (an older volume).
+  rabbitmqctl --quiet update_vhost_metadata / --default-queue-type quorum >/dev/null
   rabbitmqctl --quiet set_policy --apply-to quorum_queues task-queue '^task_queue$' "$TASK_QUEUE_POLICY" >/dev/null
   touch "$POLICY_SET"
 }
 
+refuse_guest_beyond_loopback
 rm -f "$POLICY_SET"
 set_policy &
 exec rabbitmq-server "$@"

@@ -57,12 +57,13 @@ def test_send_says_when_the_lab_is_not_running(lab):
     assert "the lab is not running" in result.stderr
 
 
-def test_management_api_answers_the_lab_user_on_loopback_and_refuses_guest(lab):
+def test_management_api_answers_guest_on_loopback_and_refuses_a_wrong_password(lab):
+    assert (lab.user, lab.password) == ("guest", "guest")  # the tutorial's login, from .env
     status, overview = lab.management("overview")
     assert status == 200 and overview["product_name"] == "RabbitMQ"
     status, queue = lab.management("queues/%2F/task_queue")
     assert status == 200 and queue["type"] == "quorum" and queue["arguments"] == {"x-queue-type": "quorum"}
-    assert lab.management("overview", "guest", "guest")[0] == 401
+    assert lab.management("overview", "guest", "not-the-password")[0] == 401
     for port in ("5672", "15672"):
         assert lab.compose("port", "rabbitmq", port).stdout.strip().startswith("127.0.0.1:")
 
@@ -85,7 +86,7 @@ def test_wrong_credentials_fail_fast_with_a_clear_message(lab):
     started = time.monotonic()
     worker = lab.compose("run", "--rm", "--no-deps", "consumer", check=False, env=wrong, timeout=60)
     assert worker.returncode == 1
-    assert "refused the login of 'lab'" in worker.stderr
+    assert f"refused the login of {lab.user!r}" in worker.stderr
     assert time.monotonic() - started < 30  # not retried
     sent = lab.send("3", env=wrong)
     assert sent.returncode == 1 and "ACCESS_REFUSED" in sent.stderr

@@ -1,0 +1,54 @@
+"""The broker refuses to publish its ports beyond this machine with the guest login.
+
+Each case runs the broker alone in a compose project of its own, so the main
+test stack is untouched."""
+
+import os
+
+import pika
+import pytest
+
+from conftest import Lab
+
+REFUSAL = "start-broker.sh: refusing to start: LAB_BIND_ADDRESS=0.0.0.0 publishes the broker beyond this machine"
+
+
+@pytest.fixture
+def broker_alone(tmp_path):
+    """A Lab whose compose commands act on a project of its own; removed at the end."""
+    lab = Lab(tmp_path)
+    lab.env["COMPOSE_PROJECT_NAME"] = f"lab-test-{os.getpid()}-bind"
+    lab.compose("build", "rabbitmq", timeout=600)  # so that `run` prints no build output
+    try:
+        yield lab
+    finally:
+        lab.compose("down", "--volumes", "--rmi", "local", "--timeout", "5", check=False)
+
+
+@pytest.mark.parametrize(
+    "login",
+    [("guest", "guest"), ("guest", "a-password-of-mine"), ("student", "guest")],
+    ids=["guest/guest", "guest-user", "guest-password"],
+)
+def test_guest_login_on_a_non_loopback_address_is_refused_with_one_line(broker_alone, login):
+    user, password = login
+    env = {"LAB_BIND_ADDRESS": "0.0.0.0", "RABBITMQ_DEFAULT_USER": user, "RABBITMQ_DEFAULT_PASS": password}
+    result = broker_alone.compose(
+        "--progress", "quiet", "run", "--rm", "--no-deps", "rabbitmq", check=False, env=env, timeout=300
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]  # compose adds an empty line
+    assert len(lines) == 1 and lines[0].startswith(REFUSAL), result.stderr
+    assert "set RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS in .env" in result.stderr
+    assert "a-password-of-mine" not in result.stderr
+
+
+def test_a_login_of_your_own_on_a_non_loopback_address_starts(broker_alone):
+    env = {"LAB_BIND_ADDRESS": "0.0.0.0", "RABBITMQ_DEFAULT_USER": "student", "RABBITMQ_DEFAULT_PASS": "s3cret-of-mine"}
+    broker_alone.compose("up", "--detach", "--wait", "--no-deps", "rabbitmq", env=env, timeout=300)
+    assert broker_alone.compose("port", "rabbitmq", "5672", env=env).stdout.strip().startswith("0.0.0.0:")
+    credentials = pika.PlainCredentials("student", "s3cret-of-mine")
+    parameters = pika.ConnectionParameters("127.0.0.1", broker_alone.amqp_port, credentials=credentials)
+    with pika.BlockingConnection(parameters) as connection:
+        assert connection.is_open

@@ -1,0 +1,128 @@
+"""Clients the lab did not write, run from the host against the test stack's
+published AMQP port beside the lab's workers: RabbitMQ tutorial two's scripts
+(Python, and the worker in JavaScript) and a course's classic-style pair.
+
+Each script is a real file in clients/, written as the tutorial or course
+writes it; only the port is passed in (AMQP_PORT), since the test stack's
+differs from 5672. They log in with the client libraries' default, guest/guest.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import CONSUMERS
+
+CLIENTS = Path(__file__).parent / "clients"
+TASKS = [f"Own task {n}." for n in range(1, 13)]  # one dot: one second in a foreign worker
+
+
+@contextmanager
+def foreign_workers(lab, tmp_path, commands, env=None):
+    """Start each command as a worker process; yield a function that reads their output
+    (one string per worker); kill them all at the end, whatever happens."""
+    env = {**os.environ, "AMQP_PORT": str(lab.amqp_port), "PYTHONUNBUFFERED": "1", **(env or {})}
+    logs = [tmp_path / f"worker-{n}.log" for n in range(len(commands))]
+    processes = []
+    try:
+        for command, log in zip(commands, logs, strict=True):
+            with log.open("w") as out:
+                processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
+        lab.wait_for(lambda: lab.queue()[1] == CONSUMERS + len(commands), "the foreign workers to attach", timeout=30)
+        yield lambda: [log.read_text() for log in logs]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def assert_all_tasks_done_and_shared(lab, since, outputs):
+    """Every task done exactly once, by the lab's workers or the foreign ones, each of
+    which did its share; nothing left in task_queue."""
+    lab.wait_for(
+        lambda: sum(map(len, lab.done(since).values())) + sum(o.count("[x] Done") for o in outputs()) == len(TASKS),
+        f"{len(TASKS)} tasks done",
+        timeout=60,
+    )
+    foreign = [
+        [line.split("[x] Received ", 1)[1] for line in o.splitlines() if "[x] Received " in line] for o in outputs()
+    ]
+    assert all(o.count("[x] Done") == len(received) >= 1 for o, received in zip(outputs(), foreign, strict=True)), (
+        outputs()
+    )
+    by_lab = [task for tasks in lab.done(since).values() for task in tasks]
+    assert sorted(by_lab + [task for received in foreign for task in received]) == sorted(TASKS)  # none lost or twice
+    assert lab.queue() == (0, CONSUMERS + len(foreign))
+
+
+def run_client(lab, *args, **kwargs):
+    env = {**os.environ, "AMQP_PORT": str(lab.amqp_port)}
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30, check=False, **kwargs)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_tutorial_scripts_work_unmodified_beside_the_lab_workers(lab, tmp_path):
+    since = lab.now()
+    with foreign_workers(lab, tmp_path, [[sys.executable, CLIENTS / "tutorial_worker.py"]] * 2) as outputs:
+        for task in TASKS:
+            assert (
+                run_client(lab, sys.executable, CLIENTS / "tutorial_new_task.py", *task.split())
+                == f" [x] Sent {task}\n"
+            )
+        assert_all_tasks_done_and_shared(lab, since, outputs)
+
+
+def test_course_scripts_without_a_queue_type_work_beside_the_lab_workers(lab, tmp_path):
+    (tmp_path / "tasks.csv").write_text("".join(f"{task}\n" for task in TASKS))
+    since = lab.now()
+    with foreign_workers(lab, tmp_path, [[sys.executable, CLIENTS / "course_worker.py"]] * 2) as outputs:
+        sent = run_client(lab, sys.executable, CLIENTS / "course_emitter.py", cwd=tmp_path, input="n\n")
+        assert sent.count("[x] Sent") == len(TASKS)
+        assert_all_tasks_done_and_shared(lab, since, outputs)
+        assert not any("PRECONDITION_FAILED" in o or "ERROR" in o for o in outputs())
+    status, queue = lab.management("queues/%2F/task_queue")
+    assert status == 200 and queue["type"] == "quorum" and queue["arguments"] == {"x-queue-type": "quorum"}
+
+
+def test_a_queue_declared_without_a_type_is_quorum(lab):
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("course-style-probe", durable=True)
+        try:
+            status, queue = lab.management("queues/%2F/course-style-probe")
+        finally:
+            channel.queue_delete("course-style-probe")
+    assert status == 200 and queue["type"] == "quorum"
+    vhosts = lab.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "list_vhosts", "name", "default_queue_type")
+    assert vhosts.stdout.split() == ["name", "default_queue_type", "/", "quorum"]
+
+
+@pytest.fixture
+def amqplib(tmp_path):
+    """NODE_PATH for amqplib, installed with npm into a folder of the test's own."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("node and npm are needed for the JavaScript client in CI")
+        pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
+    modules = tmp_path / "npm"
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", modules, "amqplib"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return str(modules / "node_modules")
+
+
+def test_tutorial_javascript_worker_works_beside_the_lab_workers(lab, tmp_path, amqplib):
+    since = lab.now()
+    with foreign_workers(lab, tmp_path, [["node", CLIENTS / "worker.js"]], env={"NODE_PATH": amqplib}) as outputs:
+        for task in TASKS:
+            run_client(lab, sys.executable, CLIENTS / "tutorial_new_task.py", *task.split())
+        assert_all_tasks_done_and_shared(lab, since, outputs)
