@@ -187,9 +187,11 @@ check_broker() {
   esac
 }
 
+broker_ctl() { docker compose exec -T rabbitmq rabbitmqctl -q "$@" --no-table-headers 2>&1; }
+
 check_workers_and_queue() {
-  local queues row type consumers policy running
-  if ! queues="$(docker compose exec -T rabbitmq rabbitmqctl -q list_queues --no-table-headers name type consumers policy 2>&1)"; then
+  local queues row type policy consumers running
+  if ! queues="$(broker_ctl list_queues name type policy)"; then
     verdict FAIL workers "rabbitmqctl list_queues failed: $(first_line "$queues")" "docker compose restart rabbitmq"
     verdict SKIP task_queue "not checked"
     return
@@ -202,7 +204,9 @@ check_workers_and_queue() {
     verdict SKIP task_queue "does not exist"
     return
   fi
-  IFS=$'\t' read -r _ type consumers policy <<<"$row"
+  IFS=$'\t' read -r _ type policy <<<"$row"
+  # list_consumers, not list_queues' consumers column: that one lags seconds behind.
+  consumers="$(broker_ctl list_consumers queue_name | grep -c -x task_queue || true)"
   if ((running == 0)); then
     verdict WARN workers "no worker running: tasks wait in task_queue" "docker compose up -d --scale consumer=3"
   elif ((consumers == running)); then
