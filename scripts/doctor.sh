@@ -83,7 +83,7 @@ check_line_endings() {
   fi
   count="$(grep -c . <<<"$with_cr")"
   verdict FAIL "line endings" "$count files have Windows line endings (CR), e.g. $(first_line "$with_cr")" \
-    "git config --global core.autocrlf input, then clone the lab again (or, in this clone, after committing your changes: git add --renormalize . && git rm -rq --cached . && git reset --hard)"
+    "git config --global core.autocrlf input, then clone the lab again (or, in this clone, after committing your changes: git rm -rq --cached . && git reset --hard)"
 }
 
 # What holds PORT (PROTOCOL amqp or http), in $holder, and how to stop it, in
