@@ -112,7 +112,8 @@ describe_port_holder() {
   fi
 
   if [[ "$reply" == *RabbitMQ* ]]; then
-    holder="a RabbitMQ already listens there (installed natively?)"
+    holder="a RabbitMQ already listens there"
+    [[ -n "$container" ]] || holder="$holder (installed natively?)"
     stop="stop that broker (Windows: net stop RabbitMQ; macOS: brew services stop rabbitmq; Linux: sudo systemctl stop rabbitmq-server)"
   else
     holder="it is in use by another program"

@@ -1,9 +1,11 @@
 """scripts/doctor.sh against the real test stack: every check OK when the lab is
 healthy, and when it is not, what is wrong and the fix."""
 
+import contextlib
 import os
 import re
 import socket
+import threading
 
 from conftest import CONSUMERS, free_port
 
@@ -40,6 +42,41 @@ def test_every_check_is_ok_on_the_healthy_lab(lab):
     assert checks["task_queue"][1] == "quorum, policy task-queue"
 
 
+def relay_to(port):
+    """A listener on a free port that relays each connection to PORT, from this process:
+    the test stack's broker as a RabbitMQ outside Docker would look."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(4096):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve():
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                client, _ = listener.accept()
+                broker = socket.create_connection(("127.0.0.1", port))
+                threading.Thread(target=pipe, args=(client, broker), daemon=True).start()
+                threading.Thread(target=pipe, args=(broker, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_a_rabbitmq_outside_docker_is_named_as_installed_natively_with_the_env_fix(lab):
+    with relay_to(lab.amqp_port) as listener:
+        port = listener.getsockname()[1]
+        status, checks = doctor(lab, **NOT_STARTED, AMQP_PORT=str(port), MANAGEMENT_PORT=str(free_port()))
+    assert status == 1
+    verdict, rest = checks["AMQP_PORT"]
+    assert verdict == "FAIL"
+    assert rest.startswith(f"{port}: a RabbitMQ already listens there (installed natively?): python"), rest
+    assert f"(pid {os.getpid()}) -> fix: stop that broker (" in rest
+    assert re.search(r"or set AMQP_PORT=\d+ in \.env \(port changes belong in \.env\)$", rest), rest
+
+
 def test_a_rabbitmq_on_the_lab_ports_is_named_with_the_env_fix(lab):
     # Another lab's ports, held by the test stack's broker: a real RabbitMQ, as a native one would be.
     status, checks = doctor(lab, **NOT_STARTED)
@@ -47,8 +84,9 @@ def test_a_rabbitmq_on_the_lab_ports_is_named_with_the_env_fix(lab):
     for name, port in (("AMQP_PORT", lab.amqp_port), ("MANAGEMENT_PORT", lab.management_port)):
         verdict, rest = checks[name]
         assert verdict == "FAIL"
-        assert rest.startswith(f"{port}: a RabbitMQ already listens there (installed natively?)"), rest
-        assert f"container {lab.env['COMPOSE_PROJECT_NAME']}-rabbitmq-1" in rest
+        container = f"{lab.env['COMPOSE_PROJECT_NAME']}-rabbitmq-1"
+        assert rest.startswith(f"{port}: a RabbitMQ already listens there: container {container} -> fix: "), rest
+        assert f"stop that container (docker stop {container}), or set {name}=" in rest
         assert re.search(rf"or set {name}=\d+ in \.env \(port changes belong in \.env\)$", rest), rest
     assert checks["broker"] == (
         "FAIL",
