@@ -22,7 +22,7 @@ verdict() {  # verdict OK|WARN|FAIL|SKIP CHECK WHAT [FIX]
   [[ "$1" == OK ]] || all_ok=0
 }
 
-first_line() { head -n 1 <<<"$1" | sed 's/^[[:space:]]*//' | cut -c 1-160; }
+first_line() { awk 'NF { sub(/^[[:space:]]+/, ""); print substr($0, 1, 160); exit }' <<<"$1"; }  # of those not blank
 
 docker_ok=1
 check_docker() {
