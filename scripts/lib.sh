@@ -16,14 +16,41 @@ fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: b
   exit "${2:-2}"
 }
 
-readonly NOT_RUNNING="the lab is not running; start it with: docker compose up -d --scale consumer=3"
+readonly START_LAB="start it with: docker compose up -d --scale consumer=3"
+# shellcheck disable=SC2034  # admin.sh prints it
+readonly NOT_RUNNING="the lab is not running; $START_LAB"
 
 lab_is_running() {
   [[ -n "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]
 }
 
+port_in_use() {  # port_in_use PORT: something on this machine accepts connections on PORT
+  (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Why the lab's broker is not running, when it shows: Docker's error, the
+# broker container's state, or a host port taken by another program.
+why_not_running() {
+  local status name port reasons=""
+  if ! status="$(docker compose ps --all --format '{{.Status}}' rabbitmq 2>&1)"; then
+    echo "docker compose: $(head -n 1 <<<"$status")"
+    return
+  fi
+  [[ -z "$status" ]] || reasons="its broker container is '$status'"
+  for name in AMQP_PORT MANAGEMENT_PORT; do
+    port="$(setting "$name")"
+    if port_in_use "$port"; then
+      reasons="${reasons:+$reasons; }$name $port is in use by another program"
+    fi
+  done
+  echo "$reasons"
+}
+
 require_running_lab() {
-  lab_is_running || fail "$NOT_RUNNING" 1
+  lab_is_running && return
+  local why
+  why="$(why_not_running)"
+  fail "the lab is not running${why:+ ($why)}; $START_LAB; scripts/doctor.sh tells what is wrong" 1
 }
 
 compose_quietly() {  # compose_quietly ARGS...: docker compose ARGS..., without its per-container lines

@@ -38,10 +38,10 @@ def free_port():
 
 
 class Lab:
-    """The test stack, and what the tests observe of it."""
+    """The test stack, and what the tests observe of it (the lab in ROOT, or in a clone at root)."""
 
-    def __init__(self, timelines):
-        self.timelines = timelines
+    def __init__(self, timelines, root=ROOT):
+        self.timelines, self.root = timelines, root
         dotenv = read_dotenv()
         self.user, self.password = dotenv["RABBITMQ_DEFAULT_USER"], dotenv["RABBITMQ_DEFAULT_PASS"]
         self.amqp_port, self.management_port = free_port(), free_port()
@@ -65,7 +65,7 @@ class Lab:
         return subprocess.run(
             command,
             check=False,
-            cwd=ROOT,
+            cwd=self.root,
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -77,7 +77,7 @@ class Lab:
         return self.script("send.sh", *args, env=env, **kwargs)
 
     def script(self, name, *args, **kwargs):
-        return self.run([str(ROOT / "scripts" / name), *args], **kwargs)
+        return self.run([str(self.root / "scripts" / name), *args], **kwargs)
 
     def saved_run(self, name):
         """A run that `send.sh --wait --name NAME` saved, and its first record of each task done."""

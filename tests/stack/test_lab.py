@@ -55,6 +55,9 @@ def test_send_says_when_the_lab_is_not_running(lab):
     result = lab.send("6", env={"COMPOSE_PROJECT_NAME": "lab-test-not-started"})
     assert result.returncode == 1
     assert "the lab is not running" in result.stderr
+    # Its ports are the running test stack's: taken by another program, as far as this lab can tell.
+    assert f"AMQP_PORT {lab.amqp_port} is in use by another program" in result.stderr
+    assert "scripts/doctor.sh tells what is wrong" in result.stderr
 
 
 def test_management_api_answers_guest_on_loopback_and_refuses_a_wrong_password(lab):

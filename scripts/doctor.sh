@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Tell what keeps the lab from working. One line per check, with its verdict
+# (OK; WARN: works, but look; FAIL; SKIP: not checked after an earlier FAIL)
+# and, where it is not OK, the fix. Checks the Docker engine, Compose v2,
+# .env, line endings, the host ports, the broker, the workers and task_queue.
+#
+# Usage: scripts/doctor.sh
+# Exit status: 0 if every check is OK, 1 otherwise.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+case "${1:-}" in
+  "") ;;
+  -h | --help) sed -n '/^# Usage:/,/^# Exit/ s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  *) fail "unknown option $1 (see --help)" ;;
+esac
+
+all_ok=1
+verdict() {  # verdict OK|WARN|FAIL|SKIP CHECK WHAT [FIX]
+  printf '%-4s  %-15s  %s%s\n' "$1" "$2" "$3" "${4:+ -> fix: $4}"
+  [[ "$1" == OK ]] || all_ok=0
+}
+
+first_line() { awk 'NF { sub(/^[[:space:]]+/, ""); print substr($0, 1, 160); exit }' <<<"$1"; }  # of those not blank
+
+docker_ok=1
+check_docker() {
+  local version
+  if ! command -v docker >/dev/null; then
+    verdict FAIL docker "the docker command is not installed" \
+      "install Docker Desktop (Windows, macOS) or Docker Engine (Linux)"
+    docker_ok=0
+  elif version="$(docker version --format '{{.Server.Version}}' 2>&1)"; then
+    verdict OK docker "engine $version answers"
+  else
+    verdict FAIL docker "the Docker engine does not answer: $(first_line "$version")" \
+      "start Docker Desktop (Linux: sudo systemctl start docker), then check with: docker info"
+    docker_ok=0
+  fi
+}
+
+compose_ok=1
+check_compose() {
+  local version major
+  version="$(docker compose version --short 2>/dev/null || true)"
+  major="${version#v}"
+  major="${major%%.*}"
+  if [[ "$major" =~ ^[0-9]+$ && "$major" -ge 2 ]]; then
+    verdict OK compose "Docker Compose $version"
+    return
+  fi
+  compose_ok=0
+  if command -v docker-compose >/dev/null; then
+    verdict FAIL compose "only the old docker-compose (v1) is installed; the lab needs docker compose v2" \
+      "update Docker Desktop, or install the docker-compose-plugin package (Linux)"
+  else
+    verdict FAIL compose "docker compose (v2) is missing" \
+      "update Docker Desktop, or install the docker-compose-plugin package (Linux)"
+  fi
+}
+
+check_env() {
+  local errors
+  if [[ ! -r .env ]]; then
+    verdict FAIL .env "missing or unreadable" "restore it: git checkout -- .env"
+  elif ((!compose_ok)); then
+    verdict SKIP .env "readable; docker compose config not checked (no Compose v2)"
+  elif ! errors="$(docker compose config -q 2>&1)"; then
+    verdict FAIL .env "docker compose config fails: $(first_line "$errors")" \
+      "correct that setting in .env (git diff .env shows what changed)"
+  else
+    verdict OK .env "readable; docker compose config passes"
+  fi
+}
+
+check_line_endings() {
+  local with_cr count
+  with_cr="$(grep -l $'\r' .env compose.yaml scripts/* rabbitmq/* consumer/* producer/* 2>/dev/null || true)"
+  if [[ -z "$with_cr" ]]; then
+    verdict OK "line endings" "LF in the scripts and in what the containers run"
+    return
+  fi
+  count="$(grep -c . <<<"$with_cr")"
+  verdict FAIL "line endings" "$count files have Windows line endings (CR), e.g. $(first_line "$with_cr")" \
+    "git config --global core.autocrlf input, then clone the lab again (or, in this clone, after committing your changes: git rm -rq --cached . && git reset --hard)"
+}
+
+# What holds PORT (PROTOCOL amqp or http), in $holder, and how to stop it, in
+# $stop: a RabbitMQ if it answers like one, the container or program when
+# Docker, lsof or ss can name it.
+describe_port_holder() {
+  local port="$1" reply="" container="" program=""
+  if command -v curl >/dev/null; then
+    if [[ "$2" == amqp ]]; then
+      # An AMQP 0-9-1 protocol header; a broker answers with connection.start.
+      reply="$(printf 'AMQP\0\0\11\1' | curl -s --max-time 2 "telnet://127.0.0.1:$port" 2>/dev/null | tr -d '\000' || true)"
+    else
+      reply="$(curl -s --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null || true)"
+    fi
+  fi
+  if ((docker_ok)); then
+    container="$(docker ps --filter "publish=$port" --format '{{.Names}}' 2>/dev/null | head -n 1)"
+  fi
+  if [[ -z "$container" ]] && command -v lsof >/dev/null; then
+    program="$(lsof -nP -iTCP:"$port" -sTCP:LISTEN -Fpc 2>/dev/null \
+      | awk '/^p/ { pid = substr($0, 2) } /^c/ { print substr($0, 2) " (pid " pid ")"; exit }')"
+  fi
+  if [[ -z "$container$program" ]] && command -v ss >/dev/null; then
+    program="$(ss -ltnpH "sport = :$port" 2>/dev/null \
+      | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1)"
+  fi
+
+  if [[ "$reply" == *RabbitMQ* ]]; then
+    holder="a RabbitMQ already listens there"
+    [[ -n "$container" ]] || holder="$holder (installed natively?)"
+    stop="stop that broker (Windows: net stop RabbitMQ; macOS: brew services stop rabbitmq; Linux: sudo systemctl stop rabbitmq-server)"
+  else
+    holder="it is in use by another program"
+    stop="stop that program"
+  fi
+  if [[ -n "$container" ]]; then
+    holder="$holder: container $container"
+    stop="stop that container (docker stop $container)"
+  elif [[ -n "$program" ]]; then
+    holder="$holder: $program"
+  fi
+}
+
+next_free_port() {
+  local port=$(($1 + 1))
+  while port_in_use "$port"; do port=$((port + 1)); done
+  echo "$port"
+}
+
+check_port() {  # check_port SETTING CONTAINER_PORT PROTOCOL
+  local name="$1" port published holder="" stop=""
+  port="$(setting "$name" 2>/dev/null)"
+  if ! [[ "$port" =~ ^[0-9]+$ ]]; then
+    verdict FAIL "$name" "'$port' is not a port number" "set $name to a port number in .env (port changes belong in .env)"
+    return
+  fi
+  published=""
+  if ((compose_ok && docker_ok)); then
+    published="$(docker compose port rabbitmq "$2" 2>/dev/null || true)"
+  fi
+  if [[ -n "$published" && "${published##*:}" == "$port" ]]; then
+    verdict OK "$name" "$port: this lab's broker"
+  elif [[ -n "$published" ]]; then
+    verdict FAIL "$name" "$port, but the running broker publishes ${published##*:}" \
+      "docker compose up -d (re-creates the broker with the ports in .env)"
+  elif ! port_in_use "$port"; then
+    verdict OK "$name" "$port: free"
+  else
+    describe_port_holder "$port" "$3"
+    verdict FAIL "$name" "$port: $holder" \
+      "$stop, or set $name=$(next_free_port "$port") in .env (port changes belong in .env)"
+  fi
+}
+
+# The gist of an unwell broker: its last log line that looks like an error,
+# else its last line, without colours.
+broker_gist() {
+  local tail gist
+  tail="$(docker compose logs --no-color --no-log-prefix --tail 30 rabbitmq 2>&1 \
+    | tr -d '\033' | sed 's/\[[0-9;]*m//g' | grep -v '^[[:space:]]*$' || true)"
+  gist="$(grep -i -E 'error|fail|crash|refused|denied|cannot|eaddrinuse' <<<"$tail" | tail -n 1 || true)"
+  gist="$(first_line "${gist:-$(tail -n 1 <<<"$tail")}")"
+  echo "${gist:+its last log line: $gist}"
+}
+
+broker_ok=0
+check_broker() {
+  local line state health exit_code
+  line="$(docker compose ps --all --format '{{.State}}|{{.Health}}|{{.ExitCode}}' rabbitmq 2>/dev/null | head -n 1)"
+  IFS='|' read -r state health exit_code <<<"$line"
+  case "$state|$health" in
+    "|") verdict FAIL broker "no broker container: the lab is not running" "docker compose up -d --scale consumer=3" ;;
+    running\|healthy) verdict OK broker "running, healthy"; broker_ok=1 ;;
+    running\|starting) verdict WARN broker "running, still starting" "wait a minute (docker compose up -d --wait waits for it)" ;;
+    running\|*) verdict FAIL broker "running but $health; $(broker_gist)" \
+      "see docker compose logs rabbitmq, then: docker compose restart rabbitmq" ;;
+    exited\|*) verdict FAIL broker "exited (code $exit_code); $(broker_gist)" \
+      "see docker compose logs rabbitmq, then: docker compose up -d --scale consumer=3" ;;
+    created\|*) verdict FAIL broker "created but never started (a host port taken? see above)" \
+      "docker compose up -d --scale consumer=3" ;;
+    *) verdict FAIL broker "$state" "docker compose up -d --scale consumer=3" ;;
+  esac
+}
+
+broker_ctl() { docker compose exec -T rabbitmq rabbitmqctl -q "$@" --no-table-headers 2>&1; }
+
+check_workers_and_queue() {
+  local queues row type policy consumers running
+  if ! queues="$(broker_ctl list_queues name type policy)"; then
+    verdict FAIL workers "rabbitmqctl list_queues failed: $(first_line "$queues")" "docker compose restart rabbitmq"
+    verdict SKIP task_queue "not checked"
+    return
+  fi
+  row="$(awk -F '\t' '$1 == "task_queue"' <<<"$queues")"
+  running=$(($(running_workers)))
+  if [[ -z "$row" ]]; then
+    verdict FAIL workers "$running running; task_queue does not exist yet (a worker declares it)" \
+      "docker compose up -d --scale consumer=3"
+    verdict SKIP task_queue "does not exist"
+    return
+  fi
+  IFS=$'\t' read -r _ type policy <<<"$row"
+  # list_consumers, not list_queues' consumers column: that one lags seconds behind.
+  consumers="$(broker_ctl list_consumers queue_name | grep -c -x task_queue || true)"
+  if ((running == 0)); then
+    verdict WARN workers "no worker running: tasks wait in task_queue" "docker compose up -d --scale consumer=3"
+  elif ((consumers == running)); then
+    verdict OK workers "$running running, $consumers attached to task_queue"
+  elif ((consumers < running)); then
+    verdict FAIL workers "$running running, only $consumers attached to task_queue" \
+      "give them a few seconds; if it stays so, see why: docker compose logs consumer"
+  else
+    verdict WARN workers "$running running, but $consumers consumers on task_queue: other programs take its tasks too"
+  fi
+  if [[ "$type" != quorum ]]; then
+    verdict FAIL task_queue "is a $type queue, not quorum (declared by an older script?)" \
+      "docker compose exec rabbitmq rabbitmqctl delete_queue task_queue, then docker compose restart consumer (its queued tasks are lost)"
+  elif [[ "$policy" != task-queue ]]; then
+    verdict FAIL task_queue "quorum, but policy '${policy:-none}', not task-queue (no dead-lettering)" \
+      "docker compose restart rabbitmq (start-broker.sh sets the policy)"
+  else
+    verdict OK task_queue "quorum, policy task-queue"
+  fi
+}
+
+check_docker
+check_compose
+check_env
+check_line_endings
+check_port AMQP_PORT 5672 amqp
+check_port MANAGEMENT_PORT 15672 http
+if ((docker_ok && compose_ok)); then
+  check_broker
+else
+  verdict SKIP broker "not checked (no Docker engine or Compose v2)"
+fi
+if ((broker_ok)); then
+  check_workers_and_queue
+else
+  verdict SKIP workers "not checked (the broker is not healthy)"
+  verdict SKIP task_queue "not checked (the broker is not healthy)"
+fi
+((all_ok))
