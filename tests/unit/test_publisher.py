@@ -97,7 +97,7 @@ class FakeConnection:
     raised in a callback for a lost stream."""
 
     def __init__(self, _parameters, on_open_callback, on_open_error_callback, on_close_callback):
-        self.on_open, self.on_close = on_open_callback, on_close_callback
+        self.on_open, self.on_open_error, self.on_close = on_open_callback, on_open_error_callback, on_close_callback
         self.is_open = True
         self.ioloop = SimpleNamespace(start=self.run, stop=lambda: None)
 
@@ -146,6 +146,29 @@ def test_a_message_that_cannot_be_made_ends_the_send_with_the_number_confirmed(m
     with pytest.raises(SendFailed, match="making message 4 failed: UnicodeEncodeError") as failed:
         publisher.run()
     assert failed.value.confirmed == 3 == len(confirmed)  # the messages already out were confirmed first
+
+
+def test_a_broker_gone_for_longer_than_the_retries_ends_the_send_with_the_number_confirmed(monkeypatch):
+    opened = []
+
+    class GoneAfterThreeConfirms(FakeConnection):
+        def run(self):
+            if opened:
+                self.on_open_error(self, AMQPConnectionError("Connection refused"))
+                return
+            opened.append(self)
+            self.on_open(self)
+            for tag in (1, 2, 3):
+                self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=tag, multiple=False)))
+            self.is_open = False
+            self.on_close(self, StreamLostError("Stream connection lost"))
+
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", GoneAfterThreeConfirms)
+    monkeypatch.setattr(publisher_module, "RECONNECT_FOR_SECONDS", 0)  # one attempt to reconnect
+    publisher = Publisher(None, messages(10), lambda _message: None, window=5)
+    with pytest.raises(SendFailed, match="Connection refused") as failed:
+        publisher.run()
+    assert failed.value.confirmed == publisher.confirmed == 3
 
 
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
