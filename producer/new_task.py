@@ -11,7 +11,9 @@
     add --wait to wait until the tasks are done and see who did what, and when
 
 Messages are persistent and every one is confirmed by the broker before the
-program reports it as sent. Input is checked before anything is published.
+program reports it as sent. Input is checked before anything is published: a
+task file is read whole (UTF-8, a BOM at its start is dropped), and no task may
+ask for more than MAX_DOTS_PER_TASK dots (default 3600; the workers refuse more).
 """
 
 import argparse
@@ -28,13 +30,16 @@ import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import report
-from publisher import ChannelRefused, Publisher, describe
+from publisher import Publisher, SendFailed, describe
 
 QUEUE = "task_queue"
 # Exactly the official tutorial's declaration (see consumer/worker.py).
 QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
 LOOKS_LIKE_A_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 WORKER_WAIT_SECONDS = 15
+DEFAULT_MAX_DOTS = 3600  # the workers' limit (consumer/worker.py)
+# The longest task text: the csv module refuses longer fields in a task file.
+MAX_TASK_CHARS = csv.field_size_limit()
 
 
 class InputError(ValueError):
@@ -59,7 +64,19 @@ def generated_tasks(count, dots=1, heavy=None, spread=None, seed=1):
         yield f"Task {number}" + "." * units
 
 
-def tasks_from_argument(argument, **shape):
+def max_dots_per_task(env=os.environ):
+    """The most dots (units of work) a task may ask for: MAX_DOTS_PER_TASK, default 3600."""
+    text = env.get("MAX_DOTS_PER_TASK") or str(DEFAULT_MAX_DOTS)
+    if not text.isdigit():
+        raise InputError(f"MAX_DOTS_PER_TASK must be a whole number, got {text!r}")
+    return int(text)
+
+
+def too_much_work(dots, max_dots):
+    return f"{dots:,} dots, more than the {max_dots:,} a task may ask for (MAX_DOTS_PER_TASK)"
+
+
+def tasks_from_argument(argument, *, max_dots, **shape):
     """A positive whole number N means N generated tasks; any other text is one task.
 
     Returns (how many, the task texts).
@@ -70,15 +87,55 @@ def tasks_from_argument(argument, **shape):
     if not LOOKS_LIKE_A_NUMBER.fullmatch(argument):
         if shape:
             raise InputError("--dots, --heavy, --random and --seed shape generated tasks: give a COUNT")
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:  # Python passes on undecodable bytes of argv as surrogates
+            raise InputError("the message is not UTF-8 text") from None
+        if len(argument) > MAX_TASK_CHARS:
+            raise InputError(f"the message has {len(argument):,} characters; a task may have {MAX_TASK_CHARS:,}")
+        if argument.count(".") > max_dots:
+            raise InputError(f"the message asks for {too_much_work(argument.count('.'), max_dots)}")
         return 1, [argument]
     if not argument.lstrip("+").isdigit() or int(argument) < 1:
         raise InputError(f"the number of tasks must be a positive whole number, got {argument!r}")
+    if "heavy" in shape:
+        option, most = "--heavy", shape["heavy"][1]
+    elif "spread" in shape:
+        option, most = "--random", shape["spread"][1]
+    else:
+        option, most = "--dots", shape.get("dots", 1)
+    if most > max_dots:
+        raise InputError(f"{option} asks for {too_much_work(most, max_dots)}")
     return int(argument), generated_tasks(int(argument), **shape)
 
 
-def tasks_from_rows(lines, source):
-    """The first column of each non-blank row: the course's tasks.csv format."""
-    tasks = [row[0].strip() for row in csv.reader(lines) if row and row[0].strip()]
+def decoded(lines, source):
+    """Each line of a file's bytes as text, or InputError naming the first line that is not UTF-8."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{source} line {number} is not UTF-8 text (byte {exc.start + 1}: {exc.reason})") from None
+
+
+def tasks_from_rows(lines, source, *, max_dots):
+    """The first column of each non-blank row: the course's tasks.csv format.
+
+    `lines` are bytes; all of them are read and checked before any task is sent.
+    """
+    rows = csv.reader(decoded(lines, source))
+    tasks = []
+    try:
+        for row in rows:
+            task = row[0].strip() if row else ""
+            if task.count(".") > max_dots:
+                raise InputError(f"{source} line {rows.line_num} asks for {too_much_work(task.count('.'), max_dots)}")
+            if task:
+                tasks.append(task)
+    except csv.Error as exc:  # in practice, a field longer than MAX_TASK_CHARS
+        raise InputError(
+            f"{source} line {rows.line_num}: {exc}; a task may have {MAX_TASK_CHARS:,} characters"
+        ) from None
     if not tasks:
         raise InputError(f"{source} has no tasks (expected one task per row)")
     return len(tasks), tasks
@@ -88,17 +145,18 @@ def read_tasks(args):
     shape = {
         name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name) is not None
     }
+    max_dots = max_dots_per_task()
     if args.file is None:
-        return tasks_from_argument(args.message_or_count, **shape)
+        return tasks_from_argument(args.message_or_count, max_dots=max_dots, **shape)
     if shape:
         raise InputError("--dots, --heavy, --random and --seed shape generated tasks, not a --file")
     if args.file == "-":
-        return tasks_from_rows(sys.stdin, "standard input")
+        return tasks_from_rows(sys.stdin.buffer, "standard input", max_dots=max_dots)
     try:
-        with open(args.file, newline="", encoding="utf-8") as rows:
-            return tasks_from_rows(rows, args.file)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {args.file}: {exc.strerror if isinstance(exc, OSError) else exc}") from exc
+        with open(args.file, "rb") as rows:
+            return tasks_from_rows(rows, args.file, max_dots=max_dots)
+    except OSError as exc:
+        raise InputError(f"cannot read {args.file}: {exc.strerror}") from exc
 
 
 # --- The command line --------------------------------------------------------------
@@ -276,6 +334,15 @@ def send(parameters, args, count, tasks):
     return run
 
 
+def confirmed(number, count):
+    if not number:
+        return f"the broker had confirmed none of the {count:,} tasks"
+    return (
+        f"the broker had confirmed {number:,} of {count:,} tasks (they stay in {QUEUE}; "
+        "re-sending all would send those twice)"
+    )
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # its errors are reported here, in words
@@ -288,8 +355,9 @@ def main(argv=None):
         return 2
     try:
         run = send(parameters, args, count, tasks)
-    except (AMQPConnectionError, AMQPChannelError, ChannelRefused) as exc:
-        print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {describe(exc)}", file=sys.stderr)
+    except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:
+        why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else describe(exc)
+        print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {why}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nnew_task.py: interrupted; what the broker confirmed stays in task_queue", file=sys.stderr)

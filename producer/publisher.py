@@ -8,7 +8,8 @@ an iterator as the window allows, never all held.
 
 If the connection is lost (a broker restart), the publisher reconnects and
 sends the unconfirmed messages again: none is lost, though one the broker had
-already taken before it went down may arrive twice.
+already taken before it went down may arrive twice. Any other failure ends the
+run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
@@ -56,6 +57,18 @@ class ConnectionLost(Exception):
     """The connection went away in the middle of the work: worth reconnecting."""
 
 
+class MessageFailed(Exception):
+    """Making the next message raised: a fault of the input, not of the connection."""
+
+
+class SendFailed(Exception):
+    """The run ended before every message was confirmed; `confirmed` of them were."""
+
+    def __init__(self, reason, confirmed):
+        super().__init__(reason)
+        self.confirmed = confirmed
+
+
 def reconnecting(what):
     """Retry policy after a lost connection: capped exponential backoff with jitter,
     a line at each wait, for at most RECONNECT_FOR_SECONDS."""
@@ -90,6 +103,8 @@ class Publisher:
         self.to_send_again = deque()
         self.unconfirmed = {}  # delivery tag on the current channel -> message
         self.resent = 0
+        self.taken = 0  # from `messages`
+        self.confirmed = 0  # by the broker
         self.channel = None
         self.next_tag = 1
         self.failure = None
@@ -97,7 +112,17 @@ class Publisher:
 
     def run(self):
         """Publish every message; returns how many had to be sent again after a lost
-        connection. The first connect must work; later losses are retried."""
+        connection. The first connect must work; later losses are retried.
+        Raises SendFailed, with the number confirmed, if not all were confirmed."""
+        try:
+            self.publish_all()
+        except Exception as exc:
+            raise SendFailed(describe(exc), self.confirmed) from exc
+        if self.confirmed != self.taken:
+            raise SendFailed(f"{self.taken} messages taken, {self.confirmed} confirmed", self.confirmed)
+        return self.resent
+
+    def publish_all(self):
         try:
             self.connect_and_publish()
         except ConnectionLost as lost:
@@ -105,7 +130,6 @@ class Publisher:
             for attempt in reconnecting("cannot reach the broker again yet"):
                 with attempt:
                     self.connect_and_publish()
-        return self.resent
 
     def connect_and_publish(self):
         """One connection: publish until all is confirmed, or raise what went wrong."""
@@ -146,7 +170,7 @@ class Publisher:
 
     def publish_more(self):
         while len(self.unconfirmed) < self.window:
-            message = self.to_send_again.popleft() if self.to_send_again else next(self.messages, None)
+            message = self.take()
             if message is None:
                 break
             routing_key, body, properties = message
@@ -156,6 +180,25 @@ class Publisher:
         if not self.unconfirmed:
             self.finished = True
             self.channel.connection.close()
+
+    def take(self):
+        """The next message to publish; None when there is none, or making it failed.
+
+        Raised here, inside pika's callback, an error would look to pika like a lost
+        connection, and to run() like one worth reconnecting for. Instead it becomes
+        the failure, no message is taken after it, and those already out are left
+        to be confirmed."""
+        if self.to_send_again:
+            return self.to_send_again.popleft()
+        try:
+            message = next(self.messages, None)
+        except Exception as exc:
+            self.failure = MessageFailed(f"making message {self.taken + 1} failed: {describe(exc)}")
+            self.messages = iter(())
+            return None
+        if message is not None:
+            self.taken += 1
+        return message
 
     def on_confirm(self, frame):
         confirm = frame.method
@@ -168,7 +211,9 @@ class Publisher:
             self.channel.connection.close()
             return
         for tag in tags:
-            self.on_confirmed(self.unconfirmed.pop(tag))
+            message = self.unconfirmed.pop(tag)
+            self.confirmed += 1
+            self.on_confirmed(message)
         self.publish_more()
 
 

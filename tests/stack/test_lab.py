@@ -51,6 +51,39 @@ def test_send_refuses_bad_input_with_one_line_and_publishes_nothing(lab, tmp_pat
     assert lab.queue() == (0, 0)
 
 
+def test_send_refuses_bad_tasks_naming_the_row_and_publishes_nothing(lab, tmp_path):
+    lab.compose("stop", "consumer")  # so anything published would stay in the queue
+    rows = [f"Task {n}.".encode() for n in range(1, 2001)]
+    not_utf8, too_long = rows.copy(), rows.copy()
+    not_utf8[999] = "Task 1000 café.".encode("latin-1")
+    too_long[1499] = b"Task 1500" + b"." * (128 * 1024)
+    for content, error in [
+        (not_utf8, "standard input line 1000 is not UTF-8 text"),
+        (too_long, "standard input line 1500: field larger than field limit"),
+    ]:
+        tasks = tmp_path / "tasks.csv"
+        tasks.write_bytes(b"\n".join(content) + b"\n")
+        result = lab.send("--file", str(tasks))
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()  # `docker compose run` adds a blank line when a program fails
+        assert len(lines) == 1 and lines[0].startswith(f"new_task.py: {error}"), result.stderr
+    for args in (["Huge" + "." * 3601], ["6", "--dots", "3601"]):
+        result = lab.send(*args)
+        assert result.returncode == 2 and "3,601 dots, more than the 3,600 a task may ask for" in result.stderr
+    assert lab.queue() == (0, 0)
+
+
+def test_send_drops_a_utf8_bom_at_the_start_of_a_task_file(lab, tmp_path):
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("First task.\nSecond task.\n", encoding="utf-8-sig")
+    since = lab.now()
+    sent = lab.send("--file", str(tasks))
+    assert sent.returncode == 0, sent.stderr
+    assert "[x] Sent 'First task.'" in sent.stdout
+    lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 2, "2 tasks done", timeout=30)
+    assert sorted(t for tasks in lab.done(since).values() for t in tasks) == ["First task.", "Second task."]
+
+
 def test_send_says_when_the_lab_is_not_running(lab):
     result = lab.send("6", env={"COMPOSE_PROJECT_NAME": "lab-test-not-started"})
     assert result.returncode == 1

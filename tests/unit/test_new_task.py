@@ -1,13 +1,17 @@
 """The producer's input handling, which must reject bad input before connecting."""
 
+import io
+
 import pika
 import pytest
 
 import new_task
 
+LIMIT = new_task.DEFAULT_MAX_DOTS
+
 
 def generated(argument, **shape):
-    count, tasks = new_task.tasks_from_argument(argument, **shape)
+    count, tasks = new_task.tasks_from_argument(argument, max_dots=LIMIT, **shape)
     return count, list(tasks)
 
 
@@ -37,29 +41,87 @@ def test_dots_zero_on_the_command_line_means_tasks_with_no_work():
 
 
 def test_generated_tasks_are_made_one_at_a_time():
-    count, tasks = new_task.tasks_from_argument("1000000000")
+    count, tasks = new_task.tasks_from_argument("1000000000", max_dots=LIMIT)
     assert count == 10**9 and next(iter(tasks)) == "Task 1."
 
 
 def test_shape_options_only_go_with_a_count():
     with pytest.raises(new_task.InputError, match="give a COUNT"):
-        new_task.tasks_from_argument("Hello...", dots=2)
+        new_task.tasks_from_argument("Hello...", max_dots=LIMIT, dots=2)
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "2.5", "1e3", "+0", "", "   "])
 def test_counts_that_are_not_positive_whole_numbers_are_refused(bad):
     with pytest.raises(new_task.InputError):
-        new_task.tasks_from_argument(bad)
+        new_task.tasks_from_argument(bad, max_dots=LIMIT)
+
+
+def from_rows(rows, max_dots=LIMIT):
+    return new_task.tasks_from_rows(rows, "tasks.csv", max_dots=max_dots)
 
 
 def test_course_file_rows_are_tasks():
-    rows = ["First task....\n", "\n", '"Second, with a comma...."\n', "Third.,ignored column\n"]
-    assert new_task.tasks_from_rows(rows, "tasks.csv") == (3, ["First task....", "Second, with a comma....", "Third."])
+    rows = [b"First task....\r\n", b"\n", b'"Second, with a comma...."\n', b"Third.,ignored column\n"]
+    assert from_rows(rows) == (3, ["First task....", "Second, with a comma....", "Third."])
 
 
 def test_a_file_without_tasks_is_refused():
     with pytest.raises(new_task.InputError, match="tasks.csv has no tasks"):
-        new_task.tasks_from_rows(["\n", " \n"], "tasks.csv")
+        from_rows([b"\n", b" \n"])
+
+
+def test_a_utf8_bom_at_the_start_of_a_file_is_dropped():
+    assert from_rows(["First.\n".encode("utf-8-sig"), "Zweite Aufgabe für dich.\n".encode()]) == (
+        2,
+        ["First.", "Zweite Aufgabe für dich."],
+    )
+
+
+def test_a_row_that_is_not_utf8_is_named_and_nothing_is_returned():
+    rows = [f"Task {n}.\n".encode() for n in range(1, 2001)]
+    rows[999] = b"Task 1000 caf\xe9.\n"  # Latin-1
+    with pytest.raises(new_task.InputError, match=r"^tasks.csv line 1000 is not UTF-8 text \(byte 14: "):
+        from_rows(rows)
+
+
+def test_a_row_too_long_for_a_task_is_named():
+    rows = [b"First.\n", b"x" * (new_task.MAX_TASK_CHARS + 1) + b".\n", b"Third.\n"]
+    with pytest.raises(new_task.InputError, match=r"^tasks.csv line 2: field larger than field limit .*131,072"):
+        from_rows(rows)
+
+
+def test_a_row_asking_for_more_dots_than_the_limit_is_named():
+    assert from_rows([b"Fine" + b"." * 10 + b"\n"], max_dots=10) == (1, ["Fine.........."])
+    rows = [b"Fine.\n", b"\n", b"Huge" + b"." * 11 + b"\n"]
+    with pytest.raises(new_task.InputError, match=r"^tasks.csv line 3 asks for 11 dots, more than the 10 a task"):
+        from_rows(rows, max_dots=10)
+
+
+@pytest.mark.parametrize(
+    "argument, shape, message",
+    [
+        ("Huge" + "." * (LIMIT + 1), {}, f"the message asks for 3,601 dots, more than the {LIMIT:,}"),
+        ("6", {"dots": LIMIT + 1}, "--dots asks for 3,601 dots"),
+        ("6", {"heavy": (3, LIMIT + 1)}, "--heavy asks for 3,601 dots"),
+        ("6", {"spread": (1, LIMIT + 1)}, "--random asks for 3,601 dots"),
+    ],
+)
+def test_tasks_over_the_dot_limit_are_refused_up_front(argument, shape, message):
+    with pytest.raises(new_task.InputError, match=message):
+        new_task.tasks_from_argument(argument, max_dots=LIMIT, **shape)
+
+
+def test_tasks_at_the_dot_limit_are_fine():
+    assert generated("Big" + "." * LIMIT)[0] == 1
+    assert generated("2", spread=(LIMIT, LIMIT))[1] == ["Task 1" + "." * LIMIT, "Task 2" + "." * LIMIT]
+
+
+def test_the_dot_limit_comes_from_max_dots_per_task():
+    assert new_task.max_dots_per_task({}) == 3600
+    assert new_task.max_dots_per_task({"MAX_DOTS_PER_TASK": ""}) == 3600
+    assert new_task.max_dots_per_task({"MAX_DOTS_PER_TASK": "4000"}) == 4000
+    with pytest.raises(new_task.InputError, match="MAX_DOTS_PER_TASK must be a whole number, got '-1'"):
+        new_task.max_dots_per_task({"MAX_DOTS_PER_TASK": "-1"})
 
 
 @pytest.fixture
@@ -113,3 +175,50 @@ def test_tasks_name_the_queue_for_their_records_only_when_someone_waits():
     assert [props.message_id for _queue, _body, props in waited_for] == ["b1.1", "b1.2"]
     (_queue, _body, props), *_ = new_task.messages(["A"], "b2")
     assert props.reply_to is None and props.delivery_mode == 2
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"First.\nSecond caf\xe9.\nThird.\n", "standard input line 2 is not UTF-8 text"),
+        (b"First.\n" + b"x" * 200_000 + b"\n", "standard input line 2: field larger than field limit"),
+        (b"First.\n\nHuge" + b"." * 11 + b"\n", "standard input line 3 asks for 11 dots, more than the 10"),
+    ],
+)
+def test_a_bad_task_file_on_stdin_exits_2_naming_the_line_and_never_connects(
+    no_broker, monkeypatch, capsys, content, message
+):
+    monkeypatch.setenv("MAX_DOTS_PER_TASK", "10")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(content)))
+    assert new_task.main(["--file", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"new_task.py: {message}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["Big" + "." * 11], "the message asks for 11 dots, more than the 10 a task may ask for (MAX_DOTS_PER_TASK)"),
+        (["6", "--dots", "11"], "--dots asks for 11 dots"),
+        (["6", "--heavy", "3:11"], "--heavy asks for 11 dots"),
+        (["6", "--random", "1-11"], "--random asks for 11 dots"),
+        (["caf\udce9."], "the message is not UTF-8 text"),  # how Python passes on a Latin-1 argument
+    ],
+)
+def test_tasks_over_max_dots_per_task_exit_2_and_never_connect(no_broker, monkeypatch, capsys, argv, message):
+    monkeypatch.setenv("MAX_DOTS_PER_TASK", "10")
+    assert new_task.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"new_task.py: {message}") and err.count("\n") == 1, err
+
+
+def test_a_failed_send_says_how_many_tasks_the_broker_had_confirmed(no_broker, monkeypatch, capsys):
+    def send(*_args):
+        raise new_task.SendFailed("ConnectionLost: broker gone", 34_387)
+
+    monkeypatch.setattr(new_task, "send", send)
+    assert new_task.main(["50000"]) == 1
+    assert capsys.readouterr().err == (
+        "new_task.py: sending to rabbitmq:5672 failed: ConnectionLost: broker gone; the broker had confirmed "
+        "34,387 of 50,000 tasks (they stay in task_queue; re-sending all would send those twice)\n"
+    )

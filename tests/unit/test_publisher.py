@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import pytest
 from pika.adapters.utils.connection_workflow import (
     AMQPConnectionWorkflowFailed,
     AMQPConnectorAMQPHandshakeError,
@@ -11,7 +12,8 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, StreamLostError
 from pika.spec import Basic
 
-from publisher import ConnectionLost, Publisher, describe
+import publisher as publisher_module
+from publisher import ConnectionLost, Publisher, SendFailed, describe
 
 
 class FakeChannel:
@@ -87,3 +89,91 @@ def test_a_failed_open_is_a_connection_error_worth_retrying():
     wrong_login = ProbableAuthenticationError("ACCESS_REFUSED")
     publisher.on_open_error(FakeChannel().connection, wrong_login)
     assert publisher.failure is wrong_login
+
+
+class FakeConnection:
+    """Stands in for pika.SelectConnection: its ioloop opens a FakeChannel and confirms
+    what is published, one message at a time. As pika does, it takes an exception
+    raised in a callback for a lost stream."""
+
+    def __init__(self, _parameters, on_open_callback, on_open_error_callback, on_close_callback):
+        self.on_open, self.on_open_error, self.on_close = on_open_callback, on_open_error_callback, on_close_callback
+        self.is_open = True
+        self.ioloop = SimpleNamespace(start=self.run, stop=lambda: None)
+
+    def channel(self, on_open_callback):
+        self.fake = FakeChannel()
+        self.fake.connection = self
+        self.fake.confirm_delivery = lambda on_confirm, callback: (
+            setattr(self, "on_confirm", on_confirm),
+            callback(None),
+        )
+        on_open_callback(self.fake)
+
+    def run(self):
+        confirmed = 0
+        try:
+            self.on_open(self)
+            while self.is_open and confirmed < len(self.fake.published):
+                confirmed += 1
+                self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=confirmed, multiple=False)))
+        except Exception as exc:  # noqa: BLE001 (what pika does)
+            self.is_open = False
+            self.on_close(self, StreamLostError(f"Stream connection lost: {exc!r}"))
+
+    def close(self):
+        if self.is_open:
+            self.is_open = False
+            self.on_close(self, "closed by the client")
+
+
+def test_every_message_confirmed_is_counted(monkeypatch):
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", FakeConnection)
+    publisher = Publisher(None, messages(5), lambda _message: None, window=2)
+    assert publisher.run() == 0
+    assert publisher.confirmed == publisher.taken == 5
+
+
+def test_a_message_that_cannot_be_made_ends_the_send_with_the_number_confirmed(monkeypatch):
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", FakeConnection)
+
+    def made_then_failing():
+        yield from messages(3)
+        "caf\udce9".encode("utf-8")  # a row that is not text: what new_task.messages() raised
+
+    confirmed = []
+    publisher = Publisher(None, made_then_failing(), confirmed.append, window=2)
+    with pytest.raises(SendFailed, match="making message 4 failed: UnicodeEncodeError") as failed:
+        publisher.run()
+    assert failed.value.confirmed == 3 == len(confirmed)  # the messages already out were confirmed first
+
+
+def test_a_broker_gone_for_longer_than_the_retries_ends_the_send_with_the_number_confirmed(monkeypatch):
+    opened = []
+
+    class GoneAfterThreeConfirms(FakeConnection):
+        def run(self):
+            if opened:
+                self.on_open_error(self, AMQPConnectionError("Connection refused"))
+                return
+            opened.append(self)
+            self.on_open(self)
+            for tag in (1, 2, 3):
+                self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=tag, multiple=False)))
+            self.is_open = False
+            self.on_close(self, StreamLostError("Stream connection lost"))
+
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", GoneAfterThreeConfirms)
+    monkeypatch.setattr(publisher_module, "RECONNECT_FOR_SECONDS", 0)  # one attempt to reconnect
+    publisher = Publisher(None, messages(10), lambda _message: None, window=5)
+    with pytest.raises(SendFailed, match="Connection refused") as failed:
+        publisher.run()
+    assert failed.value.confirmed == publisher.confirmed == 3
+
+
+def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
+    publisher = Publisher(None, messages(2), lambda _message: None)
+    publisher.connect_and_publish = publisher.take  # takes one, "ends" without a confirm
+    with pytest.raises(SendFailed, match="1 messages taken, 0 confirmed") as failed:
+        publisher.run()
+    assert failed.value.confirmed == 0
