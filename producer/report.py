@@ -349,10 +349,10 @@ def timeline_figure(runs):
                 axis.broken_barh([(left, length)], (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
                 label = str(sequence_number(record))
                 axis.text(left + length / 2, row, label, ha="center", va="center", color=label_color(color), fontsize=8)
-        for mark in marks:
+        for index, mark in enumerate(marks):
             axis.axvline(mark["at"] - start, color=FAULT_COLOR, linestyle="--", linewidth=1.2)
-            axis.annotate(
-                mark["label"], (mark["at"] - start, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
+            axis.annotate(  # each label a line lower than the last, so that close marks' labels do not overlap
+                mark["label"], (mark["at"] - start, 1), xycoords=("data", "axes fraction"), xytext=(3, -3 - 11 * index),
                 textcoords="offset points", ha="left", va="top", color=FAULT_COLOR, fontsize=8,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
             )  # fmt: skip
