@@ -180,10 +180,12 @@ def test_one_makespan_from_the_first_attempt_started_even_one_cut_short(capsys):
     assert figure.axes[0].get_title() == "cut: makespan 7.0 s"
 
 
-def test_compare_uses_the_same_makespan(capsys, tmp_path, monkeypatch):
+def test_compare_uses_the_same_makespan_and_the_workers_of_the_records(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(report, "TIMELINES", tmp_path)
     report.compare({"name": "cut", "events": CUT_FIRST}, {"name": "fair", "events": FAIR}, "both")
-    assert "makespan s" in (line := capsys.readouterr().out.splitlines()[-5]) and line.split()[2] == "7.0"
+    rows = {line[:22].strip(): line[22:].split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["makespan s"] == ["7.0", "10.0"]
+    assert rows["lower bound s"] == ["2.0", "8.0"]  # max(4 s / 3 workers, 2 s), max(24 s / 3, 6 s)
 
 
 def test_workers_are_counted_from_the_records_not_from_those_attached_at_sending(capsys):
