@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 
@@ -238,9 +239,23 @@ def segments(events):
     return done_records(events) + cut
 
 
+def span(records):
+    """(first attempt started, last task done): attempts cut short start the span but end none of it."""
+    done = [r for r in records if not r.get("cut")] or records
+    return min(r["started"] for r in records), max(r["finished"] for r in done)
+
+
 def makespan(records):
-    """From the first task started to the last task done."""
-    return max(r["finished"] for r in records) - min(r["started"] for r in records)
+    """The lab's one makespan, of done records or of a timeline's segments:
+    from the first attempt started (one cut short included) to the last task done."""
+    start, end = span(records)
+    return end - start
+
+
+def worker_count(events):
+    """How many workers recorded an attempt at a task of the batch (not how many were
+    attached when it was sent: workers can attach later)."""
+    return len({event["worker"] for event in events})
 
 
 def lower_bound(records, workers):
@@ -261,28 +276,72 @@ def round_robin_offsets(records, workers):
     return offsets if sorted(offsets.values()) == list(range(1, workers + 1)) else None
 
 
+# --- Faults a demo noted ------------------------------------------------------
+
+
+def moment(value):
+    """Epoch seconds, from a number or from an ISO 8601 time such as docker inspect's."""
+    try:
+        return float(value)
+    except ValueError:
+        return datetime.fromisoformat(value).timestamp()
+
+
+def read_marks(path):
+    """The moments in a NAME.marks file, a JSON object a line: {"at": epoch seconds or
+    an ISO 8601 time, "label": "killed consumer-3"}. No file, or a line that is not
+    such an object, gives no mark: a chart without its marks beats no chart."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, ValueError):
+        return []
+    marks = []
+    for line in lines:
+        try:
+            mark = json.loads(line)
+            marks.append({"at": moment(mark["at"]), "label": str(mark["label"])})
+        except (ValueError, TypeError, KeyError):
+            continue
+    return marks
+
+
+def marks_of(run):
+    """The faults marked on a run: saved with it, else those in timelines/NAME.marks
+    that fall within the run (the file may be left over from an earlier run)."""
+    if "marks" in run:
+        return run["marks"]
+    if not run.get("name") or not run["events"]:
+        return []
+    start = min(event["started"] for event in run["events"])
+    end = max(event.get("finished", event["started"]) for event in run["events"])
+    return [mark for mark in read_marks(TIMELINES / f"{run['name']}.marks") if start <= mark["at"] <= end]
+
+
 # --- How it is shown -----------------------------------------------------------
 
 
-def table(records, workers):
+def table(events):
+    """Who did which tasks, and the makespan against its lower bound on the workers that took part."""
+    records, workers = done_records(events), worker_count(events)
     lines = [f"{'worker':<12} {'tasks':>5} {'busy s':>7}  task names, in the order done"]
     for worker, (tasks, busy) in per_worker(records).items():
         names = ", ".join(r["task"].rstrip(".") for r in tasks)  # the dots are the work, not the name
         lines.append(f"{worker:<12} {len(tasks):>5} {busy:>7.1f}  {names}")
-    span, bound = makespan(records), lower_bound(records, workers)
-    ratio = f" (ratio {span / bound:.2f})" if bound else ""  # tasks with no work have no lower bound
-    lines.append(
-        f"makespan {span:.1f} s for {len(records)} tasks on {workers} workers; lower bound {bound:.1f} s{ratio}"
-    )
+    took, bound = makespan(segments(events)), lower_bound(records, workers)
+    ratio = f" (ratio {took / bound:.2f})" if bound else ""  # tasks with no work have no lower bound
+    on = f"{workers} worker{'s' if workers != 1 else ''}"
+    lines.append(f"makespan {took:.1f} s for {len(records)} tasks on {on}; lower bound {bound:.1f} s{ratio}")
     return "\n".join(lines)
 
 
-def text_timeline(records, width=TIMELINE_WIDTH):
-    """One row per worker, each task a [==n==] bar as long as it ran; [~~n~~] if cut short."""
-    start, span = min(r["started"] for r in records), makespan(records) or 1.0
+def text_timeline(records, width=TIMELINE_WIDTH, marks=()):
+    """One row per worker, each task a [==n==] bar as long as it ran; [~~n~~] if cut short;
+    under the time axis a ^ where each mark is, with its label."""
+    start, _end = span(records)
+    length = makespan(records) or 1.0
 
     def column(moment):
-        return round((moment - start) / span * width)
+        return round((moment - start) / length * width)
 
     rows = []
     for worker, (tasks, _busy) in per_worker(records).items():
@@ -294,39 +353,63 @@ def text_timeline(records, width=TIMELINE_WIDTH):
             bar = f"[{label:{fill}^{right - left - 2}}]" if right - left >= len(label) + 2 else fill * (right - left)
             row[left:right] = bar
         rows.append(f"{worker:<12}|{''.join(row)}|")
-    scale = f"0 s{'':<{width - 10}}{span:>6.1f} s"
+    scale = f"0 s{'':<{width - 10}}{length:>6.1f} s"
     rows.append(f"{'':<12} {scale}")
+    for mark in marks:
+        at, label = 13 + min(max(column(mark["at"]), 0), width - 1), mark["label"]  # 13: the row's "worker |"
+        fits = at + len(label) + 2 <= 13 + width
+        rows.append(" " * at + f"^ {label}" if fits else " " * max(at - len(label) - 1, 0) + f"{label} ^")
     return "\n".join(rows)
 
 
-def save_png(path, runs):
-    """Draw each (title, records) run as a timeline chart, one above the other."""
+CUT_COLOR, FAULT_COLOR = "lightgray", "crimson"
+
+
+def label_color(face):
+    """Black or white, whichever contrasts more with the colour `face` (WCAG relative luminance)."""
+    from matplotlib.colors import to_rgb  # noqa: PLC0415 - see timeline_figure
+
+    red, green, blue = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(face))
+    return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.179 else "white"
+
+
+def timeline_figure(runs):
+    """Each (title, segments, marks) run as a timeline chart, one above the other, on one time scale."""
     import matplotlib  # noqa: PLC0415 - imported only when a chart is drawn: it is slow to load
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+    from matplotlib.patches import Patch  # noqa: PLC0415
 
-    rows = sum(len(per_worker(records)) for _title, records in runs)
-    figure, axes = plt.subplots(len(runs), 1, figsize=(10, 1.2 + 0.5 * rows + 0.6 * len(runs)), squeeze=False)
-    longest = max(makespan(records) for _title, records in runs)  # one time scale for all runs
-    for axis, (title, records) in zip(axes[:, 0], runs, strict=True):
-        start = min(r["started"] for r in records)
+    rows = sum(len(per_worker(records)) for _title, records, _marks in runs)
+    figure, axes = plt.subplots(len(runs), 1, figsize=(11, 1.4 + 0.5 * rows + 0.6 * len(runs)), squeeze=False)
+    longest = max(makespan(records) for _title, records, _marks in runs)
+    legend = [
+        Patch(facecolor="C0", edgecolor="white", label="done"),
+        Patch(facecolor="C0", edgecolor="white", hatch="//", label="redelivered (hatched)"),
+        Patch(facecolor=CUT_COLOR, edgecolor="white", hatch="xx", label="cut short"),
+    ]
+    for axis, (title, records, marks) in zip(axes[:, 0], runs, strict=True):
+        start, _end = span(records)
         workers = per_worker(records)
         for row, (tasks, _busy) in enumerate(workers.values()):
             for record in tasks:
                 left, length = record["started"] - start, record["finished"] - record["started"]
-                color = "lightgray" if record.get("cut") else f"C{row % 10}"
+                color = CUT_COLOR if record.get("cut") else f"C{row % 10}"
                 hatch = "xx" if record.get("cut") else "//" if record["redelivered"] else None
                 axis.broken_barh([(left, length)], (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
-                axis.text(
-                    left + length / 2,
-                    row,
-                    str(sequence_number(record)),
-                    ha="center",
-                    va="center",
-                    color="white",
-                    fontsize=8,
-                )
+                label = str(sequence_number(record))
+                axis.text(left + length / 2, row, label, ha="center", va="center", color=label_color(color), fontsize=8)
+        for index, mark in enumerate(marks):
+            axis.axvline(mark["at"] - start, color=FAULT_COLOR, linestyle="--", linewidth=1.2)
+            axis.annotate(  # each label a line lower than the last, so that close marks' labels do not overlap
+                mark["label"], (mark["at"] - start, 1), xycoords=("data", "axes fraction"), xytext=(3, -3 - 11 * index),
+                textcoords="offset points", ha="left", va="top", color=FAULT_COLOR, fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+            )  # fmt: skip
+        fault = [Line2D([], [], color=FAULT_COLOR, linestyle="--", label="fault")] if marks else []
+        axis.legend(handles=legend + fault, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
         axis.set_yticks(range(len(workers)), list(workers))
         axis.invert_yaxis()
         axis.set_title(f"{title}: makespan {makespan(records):.1f} s")
@@ -334,27 +417,36 @@ def save_png(path, runs):
         axis.set_xlim(0, longest * 1.02)
         axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
+    return figure
+
+
+def save_png(path, runs):
+    """Save the timeline_figure of the runs as a PNG."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - see timeline_figure
+
+    figure = timeline_figure(runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
 def save_run(name, run):
-    """Keep a run as timelines/NAME.json and, if any task was done, timelines/NAME.png.
-    Returns the PNG's path, or None."""
+    """Keep a run, with the faults marked on it, as timelines/NAME.json and, if any
+    task was done, timelines/NAME.png. Returns the PNG's path, or None."""
+    run = {**run, "marks": marks_of({**run, "name": name})}
     TIMELINES.mkdir(parents=True, exist_ok=True)
     (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
     if not done_records(run["events"]):
         return None
     png = TIMELINES / f"{name}.png"
-    save_png(png, [(name, segments(run["events"]))])
+    save_png(png, [(name, segments(run["events"]), run["marks"])])
     return png
 
 
 def print_run(run):
     records = done_records(run["events"])
     if records:
-        print(table(records, run["workers"]))
+        print(table(run["events"]))
     for start, _next_attempt in interrupted(run["events"]):
         again = next((r for r in records if r["message_id"] == start["message_id"]), None)
         after = f"; redelivered to {again['worker']}, which did it" if again and again["redelivered"] else ""
@@ -367,7 +459,7 @@ def print_run(run):
     print(", ".join(f"{name} {value}" for name, value in figures.items()))
     if records:
         print()
-        print(text_timeline(segments(run["events"])))
+        print(text_timeline(segments(run["events"]), marks=marks_of(run)))
 
 
 # --- The command line, for the demos -------------------------------------------
@@ -381,7 +473,7 @@ def load(path):
 
 
 def explain_round_robin(run):
-    records, workers = done_records(run["events"]), run["workers"]
+    records, workers = done_records(run["events"]), worker_count(run["events"])
     offsets = round_robin_offsets(records, workers)
     for worker, (tasks, _busy) in per_worker(records).items():
         print(f"{worker} got tasks {', '.join(str(sequence_number(r)) for r in tasks)}")
@@ -398,14 +490,14 @@ def explain_round_robin(run):
 
 def compare(first, second, name):
     """Print two runs of the same workload side by side; save both timelines as timelines/NAME.png."""
-    runs = [(run["name"], done_records(run["events"]), run["workers"]) for run in (first, second)]
+    runs = [(run["name"], done_records(run["events"]), worker_count(run["events"])) for run in (first, second)]
     width = max(len(name) for name, _r, _w in runs) + 2
     print(f"{'':<22}" + "".join(f"{name:>{width}}" for name, _r, _w in runs))
     workers = sorted({w for _n, records, _w in runs for w in per_worker(records)}, key=natural_key)
     for worker in workers:
         loads = [per_worker(records).get(worker, ([], 0.0)) for _n, records, _w in runs]
         print(f"{worker + ' busy s':<22}" + "".join(f"{busy:>{width}.1f}" for _t, busy in loads))
-    spans = [makespan(records) for _n, records, _w in runs]
+    spans = [makespan(segments(run["events"])) for run in (first, second)]
     bounds = [lower_bound(records, count) for _n, records, count in runs]
     for label, values, form in (
         ("makespan s", spans, ".1f"),
@@ -419,7 +511,7 @@ def compare(first, second, name):
         f"({fast_span:.1f} s against {slow_span:.1f} s; no schedule can beat {min(bounds):.1f} s)."
     )
     png = TIMELINES / f"{name}.png"
-    save_png(png, [(run["name"], segments(run["events"])) for run in (first, second)])
+    save_png(png, [(run["name"], segments(run["events"]), marks_of(run)) for run in (first, second)])
     print(f"Timeline chart: {png}")
 
 

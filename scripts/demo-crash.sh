@@ -9,12 +9,16 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 start_workers 3 1
+forget_faults crash
 echo "==> Sending 6 tasks of 4 dots; a worker will be killed in the middle of Task 1"
 send_in_background 6 --dots 4 --name crash
 
 victim="$(worker_running "Task 1....")"
 sleep "$(seconds_of_work 2)"  # half way through the task
-docker kill --signal KILL "$(container_of "$victim")" >/dev/null
+container="$(container_of "$victim")"
+docker kill --signal KILL "$container" >/dev/null
+docker wait "$container" >/dev/null  # until it has stopped: then FinishedAt is when it died
+note_fault crash "$(docker inspect --format '{{.State.FinishedAt}}' "$container")" "killed $victim"
 echo "==> Killed $victim (SIGKILL) half way through Task 1"
 
 wait "$sending"

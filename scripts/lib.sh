@@ -147,3 +147,19 @@ worker_running() {  # worker_running TASK: the worker that received TASK since $
 container_of() {  # container_of WORKER: the container of worker "consumer-2"
   docker compose ps --format '{{.Name}}' consumer | grep -e "-$1\$"
 }
+
+# A demo notes the faults it causes in timelines/RUN.marks (a JSON line each),
+# where report.py finds them to mark them on RUN's timelines.
+forget_faults() {  # forget_faults RUN: no marks left over from an earlier RUN
+  rm -f "${TIMELINES_DIR:-timelines}/$1.marks"
+}
+
+note_fault() {  # note_fault RUN WHEN LABEL: WHEN in epoch seconds or as docker inspect's time
+  mkdir -p "${TIMELINES_DIR:-timelines}"
+  printf '{"at": "%s", "label": "%s"}\n' "$2" "$3" >>"${TIMELINES_DIR:-timelines}/$1.marks"
+}
+
+now() {  # now: epoch seconds, to the microsecond in bash 5, to the second in macOS's bash 3.2
+  local now="${EPOCHREALTIME:-$(date +%s)}"
+  echo "${now/,/.}"  # EPOCHREALTIME has the locale's decimal separator
+}

@@ -34,6 +34,9 @@ def test_crash_demo_redelivers_the_task_of_a_killed_worker(lab):
     cut = [e for e in events_of(run, "started") if e["worker"] == victim and e["message_id"].endswith(".1")]
     assert cut, "the killed worker had started task 1"
     assert done[1]["worker"] != victim and done[1]["redelivered"]
+    (killed,) = run["marks"]  # the demo noted when, and the run kept it
+    assert killed["label"] == f"killed {victim}" and cut[0]["started"] < killed["at"] < done[1]["started"]
+    assert f"^ killed {victim}" in result.stdout  # under the timeline
     assert len(events_of(run, "done")) == 6  # each task done once
     assert f"task 1 was cut short on {victim}; redelivered to {done[1]['worker']}" in result.stdout
     assert "lost 0" in result.stdout
@@ -47,6 +50,9 @@ def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
     run, done = lab.saved_run("restart")
     assert sorted(done) == list(range(1, 13))
     assert any(event["redelivered"] for event in events_of(run, "started"))  # in progress at the restart
+    assert [mark["label"] for mark in run["marks"]] == ["broker restarting", "broker started again"]
+    restarting, started = (mark["at"] for mark in run["marks"])
+    assert restarting < started < min(e["started"] for e in events_of(run, "started") if e["redelivered"])
     assert "lost 0" in result.stdout
     assert lab.consumer_logs(since).count("lost its broker connection") == CONSUMERS  # and they came back
     lab.wait_for(lambda: lab.queue() == (0, CONSUMERS), "every worker back")
