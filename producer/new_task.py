@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import re
+import signal
 import sys
 import time
 import uuid
@@ -30,7 +31,7 @@ import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import report
-from publisher import Publisher, SendFailed, describe
+from publisher import Publisher, SendFailed, StopRequested, describe
 
 QUEUE = "task_queue"
 # Exactly the official tutorial's declaration (see consumer/worker.py).
@@ -40,6 +41,30 @@ WORKER_WAIT_SECONDS = 15
 DEFAULT_MAX_DOTS = 3600  # the workers' limit (consumer/worker.py)
 # The longest task text: the csv module refuses longer fields in a task file.
 MAX_TASK_CHARS = csv.field_size_limit()
+
+
+class StopOnSignals:
+    """SIGINT, SIGTERM and SIGHUP (Ctrl+C, `timeout`, a closed terminal) ask the program
+    to stop; the loops that talk to the broker check it and end cleanly. Python as a
+    container's first process would ignore SIGTERM without a handler."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self):
+        self.signum = None
+        for name in self.SIGNALS:
+            signal.signal(getattr(signal, name), self.on_signal)
+
+    def on_signal(self, signum, _frame):
+        self.signum = self.signum or signum
+
+    def __call__(self):
+        """Why to stop ("stopped by SIGTERM"), or None."""
+        return f"stopped by {signal.Signals(self.signum).name}" if self.signum else None
+
+    @property
+    def status(self):
+        return 128 + self.signum
 
 
 class InputError(ValueError):
@@ -239,7 +264,7 @@ def connection_parameters(env=os.environ):
 # --- Sending -------------------------------------------------------------------------
 
 
-def wait_for_workers(connection, channel, expected):
+def wait_for_workers(connection, channel, expected, stop_requested=lambda: None):
     """Warn when fewer workers are attached than are running, and give them time:
     the first worker to attach would otherwise take the whole backlog. Warn, too,
     when consumers other than the lab's workers are attached, or none at all."""
@@ -251,7 +276,7 @@ def wait_for_workers(connection, channel, expected):
             file=sys.stderr,
         )
         deadline = time.monotonic() + WORKER_WAIT_SECONDS
-        while attached < expected and time.monotonic() < deadline:
+        while attached < expected and time.monotonic() < deadline and not stop_requested():
             connection.sleep(0.25)
             attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
         print(f"[!] {attached} of {expected} workers attached; sending now.", file=sys.stderr)
@@ -289,7 +314,7 @@ class SendProgress:
         self.count, self.out = count, out
         self.confirmed = 0
         self.started = self.shown = time.monotonic()
-        self.on_terminal = out.isatty()
+        self.on_terminal = out.isatty() or os.environ.get("LAB_TERMINAL") == "1"  # send.sh runs us without a TTY
 
     def __call__(self, message):
         self.confirmed += 1
@@ -307,17 +332,20 @@ class SendProgress:
             print(line, end=end, file=self.out, flush=True)
 
 
-def send(parameters, args, count, tasks):
+def send(parameters, args, count, tasks, stop_requested=lambda: None):
     """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
     batch = uuid.uuid4().hex[:12]
     with pika.BlockingConnection(parameters) as connection:
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
-        workers = wait_for_workers(connection, channel, args.expect_workers)
+        workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
     listener = report.EventListener(parameters, batch) if args.wait else None  # before the first task goes
     started = time.monotonic()
     records_to = listener.queue if listener else None
-    resent = Publisher(parameters, messages(tasks, batch, records_to), on_confirmed=SendProgress(count)).run()
+    publisher = Publisher(
+        parameters, messages(tasks, batch, records_to), on_confirmed=SendProgress(count), stop_requested=stop_requested
+    )
+    resent = publisher.run()
     plural = "task" if count == 1 else "tasks"
     print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
     if resent:
@@ -326,7 +354,7 @@ def send(parameters, args, count, tasks):
         return None
     print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
     progress = report.Progress(count)
-    events, ended = listener.collect(count, args.timeout, progress, report.task_queue_is_idle)
+    events, ended = listener.collect(count, args.timeout, progress, report.task_queue_is_idle, stop_requested)
     progress.close()
     run = {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
     if ended == "left the queue":
@@ -353,24 +381,34 @@ def main(argv=None):
     except InputError as exc:
         print(f"new_task.py: {exc}", file=sys.stderr)
         return 2
+    stop = StopOnSignals()
+    broker = f"{parameters.host}:{parameters.port}"
     try:
-        run = send(parameters, args, count, tasks)
+        run = send(parameters, args, count, tasks, stop)
     except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:
+        if isinstance(exc, SendFailed) and isinstance(exc.__cause__, StopRequested):
+            print(f"\nnew_task.py: {exc.__cause__}; {confirmed(exc.confirmed, count)}", file=sys.stderr)
+            return stop.status
         why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else describe(exc)
-        print(f"new_task.py: sending to {parameters.host}:{parameters.port} failed: {why}", file=sys.stderr)
+        print(f"new_task.py: sending to {broker} failed: {why}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\nnew_task.py: interrupted; what the broker confirmed stays in task_queue", file=sys.stderr)
-        return 130
-    if run is None:
-        return 0
+    status = 0 if run is None else show_run(run, args, count, stopped=bool(stop()))
+    if stop():
+        print(f"\nnew_task.py: {stop()} while waiting for the records; all {count:,} tasks were confirmed and stay "
+              f"in {QUEUE} until done", file=sys.stderr)  # fmt: skip
+        return stop.status
+    return status
+
+
+def show_run(run, args, count, stopped=False):
+    """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
     print()
     report.print_run(run)
     run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
     png = report.save_run(run["name"], run)
     print(f"\nTimeline chart: {png}" if png else f"\nRecords: timelines/{run['name']}.json (no task done, no chart)")
     unfinished = report.tally(run)["lost"]  # neither done nor rejected (yet)
-    if unfinished:
+    if unfinished and not stopped:
         print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "
               "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
         return 1

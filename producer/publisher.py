@@ -13,6 +13,7 @@ run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
+import time
 from collections import deque
 
 import pika
@@ -25,6 +26,7 @@ from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackErro
 from pika.spec import Basic
 
 WINDOW = 1000
+STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
 RECONNECT_FOR_SECONDS = 120
 
 log = logging.getLogger("publisher")
@@ -95,8 +97,9 @@ class Publisher:
     """Publishes (routing key, body, properties) messages to the default exchange,
     calling on_confirmed(message) as the broker confirms each one."""
 
-    def __init__(self, parameters, messages, on_confirmed, window=WINDOW):
+    def __init__(self, parameters, messages, on_confirmed, window=WINDOW, stop_requested=lambda: None):
         self.parameters = parameters
+        self.stop_requested = stop_requested  # returns why to stop (a signal's name), or None
         self.messages = iter(messages)
         self.on_confirmed = on_confirmed
         self.window = window
@@ -140,9 +143,18 @@ class Publisher:
             on_open_error_callback=self.on_open_error,
             on_close_callback=self.on_connection_closed,
         )
+        connection.add_on_connection_blocked_callback(self.on_blocked)
+        connection.add_on_connection_unblocked_callback(self.on_unblocked)
         connection.ioloop.start()  # until on_open_error or on_connection_closed stops it
         if self.failure:
             raise self.failure
+
+    def on_blocked(self, _connection, frame):
+        log.warning("[!] the broker blocks publishing (%s: a memory or disk alarm); waiting for it to clear, "
+                    "%s of the tasks confirmed so far", frame.method.reason, f"{self.confirmed:,}")  # fmt: skip
+
+    def on_unblocked(self, _connection, _frame):
+        log.warning("[*] the broker unblocked publishing; sending on")
 
     def on_open_error(self, connection, error):
         self.failure = open_failure(error)
@@ -161,6 +173,22 @@ class Publisher:
         self.next_tag = 1
         channel.add_on_close_callback(self.on_channel_closed)
         channel.confirm_delivery(self.on_confirm, callback=lambda _frame: self.publish_more())
+        self.watch_for_stop(channel.connection)
+
+    def watch_for_stop(self, connection, deadline=None):
+        """Every STOP_CHECK_SECONDS: on a stop request, take no more messages and close once
+        those out are confirmed (or STOP_WAIT_SECONDS passed). A signal handler cannot raise
+        instead: inside pika's I/O loop an exception looks like a lost connection."""
+        if not connection.is_open:
+            return
+        if deadline is None and (reason := self.stop_requested()):
+            self.failure = StopRequested(reason)
+            self.messages, deadline = iter(()), time.monotonic() + STOP_WAIT_SECONDS
+            self.to_send_again.clear()
+        if deadline is not None and (not self.unconfirmed or time.monotonic() > deadline):
+            connection.close()
+            return
+        connection.ioloop.call_later(STOP_CHECK_SECONDS, lambda: self.watch_for_stop(connection, deadline))
 
     def on_channel_closed(self, channel, reason):
         if isinstance(reason, ChannelClosedByBroker) and not self.failure:
@@ -219,3 +247,7 @@ class Publisher:
 
 class ChannelRefused(Exception):
     """The broker closed the channel or refused a message: retrying would not help."""
+
+
+class StopRequested(Exception):
+    """A signal asked the publisher to stop."""

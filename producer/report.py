@@ -55,13 +55,13 @@ class EventListener:
     def declare(self, channel):
         channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
 
-    def collect(self, count, timeout, progress, queue_is_idle=lambda: False):
+    def collect(self, count, timeout, progress, queue_is_idle=lambda: False, stop_requested=lambda: None):
         """The events of the batch until `count` different tasks are done (or rejected),
         or `timeout` seconds pass, or no record has come for QUIET_SECONDS while
         `queue_is_idle()` says task_queue holds nothing ready or unacknowledged: the
         tasks not heard of were taken by consumers that send no records.
 
-        Returns (events, how it ended: "finished", "left the queue" or "timed out")."""
+        Returns (events, how it ended: "finished", "left the queue", "stopped" or "timed out")."""
         events, seen, done = [], set(), set()
         deadline = time.monotonic() + timeout
         heard = time.monotonic()
@@ -85,6 +85,8 @@ class EventListener:
                         ended = "finished"
                     elif time.monotonic() - heard >= QUIET_SECONDS and queue_is_idle():
                         ended = "left the queue"
+                    elif stop_requested():
+                        ended = "stopped"
                     elif time.monotonic() <= deadline:
                         continue
                     break
@@ -133,7 +135,7 @@ class Progress:
         self.count, self.out = count, out
         self.started = time.monotonic()
         self.running = set()
-        self.on_terminal = out.isatty()
+        self.on_terminal = out.isatty() or os.environ.get("LAB_TERMINAL") == "1"  # send.sh runs us without a TTY
 
     def __call__(self, event, done):
         if event["event"] == "started":

@@ -70,15 +70,26 @@ running_workers() {
 producer() {
   local timelines="${TIMELINES_DIR:-timelines}" user=() status=0
   mkdir -p "$timelines"
-  [[ "$(id -u)" == 0 ]] || user=(--user "$(id -u):$(id -g)")
+  if [[ "$(id -u)" == 0 ]]; then
+    chmod g+rwx "$timelines"  # the image's user is in group 0: it may write there, root may delete it
+  else
+    user=(--user "$(id -u):$(id -g)")
+  fi
   producer_container="${COMPOSE_PROJECT_NAME:-rabbitmq-lab}-producer-$$"
-  # No TTY (-T): the program is told whether its output is a terminal instead, so
-  # Ctrl+C reaches this script, not a TTY in the container.
+  # No TTY (-T): the program is told whether its output is a terminal instead.
+  # Its own process group (set -m), so that a signal meant for this script's
+  # group (`timeout`, Ctrl+C) reaches it only through end_producer, which lets
+  # it say what it did: `docker compose run` itself would end at once, leaving
+  # its container running. A terminal is no stdin for a background group.
+  local input=/dev/stdin
+  [[ ! -t 0 ]] || input=/dev/null
+  set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
     --env "LAB_TERMINAL=$([[ -t 1 ]] && echo 1)" \
-    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <&0 &
+    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" &
   producer_run=$!
+  set +m
   trap 'end_producer INT 130' INT
   trap 'end_producer TERM 143' TERM
   trap 'end_producer HUP 129' HUP

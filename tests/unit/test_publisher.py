@@ -13,7 +13,7 @@ from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, St
 from pika.spec import Basic
 
 import publisher as publisher_module
-from publisher import ConnectionLost, Publisher, SendFailed, describe
+from publisher import ConnectionLost, Publisher, SendFailed, StopRequested, describe
 
 
 class FakeChannel:
@@ -21,7 +21,8 @@ class FakeChannel:
 
     def __init__(self):
         self.published = []
-        self.connection = SimpleNamespace(is_open=True, close=lambda: None, ioloop=SimpleNamespace(stop=lambda: None))
+        ioloop = SimpleNamespace(stop=lambda: None, call_later=lambda _delay, _callback: None)
+        self.connection = SimpleNamespace(is_open=True, close=lambda: None, ioloop=ioloop)
 
     def add_on_close_callback(self, _callback):
         pass
@@ -99,7 +100,22 @@ class FakeConnection:
     def __init__(self, _parameters, on_open_callback, on_open_error_callback, on_close_callback):
         self.on_open, self.on_open_error, self.on_close = on_open_callback, on_open_error_callback, on_close_callback
         self.is_open = True
-        self.ioloop = SimpleNamespace(start=self.run, stop=lambda: None)
+        self.timers = []
+        self.ioloop = SimpleNamespace(start=self.run, stop=lambda: None, call_later=self.call_later)
+
+    def call_later(self, _delay, callback):
+        self.timers.append(callback)
+
+    def run_timers(self):
+        timers, self.timers = self.timers, []
+        for callback in timers:
+            callback()
+
+    def add_on_connection_blocked_callback(self, callback):
+        self.on_blocked = callback
+
+    def add_on_connection_unblocked_callback(self, callback):
+        self.on_unblocked = callback
 
     def channel(self, on_open_callback):
         self.fake = FakeChannel()
@@ -117,6 +133,7 @@ class FakeConnection:
             while self.is_open and confirmed < len(self.fake.published):
                 confirmed += 1
                 self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=confirmed, multiple=False)))
+                self.run_timers()
         except Exception as exc:  # noqa: BLE001 (what pika does)
             self.is_open = False
             self.on_close(self, StreamLostError(f"Stream connection lost: {exc!r}"))
@@ -177,3 +194,16 @@ def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
     with pytest.raises(SendFailed, match="1 messages taken, 0 confirmed") as failed:
         publisher.run()
     assert failed.value.confirmed == 0
+
+
+def test_a_stop_request_ends_the_send_with_the_number_the_broker_confirmed(monkeypatch):
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", FakeConnection)
+    reason = []
+    sender = Publisher(None, messages(100), on_confirmed=lambda _message: None, window=5, stop_requested=lambda: (
+        reason[0] if reason else None
+    ))  # fmt: skip
+    sender.on_confirmed = lambda _message: sender.confirmed == 20 and reason.append("stopped by SIGTERM")
+    with pytest.raises(SendFailed, match="stopped by SIGTERM") as failed:
+        sender.run()
+    assert isinstance(failed.value.__cause__, StopRequested)
+    assert failed.value.confirmed == sender.taken < 100  # what was out was confirmed; nothing more was taken
