@@ -406,7 +406,10 @@ def show_run(run, args, count, stopped=False):
     report.print_run(run)
     run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
     png = report.save_run(run["name"], run)
-    print(f"\nTimeline chart: {png}" if png else f"\nRecords: timelines/{run['name']}.json (no task done, no chart)")
+    if png:
+        print(f"\nTimeline chart: {report.shown(png)}")
+    else:
+        print(f"\nRecords: {report.shown(report.TIMELINES / run['name'])}.json (no task done, no chart)")
     unfinished = report.tally(run)["lost"]  # neither done nor rejected (yet)
     if unfinished and not stopped:
         print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "

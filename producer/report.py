@@ -32,6 +32,13 @@ from publisher import reconnecting
 QUEUE = "task_queue"
 FINAL = ("done", "rejected")  # what can become of a task
 TIMELINES = Path("timelines")
+
+
+def shown(path):
+    """A saved file's path as the caller of send.sh can use it (they may stand elsewhere)."""
+    return Path(os.environ.get("TIMELINES_SHOWN_AS", TIMELINES)) / path.relative_to(TIMELINES)
+
+
 TIMELINE_WIDTH = 64
 
 
@@ -514,7 +521,7 @@ def compare(first, second, name):
     )
     png = TIMELINES / f"{name}.png"
     save_png(png, [(run["name"], segments(run["events"]), marks_of(run)) for run in (first, second)])
-    print(f"Timeline chart: {png}")
+    print(f"Timeline chart: {shown(png)}")
 
 
 def main(argv=None):

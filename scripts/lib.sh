@@ -9,7 +9,20 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   exit 2
 fi
 
+# Paths the caller gives are relative to where they stand, not to the repo root.
+readonly CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+from_caller() {  # from_caller PATH: PATH as the caller meant it, from the repo root
+  case "$1" in
+    /* | [A-Za-z]:*) echo "$1" ;;  # absolute, also C:/... on Windows
+    *) echo "$CALLER_DIR/$1" ;;
+  esac
+}
+
+for_caller() {  # for_caller DIR: DIR (from the repo root) as the caller can use it
+  if [[ "$CALLER_DIR" == "$PWD" ]]; then echo "$1"; else (cd "$1" && pwd); fi
+}
 
 fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: bad input)
   echo "$(basename "$0"): $1" >&2
@@ -86,7 +99,7 @@ producer() {
   set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
-    --env "LAB_TERMINAL=$([[ -t 1 ]] && echo 1)" \
+    --env "LAB_TERMINAL=$([[ -t 1 ]] && echo 1)" --env "TIMELINES_SHOWN_AS=$(for_caller "$timelines")" \
     --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" &
   producer_run=$!
   set +m

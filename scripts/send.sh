@@ -30,7 +30,7 @@ while (($#)); do
     -h | --help) usage; exit 0 ;;
     --file | --dots | --heavy | --random | --seed | --timeout | --name)
       (($# >= 2)) || fail "$1 needs a value"
-      if [[ "$1" == --file ]]; then file="$2"; else options+=("$1" "$2"); fi
+      if [[ "$1" == --file ]]; then file="$(from_caller "$2")"; else options+=("$1" "$2"); fi
       shift 2 ;;
     --wait) options+=("$1"); shift ;;
     --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; shift ;;
@@ -43,7 +43,7 @@ done
 
 if [[ -n "$file" ]]; then
   [[ -z "$argument" ]] || fail "give either --file or a COUNT/MESSAGE, not both"
-  [[ -f "$file" && -r "$file" ]] || fail "cannot read $file"
+  [[ -f "$file" && -r "$file" ]] || fail "cannot read $file (a missing or unreadable file)"
   grep -q '[^[:space:],"]' "$file" || fail "$file has no tasks (expected one task per row)"
 elif [[ -z "${argument//[[:space:]]/}" ]]; then
   fail "give a COUNT, a MESSAGE or --file PATH (see --help)"
