@@ -107,16 +107,19 @@ class Lab:
         with self.connect() as connection:
             connection.channel().queue_purge("task_queue")
 
-    def management(self, path, user=None, password=None):
-        """GET from the management API on 127.0.0.1: (status, JSON body)."""
+    def management(self, path, user=None, password=None, method="GET", body=None):
+        """A request to the management API on 127.0.0.1: (status, JSON body or None)."""
         login = f"{user or self.user}:{password or self.password}".encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.management_port}/api/{path}",
-            headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": "Basic " + base64.b64encode(login).decode(), "Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.load(response)
+                data = response.read()
+                return response.status, json.loads(data) if data else None
         except urllib.error.HTTPError as error:
             return error.code, None
 

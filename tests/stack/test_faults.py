@@ -1,11 +1,14 @@
 """Fault injection: a batch of tasks runs while workers are killed, stopped and started,
 the broker restarts and poison tasks arrive. Then the figures: nothing may be lost."""
 
+import os
 import random
+import re
+import signal
 import subprocess
 import time
 
-from conftest import CONSUMERS, ROOT
+from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT
 from test_nothing_lost import publish
 
 TASKS = 120
@@ -95,3 +98,156 @@ def test_nothing_is_lost_under_faults(lab, capsys):
     # A task done twice was one in flight at a fault: every later completion is a redelivery.
     assert all(event["redelivered"] for events in twice.values() for event in events[1:])
     assert dead_lettered == set(poison)
+
+
+# --- What the broker can do to a worker, and what can end a send ---------------------------
+
+
+def consuming_workers(lab):
+    """How many of the running workers are attached to task_queue, once they all are (or 30 s pass)."""
+    running = len(running_workers(lab))
+    lab.wait_for(lambda: lab.queue()[1] == running, f"{running} workers consuming", timeout=30)
+    return lab.queue()[1]
+
+
+def print_figures(capsys, title, figures):
+    with capsys.disabled():
+        print(f"\n{title}")
+        print("  " + ", ".join(f"{name} {value}" for name, value in figures.items()))
+
+
+def task_queue_policy(lab, **changes):
+    """Change task_queue's policy through the management API (at once, unlike rabbitmqctl)."""
+    status, policy = lab.management("policies/%2F/task-queue")
+    assert status == 200, status
+    body = {key: policy[key] for key in ("pattern", "apply-to", "priority")}
+    status, _ = lab.management(
+        "policies/%2F/task-queue", method="PUT", body={**body, "definition": {**policy["definition"], **changes}}
+    )
+    assert status in (201, 204), status
+    return policy["definition"]
+
+
+def channel_tick(lab, milliseconds):
+    """How often channels opened from now on check their deliveries' age (60 s by default)."""
+    setting = f"application:set_env(rabbit, channel_tick_interval, {milliseconds})."
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "eval", setting)
+
+
+def test_a_delivery_timeout_cuts_the_attempt_short_and_the_worker_consumes_again(lab, capsys):
+    channel_tick(lab, 1000)
+    lab.compose("up", "--detach", "--wait", "--force-recreate", "--scale", f"consumer={CONSUMERS}", "consumer")
+    timeout_ms = 3000
+    usual = task_queue_policy(lab, **{"consumer-timeout": timeout_ms})
+    try:
+        since = lab.now()
+        task = "Long" + "." * int(3 * timeout_ms / 1000 / SECONDS_PER_DOT)  # three timeouts long
+        sending = subprocess.Popen(
+            [str(ROOT / "scripts/send.sh"), task, "--wait", "--name", "timeout"],
+            cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        lab.wait_for(lambda: "timed out" in lab.consumer_logs(since), "the broker to time the delivery out", timeout=30)
+        task_queue_policy(lab, **{"consumer-timeout": usual["consumer-timeout"]})  # the redelivery may finish
+        out, err = sending.communicate(timeout=60)
+    finally:
+        task_queue_policy(lab, **{"consumer-timeout": usual["consumer-timeout"]})
+        lab.compose(
+            "exec", "rabbitmq", "rabbitmqctl", "eval", "application:set_env(rabbit, channel_tick_interval, 60000)."
+        )
+    logs = lab.consumer_logs(since)
+    victim = re.search(r"\[!\] (consumer-\d+) lost its channel \(.*delivery acknowledgement.*timed out", logs)
+    assert victim, logs
+    assert f"[!] Handed back '{task}' ({victim[1]}): its delivery was lost with the channel" in logs
+    assert f"[x] Done '{task}' ({victim[1]}" not in logs  # not reported done by the worker that lost it
+    assert sending.returncode == 0, out + err
+    run, done = lab.saved_run("timeout")
+    assert done[1]["worker"] != victim[1] and done[1]["redelivered"]
+    assert f"task 1 was cut short on {victim[1]}" in out and "lost 0" in out
+    figures = {"timed out": 1, "done": len(done), "lost": 1 - len(done), "workers consuming": consuming_workers(lab)}
+    print_figures(capsys, "delivery timeout (consumer-timeout 3 s, a 7.5 s task)", figures)
+    assert figures["workers consuming"] == CONSUMERS
+    assert len(running_workers(lab)) == CONSUMERS  # none exited
+
+
+def test_task_queue_deleted_the_workers_declare_it_again_and_consume(lab, capsys):
+    since = lab.now()
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "delete_queue", "task_queue")
+    lab.wait_for(
+        lambda: lab.consumer_logs(since).count("the broker cancelled its consumer (task_queue deleted?)") == CONSUMERS,
+        "every worker to notice",
+    )
+    workers = consuming_workers(lab)
+    sent = lab.send("6", "--wait", "--name", "after-delete", timeout=60)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    _run, done = lab.saved_run("after-delete")
+    print_figures(capsys, "task_queue deleted", {"workers consuming": workers, "then sent": 6, "done": len(done)})
+    assert workers == CONSUMERS and sorted(done) == list(range(1, 7))
+
+
+def test_send_ended_by_sigterm_stops_its_producer_and_says_what_was_confirmed(lab, capsys):
+    lab.compose("stop", "consumer")  # every confirmed task stays in the queue, to count
+    count = 200_000
+    sending = subprocess.Popen(
+        [str(ROOT / "scripts/send.sh"), str(count), "--dots", "0"],
+        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    lab.wait_for(lambda: lab.queue()[0] > 3000, "the sending to be under way", interval=0.05)
+    os.killpg(sending.pid, signal.SIGTERM)  # as `timeout` does: the whole process group
+    out, err = sending.communicate(timeout=60)
+    assert sending.returncode == 128 + signal.SIGTERM, out + err
+    said = re.search(r"stopped by SIGTERM; the broker had confirmed ([\d,]+) of 200,000 tasks", err)
+    assert said, err
+    confirmed = int(said[1].replace(",", ""))
+    leftover = lab.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", f"name={lab.env['COMPOSE_PROJECT_NAME']}-producer"]
+    )
+    in_queue = lab.queue()[0]
+    time.sleep(2)  # nothing more arrives: the producer is gone
+    print_figures(capsys, "send.sh 200000 ended by SIGTERM", {"confirmed": confirmed, "in task_queue": lab.queue()[0]})
+    assert leftover.stdout.strip() == ""
+    assert lab.queue()[0] == in_queue >= confirmed > 0
+    lab.purge()
+
+
+def memory_alarm(lab, on):
+    limit = ["absolute", "1000000"] if on else ["0.4"]
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "set_vm_memory_high_watermark", *limit)
+
+
+def test_a_memory_alarm_is_announced_by_the_sender_and_its_end_too(lab):
+    memory_alarm(lab, on=True)
+    try:
+        sending = subprocess.Popen(
+            [str(ROOT / "scripts/send.sh"), "20", "--dots", "0"],
+            cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        line = ""
+        while "blocks publishing" not in line:
+            line = sending.stderr.readline()
+            assert line, "send.sh ended without saying it was blocked"
+        assert "low on memory" in line
+    finally:
+        memory_alarm(lab, on=False)
+    out, err = sending.communicate(timeout=60)
+    assert sending.returncode == 0, out + err
+    assert "unblocked publishing" in err and "Sent 20 tasks" in out
+
+
+def test_a_worker_whose_records_are_blocked_by_an_alarm_says_so_and_goes_on(lab):
+    since = lab.now()
+    sending = subprocess.Popen(
+        [str(ROOT / "scripts/send.sh"), "6", "--dots", "4", "--wait", "--name", "alarm"],
+        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lab.wait_for(lambda: "[x] Received" in lab.consumer_logs(since), "the batch to start")
+    memory_alarm(lab, on=True)
+    try:
+        lab.wait_for(
+            lambda: "the broker blocks publishing (low on memory" in lab.consumer_logs(since), "a worker to say"
+        )
+    finally:
+        memory_alarm(lab, on=False)
+    out, err = sending.communicate(timeout=60)
+    assert sending.returncode == 0, out + err
+    assert "the broker unblocked publishing; records go on" in lab.consumer_logs(since)
+    assert "lost 0" in out

@@ -1,9 +1,11 @@
 """The lab as a user runs it: `docker compose up`, scripts/send.sh, the management UI."""
 
+import os
 import re
+import subprocess
 import time
 
-from conftest import CONSUMERS, SECONDS_PER_DOT, STOP_GRACE_SECONDS
+from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS
 
 
 def test_three_workers_share_six_tasks_two_each(lab):
@@ -29,6 +31,23 @@ def test_send_sends_one_message_text_and_file_rows(lab, tmp_path):
     assert "Sent 2 tasks" in sent.stdout
     lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 3, "3 tasks done", timeout=30)
     assert sorted(t for tasks in lab.done(since).values() for t in tasks) == ["First task.", "Hello.", "Second, task."]
+
+
+def test_send_takes_a_file_from_the_callers_folder_and_prints_paths_usable_there(lab, tmp_path):
+    (tmp_path / "tasks.csv").write_text("First task.\nSecond task.\n")
+    name = f"test-caller-folder-{os.getpid()}"
+    env = {key: value for key, value in lab.env.items() if key != "TIMELINES_DIR"}  # the repo's timelines/
+    try:
+        result = subprocess.run(
+            [str(ROOT / "scripts/send.sh"), "--file", "tasks.csv", "--wait", "--name", name],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        chart = result.stdout.split("Timeline chart: ", 1)[1].strip()
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")  # usable from where the caller stands
+    finally:
+        for suffix in (".json", ".png"):
+            (ROOT / "timelines" / f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def test_send_refuses_bad_input_with_one_line_and_publishes_nothing(lab, tmp_path):

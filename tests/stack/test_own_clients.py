@@ -126,3 +126,17 @@ def test_tutorial_javascript_worker_works_beside_the_lab_workers(lab, tmp_path, 
         for task in TASKS:
             run_client(lab, sys.executable, CLIENTS / "tutorial_new_task.py", *task.split())
         assert_all_tasks_done_and_shared(lab, since, outputs)
+
+
+def test_send_wait_beside_a_worker_that_sends_no_records_ends_once_the_queue_is_idle(lab, tmp_path):
+    with foreign_workers(lab, tmp_path, [[sys.executable, CLIENTS / "tutorial_worker.py"]]) as outputs:
+        # The subprocess timeout, far below --wait's own 600 s, is the check that it ends soon.
+        result = lab.send("12", "--wait", "--name", "unseen", timeout=90)
+        done_by_tutorial = outputs()[0].count("[x] Done")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{CONSUMERS + 1} consumers are attached to task_queue but {CONSUMERS} lab workers run" in result.stderr
+    assert done_by_tutorial >= 1
+    assert f"  {done_by_tutorial} left task_queue through consumers that send no records" in result.stdout
+    assert f"done by others {done_by_tutorial}, lost 0" in result.stdout
+    run, done = lab.saved_run("unseen")
+    assert run["done by others"] == done_by_tutorial and len(done) == 12 - done_by_tutorial
