@@ -16,6 +16,7 @@ happened in one line and consumes again. It exits only for what a restart
 cannot fix: bad settings or a refused login.
 """
 
+import contextlib
 import functools
 import logging
 import queue
@@ -111,6 +112,9 @@ class Worker:
             session.over.set()
             deliveries.put(_END)
             work.join(timeout=1)  # let it say what it gives up
+            if connection.is_open:
+                with contextlib.suppress(AMQPError):  # the records channel may be gone too
+                    session.settle()  # the record of a task handed back, for send.sh --wait
 
     def tick(self, connection, channel, session):
         """Every TICK_SECONDS on the connection's thread: stop if asked, settle, sum up quick tasks."""
@@ -183,6 +187,7 @@ class Worker:
         if session.over.wait(task.seconds):
             why = "stopped before it was done" if self.stopping.is_set() else "its delivery was lost with the channel"
             print(f"[!] Handed back {task.text!r} ({self.name}): {why}", flush=True)
+            session.add(task.reply_to, {"event": "cut", **record, "reason": why})
             return False
         record["finished"] = time.time()
         line = done_line(self.name, task.text, record["finished"] - record["started"])
@@ -207,7 +212,7 @@ class Worker:
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    logging.getLogger("pika").setLevel(logging.CRITICAL)  # its errors are reported here, in words
+    logging.getLogger("pika").disabled = True  # its errors are reported here, in words
     try:
         config = Config.from_env()
     except ConfigError as exc:

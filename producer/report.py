@@ -71,6 +71,7 @@ class EventListener:
         Returns (events, how it ended: "finished", "left the queue", "stopped" or "timed out")."""
         events, seen, done = [], set(), set()
         deadline = time.monotonic() + timeout
+        idle = SustainedIdle(queue_is_idle)
         heard = time.monotonic()
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
@@ -80,6 +81,7 @@ class EventListener:
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
                     if body is not None:
                         heard = time.monotonic()
+                        idle.reset()
                         for event in json.loads(body):
                             key = (event["event"], event["message_id"], event["worker"], event["started"])
                             if event.get("batch") == self.batch and key not in seen:  # not one redelivered
@@ -90,7 +92,7 @@ class EventListener:
                         channel.basic_ack(method.delivery_tag)
                     if len(done) >= count:
                         ended = "finished"
-                    elif time.monotonic() - heard >= QUIET_SECONDS and queue_is_idle():
+                    elif time.monotonic() - heard >= QUIET_SECONDS and not in_progress(events) and idle():
                         ended = "left the queue"
                     elif stop_requested():
                         ended = "stopped"
@@ -102,7 +104,34 @@ class EventListener:
         return events, ended
 
 
-QUIET_SECONDS = 3  # longer than the management API's figures lag behind the queue
+QUIET_SECONDS = 3
+# The management API's queue figures can lag several seconds (seen: 5 s after workers
+# reconnect): task_queue counts as idle once it has looked idle for this long.
+IDLE_FOR_SECONDS = 6
+
+
+class SustainedIdle:
+    """Whether `looks_idle()` has said yes at every check for IDLE_FOR_SECONDS."""
+
+    def __init__(self, looks_idle):
+        self.looks_idle, self.since = looks_idle, None
+
+    def reset(self):
+        self.since = None
+
+    def __call__(self):
+        if not self.looks_idle():
+            self.reset()
+            return False
+        self.since = self.since or time.monotonic()
+        return time.monotonic() - self.since >= IDLE_FOR_SECONDS
+
+
+def in_progress(events):
+    """Attempts a lab worker started and has not ended (done, rejected or cut)."""
+    attempt = itemgetter("message_id", "worker", "started")
+    ended = {attempt(e) for e in events if e["event"] != "started"}
+    return {attempt(e) for e in events if e["event"] == "started"} - ended
 
 
 def task_queue_is_idle(env=os.environ):

@@ -151,9 +151,7 @@ def test_a_delivery_timeout_cuts_the_attempt_short_and_the_worker_consumes_again
         out, err = sending.communicate(timeout=60)
     finally:
         task_queue_policy(lab, **{"consumer-timeout": usual["consumer-timeout"]})
-        lab.compose(
-            "exec", "rabbitmq", "rabbitmqctl", "eval", "application:set_env(rabbit, channel_tick_interval, 60000)."
-        )
+        channel_tick(lab, 60_000)
     logs = lab.consumer_logs(since)
     victim = re.search(r"\[!\] (consumer-\d+) lost its channel \(.*delivery acknowledgement.*timed out", logs)
     assert victim, logs

@@ -262,3 +262,22 @@ def test_no_marks_file_or_an_unreadable_one_means_no_marks(tmp_path, monkeypatch
     assert report.marks_of(run) == []
     (tmp_path / "crash.marks").write_bytes(b"\xff\xfe")
     assert report.marks_of(run) == []
+
+
+def test_the_queue_counts_as_idle_only_after_looking_idle_for_a_while(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(report.time, "monotonic", lambda: clock[0])
+    answers = iter([True, True, False, True, True, True])
+    idle = report.SustainedIdle(lambda: next(answers))
+    seen = []
+    for _ in range(6):
+        seen.append(idle())
+        clock[0] += report.IDLE_FOR_SECONDS / 2
+    assert seen == [False, False, False, False, False, True]  # the False in between starts the wait again
+
+
+def test_an_attempt_under_way_keeps_the_batch_open():
+    started = {"event": "started", "message_id": "b.1", "worker": "w1", "started": 1.0}
+    assert report.in_progress([started]) == {("b.1", "w1", 1.0)}
+    assert report.in_progress([started, {**started, "event": "cut", "reason": "stopped"}]) == set()
+    assert report.in_progress([started, {**started, "event": "done", "finished": 2.0}]) == set()
