@@ -15,11 +15,14 @@ have no records and no round trip: they come by the thousand.
 import json
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pika
 from pika.exceptions import AMQPChannelError, AMQPError
 
+HELD_BACK_SECONDS = 2
+HELD_BACK = "the broker holds its records back (publishing blocked: a memory or disk alarm?)"
 # Persistent, so records waiting for send.sh --wait survive a broker restart.
 RECORD_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent)
 
@@ -36,6 +39,7 @@ class Session:
     channel: pika.adapters.blocking_connection.BlockingChannel
     records: pika.adapters.blocking_connection.BlockingChannel  # in transaction mode
     prefetch: int = 1
+    worker: str = "worker"  # its name, for the log
     over: threading.Event = field(default_factory=threading.Event)
     pending: list = field(default_factory=list)  # (reply_to, record, delivery tag or None, log line or None)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,7 +89,20 @@ class Session:
         for reply_to, group in by_queue.items():
             self.records.basic_publish("", reply_to, json.dumps(group), RECORD_PROPERTIES)
         if by_queue:
+            self.commit_records()
+
+    def commit_records(self):
+        """Commit the records, saying so when the broker holds them back: a memory or disk
+        alarm blocks publishers, and pika reports that only once the commit returns."""
+        began = time.monotonic()
+        held_back = threading.Timer(HELD_BACK_SECONDS, print, [f"[!] {self.worker}: {HELD_BACK}"], {"flush": True})
+        held_back.start()
+        try:
             self.records.tx_commit()
+        finally:
+            held_back.cancel()
+        if time.monotonic() - began >= HELD_BACK_SECONDS:
+            print(f"[*] {self.worker}: the broker took its records; going on", flush=True)
 
     def acknowledge(self, tags):
         """Ack these deliveries: with one multiple ack when no earlier delivery is still unsettled."""

@@ -65,8 +65,6 @@ class Worker:
             connection = connect(self.parameters, self.stopping)
             if connection is None:
                 return
-            connection.add_on_connection_blocked_callback(self.on_blocked)
-            connection.add_on_connection_unblocked_callback(self.on_unblocked)
             try:
                 self.consume(connection)
             except AMQPChannelError as exc:
@@ -93,7 +91,7 @@ class Worker:
         channel.basic_qos(prefetch_count=self.config.prefetch)
         records = connection.channel()
         records.tx_select()
-        session = Session(connection, channel, records, self.config.prefetch)
+        session = Session(connection, channel, records, self.config.prefetch, self.name)
         deliveries = queue.Queue()
         work = threading.Thread(target=self.work_loop, args=(session, deliveries), daemon=True)
         work.start()
@@ -193,13 +191,6 @@ class Worker:
         line = done_line(self.name, task.text, record["finished"] - record["started"])
         session.tell(task.reply_to, {"event": "done", **record}, task.delivery_tag, line)
         return True
-
-    def on_blocked(self, _connection, frame):
-        log.warning("[!] %s: the broker blocks publishing (%s: a memory or disk alarm); its records wait",
-                    self.name, frame.method.reason)  # fmt: skip
-
-    def on_unblocked(self, _connection, _frame):
-        log.warning("[*] %s: the broker unblocked publishing; records go on", self.name)
 
     def wrong_queue_type(self, exc):
         return (
