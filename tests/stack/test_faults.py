@@ -88,6 +88,7 @@ def test_nothing_is_lost_under_faults(lab, capsys):
         "completed more than once": len(twice),
         "poison sent": len(poison),
         "dead-lettered": len(dead_lettered),
+        "workers consuming at the end": consuming_workers(lab),
     }
     with capsys.disabled():
         print(f"\nfault injection ({len(faults)} faults: {', '.join(faults)})")
@@ -98,6 +99,7 @@ def test_nothing_is_lost_under_faults(lab, capsys):
     # A task done twice was one in flight at a fault: every later completion is a redelivery.
     assert all(event["redelivered"] for events in twice.values() for event in events[1:])
     assert dead_lettered == set(poison)
+    assert figures["workers consuming at the end"] == CONSUMERS
 
 
 # --- What the broker can do to a worker, and what can end a send ---------------------------
