@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +73,19 @@ class Lab:
             timeout=timeout,
             **kwargs,
         )
+
+    @contextmanager
+    def sending(self, *args, **popen):
+        """scripts/send.sh ARGS running in the background (text pipes), ended on the way out."""
+        process = subprocess.Popen(
+            [str(self.root / "scripts/send.sh"), *args],
+            cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            process.kill()
+            process.communicate()
 
     def send(self, *args, env=None, **kwargs):
         return self.script("send.sh", *args, env=env, **kwargs)

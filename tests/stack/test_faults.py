@@ -5,10 +5,10 @@ import os
 import random
 import re
 import signal
-import subprocess
 import time
+from contextlib import contextmanager
 
-from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT
+from conftest import CONSUMERS, SECONDS_PER_DOT
 from test_nothing_lost import publish
 
 TASKS = 120
@@ -62,14 +62,11 @@ def dead_letter_ids(lab):
 
 def test_nothing_is_lost_under_faults(lab, capsys):
     dead_before = set(dead_letter_ids(lab))
-    sending = subprocess.Popen(
-        [str(ROOT / "scripts/send.sh"), str(TASKS), "--random", "1-4", "--seed", str(SEED),
-         "--wait", "--timeout", "400", "--name", "faults"],
-        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lab.wait_for(lambda: lab.queue()[0] < TASKS - CONSUMERS, "the batch to start", timeout=60)
-    faults, poison = inject_faults(lab, random.Random(SEED))
-    out, err = sending.communicate(timeout=600)
+    batch = [str(TASKS), "--random", "1-4", "--seed", str(SEED), "--wait", "--timeout", "400", "--name", "faults"]
+    with lab.sending(*batch) as sending:
+        lab.wait_for(lambda: lab.queue()[0] < TASKS - CONSUMERS, "the batch to start", timeout=60)
+        faults, poison = inject_faults(lab, random.Random(SEED))
+        out, err = sending.communicate(timeout=600)
     assert sending.returncode == 0, out[-2000:] + err[-2000:]
 
     run, _done = lab.saved_run("faults")
@@ -144,13 +141,10 @@ def test_a_delivery_timeout_cuts_the_attempt_short_and_the_worker_consumes_again
     try:
         since = lab.now()
         task = "Long" + "." * int(3 * timeout_ms / 1000 / SECONDS_PER_DOT)  # three timeouts long
-        sending = subprocess.Popen(
-            [str(ROOT / "scripts/send.sh"), task, "--wait", "--name", "timeout"],
-            cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        lab.wait_for(lambda: "timed out" in lab.consumer_logs(since), "the broker to time the delivery out", timeout=30)
-        task_queue_policy(lab, **{"consumer-timeout": usual["consumer-timeout"]})  # the redelivery may finish
-        out, err = sending.communicate(timeout=60)
+        with lab.sending(task, "--wait", "--name", "timeout") as sending:
+            lab.wait_for(lambda: "timed out" in lab.consumer_logs(since), "the delivery to time out", timeout=30)
+            task_queue_policy(lab, **{"consumer-timeout": usual["consumer-timeout"]})  # the redelivery may finish
+            out, err = sending.communicate(timeout=60)
     finally:
         task_queue_policy(lab, **{"consumer-timeout": usual["consumer-timeout"]})
         channel_tick(lab, 60_000)
@@ -187,13 +181,10 @@ def test_task_queue_deleted_the_workers_declare_it_again_and_consume(lab, capsys
 def test_send_ended_by_sigterm_stops_its_producer_and_says_what_was_confirmed(lab, capsys):
     lab.compose("stop", "consumer")  # every confirmed task stays in the queue, to count
     count = 200_000
-    sending = subprocess.Popen(
-        [str(ROOT / "scripts/send.sh"), str(count), "--dots", "0"],
-        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    lab.wait_for(lambda: lab.queue()[0] > 3000, "the sending to be under way", interval=0.05)
-    os.killpg(sending.pid, signal.SIGTERM)  # as `timeout` does: the whole process group
-    out, err = sending.communicate(timeout=60)
+    with lab.sending(str(count), "--dots", "0", start_new_session=True) as sending:
+        lab.wait_for(lambda: lab.queue()[0] > 3000, "the sending to be under way", interval=0.05)
+        os.killpg(sending.pid, signal.SIGTERM)  # as `timeout` does: the whole process group
+        out, err = sending.communicate(timeout=60)
     assert sending.returncode == 128 + signal.SIGTERM, out + err
     said = re.search(r"stopped by SIGTERM; the broker had confirmed ([\d,]+) of 200,000 tasks", err)
     assert said, err
@@ -209,50 +200,42 @@ def test_send_ended_by_sigterm_stops_its_producer_and_says_what_was_confirmed(la
     lab.purge()
 
 
-def memory_alarm(lab, on):
-    limit = ["absolute", "1000000"] if on else ["0.4"]
-    lab.compose("exec", "rabbitmq", "rabbitmqctl", "set_vm_memory_high_watermark", *limit)
+@contextmanager
+def memory_alarm(lab):
+    """A memory alarm on the broker (a limit far below what it uses) until lifted, at the
+    latest on leaving the block; yields the function that lifts it."""
+
+    def lift():
+        lab.compose("exec", "rabbitmq", "rabbitmqctl", "set_vm_memory_high_watermark", "0.4")
+
+    lab.compose("exec", "rabbitmq", "rabbitmqctl", "set_vm_memory_high_watermark", "absolute", "1000000")
+    try:
+        yield lift
+    finally:
+        lift()
 
 
 def test_a_memory_alarm_is_announced_by_the_sender_and_its_end_too(lab):
-    memory_alarm(lab, on=True)
-    sending = subprocess.Popen(
-        [str(ROOT / "scripts/send.sh"), "20", "--dots", "0"],
-        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        try:
-            line = ""
-            while "blocks publishing" not in line:
-                line = sending.stderr.readline()
-                assert line, "send.sh ended without saying it was blocked"
-            assert "low on memory" in line
-        finally:
-            memory_alarm(lab, on=False)
+    with memory_alarm(lab) as lift, lab.sending("20", "--dots", "0") as sending:
+        line = ""
+        while "blocks publishing" not in line:
+            line = sending.stderr.readline()
+            assert line, "send.sh ended without saying it was blocked"
+        lift()
         out, err = sending.communicate(timeout=60)
-    finally:
-        sending.kill()
+    assert "low on memory" in line
     assert sending.returncode == 0, out + err
     assert "unblocked publishing" in err and "Sent 20 tasks" in out
 
 
 def test_a_worker_whose_records_are_blocked_by_an_alarm_says_so_and_goes_on(lab):
     since = lab.now()
-    sending = subprocess.Popen(
-        [str(ROOT / "scripts/send.sh"), "6", "--dots", "4", "--wait", "--name", "alarm"],
-        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    held = "the broker holds its records back (publishing blocked: a memory or disk alarm?)"
+    with lab.sending("6", "--dots", "4", "--wait", "--name", "alarm") as sending:
         lab.wait_for(lambda: "[x] Received" in lab.consumer_logs(since), "the batch to start")
-        memory_alarm(lab, on=True)
-        try:
-            held = "the broker holds its records back (publishing blocked: a memory or disk alarm?)"
+        with memory_alarm(lab):
             lab.wait_for(lambda: held in lab.consumer_logs(since), "a worker to say its records are held back")
-        finally:
-            memory_alarm(lab, on=False)
         out, err = sending.communicate(timeout=60)
-    finally:
-        sending.kill()
     assert sending.returncode == 0, out + err
     assert "the broker took its records; going on" in lab.consumer_logs(since)
     assert "lost 0" in out

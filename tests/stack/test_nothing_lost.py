@@ -1,10 +1,8 @@
 """Nothing lost: long tasks, crashed workers, broker restarts, poison messages, on the real stack."""
 
-import subprocess
-
 import pika
 
-from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT
+from conftest import CONSUMERS, SECONDS_PER_DOT
 
 
 def events_of(run, kind):
@@ -61,13 +59,10 @@ def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
 def test_producer_sends_again_what_was_unconfirmed_when_the_broker_restarts(lab):
     lab.compose("stop", "consumer")  # keep every message in the queue, to count them
     count = 100_000
-    sending = subprocess.Popen(
-        [str(ROOT / "scripts/send.sh"), str(count), "--dots", "0"],
-        cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lab.wait_for(lambda: lab.queue()[0] > 3000, "the sending to be under way", interval=0.05)
-    lab.compose("restart", "rabbitmq")
-    out, err = sending.communicate(timeout=300)
+    with lab.sending(str(count), "--dots", "0") as sending:
+        lab.wait_for(lambda: lab.queue()[0] > 3000, "the sending to be under way", interval=0.05)
+        lab.compose("restart", "rabbitmq")
+        out, err = sending.communicate(timeout=300)
     assert sending.returncode == 0, err
     assert f"Sent {count} tasks to task_queue" in out
     assert "were sent again after a lost connection" in out and "lost the connection while sending" in err
