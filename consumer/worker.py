@@ -203,7 +203,7 @@ class Worker:
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    logging.getLogger("pika").disabled = True  # its errors are reported here, in words
+    logging.getLogger("pika").setLevel(logging.CRITICAL + 1)  # its errors are reported here, in words
     try:
         config = Config.from_env()
     except ConfigError as exc:

@@ -373,7 +373,7 @@ def confirmed(number, count):
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("pika").setLevel(logging.CRITICAL)  # its errors are reported here, in words
+    logging.getLogger("pika").setLevel(logging.CRITICAL + 1)  # its errors are reported here, in words
     args = parse_args(argv)
     try:
         count, tasks = read_tasks(args)

@@ -133,6 +133,12 @@ next_free_port() {
   echo "$port"
 }
 
+workers_to_keep() {  # as many workers as run now, or the usual 3
+  local running
+  running=$(($(running_workers)))
+  echo $((running > 0 ? running : 3))
+}
+
 check_port() {  # check_port SETTING CONTAINER_PORT PROTOCOL
   local name="$1" port published holder="" stop=""
   port="$(setting "$name" 2>/dev/null)"
@@ -147,8 +153,13 @@ check_port() {  # check_port SETTING CONTAINER_PORT PROTOCOL
   if [[ -n "$published" && "${published##*:}" == "$port" ]]; then
     verdict OK "$name" "$port: this lab's broker"
   elif [[ -n "$published" ]]; then
-    verdict FAIL "$name" "$port, but the running broker publishes ${published##*:}" \
-      "docker compose up -d (re-creates the broker with the ports in .env)"
+    local taken=""
+    if port_in_use "$port"; then
+      describe_port_holder "$port" "$3"
+      taken="; $port: $holder"
+    fi
+    verdict FAIL "$name" "$port, but the running broker publishes ${published##*:}$taken" \
+      "set $name in .env, not in the shell (the next command would undo it), then: docker compose up -d --scale consumer=$(workers_to_keep)"
   elif ! port_in_use "$port"; then
     verdict OK "$name" "$port: free"
   else
@@ -180,8 +191,13 @@ check_broker() {
     running\|starting) verdict WARN broker "running, still starting" "wait a minute (docker compose up -d --wait waits for it)" ;;
     running\|*) verdict FAIL broker "running but $health; $(broker_gist)" \
       "see docker compose logs rabbitmq, then: docker compose restart rabbitmq" ;;
-    exited\|*) verdict FAIL broker "exited (code $exit_code); $(broker_gist)" \
-      "see docker compose logs rabbitmq, then: docker compose up -d --scale consumer=3" ;;
+    exited\|*)
+      if [[ "$exit_code" == 0 ]]; then
+        verdict FAIL broker "stopped (docker compose stop)" "docker compose up -d --scale consumer=3"
+      else
+        verdict FAIL broker "exited (code $exit_code); $(broker_gist)" \
+          "see docker compose logs rabbitmq, then: docker compose up -d --scale consumer=3"
+      fi ;;
     created\|*) verdict FAIL broker "created but never started (a host port taken? see above)" \
       "docker compose up -d --scale consumer=3" ;;
     *) verdict FAIL broker "$state" "docker compose up -d --scale consumer=3" ;;
@@ -216,7 +232,8 @@ check_workers_and_queue() {
     verdict FAIL workers "$running running, only $consumers attached to task_queue" \
       "give them a few seconds; if it stays so, see why: docker compose logs consumer"
   else
-    verdict WARN workers "$running running, but $consumers consumers on task_queue: other programs take its tasks too"
+    verdict WARN workers "$running running, but $consumers consumers on task_queue: other programs take its tasks too" \
+      "nothing, if they are your own scripts (send.sh --wait counts their tasks as done by others); else stop them"
   fi
   if [[ "$type" != quorum ]]; then
     verdict FAIL task_queue "is a $type queue, not quorum (declared by an older script?)" \

@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 from_caller() {  # from_caller PATH: PATH as the caller meant it, from the repo root
   case "$1" in
     /* | [A-Za-z]:*) echo "$1" ;;  # absolute, also C:/... on Windows
-    *) echo "$CALLER_DIR/$1" ;;
+    *) echo "$CALLER_DIR/${1#./}" ;;
   esac
 }
 
