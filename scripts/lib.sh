@@ -94,13 +94,14 @@ producer() {
   # group (`timeout`, Ctrl+C) reaches it only through end_producer, which lets
   # it say what it did: `docker compose run` itself would end at once, leaving
   # its container running. A terminal is no stdin for a background group.
+  # Compose adds an empty line to stderr when the program fails: dropped.
   local input=/dev/stdin
   [[ ! -t 0 ]] || input=/dev/null
   set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
     --env "LAB_TERMINAL=$([[ -t 1 ]] && echo 1)" --env "TIMELINES_SHOWN_AS=$(for_caller "$timelines")" \
-    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" &
+    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" 2> >(sed '/^$/d' >&2) &
   producer_run=$!
   set +m
   trap 'end_producer INT 130' INT
