@@ -1,5 +1,6 @@
 """How work is shared, checked on the real stack: the demos' claims and the records behind them."""
 
+import os
 import re
 import subprocess
 
@@ -28,6 +29,9 @@ def test_send_wait_reports_every_task_once_with_its_worker(lab):
     assert f"makespan {makespan(done):.1f} s for 12 tasks on {CONSUMERS} workers" in result.stdout
     assert result.stdout.count("consumer-1  |[") == 1
     assert (lab.timelines / "records.png").read_bytes().startswith(b"\x89PNG")
+    # Saved by the producer as the caller's user, or, for root, as the image's own (never root).
+    owner = (lab.timelines / "records.json").stat().st_uid
+    assert owner != 0 and owner == (os.getuid() or owner)
 
 
 def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab):

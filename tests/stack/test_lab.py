@@ -5,7 +5,7 @@ import re
 import subprocess
 import time
 
-from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS
+from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS, read_dotenv
 
 
 def test_three_workers_share_six_tasks_two_each(lab):
@@ -121,6 +121,30 @@ def test_management_api_answers_guest_on_loopback_and_refuses_a_wrong_password(l
     assert lab.management("overview", "guest", "not-the-password")[0] == 401
     for port in ("5672", "15672"):
         assert lab.compose("port", "rabbitmq", port).stdout.strip().startswith("127.0.0.1:")
+
+
+def test_task_queue_consumer_timeout_is_a_minute_above_the_longest_task(lab):
+    status, policy = lab.management("policies/%2F/task-queue")
+    assert status == 200
+    longest_task_seconds = int(read_dotenv()["MAX_DOTS_PER_TASK"]) * SECONDS_PER_DOT
+    assert policy["definition"]["consumer-timeout"] == (longest_task_seconds + 60) * 1000
+
+
+def test_a_task_queue_of_another_type_is_told_with_the_fix_and_the_workers_recover(lab):
+    lab.compose("stop", "consumer")
+    with lab.connect() as connection:  # as an old broker volume would have it
+        channel = connection.channel()
+        channel.queue_delete("task_queue")
+        channel.queue_declare("task_queue", durable=True, arguments={"x-queue-type": "classic"})
+    since = lab.now()
+    lab.compose("start", "consumer")
+    told = "task_queue exists with another queue type (received 'quorum' but current is 'classic')"
+    lab.wait_for(lambda: lab.consumer_logs(since).count(told) == CONSUMERS, "every worker to say so")
+    assert "docker compose down -v" in lab.consumer_logs(since)
+    assert "Traceback" not in lab.consumer_logs(since)
+    with lab.connect() as connection:  # the fix the line gives: delete the queue
+        connection.channel().queue_delete("task_queue")
+    lab.wait_for(lambda: lab.queue()[1] == CONSUMERS, "the workers to declare it again and consume", timeout=30)
 
 
 def test_anonymous_login_is_off(lab):
