@@ -74,7 +74,8 @@ class SendProgress:
         self.confirmed = 0
         self.one_line_each = count <= SENT_LINES_UP_TO
         self.progress = Progress(
-            TextColumn("  sent"), BarColumn(), MofNCompleteColumn(), Rate("msg/s"), TimeRemainingColumn(),
+            TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("sent,"), Rate("msg/s,"),
+            TimeRemainingColumn(), TextColumn("left"),
             console=self.console, disable=self.one_line_each or not self.console.is_terminal,
         )  # fmt: skip
         self.task = self.progress.add_task("sent", total=count)
@@ -110,8 +111,9 @@ class WaitProgress:
         self.started = time.monotonic()
         self.running = set()
         self.progress = Progress(
-            TextColumn("  done"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[running]} running"),
-            Rate("tasks/s", decimals=1), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("done, {task.fields[running]} running,"),
+            Rate("tasks/s,", decimals=1), TimeElapsedColumn(), TextColumn("so far,"), TimeRemainingColumn(),
+            TextColumn("left"),
             console=self.console, disable=not self.console.is_terminal,
         )  # fmt: skip
         self.task = self.progress.add_task("done", total=count, running=0)

@@ -7,7 +7,8 @@ import re
 import socket
 import threading
 
-from conftest import CONSUMERS, free_port
+from conftest import CONSUMERS
+from labstack import free_port
 
 NOT_STARTED = {"COMPOSE_PROJECT_NAME": "lab-test-not-started"}
 CHECKS = [
