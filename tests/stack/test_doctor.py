@@ -33,6 +33,13 @@ def doctor(lab, **env):
     return result.returncode, {check: (verdict, rest) for verdict, check, rest in lines}
 
 
+def failed(checks, name):
+    """What doctor.sh says of check NAME, which must have failed."""
+    verdict, rest = checks[name]
+    assert verdict == "FAIL", rest
+    return rest
+
+
 def test_every_check_is_ok_on_the_healthy_lab(lab):
     status, checks = doctor(lab)
     assert {check: line for check, line in checks.items() if line[0] != "OK"} == {}
@@ -71,8 +78,7 @@ def test_a_rabbitmq_outside_docker_is_named_as_installed_natively_with_the_env_f
         port = listener.getsockname()[1]
         status, checks = doctor(lab, **NOT_STARTED, AMQP_PORT=str(port), MANAGEMENT_PORT=str(free_port()))
     assert status == 1
-    verdict, rest = checks["AMQP_PORT"]
-    assert verdict == "FAIL"
+    rest = failed(checks, "AMQP_PORT")
     assert rest.startswith(f"{port}: a RabbitMQ already listens there (installed natively?): python"), rest
     assert f"(pid {os.getpid()}) -> fix: stop that broker (" in rest
     assert re.search(r"or set AMQP_PORT=\d+ in \.env \(port changes belong in \.env\)$", rest), rest
@@ -83,8 +89,7 @@ def test_a_rabbitmq_on_the_lab_ports_is_named_with_the_env_fix(lab):
     status, checks = doctor(lab, **NOT_STARTED)
     assert status == 1
     for name, port in (("AMQP_PORT", lab.amqp_port), ("MANAGEMENT_PORT", lab.management_port)):
-        verdict, rest = checks[name]
-        assert verdict == "FAIL"
+        rest = failed(checks, name)
         container = f"{lab.env['COMPOSE_PROJECT_NAME']}-rabbitmq-1"
         assert rest.startswith(f"{port}: a RabbitMQ already listens there: container {container} -> fix: "), rest
         assert f"stop that container (docker stop {container}), or set {name}=" in rest
@@ -104,8 +109,7 @@ def test_another_program_on_the_management_port_is_named(lab):
         status, checks = doctor(lab, **NOT_STARTED, AMQP_PORT=str(free_port()), MANAGEMENT_PORT=str(port))
     assert status == 1
     assert checks["AMQP_PORT"][0] == "OK" and checks["AMQP_PORT"][1].endswith(": free")
-    verdict, rest = checks["MANAGEMENT_PORT"]
-    assert verdict == "FAIL"
+    rest = failed(checks, "MANAGEMENT_PORT")
     # This test's own process holds it; lsof or ss names it.
     assert rest.startswith(f"{port}: it is in use by another program: python"), rest
     assert f"(pid {os.getpid()})" in rest
