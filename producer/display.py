@@ -44,14 +44,19 @@ SENT_LINES_UP_TO = 100  # a batch this small gets the tutorial's "[x] Sent" line
 PIPED_EVERY_SECONDS = 5  # how often a long send prints a line when piped
 NAMES_SHOWN = 8  # task names per worker in the table; a long batch gets "… and N more"
 TIMELINE_WIDTH = 64
+PIPED_WIDTH = 1000
 
 
 def console(out=None):
     """A rich console on `out` (standard output) that prints text as it is given:
-    no markup, emoji codes or highlighting in task names, no wrapping of lines."""
+    no markup, emoji codes or highlighting in task names, no wrapping of lines.
+    Piped, a table is as wide as its cells: a file or a log has no width to fit."""
     out = out or sys.stdout
     on_terminal = out.isatty() or os.environ.get("LAB_TERMINAL") == "1"
-    return Console(file=out, force_terminal=on_terminal, markup=False, emoji=False, highlight=False, soft_wrap=True)
+    return Console(
+        file=out, force_terminal=on_terminal, width=None if on_terminal else PIPED_WIDTH,
+        markup=False, emoji=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 class Rate(ProgressColumn):

@@ -34,7 +34,6 @@ from display import SendProgress, WaitProgress, print_run
 from publisher import Publisher, SendFailed, StopRequested, describe
 from queues import QUEUE, QUEUE_ARGUMENTS
 from records import EventListener, task_queue_is_idle
-from runs import marks_of, save_run, shown
 from workload import InputError, read_tasks
 
 WORKER_WAIT_SECONDS = 15
@@ -72,13 +71,13 @@ def main(argv=None):
 def show_run(run, args, count, stopped=False):
     """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
     print()
-    print_run(run, marks_of(run))
+    print_run(run, runs.marks_of(run))
     run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
-    png = save_run(run["name"], run)
+    png = runs.save_run(run["name"], run)
     if png:
-        print(f"\nTimeline chart: {shown(png)}")
+        print(f"\nTimeline chart: {runs.shown(png)}")
     else:
-        print(f"\nRecords: {shown(runs.TIMELINES / run['name'])}.json (no task done, no chart)")
+        print(f"\nRecords: {runs.shown(runs.TIMELINES / run['name'])}.json (no task done, no chart)")
     unfinished = tally(run)["lost"]  # neither done nor rejected (yet)
     if unfinished and not stopped:
         print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "
@@ -121,6 +120,15 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     if ended == "left the queue":
         run["done by others"] = count - len(finished_tasks(events))
     return run
+
+
+def confirmed(number, count):
+    if not number:
+        return f"the broker had confirmed none of the {count:,} tasks"
+    return (
+        f"the broker had confirmed {number:,} of {count:,} tasks (they stay in {QUEUE}; "
+        "re-sending all would send those twice)"
+    )
 
 
 # --- Before sending ------------------------------------------------------------
@@ -177,15 +185,6 @@ def messages(tasks, batch, reply_to=None):
             reply_to=reply_to,
         )
         yield QUEUE, text.encode("utf-8"), properties
-
-
-def confirmed(number, count):
-    if not number:
-        return f"the broker had confirmed none of the {count:,} tasks"
-    return (
-        f"the broker had confirmed {number:,} of {count:,} tasks (they stay in {QUEUE}; "
-        "re-sending all would send those twice)"
-    )
 
 
 # --- The command line --------------------------------------------------------------

@@ -186,7 +186,7 @@ container_of() {  # container_of WORKER: the container of worker "consumer-2"
 }
 
 # A demo notes the faults it causes in timelines/RUN.marks (a JSON line each),
-# where report.py finds them to mark them on RUN's timelines.
+# where the producer (producer/runs.py) finds them to mark them on RUN's timelines.
 forget_faults() {  # forget_faults RUN: no marks left over from an earlier RUN
   rm -f "${TIMELINES_DIR:-timelines}/$1.marks"
 }

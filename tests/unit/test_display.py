@@ -1,6 +1,7 @@
 """What the lab prints: the table, the timeline, the tally, the round-robin verdict."""
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -86,3 +87,53 @@ def test_workers_are_counted_from_the_records_not_from_those_attached_at_sending
     assert display.explain_round_robin(late) == 0
     alone = [record(1, "consumer-1", 100, 101)]
     assert table(alone).endswith("on 1 worker; lower bound 1.0 s (ratio 1.00)")
+
+
+def test_piped_a_small_send_prints_the_tutorials_line_per_task(capsys, monkeypatch):
+    monkeypatch.delenv("LAB_TERMINAL", raising=False)
+    progress = display.SendProgress(2)
+    for text in (b"Task 1.", b"Task 2."):
+        progress(("task_queue", text, None))
+    progress.close()
+    assert capsys.readouterr().out == "[x] Sent 'Task 1.'\n[x] Sent 'Task 2.'\n"
+
+
+def test_piped_a_long_send_prints_lines_with_the_rate_not_a_bar(capsys, monkeypatch):
+    monkeypatch.delenv("LAB_TERMINAL", raising=False)
+    progress = display.SendProgress(1000)
+    for _ in range(1000):
+        progress(("task_queue", b"Task.", None))
+    progress.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("  1,000/1,000 sent, ") and lines[-1].endswith(" msg/s")
+    assert len(lines) <= 2  # a line every few seconds, and the last
+
+
+def test_piped_waiting_prints_a_line_per_task_done_and_each_rejected(capsys, monkeypatch):
+    monkeypatch.delenv("LAB_TERMINAL", raising=False)
+    progress = display.WaitProgress(2)
+    progress({"event": "started", "message_id": "b.1", "task": "A.", "worker": "w1"}, 0)
+    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1"}, 1)
+    progress({"event": "rejected", "message_id": "b.2", "task": "B", "worker": "w2", "reason": "poison"}, 2)
+    progress.close()
+    assert capsys.readouterr().out.splitlines() == [
+        "  1/2 done: 'A.' by w1 (0.0 s)",
+        "  [!] 'B' rejected by w2: poison",
+    ]
+
+
+def test_on_a_terminal_waiting_shows_a_bar_with_the_rate_and_time_left(capsys, monkeypatch):
+    monkeypatch.setenv("LAB_TERMINAL", "1")  # what scripts/send.sh passes when its output is a terminal
+    progress = display.WaitProgress(2)
+    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1"}, 1)
+    progress.close()
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out)  # without the colours
+    assert "1/2 done, 0 running," in out and "tasks/s," in out and "left" in out
+    assert "done: 'A.'" not in out
+
+
+def test_the_table_lists_the_first_task_names_of_a_long_batch():
+    tasks = [{"task": f"Task {number}."} for number in range(1, 2001)]
+    assert (
+        display.task_names(tasks) == "Task 1, Task 2, Task 3, Task 4, Task 5, Task 6, Task 7, Task 8, … and 1,992 more"
+    )
