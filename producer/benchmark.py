@@ -15,7 +15,8 @@ import time
 
 import pika
 
-from new_task import QUEUE, QUEUE_ARGUMENTS, connection_parameters
+from new_task import connection_parameters
+from queues import QUEUE, QUEUE_ARGUMENTS
 
 
 def publish_raw(count):

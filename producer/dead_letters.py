@@ -16,13 +16,16 @@ from datetime import datetime
 import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
-from new_task import QUEUE, QUEUE_ARGUMENTS, connection_parameters
+from new_task import connection_parameters
 from publisher import describe
+from queues import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTER_QUEUE_ARGUMENTS,
+    QUEUE,
+    QUEUE_ARGUMENTS,
+)
 
-DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
-# Classic, not quorum: a quorum queue drops a message handed back 20 times,
-# and listing hands every message back.
-DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
 WHY = {
     "rejected": "a worker rejected it",
     "delivery_limit": "delivered too many times without an acknowledgement",

@@ -17,10 +17,8 @@ ask for more than MAX_DOTS_PER_TASK dots (default 3600; the workers refuse more)
 """
 
 import argparse
-import csv
 import logging
 import os
-import random
 import re
 import signal
 import sys
@@ -30,158 +28,163 @@ import uuid
 import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
-import report
+import runs
+from analysis import finished_tasks, tally
+from display import SendProgress, WaitProgress, print_run
 from publisher import Publisher, SendFailed, StopRequested, describe
+from queues import QUEUE, QUEUE_ARGUMENTS
+from records import EventListener, task_queue_is_idle
+from workload import InputError, read_tasks
 
-QUEUE = "task_queue"
-# Exactly the official tutorial's declaration (see consumer/worker.py).
-QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
-LOOKS_LIKE_A_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 WORKER_WAIT_SECONDS = 15
-DEFAULT_MAX_DOTS = 3600  # the workers' limit (consumer/worker.py)
-# The longest task text: the csv module refuses longer fields in a task file.
-MAX_TASK_CHARS = csv.field_size_limit()
 
 
-class StopOnSignals:
-    """SIGINT, SIGTERM and SIGHUP (Ctrl+C, `timeout`, a closed terminal) ask the program
-    to stop; the loops that talk to the broker check it and end cleanly. Python as a
-    container's first process would ignore SIGTERM without a handler."""
-
-    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-    def __init__(self):
-        self.signum = None
-        for name in self.SIGNALS:
-            signal.signal(getattr(signal, name), self.on_signal)
-
-    def on_signal(self, signum, _frame):
-        self.signum = self.signum or signum
-
-    def __call__(self):
-        """Why to stop ("stopped by SIGTERM"), or None."""
-        return f"stopped by {signal.Signals(self.signum).name}" if self.signum else None
-
-    @property
-    def status(self):
-        return 128 + self.signum
-
-
-class InputError(ValueError):
-    """The command line or the task file cannot be turned into tasks."""
-
-
-# --- The tasks -------------------------------------------------------------------
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pika").setLevel(logging.CRITICAL + 1)  # its errors are reported here, in words
+    args = parse_args(argv)
+    try:
+        count, tasks = read_tasks(args)
+        parameters = connection_parameters()
+    except InputError as exc:
+        print(f"new_task.py: {exc}", file=sys.stderr)
+        return 2
+    stop = StopOnSignals()
+    broker = f"{parameters.host}:{parameters.port}"
+    try:
+        run = send(parameters, args, count, tasks, stop)
+    except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:
+        if isinstance(exc, SendFailed) and isinstance(exc.__cause__, StopRequested):
+            print(f"\nnew_task.py: {exc.__cause__}; {confirmed(exc.confirmed, count)}", file=sys.stderr)
+            return stop.status
+        why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else describe(exc)
+        print(f"new_task.py: sending to {broker} failed: {why}", file=sys.stderr)
+        return 1
+    status = 0 if run is None else show_run(run, args, count, stopped=bool(stop()))
+    if stop():
+        print(f"\nnew_task.py: {stop()} while waiting for the records; all {count:,} tasks were confirmed and stay "
+              f"in {QUEUE} until done", file=sys.stderr)  # fmt: skip
+        return stop.status
+    return status
 
 
-def generated_tasks(count, dots=1, heavy=None, spread=None, seed=1):
-    """ "Task 1." ... "Task N.": `dots` dots each; or every K-th task H dots with
-    heavy=(K, H); or a random number of dots within spread=(LO, HI), drawn
-    from `seed`. Made one at a time, so a million tasks take no memory."""
-    draw = random.Random(seed)
-    for number in range(1, count + 1):
-        if spread:
-            units = draw.randint(*spread)
-        elif heavy and number % heavy[0] == 0:
-            units = heavy[1]
-        else:
-            units = dots
-        yield f"Task {number}" + "." * units
-
-
-def max_dots_per_task(env=os.environ):
-    """The most dots (units of work) a task may ask for: MAX_DOTS_PER_TASK, default 3600."""
-    text = env.get("MAX_DOTS_PER_TASK") or str(DEFAULT_MAX_DOTS)
-    if not text.isdigit():
-        raise InputError(f"MAX_DOTS_PER_TASK must be a whole number, got {text!r}")
-    return int(text)
-
-
-def too_much_work(dots, max_dots):
-    return f"{dots:,} dots, more than the {max_dots:,} a task may ask for (MAX_DOTS_PER_TASK)"
-
-
-def tasks_from_argument(argument, *, max_dots, **shape):
-    """A positive whole number N means N generated tasks; any other text is one task.
-
-    Returns (how many, the task texts).
-    """
-    argument = argument.strip()
-    if not argument:
-        raise InputError("the message is empty")
-    if not LOOKS_LIKE_A_NUMBER.fullmatch(argument):
-        if shape:
-            raise InputError("--dots, --heavy, --random and --seed shape generated tasks: give a COUNT")
-        try:
-            argument.encode("utf-8")
-        except UnicodeEncodeError:  # Python passes on undecodable bytes of argv as surrogates
-            raise InputError("the message is not UTF-8 text") from None
-        if len(argument) > MAX_TASK_CHARS:
-            raise InputError(f"the message has {len(argument):,} characters; a task may have {MAX_TASK_CHARS:,}")
-        if argument.count(".") > max_dots:
-            raise InputError(f"the message asks for {too_much_work(argument.count('.'), max_dots)}")
-        return 1, [argument]
-    if not argument.lstrip("+").isdigit() or int(argument) < 1:
-        raise InputError(f"the number of tasks must be a positive whole number, got {argument!r}")
-    if "heavy" in shape:
-        option, most = "--heavy", shape["heavy"][1]
-    elif "spread" in shape:
-        option, most = "--random", shape["spread"][1]
+def show_run(run, args, count, stopped=False):
+    """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
+    print()
+    print_run(run, runs.marks_of(run))
+    run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
+    png = runs.save_run(run["name"], run)
+    if png:
+        print(f"\nTimeline chart: {runs.shown(png)}")
     else:
-        option, most = "--dots", shape.get("dots", 1)
-    if most > max_dots:
-        raise InputError(f"{option} asks for {too_much_work(most, max_dots)}")
-    return int(argument), generated_tasks(int(argument), **shape)
+        print(f"\nRecords: {runs.shown(runs.TIMELINES / run['name'])}.json (no task done, no chart)")
+    unfinished = tally(run)["lost"]  # neither done nor rejected (yet)
+    if unfinished and not stopped:
+        print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "
+              "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
 
 
-def decoded(lines, source):
-    """Each line of a file's bytes as text, or InputError naming the first line that is not UTF-8."""
-    for number, line in enumerate(lines, start=1):
-        try:
-            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{source} line {number} is not UTF-8 text (byte {exc.start + 1}: {exc.reason})") from None
-
-
-def tasks_from_rows(lines, source, *, max_dots):
-    """The first column of each non-blank row: the course's tasks.csv format.
-
-    `lines` are bytes; all of them are read and checked before any task is sent.
-    """
-    rows = csv.reader(decoded(lines, source))
-    tasks = []
+def send(parameters, args, count, tasks, stop_requested=lambda: None):
+    """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
+    batch = uuid.uuid4().hex[:12]
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
+    listener = EventListener(parameters, batch) if args.wait else None  # before the first task goes
+    started = time.monotonic()
+    records_to = listener.queue if listener else None
+    progress = SendProgress(count)
+    publisher = Publisher(
+        parameters, messages(tasks, batch, records_to), on_confirmed=progress, stop_requested=stop_requested
+    )
     try:
-        for row in rows:
-            task = row[0].strip() if row else ""
-            if task.count(".") > max_dots:
-                raise InputError(f"{source} line {rows.line_num} asks for {too_much_work(task.count('.'), max_dots)}")
-            if task:
-                tasks.append(task)
-    except csv.Error as exc:  # in practice, a field longer than MAX_TASK_CHARS
-        raise InputError(
-            f"{source} line {rows.line_num}: {exc}; a task may have {MAX_TASK_CHARS:,} characters"
-        ) from None
-    if not tasks:
-        raise InputError(f"{source} has no tasks (expected one task per row)")
-    return len(tasks), tasks
-
-
-def read_tasks(args):
-    shape = {
-        name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name) is not None
-    }
-    max_dots = max_dots_per_task()
-    if args.file is None:
-        return tasks_from_argument(args.message_or_count, max_dots=max_dots, **shape)
-    if shape:
-        raise InputError("--dots, --heavy, --random and --seed shape generated tasks, not a --file")
-    if args.file == "-":
-        return tasks_from_rows(sys.stdin.buffer, "standard input", max_dots=max_dots)
+        resent = publisher.run()
+    finally:
+        progress.close()
+    plural = "task" if count == 1 else "tasks"
+    print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
+    if resent:
+        print(f"[!] {resent} were sent again after a lost connection; those the broker already had arrive twice.")
+    if not listener:
+        return None
+    print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
+    progress = WaitProgress(count)
     try:
-        with open(args.file, "rb") as rows:
-            return tasks_from_rows(rows, args.file, max_dots=max_dots)
-    except OSError as exc:
-        raise InputError(f"cannot read {args.file}: {exc.strerror}") from exc
+        events, ended = listener.collect(count, args.timeout, progress, task_queue_is_idle, stop_requested)
+    finally:
+        progress.close()
+    run = {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
+    if ended == "left the queue":
+        run["done by others"] = count - len(finished_tasks(events))
+    return run
+
+
+def confirmed(number, count):
+    if not number:
+        return f"the broker had confirmed none of the {count:,} tasks"
+    return (
+        f"the broker had confirmed {number:,} of {count:,} tasks (they stay in {QUEUE}; "
+        "re-sending all would send those twice)"
+    )
+
+
+# --- Before sending ------------------------------------------------------------
+
+
+def connection_parameters(env=os.environ):
+    missing = [name for name in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS") if not env.get(name)]
+    if missing:
+        raise InputError(f"{' and '.join(missing)} not set (they come from .env)")
+    return pika.ConnectionParameters(
+        host=env.get("RABBITMQ_HOST", "rabbitmq"),
+        port=int(env.get("RABBITMQ_PORT", "5672")),
+        credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
+        client_properties={"connection_name": "producer"},
+    )
+
+
+def wait_for_workers(connection, channel, expected, stop_requested=lambda: None):
+    """Warn when fewer workers are attached than are running, and give them time:
+    the first worker to attach would otherwise take the whole backlog. Warn, too,
+    when consumers other than the lab's workers are attached, or none at all."""
+    attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
+    if attached < expected:
+        print(
+            f"[!] {attached} of {expected} workers attached to {QUEUE}: the first to attach would take "
+            f"the whole backlog. Waiting up to {WORKER_WAIT_SECONDS} s for the others...",
+            file=sys.stderr,
+        )
+        deadline = time.monotonic() + WORKER_WAIT_SECONDS
+        while attached < expected and time.monotonic() < deadline and not stop_requested():
+            connection.sleep(0.25)
+            attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
+        print(f"[!] {attached} of {expected} workers attached; sending now.", file=sys.stderr)
+    if attached == 0:
+        print(f"[!] No consumer is attached to {QUEUE}: the tasks wait there until a worker starts "
+              "(docker compose up -d --scale consumer=3).", file=sys.stderr)  # fmt: skip
+    elif attached > expected:
+        print(f"[!] {attached} consumers are attached to {QUEUE} but {expected} lab workers run: the others "
+              "(your own scripts?) send no records, so --wait counts their tasks as done by others once "
+              "they leave the queue.", file=sys.stderr)  # fmt: skip
+    return attached
+
+
+def messages(tasks, batch, reply_to=None):
+    """Each task as a persistent message that carries its batch (correlation_id) and
+    its number in the batch (message_id "<batch>.<n>"); the workers' records repeat
+    both, and go to the reply_to queue if there is one."""
+    for number, text in enumerate(tasks, start=1):
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type="text/plain",
+            correlation_id=batch,
+            message_id=f"{batch}.{number}",
+            reply_to=reply_to,
+        )
+        yield QUEUE, text.encode("utf-8"), properties
 
 
 # --- The command line --------------------------------------------------------------
@@ -249,173 +252,28 @@ def parse_args(argv):
     return args
 
 
-def connection_parameters(env=os.environ):
-    missing = [name for name in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS") if not env.get(name)]
-    if missing:
-        raise InputError(f"{' and '.join(missing)} not set (they come from .env)")
-    return pika.ConnectionParameters(
-        host=env.get("RABBITMQ_HOST", "rabbitmq"),
-        port=int(env.get("RABBITMQ_PORT", "5672")),
-        credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
-        client_properties={"connection_name": "producer"},
-    )
+class StopOnSignals:
+    """SIGINT, SIGTERM and SIGHUP (Ctrl+C, `timeout`, a closed terminal) ask the program
+    to stop; the loops that talk to the broker check it and end cleanly. Python as a
+    container's first process would ignore SIGTERM without a handler."""
 
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
-# --- Sending -------------------------------------------------------------------------
+    def __init__(self):
+        self.signum = None
+        for name in self.SIGNALS:
+            signal.signal(getattr(signal, name), self.on_signal)
 
+    def on_signal(self, signum, _frame):
+        self.signum = self.signum or signum
 
-def wait_for_workers(connection, channel, expected, stop_requested=lambda: None):
-    """Warn when fewer workers are attached than are running, and give them time:
-    the first worker to attach would otherwise take the whole backlog. Warn, too,
-    when consumers other than the lab's workers are attached, or none at all."""
-    attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
-    if attached < expected:
-        print(
-            f"[!] {attached} of {expected} workers attached to {QUEUE}: the first to attach would take "
-            f"the whole backlog. Waiting up to {WORKER_WAIT_SECONDS} s for the others...",
-            file=sys.stderr,
-        )
-        deadline = time.monotonic() + WORKER_WAIT_SECONDS
-        while attached < expected and time.monotonic() < deadline and not stop_requested():
-            connection.sleep(0.25)
-            attached = channel.queue_declare(QUEUE, passive=True).method.consumer_count
-        print(f"[!] {attached} of {expected} workers attached; sending now.", file=sys.stderr)
-    if attached == 0:
-        print(f"[!] No consumer is attached to {QUEUE}: the tasks wait there until a worker starts "
-              "(docker compose up -d --scale consumer=3).", file=sys.stderr)  # fmt: skip
-    elif attached > expected:
-        print(f"[!] {attached} consumers are attached to {QUEUE} but {expected} lab workers run: the others "
-              "(your own scripts?) send no records, so --wait counts their tasks as done by others once "
-              "they leave the queue.", file=sys.stderr)  # fmt: skip
-    return attached
+    def __call__(self):
+        """Why to stop ("stopped by SIGTERM"), or None."""
+        return f"stopped by {signal.Signals(self.signum).name}" if self.signum else None
 
-
-def messages(tasks, batch, reply_to=None):
-    """Each task as a persistent message that carries its batch (correlation_id) and
-    its number in the batch (message_id "<batch>.<n>"); the workers' records repeat
-    both, and go to the reply_to queue if there is one."""
-    for number, text in enumerate(tasks, start=1):
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            content_type="text/plain",
-            correlation_id=batch,
-            message_id=f"{batch}.{number}",
-            reply_to=reply_to,
-        )
-        yield QUEUE, text.encode("utf-8"), properties
-
-
-class SendProgress:
-    """Tutorial-style "[x] Sent" lines for a few tasks; a progress bar with the rate for many."""
-
-    LINES_UP_TO = 100
-
-    def __init__(self, count, out=sys.stdout):
-        self.count, self.out = count, out
-        self.confirmed = 0
-        self.started = self.shown = time.monotonic()
-        self.on_terminal = out.isatty() or os.environ.get("LAB_TERMINAL") == "1"  # send.sh runs us without a TTY
-
-    def __call__(self, message):
-        self.confirmed += 1
-        if self.count <= self.LINES_UP_TO:
-            print(f"[x] Sent {message[1].decode('utf-8', errors='replace')!r}", file=self.out)
-            return
-        now = time.monotonic()
-        if now - self.shown >= (0.2 if self.on_terminal else 5) or self.confirmed == self.count:
-            self.shown = now
-            bar = "#" * (30 * self.confirmed // self.count)
-            rate = self.confirmed / max(now - self.started, 1e-9)
-            end = "" if self.on_terminal and self.confirmed < self.count else "\n"
-            prefix = "\r" if self.on_terminal else ""
-            line = f"{prefix}  [{bar:<30}] {self.confirmed:,}/{self.count:,} sent, {rate:,.0f} msg/s"
-            print(line, end=end, file=self.out, flush=True)
-
-
-def send(parameters, args, count, tasks, stop_requested=lambda: None):
-    """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
-    batch = uuid.uuid4().hex[:12]
-    with pika.BlockingConnection(parameters) as connection:
-        channel = connection.channel()
-        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
-        workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
-    listener = report.EventListener(parameters, batch) if args.wait else None  # before the first task goes
-    started = time.monotonic()
-    records_to = listener.queue if listener else None
-    publisher = Publisher(
-        parameters, messages(tasks, batch, records_to), on_confirmed=SendProgress(count), stop_requested=stop_requested
-    )
-    resent = publisher.run()
-    plural = "task" if count == 1 else "tasks"
-    print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
-    if resent:
-        print(f"[!] {resent} were sent again after a lost connection; those the broker already had arrive twice.")
-    if not listener:
-        return None
-    print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
-    progress = report.Progress(count)
-    events, ended = listener.collect(count, args.timeout, progress, report.task_queue_is_idle, stop_requested)
-    progress.close()
-    run = {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
-    if ended == "left the queue":
-        run["done by others"] = count - len(report.finished_tasks(events))
-    return run
-
-
-def confirmed(number, count):
-    if not number:
-        return f"the broker had confirmed none of the {count:,} tasks"
-    return (
-        f"the broker had confirmed {number:,} of {count:,} tasks (they stay in {QUEUE}; "
-        "re-sending all would send those twice)"
-    )
-
-
-def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("pika").setLevel(logging.CRITICAL + 1)  # its errors are reported here, in words
-    args = parse_args(argv)
-    try:
-        count, tasks = read_tasks(args)
-        parameters = connection_parameters()
-    except InputError as exc:
-        print(f"new_task.py: {exc}", file=sys.stderr)
-        return 2
-    stop = StopOnSignals()
-    broker = f"{parameters.host}:{parameters.port}"
-    try:
-        run = send(parameters, args, count, tasks, stop)
-    except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:
-        if isinstance(exc, SendFailed) and isinstance(exc.__cause__, StopRequested):
-            print(f"\nnew_task.py: {exc.__cause__}; {confirmed(exc.confirmed, count)}", file=sys.stderr)
-            return stop.status
-        why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else describe(exc)
-        print(f"new_task.py: sending to {broker} failed: {why}", file=sys.stderr)
-        return 1
-    status = 0 if run is None else show_run(run, args, count, stopped=bool(stop()))
-    if stop():
-        print(f"\nnew_task.py: {stop()} while waiting for the records; all {count:,} tasks were confirmed and stay "
-              f"in {QUEUE} until done", file=sys.stderr)  # fmt: skip
-        return stop.status
-    return status
-
-
-def show_run(run, args, count, stopped=False):
-    """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
-    print()
-    report.print_run(run)
-    run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
-    png = report.save_run(run["name"], run)
-    if png:
-        print(f"\nTimeline chart: {report.shown(png)}")
-    else:
-        print(f"\nRecords: {report.shown(report.TIMELINES / run['name'])}.json (no task done, no chart)")
-    unfinished = report.tally(run)["lost"]  # neither done nor rejected (yet)
-    if unfinished and not stopped:
-        print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "
-              "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
-        return 1
-    return 0
+    @property
+    def status(self):
+        return 128 + self.signum
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ These machines are noisy: compare the ratios, each measured within one run.
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +17,8 @@ from pathlib import Path
 
 import pika
 
-ROOT = Path(__file__).resolve().parents[1]
+from labstack import ROOT, LabStack
+
 PUBLISH_COUNT = 50_000
 CONSUME_COUNT = 10_000
 CONSUME_ROUNDS = 3
@@ -31,67 +30,29 @@ SECONDS_PER_DOT = 0.2
 DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's workload
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def dotenv(name):
-    return re.search(rf"^{name}=(.*)$", (ROOT / ".env").read_text(), re.MULTILINE).group(1).strip()
-
-
-class Stack:
-    """A lab stack of the benchmark's own (project rabbitmq-lab-bench, free ports)."""
+class Stack(LabStack):
+    """The benchmark's stack (project rabbitmq-lab-bench, free ports)."""
 
     def __init__(self, timelines):
-        self.timelines = timelines
-        self.amqp_port = free_port()
-        self.env = {
-            **os.environ,
-            "COMPOSE_PROJECT_NAME": "rabbitmq-lab-bench",
-            "AMQP_PORT": str(self.amqp_port),
-            "MANAGEMENT_PORT": str(free_port()),
-            "TIMELINES_DIR": str(timelines),
-        }
-        login = pika.PlainCredentials(dotenv("RABBITMQ_DEFAULT_USER"), dotenv("RABBITMQ_DEFAULT_PASS"))
-        self.parameters = pika.ConnectionParameters("127.0.0.1", self.amqp_port, credentials=login)
+        super().__init__("rabbitmq-lab-bench", timelines)
 
-    def run(self, *command, **settings):
-        result = subprocess.run(
-            command, cwd=ROOT, env={**self.env, **settings}, capture_output=True, text=True, check=False
-        )
+    def failed(self, message):
+        raise SystemExit(f"bench: {message}")
+
+    def output(self, *command, **settings):
+        """What a command that must work prints; `settings` over the stack's."""
+        result = self.run(command, timeout=None, env=settings)
         if result.returncode != 0:
-            raise SystemExit(f"bench: {' '.join(command)} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
+            self.failed(f"{' '.join(command)} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
         return result.stdout
 
-    def compose(self, *args, **settings):
-        return self.run("docker", "compose", *args, **settings)
-
     def producer(self, *args):
-        return self.compose("run", "--rm", "--no-deps", "-T", "producer", *args)
-
-    def queue(self):
-        """(ready messages, consumers) of task_queue."""
-        with pika.BlockingConnection(self.parameters) as connection:
-            declared = connection.channel().queue_declare("task_queue", passive=True).method
-            return declared.message_count, declared.consumer_count
-
-    def wait_for(self, condition, timeout=120):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: timed out waiting for the stack")
-            time.sleep(0.02)
+        return self.output("docker", "compose", "run", "--rm", "--no-deps", "-T", "producer", *args)
 
     def workers(self, count, **settings):
         """`count` workers with these settings (PREFETCH, SECONDS_PER_DOT), all attached."""
-        self.compose("up", "--detach", "--wait", "--scale", f"consumer={count}", **settings)
-        self.wait_for(lambda: self.queue()[1] == count)
-
-    def purge(self):
-        with pika.BlockingConnection(self.parameters) as connection:
-            connection.channel().queue_purge("task_queue")
+        self.compose("up", "--detach", "--wait", "--scale", f"consumer={count}", env=settings)
+        self.wait_for(lambda: self.queue()[1] == count, f"{count} workers attached", timeout=120, interval=0.02)
 
     def fill(self, count):
         """`count` zero-work tasks in an otherwise empty task_queue, no worker attached.
@@ -99,7 +60,7 @@ class Stack:
         they time a lab worker from the inside, as the raw loop times itself."""
         self.compose("stop", "consumer")
         self.purge()
-        with pika.BlockingConnection(self.parameters) as connection:
+        with self.connect() as connection:
             channel = connection.channel()
             channel.queue_declare(TIMING_QUEUE, durable=True)
             channel.queue_purge(TIMING_QUEUE)
@@ -107,12 +68,12 @@ class Stack:
                 reply_to = TIMING_QUEUE if number in (1, count) else None
                 properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, reply_to=reply_to)
                 channel.basic_publish("", "task_queue", f"Task {number}".encode(), properties)
-        self.wait_for(lambda: self.queue()[0] == count)
+        self.wait_for(lambda: self.queue()[0] == count, f"{count} tasks in task_queue", timeout=120, interval=0.02)
 
     def worker_seconds(self):
         """From the first task's start to the last task's end, by the worker's records of them."""
         records = []
-        with pika.BlockingConnection(self.parameters) as connection:
+        with self.connect() as connection:
             for _method, _properties, body in connection.channel().consume(TIMING_QUEUE, auto_ack=True):
                 records += json.loads(body)
                 if len(records) == 2:
@@ -120,7 +81,7 @@ class Stack:
         raise SystemExit("bench: the worker's records are missing")
 
     def send_and_wait(self, name, *args):
-        self.run(str(ROOT / "scripts/send.sh"), *args, "--wait", "--name", name)
+        self.output(str(ROOT / "scripts/send.sh"), *args, "--wait", "--name", name)
         run = json.loads((self.timelines / f"{name}.json").read_text())
         done = [e for e in run["events"] if e["event"] == "done"]
         return max(e["finished"] for e in done) - min(e["started"] for e in done)
@@ -161,7 +122,7 @@ def measure_consume(stack):
             stack.fill(CONSUME_COUNT)
             stack.workers(1, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
             lab.append((CONSUME_COUNT - 1) / stack.worker_seconds())  # intervals between the first and last
-            status = stack.compose("exec", "consumer", "cat", "/proc/1/status")
+            status = stack.compose("exec", "consumer", "cat", "/proc/1/status").stdout
             memory = max(memory, int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
         rates[prefetch] = (statistics.median(raw), statistics.median(lab), memory)
     return rates
@@ -171,7 +132,7 @@ def image_growth(stack):
     """Megabytes the consumer image adds to its base image."""
     base = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
     size = {
-        image: int(stack.run("docker", "image", "inspect", "--format", "{{.Size}}", image))
+        image: int(stack.output("docker", "image", "inspect", "--format", "{{.Size}}", image))
         for image in (base, "rabbitmq-lab-bench-consumer")
     }
     return (size["rabbitmq-lab-bench-consumer"] - size[base]) / 1e6
@@ -208,29 +169,22 @@ def measure_startup(stack):
     stack.compose("stop", "consumer")
     stack.compose("up", "--detach", "--wait", "--scale", "consumer=3")
     returned = time.monotonic()
-    stack.wait_for(lambda: stack.queue()[1] == 3)
+    stack.wait_for(lambda: stack.queue()[1] == 3, "3 workers attached", timeout=120, interval=0.02)
     attached = time.monotonic() - returned
     stack.compose("restart", "rabbitmq")
-    container = stack.compose("ps", "--quiet", "rabbitmq").strip()
+    container = stack.compose("ps", "--quiet", "rabbitmq").stdout.strip()
     health = ("docker", "inspect", "--format", "{{.State.Health.Status}}", container)
-    stack.wait_for(lambda: stack.run(*health).strip() == "healthy")
+    stack.wait_for(lambda: stack.output(*health).strip() == "healthy", "a healthy broker", timeout=120, interval=0.02)
     healthy = time.monotonic()
-    stack.wait_for(lambda: _consumers_or_zero(stack) == 3)
+    stack.wait_for(lambda: stack.queue()[1] == 3, "3 workers back", timeout=120, interval=0.02)
     return attached, time.monotonic() - healthy
-
-
-def _consumers_or_zero(stack):
-    try:
-        return stack.queue()[1]
-    except (pika.exceptions.AMQPError, OSError):
-        return 0
 
 
 def main():
     with tempfile.TemporaryDirectory() as timelines:
         stack = Stack(Path(timelines))
         print("Building and starting the benchmark's stack...", flush=True)
-        stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1")
+        stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=900)
         try:
             report(stack)
         finally:

@@ -89,7 +89,8 @@ producer() {
     user=(--user "$(id -u):$(id -g)")
   fi
   producer_container="${COMPOSE_PROJECT_NAME:-rabbitmq-lab}-producer-$$"
-  # No TTY (-T): the program is told whether its output is a terminal instead.
+  # No TTY (-T): the program is told whether its output is a terminal instead,
+  # and how wide it is (for its progress bars and tables).
   # Its own process group (set -m), so that a signal meant for this script's
   # group (`timeout`, Ctrl+C) reaches it only through end_producer, which lets
   # it say what it did: `docker compose run` itself would end at once, leaving
@@ -97,10 +98,18 @@ producer() {
   # Compose adds an empty line to stderr when the program fails: dropped.
   local input=/dev/stdin
   [[ ! -t 0 ]] || input=/dev/null
+  # Tested here: inside $(...) standard output is a pipe, never the terminal.
+  local on_terminal="" columns=""
+  if [[ -t 1 ]]; then
+    on_terminal=1
+    columns="$(stty size </dev/tty 2>/dev/null | cut -d ' ' -f 2)" || true
+    [[ "$columns" != 0 ]] || columns=""  # a terminal that does not know its size
+  fi
   set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
-    --env "LAB_TERMINAL=$([[ -t 1 ]] && echo 1)" --env "TIMELINES_SHOWN_AS=$(for_caller "$timelines")" \
+    --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=$columns" \
+    --env "TIMELINES_SHOWN_AS=$(for_caller "$timelines")" \
     --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" 2> >(sed '/^$/d' >&2) &
   producer_run=$!
   set +m
@@ -128,7 +137,11 @@ ensure_venv() {  # .venv with what the tests and the benchmark need on this mach
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 }
 
-setting() {  # setting NAME: its value from the shell if set there, else from .env
+# setting NAME: its value from the shell if set there, else from .env, as Compose
+# resolves it for the lab's plain NAME=value lines. A sed, not `docker compose
+# config` (which the Python helpers use, scripts/labstack.py): doctor.sh must read
+# the ports when Compose itself fails, and the scripts need no JSON parser.
+setting() {
   local value="${!1:-}"
   [[ -n "$value" ]] || value="$(sed -n "s/^$1=//p" .env | tail -n 1)"
   echo "$value"
@@ -174,7 +187,7 @@ container_of() {  # container_of WORKER: the container of worker "consumer-2"
 }
 
 # A demo notes the faults it causes in timelines/RUN.marks (a JSON line each),
-# where report.py finds them to mark them on RUN's timelines.
+# where the producer (producer/runs.py) finds them to mark them on RUN's timelines.
 forget_faults() {  # forget_faults RUN: no marks left over from an earlier RUN
   rm -f "${TIMELINES_DIR:-timelines}/$1.marks"
 }

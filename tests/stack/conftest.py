@@ -1,25 +1,22 @@
-"""A whole lab stack of the tests' own, run through the real `docker compose`.
-
-The stack gets its own compose project name and free host ports, so the tests
-never touch a lab the user has running, and it is removed (with its volume)
-at the end.
+"""A whole lab stack of the tests' own (scripts/labstack.py: its own compose project
+and free host ports), run through the real `docker compose`, and what the tests
+observe of it. It is removed, with its volume, at the end.
 """
 
 import base64
 import json
 import os
 import re
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pika
 import pytest
+
+from labstack import LabStack
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSUMERS = 3
@@ -27,52 +24,20 @@ SECONDS_PER_DOT = 0.5
 STOP_GRACE_SECONDS = 5
 
 
-def read_dotenv():
-    pairs = (line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Lab:
+class Lab(LabStack):
     """The test stack, and what the tests observe of it (the lab in ROOT, or in a clone at root)."""
 
     def __init__(self, timelines, root=ROOT):
-        self.timelines, self.root = timelines, root
-        dotenv = read_dotenv()
-        self.user, self.password = dotenv["RABBITMQ_DEFAULT_USER"], dotenv["RABBITMQ_DEFAULT_PASS"]
-        self.amqp_port, self.management_port = free_port(), free_port()
-        self.env = {
-            **os.environ,
-            "COMPOSE_PROJECT_NAME": f"lab-test-{os.getpid()}",
-            "AMQP_PORT": str(self.amqp_port),
-            "MANAGEMENT_PORT": str(self.management_port),
-            "SECONDS_PER_DOT": str(SECONDS_PER_DOT),
-            "STOP_GRACE_SECONDS": str(STOP_GRACE_SECONDS),
-            "TIMELINES_DIR": str(timelines),
-        }
-
-    def compose(self, *args, check=True, timeout=300, **kwargs):
-        result = self.run(["docker", "compose", *args], timeout=timeout, **kwargs)
-        if check and result.returncode != 0:
-            pytest.fail(f"docker compose {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-        return result
-
-    def run(self, command, timeout=120, env=None, **kwargs):
-        return subprocess.run(
-            command,
-            check=False,
-            cwd=self.root,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kwargs,
+        super().__init__(
+            f"lab-test-{os.getpid()}",
+            timelines,
+            root,
+            SECONDS_PER_DOT=str(SECONDS_PER_DOT),
+            STOP_GRACE_SECONDS=str(STOP_GRACE_SECONDS),
         )
+
+    def failed(self, message):
+        pytest.fail(message)
 
     @contextmanager
     def sending(self, *args, **popen):
@@ -106,21 +71,6 @@ class Lab:
         self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
         self.wait_for(lambda: self.queue()[1] == consumers, f"{consumers} consumers attached")
 
-    def connect(self):
-        """A connection to the test stack's broker, as the lab user."""
-        credentials = pika.PlainCredentials(self.user, self.password)
-        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.amqp_port, credentials=credentials))
-
-    def queue(self):
-        """(messages ready, consumers) of task_queue, exact, straight from the broker."""
-        with self.connect() as connection:
-            declared = connection.channel().queue_declare("task_queue", passive=True)
-            return declared.method.message_count, declared.method.consumer_count
-
-    def purge(self):
-        with self.connect() as connection:
-            connection.channel().queue_purge("task_queue")
-
     def management(self, path, user=None, password=None, method="GET", body=None):
         """A request to the management API on 127.0.0.1: (status, JSON body or None)."""
         login = f"{user or self.user}:{password or self.password}".encode()
@@ -149,18 +99,6 @@ class Lab:
         for task, worker in re.findall(r"\[x\] Done '(.*)' \(([^,]+),", self.consumer_logs(since)):
             finished.setdefault(worker, []).append(task)
         return finished
-
-    @staticmethod
-    def wait_for(condition, what, timeout=60, interval=0.25):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if condition():
-                    return
-            except (pika.exceptions.AMQPError, OSError):
-                pass  # not ready yet
-            time.sleep(interval)
-        pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="session")

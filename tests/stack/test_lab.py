@@ -5,7 +5,8 @@ import re
 import subprocess
 import time
 
-from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS, read_dotenv
+from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS
+from labstack import service_environment
 
 
 def test_three_workers_share_six_tasks_two_each(lab):
@@ -126,7 +127,8 @@ def test_management_api_answers_guest_on_loopback_and_refuses_a_wrong_password(l
 def test_task_queue_consumer_timeout_is_a_minute_above_the_longest_task(lab):
     status, policy = lab.management("policies/%2F/task-queue")
     assert status == 200
-    longest_task_seconds = int(read_dotenv()["MAX_DOTS_PER_TASK"]) * SECONDS_PER_DOT
+    broker = service_environment("rabbitmq", lab.env)
+    longest_task_seconds = int(broker["MAX_DOTS_PER_TASK"]) * float(broker["SECONDS_PER_DOT"])
     assert policy["definition"]["consumer-timeout"] == (longest_task_seconds + 60) * 1000
 
 

@@ -1,0 +1,71 @@
+"""The timeline chart: each run's workers as rows of bars, one bar per task,
+drawn with matplotlib and saved as a PNG."""
+
+from analysis import makespan, per_worker, sequence_number, span
+
+CUT_COLOR, FAULT_COLOR = "lightgray", "crimson"
+
+
+def label_color(face):
+    """Black or white, whichever contrasts more with the colour `face` (WCAG relative luminance)."""
+    from matplotlib.colors import to_rgb  # noqa: PLC0415 - see timeline_figure
+
+    red, green, blue = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(face))
+    return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.179 else "white"
+
+
+def timeline_figure(runs):
+    """Each (title, segments, marks) run as a timeline chart, one above the other, on one time scale."""
+    import matplotlib  # noqa: PLC0415 - imported only when a chart is drawn: it is slow to load
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    rows = sum(len(per_worker(records)) for _title, records, _marks in runs)
+    figure, axes = plt.subplots(len(runs), 1, figsize=(11, 1.4 + 0.5 * rows + 0.6 * len(runs)), squeeze=False)
+    longest = max(makespan(records) for _title, records, _marks in runs)
+    legend = [
+        Patch(facecolor="C0", edgecolor="white", label="done"),
+        Patch(facecolor="C0", edgecolor="white", hatch="//", label="redelivered (hatched)"),
+        Patch(facecolor=CUT_COLOR, edgecolor="white", hatch="xx", label="cut short"),
+    ]
+    for axis, (title, records, marks) in zip(axes[:, 0], runs, strict=True):
+        start, _end = span(records)
+        workers = per_worker(records)
+        for row, (tasks, _busy) in enumerate(workers.values()):
+            for record in tasks:
+                left, length = record["started"] - start, record["finished"] - record["started"]
+                color = CUT_COLOR if record.get("cut") else f"C{row % 10}"
+                hatch = "xx" if record.get("cut") else "//" if record["redelivered"] else None
+                axis.broken_barh([(left, length)], (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
+                label = str(sequence_number(record))
+                axis.text(left + length / 2, row, label, ha="center", va="center", color=label_color(color), fontsize=8)
+        for index, mark in enumerate(marks):
+            axis.axvline(mark["at"] - start, color=FAULT_COLOR, linestyle="--", linewidth=1.2)
+            axis.annotate(  # each label a line lower than the last, so that close marks' labels do not overlap
+                mark["label"], (mark["at"] - start, 1), xycoords=("data", "axes fraction"), xytext=(3, -3 - 11 * index),
+                textcoords="offset points", ha="left", va="top", color=FAULT_COLOR, fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+            )  # fmt: skip
+        fault = [Line2D([], [], color=FAULT_COLOR, linestyle="--", label="fault")] if marks else []
+        axis.legend(handles=legend + fault, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+        axis.set_yticks(range(len(workers)), list(workers))
+        axis.invert_yaxis()
+        axis.set_title(f"{title}: makespan {makespan(records):.1f} s")
+        axis.set_xlabel("seconds since the first task started")
+        axis.set_xlim(0, longest * 1.02)
+        axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def save_png(path, runs):
+    """Save the timeline_figure of the runs as a PNG."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - see timeline_figure
+
+    figure = timeline_figure(runs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,119 @@
+"""Collecting the workers' records of one batch over AMQP.
+
+Workers publish JSON records to the queue a task names in its reply_to
+property when they start a task that takes time and when they finish (or
+reject) any task, several records to a message (a JSON list) when tasks finish
+fast. analysis.py says what they mean.
+"""
+
+import base64
+import json
+import os
+import time
+import urllib.request
+
+import pika
+
+from analysis import finished_tasks, in_progress
+from publisher import reconnecting
+from queues import QUEUE
+
+QUIET_SECONDS = 3
+# The management API's queue figures can lag several seconds (seen: 5 s after workers
+# reconnect): task_queue counts as idle once it has looked idle for this long.
+IDLE_FOR_SECONDS = 6
+
+
+class EventListener:
+    """The records of one batch, from a queue of the batch's own that its tasks name
+    in their reply_to property.
+
+    The queue is declared before the tasks are sent, so no record is missed.
+    It is durable and deleted only after going unused for 10 minutes, so the
+    records survive a lost connection or a broker restart while waiting.
+    """
+
+    QUEUE_ARGUMENTS = {"x-queue-type": "classic", "x-expires": 10 * 60 * 1000}
+
+    def __init__(self, parameters, batch):
+        self.parameters, self.batch = parameters, batch
+        self.queue = f"task-records.{batch}"
+        with pika.BlockingConnection(parameters) as connection:
+            self.declare(connection.channel())
+
+    def declare(self, channel):
+        channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
+
+    def collect(self, count, timeout, progress, queue_is_idle=lambda: False, stop_requested=lambda: None):
+        """The events of the batch until `count` different tasks are done (or rejected),
+        or `timeout` seconds pass, or no record has come for QUIET_SECONDS while
+        `queue_is_idle()` says task_queue holds nothing ready or unacknowledged: the
+        tasks not heard of were taken by consumers that send no records.
+
+        Returns (events, how it ended: "finished", "left the queue", "stopped" or "timed out")."""
+        events, seen, done = [], set(), set()
+        deadline = time.monotonic() + timeout
+        idle = SustainedIdle(queue_is_idle)
+        heard = time.monotonic()
+        ended = "timed out"
+        for attempt in reconnecting("lost the connection while waiting for the records"):
+            with attempt, pika.BlockingConnection(self.parameters) as connection:
+                channel = connection.channel()
+                self.declare(channel)
+                for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
+                    if body is not None:
+                        heard = time.monotonic()
+                        idle.reset()
+                        for event in json.loads(body):
+                            key = (event["event"], event["message_id"], event["worker"], event["started"])
+                            if event.get("batch") == self.batch and key not in seen:  # not one redelivered
+                                seen.add(key)  # after a lost connection
+                                events.append(event)
+                                done = finished_tasks(events)
+                                progress(event, len(done))
+                        channel.basic_ack(method.delivery_tag)
+                    if len(done) >= count:
+                        ended = "finished"
+                    elif time.monotonic() - heard >= QUIET_SECONDS and not in_progress(events) and idle():
+                        ended = "left the queue"
+                    elif stop_requested():
+                        ended = "stopped"
+                    elif time.monotonic() <= deadline:
+                        continue
+                    break
+                channel.cancel()
+                channel.queue_delete(self.queue)
+        return events, ended
+
+
+class SustainedIdle:
+    """Whether `looks_idle()` has said yes at every check for IDLE_FOR_SECONDS."""
+
+    def __init__(self, looks_idle):
+        self.looks_idle, self.since = looks_idle, None
+
+    def reset(self):
+        self.since = None
+
+    def __call__(self):
+        if not self.looks_idle():
+            self.reset()
+            return False
+        self.since = self.since or time.monotonic()
+        return time.monotonic() - self.since >= IDLE_FOR_SECONDS
+
+
+def task_queue_is_idle(env=os.environ):
+    """Whether task_queue holds nothing ready and nothing unacknowledged, as the
+    management API sees it. False when the API cannot tell."""
+    login = f"{env.get('RABBITMQ_DEFAULT_USER', '')}:{env.get('RABBITMQ_DEFAULT_PASS', '')}".encode()
+    request = urllib.request.Request(
+        f"http://{env.get('RABBITMQ_HOST', 'rabbitmq')}:15672/api/queues/%2F/{QUEUE}",
+        headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            queue = json.load(response)
+    except (OSError, ValueError):
+        return False
+    return queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0

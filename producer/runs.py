@@ -1,0 +1,75 @@
+"""Saved runs: a batch's records kept as timelines/NAME.json with its chart
+NAME.png, and the fault marks a demo noted beside them in NAME.marks."""
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import chart
+from analysis import done_records, segments
+
+TIMELINES = Path("timelines")
+
+
+def shown(path):
+    """A saved file's path as the caller of send.sh can use it (they may stand elsewhere)."""
+    return Path(os.environ.get("TIMELINES_SHOWN_AS", TIMELINES)) / path.relative_to(TIMELINES)
+
+
+def load(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"report.py: cannot read the run {path}: {exc}") from exc
+
+
+def save_run(name, run):
+    """Keep a run, with the faults marked on it, as timelines/NAME.json and, if any
+    task was done, timelines/NAME.png. Returns the PNG's path, or None."""
+    run = {**run, "marks": marks_of({**run, "name": name})}
+    TIMELINES.mkdir(parents=True, exist_ok=True)
+    (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
+    if not done_records(run["events"]):
+        return None
+    png = TIMELINES / f"{name}.png"
+    chart.save_png(png, [(name, segments(run["events"]), run["marks"])])
+    return png
+
+
+def moment(value):
+    """Epoch seconds, from a number or from an ISO 8601 time such as docker inspect's."""
+    try:
+        return float(value)
+    except ValueError:
+        return datetime.fromisoformat(value).timestamp()
+
+
+def read_marks(path):
+    """The moments in a NAME.marks file, a JSON object a line: {"at": epoch seconds or
+    an ISO 8601 time, "label": "killed consumer-3"}. No file, or a line that is not
+    such an object, gives no mark: a chart without its marks beats no chart."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, ValueError):
+        return []
+    marks = []
+    for line in lines:
+        try:
+            mark = json.loads(line)
+            marks.append({"at": moment(mark["at"]), "label": str(mark["label"])})
+        except (ValueError, TypeError, KeyError):
+            continue
+    return marks
+
+
+def marks_of(run):
+    """The faults marked on a run: saved with it, else those in timelines/NAME.marks
+    that fall within the run (the file may be left over from an earlier run)."""
+    if "marks" in run:
+        return run["marks"]
+    if not run.get("name") or not run["events"]:
+        return []
+    start = min(event["started"] for event in run["events"])
+    end = max(event.get("finished", event["started"]) for event in run["events"])
+    return [mark for mark in read_marks(TIMELINES / f"{run['name']}.marks") if start <= mark["at"] <= end]

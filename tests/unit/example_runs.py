@@ -1,0 +1,54 @@
+"""Records of small runs, for the tests of what the lab makes of them."""
+
+BATCH = "b1"
+
+
+def record(number, worker, started, finished, redelivered=False):
+    return {
+        "event": "done", "worker": worker, "task": f"Task {number}", "message_id": f"{BATCH}.{number}",
+        "batch": BATCH, "redelivered": redelivered, "started": started, "finished": finished,
+    }  # fmt: skip
+
+
+def schedule(assignments):
+    """Records for tasks run back to back: {worker: [(number, seconds), ...]}."""
+    records = []
+    for worker, tasks in assignments.items():
+        clock = 100.0
+        for number, seconds in tasks:
+            records.append(record(number, worker, clock, clock + seconds))
+            clock += seconds
+    return records
+
+
+# GUIDE's example: tasks [1,1,6]x3 on 3 workers.
+ROUND_ROBIN = schedule({"consumer-1": [(1, 1), (4, 1), (7, 1)], "consumer-2": [(2, 1), (5, 1), (8, 1)],
+                        "consumer-3": [(3, 6), (6, 6), (9, 6)]})  # fmt: skip
+FAIR = schedule({"consumer-1": [(1, 1), (4, 1), (6, 6)], "consumer-2": [(2, 1), (5, 1), (7, 1), (8, 1), (9, 6)],
+                 "consumer-3": [(3, 6)]})  # fmt: skip
+
+
+def started(done_record):
+    return {key: value for key, value in done_record.items() if key != "finished"} | {"event": "started"}
+
+
+# consumer-1 dies in the middle of task 3; the broker redelivers it to consumer-2.
+CUT = {**started(record(3, "consumer-1", 100, 0)), "started": 100.0}
+CRASH = [
+    started(record(1, "consumer-2", 100, 101)),
+    record(1, "consumer-2", 100, 101),
+    CUT,
+    started(record(3, "consumer-2", 101, 103, redelivered=True)),
+    record(3, "consumer-2", 101, 103, redelivered=True),
+    {**record(2, "consumer-3", 100, 100), "event": "rejected", "reason": "not valid UTF-8 text"},
+]
+
+
+# consumer-1 starts task 1 first and dies; task 2 starts later; task 1 is done again last.
+CUT_FIRST = [
+    started(record(1, "consumer-1", 100, 0)),
+    started(record(2, "consumer-2", 102, 104)),
+    record(2, "consumer-2", 102, 104),
+    started(record(1, "consumer-3", 105, 107, redelivered=True)),
+    record(1, "consumer-3", 105, 107, redelivered=True),
+]

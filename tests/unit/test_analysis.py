@@ -1,0 +1,53 @@
+"""What the records say: the analysis, pure functions of the records."""
+
+import analysis
+from example_runs import CRASH, FAIR, ROUND_ROBIN, record
+
+
+def test_makespan_and_lower_bound_of_the_guide_example():
+    assert analysis.makespan(ROUND_ROBIN) == 18
+    assert analysis.makespan(FAIR) == 10
+    assert analysis.lower_bound(ROUND_ROBIN, 3) == analysis.lower_bound(FAIR, 3) == 8  # max(24/3, 6)
+
+
+def test_per_worker_load_in_natural_order():
+    workers = analysis.per_worker(ROUND_ROBIN + [record(10, "consumer-10", 100, 101)])
+    assert list(workers) == ["consumer-1", "consumer-2", "consumer-3", "consumer-10"]
+    tasks, busy = workers["consumer-3"]
+    assert [analysis.sequence_number(r) for r in tasks] == [3, 6, 9] and busy == 18
+
+
+def test_round_robin_is_recognised_and_fair_dispatch_is_not():
+    assert analysis.round_robin_offsets(ROUND_ROBIN, 3) == {"consumer-1": 1, "consumer-2": 2, "consumer-3": 3}
+    assert analysis.round_robin_offsets(FAIR, 3) is None
+
+
+def test_a_redelivered_task_counts_once_in_the_records():
+    events = [*ROUND_ROBIN, {**ROUND_ROBIN[0], "worker": "consumer-2", "redelivered": True}]
+    events.append({**ROUND_ROBIN[1], "event": "started"})
+    assert len(analysis.done_records(events)) == 9
+
+
+def test_tally_answers_what_was_lost():
+    assert analysis.tally({"sent": 4, "events": CRASH}) == {
+        "sent": 4, "done": 2, "rejected": 1, "lost": 1, "done more than once": 0, "redelivered": 1,
+    }  # fmt: skip
+
+
+def test_a_redelivered_task_that_took_no_time_counts_as_redelivered_once():
+    # A worker sends no "started" record for a task without work: its "done" record is the attempt.
+    quick = [record(1, "consumer-1", 100, 100, redelivered=True), record(2, "consumer-2", 100, 100)]
+    assert analysis.tally({"sent": 2, "events": quick})["redelivered"] == 1
+
+
+def test_a_task_done_twice_is_counted_once_and_flagged():
+    twice = [*CRASH, record(1, "consumer-3", 104, 105, redelivered=True)]
+    figures = analysis.tally({"sent": 3, "events": twice})
+    assert (figures["done"], figures["done more than once"], figures["lost"]) == (2, 1, 0)
+
+
+def test_an_attempt_under_way_keeps_the_batch_open():
+    started = {"event": "started", "message_id": "b.1", "worker": "w1", "started": 1.0}
+    assert analysis.in_progress([started]) == {("b.1", "w1", 1.0)}
+    assert analysis.in_progress([started, {**started, "event": "cut", "reason": "stopped"}]) == set()
+    assert analysis.in_progress([started, {**started, "event": "done", "finished": 2.0}]) == set()

@@ -1,0 +1,32 @@
+"""The timeline chart: its legend, and labels that read well on their bars."""
+
+import analysis
+import chart
+from example_runs import CRASH, schedule
+
+
+def contrast(first, second):
+    """WCAG contrast ratio of two matplotlib colours (4.5 and up reads well)."""
+    from matplotlib.colors import to_rgb  # noqa: PLC0415
+
+    def luminance(color):
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(color)]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_chart_has_a_legend_and_every_bar_label_reads_well_on_its_bar():
+    events = [*CRASH, *schedule({f"consumer-{n}": [(n, 1)] for n in range(4, 14)})]  # 12 rows: every colour
+    figure = chart.timeline_figure([("all", analysis.segments(events), [])])
+    axis = figure.axes[0]
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == [
+        "done", "redelivered (hatched)", "cut short"
+    ]  # fmt: skip
+    labels = [text for text in axis.texts if text.get_text().isdigit()]
+    assert len(labels) == 13  # tasks 1 to 13, and task 3 cut short
+    for text in labels:
+        (bar,) = [c for c in axis.collections if c.get_paths()[0].get_extents().contains(*text.get_position())]
+        assert contrast(text.get_color(), bar.get_facecolor()[0]) >= 4.5, text.get_text()
+    assert any(text.get_text() == "3" and text.get_color() == "black" for text in labels)  # on the grey cut bar

@@ -1,0 +1,139 @@
+"""What the lab prints: the table, the timeline, the tally, the round-robin verdict."""
+
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+import analysis
+import chart
+import display
+import runs
+from example_runs import BATCH, CRASH, CUT, CUT_FIRST, FAIR, ROUND_ROBIN, record
+
+
+def table(events):
+    """The table and the makespan line as print_run shows them, without the padding of the last column."""
+    console = Console(file=io.StringIO(), width=120)
+    console.print(display.worker_table(analysis.done_records(events)))
+    lines = [line.rstrip() for line in console.file.getvalue().splitlines()]
+    return "\n".join([*lines, display.makespan_line(events)])
+
+
+def test_table_names_each_workers_tasks_and_the_numbers():
+    lines = table(ROUND_ROBIN).splitlines()
+    assert lines[1] == "consumer-1       3     3.0  Task 1, Task 4, Task 7"
+    assert lines[3] == "consumer-3       3    18.0  Task 3, Task 6, Task 9"
+    assert lines[-1] == "makespan 18.0 s for 9 tasks on 3 workers; lower bound 8.0 s (ratio 2.25)"
+
+
+def test_a_run_of_tasks_with_no_work_is_reported_with_its_chart(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    quick = [record(n, f"consumer-{n}", 100.0 + n / 1000, 100.0 + n / 1000) for n in (1, 2, 3)]
+    run = {"name": "quick", "batch": BATCH, "workers": 3, "sent": 3, "events": quick}
+    display.print_run(run)
+    out = capsys.readouterr().out
+    assert "lower bound 0.0 s\n" in out and "sent 3, done 3, rejected 0, lost 0" in out
+    assert runs.save_run("quick", run).read_bytes().startswith(b"\x89PNG")
+
+
+def test_text_timeline_draws_each_task_where_and_as_long_as_it_ran():
+    rows = display.text_timeline(FAIR, width=60).splitlines()
+    # 60 columns for 10 s: a 6 s task is 36 columns wide.
+    assert rows[2] == "consumer-3  |[================3=================]" + " " * 24 + "|"
+    assert rows[0].startswith("consumer-1  |[=1==][=4==][================6=================]")
+    assert rows[-1].endswith("10.0 s")
+
+
+@pytest.mark.parametrize(("events", "code"), [(ROUND_ROBIN, 0), (FAIR, 1)])
+def test_round_robin_command_says_whether_tasks_were_dealt_in_turn(capsys, events, code):
+    assert display.explain_round_robin({"workers": 3, "events": events}) == code
+    assert ("Round-robin:" in capsys.readouterr().out) is (code == 0)
+
+
+def test_an_attempt_cut_short_is_found_and_drawn_until_the_next_attempt():
+    assert analysis.interrupted(CRASH) == [(CUT, 101.0)]
+    cut = [segment for segment in analysis.segments(CRASH) if segment.get("cut")]
+    assert len(cut) == 1 and (cut[0]["worker"], cut[0]["finished"]) == ("consumer-1", 101.0)
+    rows = display.text_timeline(analysis.segments(CRASH), width=30).splitlines()
+    assert rows[0] == "consumer-1  |[~~~3~~~~]" + " " * 20 + "|"  # 1 s of 3 s on 30 columns
+
+
+def test_a_run_where_every_task_was_rejected_is_reported_without_a_chart(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    rejected = {**record(1, "consumer-1", 100, 100), "event": "rejected", "reason": "an empty task"}
+    run = {"name": "poison", "batch": BATCH, "workers": 1, "sent": 1, "events": [rejected]}
+    display.print_run(run)
+    out = capsys.readouterr().out
+    assert "task 1 was rejected by consumer-1: an empty task" in out
+    assert "sent 1, done 0, rejected 1, lost 0" in out
+    assert runs.save_run("poison", run) is None and (tmp_path / "poison.json").exists()
+
+
+def test_one_makespan_from_the_first_attempt_started_even_one_cut_short(capsys):
+    assert analysis.makespan(analysis.segments(CUT_FIRST)) == 7  # not 5, from task 2's start
+    display.print_run({"workers": 3, "sent": 2, "events": CUT_FIRST})
+    out = capsys.readouterr().out
+    assert "makespan 7.0 s for 2 tasks" in out and out.rstrip().endswith("7.0 s")  # the table, the timeline
+    figure = chart.timeline_figure([("cut", analysis.segments(CUT_FIRST), [])])
+    assert figure.axes[0].get_title() == "cut: makespan 7.0 s"
+
+
+def test_workers_are_counted_from_the_records_not_from_those_attached_at_sending(capsys):
+    late = {"workers": 1, "sent": 9, "events": ROUND_ROBIN}  # the others attached after the send
+    display.print_run(late)
+    assert "makespan 18.0 s for 9 tasks on 3 workers; lower bound 8.0 s (ratio 2.25)" in capsys.readouterr().out
+    assert display.explain_round_robin(late) == 0
+    alone = [record(1, "consumer-1", 100, 101)]
+    assert table(alone).endswith("on 1 worker; lower bound 1.0 s (ratio 1.00)")
+
+
+def test_piped_a_small_send_prints_the_tutorials_line_per_task(capsys, monkeypatch):
+    monkeypatch.delenv("LAB_TERMINAL", raising=False)
+    progress = display.SendProgress(2)
+    for text in (b"Task 1.", b"Task 2."):
+        progress(("task_queue", text, None))
+    progress.close()
+    assert capsys.readouterr().out == "[x] Sent 'Task 1.'\n[x] Sent 'Task 2.'\n"
+
+
+def test_piped_a_long_send_prints_lines_with_the_rate_not_a_bar(capsys, monkeypatch):
+    monkeypatch.delenv("LAB_TERMINAL", raising=False)
+    progress = display.SendProgress(1000)
+    for _ in range(1000):
+        progress(("task_queue", b"Task.", None))
+    progress.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("  1,000/1,000 sent, ") and lines[-1].endswith(" msg/s")
+    assert len(lines) <= 2  # a line every few seconds, and the last
+
+
+def test_piped_waiting_prints_a_line_per_task_done_and_each_rejected(capsys, monkeypatch):
+    monkeypatch.delenv("LAB_TERMINAL", raising=False)
+    progress = display.WaitProgress(2)
+    progress({"event": "started", "message_id": "b.1", "task": "A.", "worker": "w1"}, 0)
+    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1"}, 1)
+    progress({"event": "rejected", "message_id": "b.2", "task": "B", "worker": "w2", "reason": "poison"}, 2)
+    progress.close()
+    assert capsys.readouterr().out.splitlines() == [
+        "  1/2 done: 'A.' by w1 (0.0 s)",
+        "  [!] 'B' rejected by w2: poison",
+    ]
+
+
+def test_on_a_terminal_waiting_shows_a_bar_with_the_rate_and_time_left(capsys, monkeypatch):
+    monkeypatch.setenv("LAB_TERMINAL", "1")  # what scripts/send.sh passes when its output is a terminal
+    progress = display.WaitProgress(2)
+    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1"}, 1)
+    progress.close()
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out)  # without the colours
+    assert "1/2 done, 0 running," in out and "tasks/s," in out and "left" in out
+    assert "done: 'A.'" not in out
+
+
+def test_the_table_lists_the_first_task_names_of_a_long_batch():
+    tasks = [{"task": f"Task {number}."} for number in range(1, 2001)]
+    assert (
+        display.task_names(tasks) == "Task 1, Task 2, Task 3, Task 4, Task 5, Task 6, Task 7, Task 8, … and 1,992 more"
+    )

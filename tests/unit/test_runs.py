@@ -1,0 +1,58 @@
+"""Saved runs and the fault marks a demo notes beside them."""
+
+import json
+
+import analysis
+import chart
+import display
+import runs
+from example_runs import BATCH, CUT_FIRST, FAIR
+
+
+def test_runs_are_saved_as_json_and_png(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    run = {"name": "fair", "batch": BATCH, "workers": 3, "sent": 9, "events": FAIR}
+    png = runs.save_run("fair", run)
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
+    assert json.loads((tmp_path / "fair.json").read_text()) == {**run, "marks": []}  # no fault marked
+
+
+def write_marks(path, *lines):
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_marks_a_demo_noted_are_saved_with_the_run_and_drawn(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    write_marks(
+        tmp_path / "crash.marks",
+        '{"at": "1970-01-01T00:01:40.5Z", "label": "killed consumer-1"}',  # docker inspect's time, 100.5
+        '{"at": 102.25, "label": "a number"}',
+        "not JSON",
+        '{"at": "yesterday", "label": "no time"}',
+        '{"label": "no time at all"}',
+        '{"at": 50, "label": "before the run: from an earlier one"}',
+    )
+    run = {"name": "crash", "batch": BATCH, "workers": 3, "sent": 2, "events": CUT_FIRST}
+    # Under the time axis (64 columns for 7 s, after the 13 of "worker |"), at 0.5 s and 2.25 s.
+    drawn = [" " * (13 + 5) + "^ killed consumer-1", " " * (13 + 21) + "^ a number"]
+    display.print_run(run, runs.marks_of(run))  # as send.sh --wait does, before it saves the run
+    assert capsys.readouterr().out.rstrip().splitlines()[-2:] == drawn
+    png = runs.save_run("crash", run)
+    marks = [{"at": 100.5, "label": "killed consumer-1"}, {"at": 102.25, "label": "a number"}]
+    assert json.loads((tmp_path / "crash.json").read_text())["marks"] == marks and png.exists()
+    (tmp_path / "crash.marks").unlink()  # the saved run keeps them
+    saved = runs.load(tmp_path / "crash.json")
+    display.print_run(saved, runs.marks_of(saved))
+    assert capsys.readouterr().out.rstrip().splitlines()[-2:] == drawn
+    axis = chart.timeline_figure([("crash", analysis.segments(CUT_FIRST), marks)]).axes[0]
+    assert [line.get_xdata()[0] for line in axis.lines] == [0.5, 2.25]
+    assert {"killed consumer-1", "a number"} <= {text.get_text() for text in axis.texts}
+    assert [text.get_text() for text in axis.get_legend().get_texts()][-1] == "fault"
+
+
+def test_no_marks_file_or_an_unreadable_one_means_no_marks(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    run = {"name": "crash", "events": CUT_FIRST}
+    assert runs.marks_of(run) == []
+    (tmp_path / "crash.marks").write_bytes(b"\xff\xfe")
+    assert runs.marks_of(run) == []
