@@ -110,7 +110,7 @@ producer() {
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
     --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=$columns" \
     --env "TIMELINES_SHOWN_AS=$(for_caller "$timelines")" \
-    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" 2> >(sed '/^$/d' >&2) &
+    --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" 2> >(drop_empty_lines >&2) &
   producer_run=$!
   set +m
   trap 'end_producer INT 130' INT
@@ -119,6 +119,13 @@ producer() {
   wait "$producer_run" || status=$?
   trap - INT TERM HUP
   return "$status"
+}
+
+drop_empty_lines() {  # line by line, as they come (sed would buffer them in a pipe)
+  local line
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ -z "$line" ]] || printf '%s\n' "$line"
+  done
 }
 
 end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, let it report, exit STATUS
