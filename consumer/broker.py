@@ -2,6 +2,7 @@
 which errors are worth waiting out."""
 
 import logging
+import random
 
 import pika
 import tenacity
@@ -34,13 +35,19 @@ class LoginRefused(Exception):
 
 
 def connection_parameters(config):
-    return pika.ConnectionParameters(
-        host=config.host,
-        port=config.port,
-        credentials=pika.PlainCredentials(config.user, config.password),
-        client_properties={"connection_name": config.worker_name},
-        heartbeat=config.heartbeat_seconds,
-    )
+    """One set of parameters per broker host, in a random order: the workers of
+    a cluster spread across its nodes, and each tries the others when its own is gone."""
+    hosts = random.sample(config.hosts, len(config.hosts))
+    return [
+        pika.ConnectionParameters(
+            host=host,
+            port=config.port,
+            credentials=pika.PlainCredentials(config.user, config.password),
+            client_properties={"connection_name": config.worker_name},
+            heartbeat=config.heartbeat_seconds,
+        )
+        for host in hosts
+    ]
 
 
 def declare_queues(channel):
@@ -114,12 +121,27 @@ def connection_retrying(stop_event, describe_target):
     )
 
 
+def open_first(parameters):
+    """A connection to the first broker in the list that takes one, as pika's
+    BlockingConnection does given the list, but logging which broker it is."""
+    for number, each in enumerate(parameters, start=1):
+        try:
+            connection = pika.BlockingConnection(each)
+        except (AMQPConnectionError, OSError) as exc:
+            if number == len(parameters) or is_login_refused(exc):
+                raise
+            continue
+        if len(parameters) > 1:
+            log.info("[*] %s connected to %s", each.client_properties["connection_name"], each.host)
+        return connection
+
+
 def connect(parameters, stop_event):
-    """A connection, once the broker takes one; None if asked to stop meanwhile.
-    Raises LoginRefused when the broker refuses the credentials."""
-    target = f"{parameters.host}:{parameters.port}"
+    """A connection to one of the brokers, once one takes it; None if asked to stop
+    meanwhile. Raises LoginRefused when the broker refuses the credentials."""
+    target = ", ".join(f"{each.host}:{each.port}" for each in parameters)
     try:
-        return connection_retrying(stop_event, target)(pika.BlockingConnection, parameters)
+        return connection_retrying(stop_event, target)(open_first, parameters)
     except (AMQPConnectionError, OSError) as exc:
         if is_login_refused(exc):
             raise LoginRefused(short_error(exc)) from exc

@@ -31,7 +31,7 @@ import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import report
-from publisher import Publisher, SendFailed, StopRequested, describe
+from publisher import Publisher, SendFailed, StopRequested, broker_hosts, describe
 
 QUEUE = "task_queue"
 # Exactly the official tutorial's declaration (see consumer/worker.py).
@@ -250,15 +250,20 @@ def parse_args(argv):
 
 
 def connection_parameters(env=os.environ):
+    """One set of parameters per broker host, in a random order; pika tries them in turn."""
     missing = [name for name in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS") if not env.get(name)]
     if missing:
         raise InputError(f"{' and '.join(missing)} not set (they come from .env)")
-    return pika.ConnectionParameters(
-        host=env.get("RABBITMQ_HOST", "rabbitmq"),
-        port=int(env.get("RABBITMQ_PORT", "5672")),
-        credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
-        client_properties={"connection_name": "producer"},
-    )
+    hosts = broker_hosts(env)
+    return [
+        pika.ConnectionParameters(
+            host=host,
+            port=int(env.get("RABBITMQ_PORT", "5672")),
+            credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
+            client_properties={"connection_name": "producer"},
+        )
+        for host in random.sample(hosts, len(hosts))
+    ]
 
 
 # --- Sending -------------------------------------------------------------------------
@@ -382,7 +387,7 @@ def main(argv=None):
         print(f"new_task.py: {exc}", file=sys.stderr)
         return 2
     stop = StopOnSignals()
-    broker = f"{parameters.host}:{parameters.port}"
+    broker = ", ".join(f"{each.host}:{each.port}" for each in parameters)
     try:
         run = send(parameters, args, count, tasks, stop)
     except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:

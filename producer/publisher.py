@@ -13,6 +13,7 @@ run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
+import os
 import time
 from collections import deque
 
@@ -30,6 +31,12 @@ STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
 RECONNECT_FOR_SECONDS = 120
 
 log = logging.getLogger("publisher")
+
+
+def broker_hosts(env=os.environ):
+    """RABBITMQ_HOSTS, comma-separated (a cluster's nodes), else RABBITMQ_HOST, else the lab's broker."""
+    hosts = [host.strip() for host in env.get("RABBITMQ_HOSTS", "").split(",") if host.strip()]
+    return hosts or [env.get("RABBITMQ_HOST") or "rabbitmq"]
 
 
 def describe(exc):
@@ -98,7 +105,9 @@ class Publisher:
     calling on_confirmed(message) as the broker confirms each one."""
 
     def __init__(self, parameters, messages, on_confirmed, window=WINDOW, stop_requested=lambda: None):
-        self.parameters = parameters
+        # One broker, or a cluster's nodes: each connect takes the next in turn.
+        self.parameters = list(parameters) if isinstance(parameters, (list, tuple)) else [parameters]
+        self.connects = 0
         self.stop_requested = stop_requested  # returns why to stop (a signal's name), or None
         self.messages = iter(messages)
         self.on_confirmed = on_confirmed
@@ -127,18 +136,29 @@ class Publisher:
 
     def publish_all(self):
         try:
-            self.connect_and_publish()
+            self.connect_to_any()
         except ConnectionLost as lost:
             log.warning("[!] lost the connection while sending (%s); reconnecting", lost)
             for attempt in reconnecting("cannot reach the broker again yet"):
                 with attempt:
                     self.connect_and_publish()
 
+    def connect_to_any(self):
+        """The first connection: each broker in turn until one opens."""
+        for tries_left in reversed(range(len(self.parameters))):
+            try:
+                return self.connect_and_publish()
+            except AMQPConnectionError:
+                if not tries_left:
+                    raise
+
     def connect_and_publish(self):
         """One connection: publish until all is confirmed, or raise what went wrong."""
         self.failure = None
+        parameters = self.parameters[self.connects % len(self.parameters)]
+        self.connects += 1
         connection = pika.SelectConnection(
-            self.parameters,
+            parameters,
             on_open_callback=lambda connection: connection.channel(on_open_callback=self.on_channel_open),
             on_open_error_callback=self.on_open_error,
             on_close_callback=self.on_connection_closed,

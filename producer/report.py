@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pika
 
-from publisher import reconnecting
+from publisher import broker_hosts, reconnecting
 
 QUEUE = "task_queue"
 FINAL = ("done", "rejected")  # what can become of a task
@@ -107,18 +107,20 @@ QUIET_SECONDS = 3  # longer than the management API's figures lag behind the que
 
 def task_queue_is_idle(env=os.environ):
     """Whether task_queue holds nothing ready and nothing unacknowledged, as the
-    management API sees it. False when the API cannot tell."""
+    management API of the first broker that answers sees it. False when none can tell."""
     login = f"{env.get('RABBITMQ_DEFAULT_USER', '')}:{env.get('RABBITMQ_DEFAULT_PASS', '')}".encode()
-    request = urllib.request.Request(
-        f"http://{env.get('RABBITMQ_HOST', 'rabbitmq')}:15672/api/queues/%2F/task_queue",
-        headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            queue = json.load(response)
-    except (OSError, ValueError):
-        return False
-    return queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0
+    for host in broker_hosts(env):
+        request = urllib.request.Request(
+            f"http://{host}:15672/api/queues/%2F/task_queue",
+            headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                queue = json.load(response)
+        except (OSError, ValueError):
+            continue
+        return queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0
+    return False
 
 
 def acknowledged(events):

@@ -188,6 +188,34 @@ def test_a_broker_gone_for_longer_than_the_retries_ends_the_send_with_the_number
     assert failed.value.confirmed == publisher.confirmed == 3
 
 
+def test_a_cluster_node_down_at_the_start_or_lost_midway_is_replaced_by_the_next(monkeypatch):
+    hosts = []
+
+    class NodeOneDownNodeTwoLostAfterThreeConfirms(FakeConnection):
+        def __init__(self, parameters, **callbacks):
+            super().__init__(parameters, **callbacks)
+            hosts.append(parameters)
+
+        def run(self):
+            if hosts[-1] == "node-1":
+                self.on_open_error(self, AMQPConnectionError("Name or service not known"))
+            elif hosts[-1] == "node-2":
+                self.on_open(self)
+                for tag in (1, 2, 3):
+                    self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=tag, multiple=False)))
+                self.is_open = False
+                self.on_close(self, StreamLostError("Stream connection lost"))
+            else:
+                super().run()
+
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", NodeOneDownNodeTwoLostAfterThreeConfirms)
+    monkeypatch.setattr(publisher_module.tenacity.nap, "sleep", lambda _seconds: None)
+    publisher = Publisher(["node-1", "node-2", "node-3"], messages(10), lambda _message: None, window=5)
+    assert publisher.run() == 5  # the window out unconfirmed when node-2 went
+    assert hosts == ["node-1", "node-2", "node-3"]
+    assert publisher.confirmed == publisher.taken == 10
+
+
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
     publisher = Publisher(None, messages(2), lambda _message: None)
     publisher.connect_and_publish = publisher.take  # takes one, "ends" without a confirm
