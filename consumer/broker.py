@@ -3,6 +3,7 @@ which errors are worth waiting out."""
 
 import logging
 import random
+import re
 
 import pika
 import tenacity
@@ -25,7 +26,7 @@ DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
 # Classic: a quorum queue would drop a task handed back 20 times by scripts/dead-letters.sh list.
 DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
 RETRY_MAX_WAIT_SECONDS = 3.0
-ACCESS_REFUSED, NOT_ALLOWED, PRECONDITION_FAILED = 403, 530, 406
+ACCESS_REFUSED, NOT_FOUND, NOT_ALLOWED, PRECONDITION_FAILED = 403, 404, 530, 406
 
 log = logging.getLogger("worker")
 
@@ -34,10 +35,20 @@ class LoginRefused(Exception):
     """The broker refused the lab's credentials: retrying cannot help."""
 
 
+def broker_order(hosts, worker_name):
+    """The hosts to try, in order. Worker N (consumer-N) tries host N first, round
+    the list, so a cluster's workers spread evenly over its nodes (a random pick
+    often leaves a node without any); then the others, shuffled."""
+    number = re.search(r"-(\d+)$", worker_name)
+    first = (int(number.group(1)) - 1) % len(hosts) if number else random.randrange(len(hosts))
+    others = [host for index, host in enumerate(hosts) if index != first]
+    return [hosts[first], *random.sample(others, len(others))]
+
+
 def connection_parameters(config):
-    """One set of parameters per broker host, in a random order: the workers of
-    a cluster spread across its nodes, and each tries the others when its own is gone."""
-    hosts = random.sample(config.hosts, len(config.hosts))
+    """One set of parameters per broker host (broker_order): when its broker is
+    gone, the worker moves to the next that takes it."""
+    hosts = broker_order(config.hosts, config.worker_name)
     return [
         pika.ConnectionParameters(
             host=host,
@@ -54,8 +65,24 @@ def declare_queues(channel):
     """task_queue as the tutorial declares it, and where its rejected tasks go."""
     channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
     channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
-    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
-    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+    declare_dead_letter_queue(channel.connection.channel())
+
+
+def declare_dead_letter_queue(channel):
+    """On a channel of its own: in a cluster this classic queue lives on one node,
+    and while that node is down declaring it fails. The worker consumes all the
+    same: task_queue's at-least-once dead-lettering keeps rejected tasks until
+    the queue is back."""
+    try:
+        channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+        channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code != NOT_FOUND:
+            raise
+        log.warning("[!] %s is unreachable (%s); rejected tasks wait in %s until it is back",
+                    DEAD_LETTER_QUEUE, exc.reply_text, QUEUE)  # fmt: skip
+    else:
+        channel.close()
 
 
 def causes(exc):

@@ -56,6 +56,9 @@ class EventListener:
     def __init__(self, parameters, batch):
         self.parameters, self.batch = parameters, batch
         self.queue = f"task-records.{batch}"
+        if isinstance(parameters, list) and len(parameters) > 1:
+            # A cluster: a classic queue lives on one node, and its records would die with it.
+            self.QUEUE_ARGUMENTS = {**self.QUEUE_ARGUMENTS, "x-queue-type": "quorum"}
         with pika.BlockingConnection(parameters) as connection:
             self.declare(connection.channel())
 

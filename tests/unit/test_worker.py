@@ -39,6 +39,8 @@ def test_a_cluster_is_a_list_of_hosts_each_worker_tries_in_its_own_order():
     orders = {tuple(each.host for each in broker.connection_parameters(config)) for _ in range(50)}
     assert len(orders) > 1
     assert all(sorted(order) == sorted(config.hosts) for order in orders)
+    firsts = [broker.broker_order(config.hosts, f"consumer-{number}")[0] for number in range(1, 7)]
+    assert firsts == list(config.hosts) * 2
 
 
 def test_the_first_broker_that_answers_is_used(monkeypatch):
