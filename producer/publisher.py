@@ -29,6 +29,7 @@ from pika.spec import Basic
 WINDOW = 1000
 STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
 RECONNECT_FOR_SECONDS = 120
+NACK_RETRY_SECONDS, NACK_PAUSE_SECONDS = 600, 5
 
 log = logging.getLogger("publisher")
 
@@ -121,6 +122,7 @@ class Publisher:
         self.next_tag = 1
         self.failure = None
         self.finished = False
+        self.nacked_since = None  # when the broker began to nack (monotonic), None after an ack
 
     def run(self):
         """Publish every message; returns how many had to be sent again after a lost
@@ -255,14 +257,31 @@ class Publisher:
         else:
             tags = [confirm.delivery_tag]
         if isinstance(confirm, Basic.Nack):
-            self.failure = ChannelRefused(NackError([self.unconfirmed[tag] for tag in tags]))
-            self.channel.connection.close()
+            self.on_nack(tags)
             return
+        self.nacked_since = None
         for tag in tags:
             message = self.unconfirmed.pop(tag)
             self.confirmed += 1
             self.on_confirmed(message)
         self.publish_more()
+
+    def on_nack(self, tags):
+        """The broker could not store these messages. On a cluster that is task_queue
+        without a majority of its members up (RabbitMQ nacks after a minute): send them
+        again, for NACK_RETRY_SECONDS, then give up."""
+        now = time.monotonic()
+        self.nacked_since = self.nacked_since or now
+        if now - self.nacked_since > NACK_RETRY_SECONDS:
+            self.failure = ChannelRefused(NackError([self.unconfirmed[tag] for tag in tags]))
+            self.channel.connection.close()
+            return
+        log.warning("[!] the broker could not store %d messages (nack): on a cluster, the queue has no majority "
+                    "of its nodes up (scripts/doctor.sh); sending them again in %d s, %d of the tasks confirmed "
+                    "so far", len(tags), NACK_PAUSE_SECONDS, self.confirmed)  # fmt: skip
+        self.resent += len(tags)
+        self.to_send_again.extend(self.unconfirmed.pop(tag) for tag in tags)
+        self.channel.connection.ioloop.call_later(NACK_PAUSE_SECONDS, self.publish_more)
 
 
 class ChannelRefused(Exception):

@@ -216,6 +216,24 @@ def test_a_cluster_node_down_at_the_start_or_lost_midway_is_replaced_by_the_next
     assert publisher.confirmed == publisher.taken == 10
 
 
+def test_messages_the_broker_nacks_are_sent_again_until_it_takes_them(monkeypatch):
+    class NacksTheFirstTwo(FakeConnection):
+        def run(self):
+            self.on_open(self)
+            self.on_confirm(SimpleNamespace(method=Basic.Nack(delivery_tag=2, multiple=True)))
+            self.run_timers()  # the pause, then the two again
+            tag = 2
+            while self.is_open:
+                tag += 1
+                self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=tag, multiple=False)))
+
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", NacksTheFirstTwo)
+    confirmed = []
+    publisher = Publisher(None, messages(4), confirmed.append, window=2)
+    assert publisher.run() == 2
+    assert sorted(confirmed) == sorted(messages(4))
+
+
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
     publisher = Publisher(None, messages(2), lambda _message: None)
     publisher.connect_and_publish = publisher.take  # takes one, "ends" without a confirm
