@@ -271,7 +271,7 @@ if ((docker_ok && compose_ok)); then
 else
   verdict SKIP broker "not checked (no Docker engine or Compose v2)"
 fi
-if ((broker_ok)) && docker compose config --services 2>/dev/null | grep -q -x rabbitmq-2; then
+if ((broker_ok)) && [[ " $(docker compose config --services 2>/dev/null | xargs) " == *" rabbitmq-2 "* ]]; then
   check_cluster
 fi
 if ((broker_ok && cluster_ok)); then

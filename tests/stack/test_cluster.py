@@ -2,6 +2,7 @@
 every node, and a node killed or stopped mid-batch loses no task. Prints the figures."""
 
 import os
+import re
 import subprocess
 import time
 
@@ -11,6 +12,7 @@ from conftest import ROOT, Lab
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 TASKS = 30
+CONFIRMED = r"Sent (\d+) tasks? to task_queue in .*, each persistent and confirmed"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def figures(lab, name, out):
             done.setdefault(event["message_id"], []).append(event)
     return {
         "sent": run["sent"],
-        "confirmed": int(out.split("Sent ", 1)[1].split()[0]) if "each persistent and confirmed" in out else 0,
+        "confirmed": int(confirmed.group(1)) if (confirmed := re.search(CONFIRMED, out)) else 0,
         "done": len(done),
         "lost": run["sent"] - len(done),
         "done more than once": sum(len(events) > 1 for events in done.values()),
