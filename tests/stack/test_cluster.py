@@ -32,13 +32,20 @@ def cluster(tmp_path_factory):
         lab.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
 
 
+class NoNodeAnswers(OSError):
+    """No running node could run the command (all down, or still booting): wait_for retries."""
+
+
 def ctl(lab, *command):
-    """rabbitmqctl or rabbitmq-queues on the first node that runs, its rows split on tabs."""
+    """rabbitmqctl or rabbitmq-queues on the first running node where it works, its rows split on tabs."""
     running = lab.compose("ps", "--status", "running", "--format", "{{.Service}}").stdout.split()
-    node = next(node for node in NODES if node in running)
-    result = lab.compose("exec", "-T", node, *command, "--silent", check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+    errors = []
+    for node in (node for node in NODES if node in running):
+        result = lab.compose("exec", "-T", node, *command, "--silent", check=False)
+        if result.returncode == 0:
+            return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+        errors.append(f"{node}: {result.stderr.strip()[:300]}")
+    raise NoNodeAnswers("; ".join(errors) or "no node runs")
 
 
 def members(lab):
