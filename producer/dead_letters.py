@@ -13,11 +13,10 @@ import argparse
 import sys
 from datetime import datetime
 
-import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 from new_task import QUEUE, QUEUE_ARGUMENTS, connection_parameters
-from publisher import describe
+from publisher import blocking_connection, describe
 
 DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
 # Classic, not quorum: a quorum queue drops a message handed back 20 times,
@@ -81,7 +80,7 @@ def main(argv=None):
     parser.add_argument("action", choices=["list", "requeue"])
     args = parser.parse_args(argv)
     try:
-        with pika.BlockingConnection(connection_parameters()) as connection:
+        with blocking_connection(connection_parameters()) as connection:
             channel = connection.channel()
             count = declare(channel)
             (list_dead_letters if args.action == "list" else requeue)(channel, count)

@@ -31,7 +31,7 @@ import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import report
-from publisher import Publisher, SendFailed, StopRequested, broker_hosts, describe
+from publisher import Publisher, SendFailed, StopRequested, blocking_connection, broker_hosts, describe
 
 QUEUE = "task_queue"
 # Exactly the official tutorial's declaration (see consumer/worker.py).
@@ -340,7 +340,7 @@ class SendProgress:
 def send(parameters, args, count, tasks, stop_requested=lambda: None):
     """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
     batch = uuid.uuid4().hex[:12]
-    with pika.BlockingConnection(parameters) as connection:
+    with blocking_connection(parameters) as connection:
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
         workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)

@@ -40,6 +40,20 @@ def broker_hosts(env=os.environ):
     return hosts or [env.get("RABBITMQ_HOST") or "rabbitmq"]
 
 
+def blocking_connection(parameters):
+    """A BlockingConnection to the first of these brokers that takes one. Given the
+    list itself, pika gives up at the first name that does not resolve, which is
+    what a dead cluster node's container is."""
+    parameters = parameters if isinstance(parameters, (list, tuple)) else [parameters]
+    for number, each in enumerate(parameters, start=1):
+        try:
+            return pika.BlockingConnection(each)
+        except (AMQPConnectionError, OSError):
+            if number == len(parameters):
+                raise
+    raise ValueError("no broker to connect to")
+
+
 def describe(exc):
     """The innermost cause of a pika error, in words (pika nests it in
     exception args and in an `exception` attribute)."""

@@ -25,9 +25,7 @@ from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 
-import pika
-
-from publisher import broker_hosts, reconnecting
+from publisher import blocking_connection, broker_hosts, reconnecting
 
 QUEUE = "task_queue"
 FINAL = ("done", "rejected")  # what can become of a task
@@ -59,7 +57,7 @@ class EventListener:
         if isinstance(parameters, list) and len(parameters) > 1:
             # A cluster: a classic queue lives on one node, and its records would die with it.
             self.QUEUE_ARGUMENTS = {**self.QUEUE_ARGUMENTS, "x-queue-type": "quorum"}
-        with pika.BlockingConnection(parameters) as connection:
+        with blocking_connection(parameters) as connection:
             self.declare(connection.channel())
 
     def declare(self, channel):
@@ -77,7 +75,7 @@ class EventListener:
         heard = time.monotonic()
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
-            with attempt, pika.BlockingConnection(self.parameters) as connection:
+            with attempt, blocking_connection(self.parameters) as connection:
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):

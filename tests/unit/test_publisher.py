@@ -1,5 +1,6 @@
 """The pipelined publisher's bookkeeping, driven by a fake channel (no broker needed)."""
 
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -232,6 +233,18 @@ def test_messages_the_broker_nacks_are_sent_again_until_it_takes_them(monkeypatc
     publisher = Publisher(None, messages(4), confirmed.append, window=2)
     assert publisher.run() == 2
     assert sorted(confirmed) == sorted(messages(4))
+
+
+def test_a_blocking_connection_skips_a_node_whose_name_does_not_resolve(monkeypatch):
+    def fake_connection(parameters):
+        if parameters == "dead":
+            raise socket.gaierror(-2, "Name or service not known")
+        return parameters
+
+    monkeypatch.setattr(publisher_module.pika, "BlockingConnection", fake_connection)
+    assert publisher_module.blocking_connection(["dead", "alive"]) == "alive"
+    with pytest.raises(socket.gaierror):
+        publisher_module.blocking_connection(["dead"])
 
 
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
