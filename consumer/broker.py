@@ -26,7 +26,7 @@ DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
 # Classic: a quorum queue would drop a task handed back 20 times by scripts/dead-letters.sh list.
 DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
 RETRY_MAX_WAIT_SECONDS = 3.0
-ACCESS_REFUSED, NOT_FOUND, NOT_ALLOWED, PRECONDITION_FAILED = 403, 404, 530, 406
+ACCESS_REFUSED, NOT_ALLOWED, PRECONDITION_FAILED = 403, 530, 406
 
 log = logging.getLogger("worker")
 
@@ -61,28 +61,18 @@ def connection_parameters(config):
     ]
 
 
-def declare_queues(channel):
-    """task_queue as the tutorial declares it, and where its rejected tasks go."""
+def declare_queues(channel, dead_letters=True):
+    """task_queue as the tutorial declares it, and where its rejected tasks go.
+
+    On a cluster the classic dead_letter_queue lives on one node, and declaring it
+    while that node is down waits until the node is back: a worker that lost its
+    node declares task_queue only (dead_letters=False). Meanwhile task_queue's
+    at-least-once dead-lettering keeps the rejected tasks."""
     channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
-    channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
-    declare_dead_letter_queue(channel.connection.channel())
-
-
-def declare_dead_letter_queue(channel):
-    """On a channel of its own: in a cluster this classic queue lives on one node,
-    and while that node is down declaring it fails. The worker consumes all the
-    same: task_queue's at-least-once dead-lettering keeps rejected tasks until
-    the queue is back."""
-    try:
+    if dead_letters:
+        channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
         channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
         channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
-    except ChannelClosedByBroker as exc:
-        if exc.reply_code != NOT_FOUND:
-            raise
-        log.warning("[!] %s is unreachable (%s); rejected tasks wait in %s until it is back",
-                    DEAD_LETTER_QUEUE, exc.reply_text, QUEUE)  # fmt: skip
-    else:
-        channel.close()
 
 
 def causes(exc):

@@ -133,6 +133,9 @@ def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, capsys):
     assert killed in NODES and new_leader in NODES and new_leader != killed
     assert numbers["confirmed"] == numbers["sent"] == numbers["done"] == TASKS and numbers["lost"] == 0
     assert [mark["label"] for mark in run["marks"]] == [f"killed {killed}"]
+    killed_at = run["marks"][0]["at"]
+    after = {event["worker"] for event in run["events"] if event["event"] == "done" and event["started"] > killed_at}
+    assert after == {f"consumer-{number}" for number in (1, 2, 3)}, "every worker took tasks after the kill"
     assert "lost 0" in result.stdout and f"^ killed {killed}" in result.stdout
     healthy.wait_for(lambda: consumers(healthy) == 3, "every worker consuming again")
     assert in_sync(healthy), members(healthy)  # the demo waited for the killed node to catch up
