@@ -139,8 +139,9 @@ def connection_retrying(stop_event, describe_target):
 
 
 def open_first(parameters):
-    """A connection to the first broker in the list that takes one, as pika's
-    BlockingConnection does given the list, but logging which broker it is."""
+    """A connection to the first broker in the list that takes one, logging which.
+    Given the list itself, pika gives up at the first name that does not resolve,
+    which is what a dead cluster node's container is."""
     for number, each in enumerate(parameters, start=1):
         try:
             connection = pika.BlockingConnection(each)

@@ -250,7 +250,8 @@ def parse_args(argv):
 
 
 def connection_parameters(env=os.environ):
-    """One set of parameters per broker host, in a random order; pika tries them in turn."""
+    """One set of parameters per broker host, in a random order: the producer's
+    connections (publisher.blocking_connection, Publisher) try them in turn."""
     missing = [name for name in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS") if not env.get(name)]
     if missing:
         raise InputError(f"{' and '.join(missing)} not set (they come from .env)")
