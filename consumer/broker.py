@@ -2,6 +2,8 @@
 which errors are worth waiting out."""
 
 import logging
+import random
+import re
 
 import pika
 import tenacity
@@ -33,22 +35,44 @@ class LoginRefused(Exception):
     """The broker refused the lab's credentials: retrying cannot help."""
 
 
+def broker_order(hosts, worker_name):
+    """The hosts to try, in order. Worker N (consumer-N) tries host N first, round
+    the list, so a cluster's workers spread evenly over its nodes (a random pick
+    often leaves a node without any); then the others, shuffled."""
+    number = re.search(r"-(\d+)$", worker_name)
+    first = (int(number.group(1)) - 1) % len(hosts) if number else random.randrange(len(hosts))
+    others = [host for index, host in enumerate(hosts) if index != first]
+    return [hosts[first], *random.sample(others, len(others))]
+
+
 def connection_parameters(config):
-    return pika.ConnectionParameters(
-        host=config.host,
-        port=config.port,
-        credentials=pika.PlainCredentials(config.user, config.password),
-        client_properties={"connection_name": config.worker_name},
-        heartbeat=config.heartbeat_seconds,
-    )
+    """One set of parameters per broker host (broker_order): when its broker is
+    gone, the worker moves to the next that takes it."""
+    hosts = broker_order(config.hosts, config.worker_name)
+    return [
+        pika.ConnectionParameters(
+            host=host,
+            port=config.port,
+            credentials=pika.PlainCredentials(config.user, config.password),
+            client_properties={"connection_name": config.worker_name},
+            heartbeat=config.heartbeat_seconds,
+        )
+        for host in hosts
+    ]
 
 
-def declare_queues(channel):
-    """task_queue as the tutorial declares it, and where its rejected tasks go."""
+def declare_queues(channel, dead_letters=True):
+    """task_queue as the tutorial declares it, and where its rejected tasks go.
+
+    On a cluster the classic dead_letter_queue lives on one node, and declaring it
+    while that node is down waits until the node is back: a worker that lost its
+    node declares task_queue only (dead_letters=False). Meanwhile task_queue's
+    at-least-once dead-lettering keeps the rejected tasks."""
     channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
-    channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
-    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
-    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+    if dead_letters:
+        channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
+        channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+        channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
 
 
 def causes(exc):
@@ -114,12 +138,28 @@ def connection_retrying(stop_event, describe_target):
     )
 
 
+def open_first(parameters):
+    """A connection to the first broker in the list that takes one, logging which.
+    Given the list itself, pika gives up at the first name that does not resolve,
+    which is what a dead cluster node's container is."""
+    for number, each in enumerate(parameters, start=1):
+        try:
+            connection = pika.BlockingConnection(each)
+        except (AMQPConnectionError, OSError) as exc:
+            if number == len(parameters) or is_login_refused(exc):
+                raise
+            continue
+        if len(parameters) > 1:
+            log.info("[*] %s connected to %s", each.client_properties["connection_name"], each.host)
+        return connection
+
+
 def connect(parameters, stop_event):
-    """A connection, once the broker takes one; None if asked to stop meanwhile.
-    Raises LoginRefused when the broker refuses the credentials."""
-    target = f"{parameters.host}:{parameters.port}"
+    """A connection to one of the brokers, once one takes it; None if asked to stop
+    meanwhile. Raises LoginRefused when the broker refuses the credentials."""
+    target = ", ".join(f"{each.host}:{each.port}" for each in parameters)
     try:
-        return connection_retrying(stop_event, target)(pika.BlockingConnection, parameters)
+        return connection_retrying(stop_event, target)(open_first, parameters)
     except (AMQPConnectionError, OSError) as exc:
         if is_login_refused(exc):
             raise LoginRefused(short_error(exc)) from exc

@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    host: str
+    hosts: tuple[str, ...]
     port: int
     user: str
     password: str
@@ -30,7 +30,7 @@ class Config:
     @classmethod
     def from_env(cls, env=os.environ):
         return cls(
-            host=env.get("RABBITMQ_HOST", "rabbitmq"),
+            hosts=broker_hosts(env),
             port=_number(env, "RABBITMQ_PORT", "5672", int, minimum=1),
             user=_required(env, "RABBITMQ_DEFAULT_USER"),
             password=_required(env, "RABBITMQ_DEFAULT_PASS"),
@@ -43,6 +43,12 @@ class Config:
             heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", None, int, minimum=1),
             worker_name=env.get("WORKER_NAME") or default_worker_name(),
         )
+
+
+def broker_hosts(env):
+    """RABBITMQ_HOSTS, comma-separated (a cluster's nodes), else RABBITMQ_HOST, else the lab's broker."""
+    hosts = tuple(host.strip() for host in env.get("RABBITMQ_HOSTS", "").split(",") if host.strip())
+    return hosts or (env.get("RABBITMQ_HOST") or "rabbitmq",)
 
 
 def _required(env, name):

@@ -52,6 +52,7 @@ class Worker:
         self.parameters = connection_parameters(config)
         self.stopping = threading.Event()
         self.quick_tasks = QuickTasksLog(self.name)
+        self.sessions = 0
 
     def request_stop(self, signum, _frame):
         if not self.stopping.is_set():
@@ -87,7 +88,8 @@ class Worker:
     def consume(self, connection):
         """One session: declare, consume until stopped, then end cleanly."""
         channel = connection.channel()
-        declare_queues(channel)
+        declare_queues(channel, dead_letters=len(self.parameters) == 1 or not self.sessions)
+        self.sessions += 1
         channel.basic_qos(prefetch_count=self.config.prefetch)
         records = connection.channel()
         records.tx_select()

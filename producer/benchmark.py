@@ -16,11 +16,12 @@ import time
 import pika
 
 from new_task import connection_parameters
+from publisher import blocking_connection
 from queues import QUEUE, QUEUE_ARGUMENTS
 
 
 def publish_raw(count):
-    with pika.BlockingConnection(connection_parameters()) as connection:
+    with blocking_connection(connection_parameters()) as connection:
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
         properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
@@ -32,7 +33,7 @@ def publish_raw(count):
 
 def consume_raw(prefetch, count):
     acked, started = 0, None
-    with pika.BlockingConnection(connection_parameters()) as connection:
+    with blocking_connection(connection_parameters()) as connection:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=prefetch)
 

@@ -13,11 +13,10 @@ import argparse
 import sys
 from datetime import datetime
 
-import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 from new_task import connection_parameters
-from publisher import describe
+from publisher import blocking_connection, describe
 from queues import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -84,7 +83,7 @@ def main(argv=None):
     parser.add_argument("action", choices=["list", "requeue"])
     args = parser.parse_args(argv)
     try:
-        with pika.BlockingConnection(connection_parameters()) as connection:
+        with blocking_connection(connection_parameters()) as connection:
             channel = connection.channel()
             count = declare(channel)
             (list_dead_letters if args.action == "list" else requeue)(channel, count)

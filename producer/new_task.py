@@ -19,6 +19,7 @@ ask for more than MAX_DOTS_PER_TASK dots (default 3600; the workers refuse more)
 import argparse
 import logging
 import os
+import random
 import re
 import signal
 import sys
@@ -31,7 +32,7 @@ from pika.exceptions import AMQPChannelError, AMQPConnectionError
 import runs
 from analysis import finished_tasks, tally
 from display import SendProgress, WaitProgress, print_run
-from publisher import Publisher, SendFailed, StopRequested, describe
+from publisher import Publisher, SendFailed, StopRequested, blocking_connection, broker_hosts, describe
 from queues import QUEUE, QUEUE_ARGUMENTS
 from records import EventListener, task_queue_is_idle
 from workload import InputError, read_tasks
@@ -50,7 +51,7 @@ def main(argv=None):
         print(f"new_task.py: {exc}", file=sys.stderr)
         return 2
     stop = StopOnSignals()
-    broker = f"{parameters.host}:{parameters.port}"
+    broker = ", ".join(f"{each.host}:{each.port}" for each in parameters)
     try:
         run = send(parameters, args, count, tasks, stop)
     except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:
@@ -89,7 +90,7 @@ def show_run(run, args, count, stopped=False):
 def send(parameters, args, count, tasks, stop_requested=lambda: None):
     """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
     batch = uuid.uuid4().hex[:12]
-    with pika.BlockingConnection(parameters) as connection:
+    with blocking_connection(parameters) as connection:
         channel = connection.channel()
         channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
         workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
@@ -135,15 +136,21 @@ def confirmed(number, count):
 
 
 def connection_parameters(env=os.environ):
+    """One set of parameters per broker host, in a random order: the producer's
+    connections (publisher.blocking_connection, Publisher) try them in turn."""
     missing = [name for name in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS") if not env.get(name)]
     if missing:
         raise InputError(f"{' and '.join(missing)} not set (they come from .env)")
-    return pika.ConnectionParameters(
-        host=env.get("RABBITMQ_HOST", "rabbitmq"),
-        port=int(env.get("RABBITMQ_PORT", "5672")),
-        credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
-        client_properties={"connection_name": "producer"},
-    )
+    hosts = broker_hosts(env)
+    return [
+        pika.ConnectionParameters(
+            host=host,
+            port=int(env.get("RABBITMQ_PORT", "5672")),
+            credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
+            client_properties={"connection_name": "producer"},
+        )
+        for host in random.sample(hosts, len(hosts))
+    ]
 
 
 def wait_for_workers(connection, channel, expected, stop_requested=lambda: None):

@@ -13,6 +13,7 @@ run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
+import os
 import time
 from collections import deque
 
@@ -28,8 +29,29 @@ from pika.spec import Basic
 WINDOW = 1000
 STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
 RECONNECT_FOR_SECONDS = 120
+NACK_RETRY_SECONDS, NACK_PAUSE_SECONDS = 600, 5
 
 log = logging.getLogger("publisher")
+
+
+def broker_hosts(env=os.environ):
+    """RABBITMQ_HOSTS, comma-separated (a cluster's nodes), else RABBITMQ_HOST, else the lab's broker."""
+    hosts = [host.strip() for host in env.get("RABBITMQ_HOSTS", "").split(",") if host.strip()]
+    return hosts or [env.get("RABBITMQ_HOST") or "rabbitmq"]
+
+
+def blocking_connection(parameters):
+    """A BlockingConnection to the first of these brokers that takes one. Given the
+    list itself, pika gives up at the first name that does not resolve, which is
+    what a dead cluster node's container is."""
+    parameters = parameters if isinstance(parameters, (list, tuple)) else [parameters]
+    for number, each in enumerate(parameters, start=1):
+        try:
+            return pika.BlockingConnection(each)
+        except (AMQPConnectionError, OSError):
+            if number == len(parameters):
+                raise
+    raise ValueError("no broker to connect to")
 
 
 def describe(exc):
@@ -98,7 +120,9 @@ class Publisher:
     calling on_confirmed(message) as the broker confirms each one."""
 
     def __init__(self, parameters, messages, on_confirmed, window=WINDOW, stop_requested=lambda: None):
-        self.parameters = parameters
+        # One broker, or a cluster's nodes: each connect takes the next in turn.
+        self.parameters = list(parameters) if isinstance(parameters, (list, tuple)) else [parameters]
+        self.connects = 0
         self.stop_requested = stop_requested  # returns why to stop (a signal's name), or None
         self.messages = iter(messages)
         self.on_confirmed = on_confirmed
@@ -112,6 +136,7 @@ class Publisher:
         self.next_tag = 1
         self.failure = None
         self.finished = False
+        self.nacked_since = None  # when the broker began to nack (monotonic), None after an ack
 
     def run(self):
         """Publish every message; returns how many had to be sent again after a lost
@@ -127,18 +152,29 @@ class Publisher:
 
     def publish_all(self):
         try:
-            self.connect_and_publish()
+            self.connect_to_any()
         except ConnectionLost as lost:
             log.warning("[!] lost the connection while sending (%s); reconnecting", lost)
             for attempt in reconnecting("cannot reach the broker again yet"):
                 with attempt:
                     self.connect_and_publish()
 
+    def connect_to_any(self):
+        """The first connection: each broker in turn until one opens."""
+        for tries_left in reversed(range(len(self.parameters))):
+            try:
+                return self.connect_and_publish()
+            except AMQPConnectionError:
+                if not tries_left:
+                    raise
+
     def connect_and_publish(self):
         """One connection: publish until all is confirmed, or raise what went wrong."""
         self.failure = None
+        parameters = self.parameters[self.connects % len(self.parameters)]
+        self.connects += 1
         connection = pika.SelectConnection(
-            self.parameters,
+            parameters,
             on_open_callback=lambda connection: connection.channel(on_open_callback=self.on_channel_open),
             on_open_error_callback=self.on_open_error,
             on_close_callback=self.on_connection_closed,
@@ -235,14 +271,31 @@ class Publisher:
         else:
             tags = [confirm.delivery_tag]
         if isinstance(confirm, Basic.Nack):
-            self.failure = ChannelRefused(NackError([self.unconfirmed[tag] for tag in tags]))
-            self.channel.connection.close()
+            self.on_nack(tags)
             return
+        self.nacked_since = None
         for tag in tags:
             message = self.unconfirmed.pop(tag)
             self.confirmed += 1
             self.on_confirmed(message)
         self.publish_more()
+
+    def on_nack(self, tags):
+        """The broker could not store these messages. On a cluster that is task_queue
+        without a majority of its members up (RabbitMQ nacks after a minute): send them
+        again, for NACK_RETRY_SECONDS, then give up."""
+        now = time.monotonic()
+        self.nacked_since = self.nacked_since or now
+        if now - self.nacked_since > NACK_RETRY_SECONDS:
+            self.failure = ChannelRefused(NackError([self.unconfirmed[tag] for tag in tags]))
+            self.channel.connection.close()
+            return
+        log.warning("[!] the broker could not store %d messages (nack): on a cluster, the queue has no majority "
+                    "of its nodes up (scripts/doctor.sh); sending them again in %d s, %d of the tasks confirmed "
+                    "so far", len(tags), NACK_PAUSE_SECONDS, self.confirmed)  # fmt: skip
+        self.resent += len(tags)
+        self.to_send_again.extend(self.unconfirmed.pop(tag) for tag in tags)
+        self.channel.connection.ioloop.call_later(NACK_PAUSE_SECONDS, self.publish_more)
 
 
 class ChannelRefused(Exception):

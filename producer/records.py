@@ -12,10 +12,8 @@ import os
 import time
 import urllib.request
 
-import pika
-
 from analysis import finished_tasks, in_progress
-from publisher import reconnecting
+from publisher import blocking_connection, broker_hosts, reconnecting
 from queues import QUEUE
 
 QUIET_SECONDS = 3
@@ -38,7 +36,10 @@ class EventListener:
     def __init__(self, parameters, batch):
         self.parameters, self.batch = parameters, batch
         self.queue = f"task-records.{batch}"
-        with pika.BlockingConnection(parameters) as connection:
+        if isinstance(parameters, list) and len(parameters) > 1:
+            # A cluster: a classic queue lives on one node, and its records would die with it.
+            self.QUEUE_ARGUMENTS = {**self.QUEUE_ARGUMENTS, "x-queue-type": "quorum"}
+        with blocking_connection(parameters) as connection:
             self.declare(connection.channel())
 
     def declare(self, channel):
@@ -57,7 +58,7 @@ class EventListener:
         heard = time.monotonic()
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
-            with attempt, pika.BlockingConnection(self.parameters) as connection:
+            with attempt, blocking_connection(self.parameters) as connection:
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
@@ -105,15 +106,17 @@ class SustainedIdle:
 
 def task_queue_is_idle(env=os.environ):
     """Whether task_queue holds nothing ready and nothing unacknowledged, as the
-    management API sees it. False when the API cannot tell."""
+    management API of the first broker that answers sees it. False when none can tell."""
     login = f"{env.get('RABBITMQ_DEFAULT_USER', '')}:{env.get('RABBITMQ_DEFAULT_PASS', '')}".encode()
-    request = urllib.request.Request(
-        f"http://{env.get('RABBITMQ_HOST', 'rabbitmq')}:15672/api/queues/%2F/{QUEUE}",
-        headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            queue = json.load(response)
-    except (OSError, ValueError):
-        return False
-    return queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0
+    for host in broker_hosts(env):
+        request = urllib.request.Request(
+            f"http://{host}:15672/api/queues/%2F/{QUEUE}",
+            headers={"Authorization": "Basic " + base64.b64encode(login).decode()},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                queue = json.load(response)
+        except (OSError, ValueError):
+            continue
+        return queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0
+    return False

@@ -6,6 +6,10 @@
 # scripts (x-queue-type: quorum and nothing else). The policy also sets
 # task_queue's consumer timeout above the longest task.
 #
+# In a cluster (LAB_CLUSTER_SIZE set, by compose.cluster.yaml) the node reports
+# healthy only once every node is online: the workers, gated on that, declare
+# task_queue with a member on each node.
+#
 # It refuses to start when the ports are published beyond this machine
 # (LAB_BIND_ADDRESS not loopback) while the login is still the tutorial's guest.
 set -euo pipefail
@@ -40,6 +44,9 @@ refuse_guest_beyond_loopback() {
 set_policy() {
   # await_startup waits for a booting node, but fails at once if the node's VM is not up yet.
   until rabbitmqctl --quiet await_startup >/dev/null 2>&1; do sleep 2; done
+  if [[ -n "${LAB_CLUSTER_SIZE:-}" ]]; then
+    until rabbitmqctl --quiet await_online_nodes "$LAB_CLUSTER_SIZE" --timeout 60 >/dev/null 2>&1; do sleep 1; done
+  fi
   # default_queue_type in 20-lab.conf reaches a new vhost; this one may predate it (an older volume).
   rabbitmqctl --quiet update_vhost_metadata / --default-queue-type quorum >/dev/null
   rabbitmqctl --quiet set_policy --apply-to quorum_queues task-queue '^task_queue$' "$TASK_QUEUE_POLICY" >/dev/null

@@ -4,6 +4,12 @@ on a stack of its own. Prints a table per measurement and ends with
     ratios: publish=… consume=… scale8=… dispatch=…
 
 These machines are noisy: compare the ratios, each measured within one run.
+
+With --cluster it measures only what replication costs: the lab's confirmed
+publish and its worker's consume rate at prefetch 1 and 100, on the single
+broker and then on the three-node cluster (compose.cluster.yaml), and ends with
+
+    cluster ratios: publish=… consume-prefetch-1=… consume-prefetch-100=…
 """
 
 import json
@@ -33,8 +39,8 @@ DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's worklo
 class Stack(LabStack):
     """The benchmark's stack (project rabbitmq-lab-bench, free ports)."""
 
-    def __init__(self, timelines):
-        super().__init__("rabbitmq-lab-bench", timelines)
+    def __init__(self, timelines, project="rabbitmq-lab-bench", compose_file="compose.yaml"):
+        super().__init__(project, timelines, COMPOSE_FILE=compose_file, COMPOSE_PATH_SEPARATOR=":")
 
     def failed(self, message):
         raise SystemExit(f"bench: {message}")
@@ -180,8 +186,57 @@ def measure_startup(stack):
     return attached, time.monotonic() - healthy
 
 
+CLUSTER_PUBLISH_COUNT = 20_000
+CLUSTER_PREFETCHES = (1, 100)
+
+
+def measure_replication(stack):
+    """(confirmed publish rate, {prefetch: consume rate}) of the lab's own tools on this stack,
+    each the median of CONSUME_ROUNDS runs."""
+    stack.workers(0)
+    published = []
+    for _round in range(CONSUME_ROUNDS):
+        stack.purge()
+        sent = stack.producer("new_task.py", str(CLUSTER_PUBLISH_COUNT), "--dots", "0")
+        published.append(CLUSTER_PUBLISH_COUNT / float(re.search(r"in ([\d.]+) s", sent).group(1)))
+    consumed = {}
+    for prefetch in CLUSTER_PREFETCHES:
+        rates = []
+        for _round in range(CONSUME_ROUNDS):
+            stack.fill(CONSUME_COUNT)
+            stack.workers(1, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
+            rates.append((CONSUME_COUNT - 1) / stack.worker_seconds())
+        consumed[prefetch] = statistics.median(rates)
+    return statistics.median(published), consumed
+
+
+def compare_cluster(timelines):
+    results = {}
+    stacks = (("single broker", "compose.yaml"), ("3-node cluster", "compose.yaml:compose.cluster.yaml"))
+    for name, compose_file in stacks:
+        stack = Stack(timelines, "rabbitmq-lab-bench-replication", compose_file)
+        print(f"Starting the {name}...", flush=True)
+        stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=900)
+        try:
+            results[name] = measure_replication(stack)
+        finally:
+            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+    (single_publish, single), (cluster_publish, cluster) = results.values()
+    print(f"\nReplication: the lab's tools on one broker and on three nodes (median of {CONSUME_ROUNDS} runs each)")
+    print(f"  {'what':<44}{'single':>12}{'cluster':>12}{'ratio':>8}")
+    print(f"  {f'publish {CLUSTER_PUBLISH_COUNT:,}, confirmed':<44}{single_publish:>10,.0f}/s"
+          f"{cluster_publish:>10,.0f}/s{cluster_publish / single_publish:>8.2f}")  # fmt: skip
+    for prefetch in CLUSTER_PREFETCHES:
+        print(f"  {f'consume {CONSUME_COUNT:,} zero-work tasks, prefetch {prefetch}':<44}{single[prefetch]:>10,.0f}/s"
+              f"{cluster[prefetch]:>10,.0f}/s{cluster[prefetch] / single[prefetch]:>8.2f}")  # fmt: skip
+    consume = " ".join(f"consume-prefetch-{p}={cluster[p] / single[p]:.2f}" for p in CLUSTER_PREFETCHES)
+    print(f"\ncluster ratios: publish={cluster_publish / single_publish:.2f} {consume}")
+
+
 def main():
     with tempfile.TemporaryDirectory() as timelines:
+        if sys.argv[1:] == ["--cluster"]:
+            return compare_cluster(Path(timelines))
         stack = Stack(Path(timelines))
         print("Building and starting the benchmark's stack...", flush=True)
         stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=900)

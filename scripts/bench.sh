@@ -4,11 +4,13 @@
 # publish rate with confirms, consume rate per prefetch, memory, image size,
 # scaling over 1-8 workers, dispatch against a simulated ideal, start-up.
 # Ends with one line: ratios: publish=… consume=… scale8=… dispatch=…
+# With --cluster: only what replication costs, the single broker against the
+# three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh     (about five minutes; needs Docker and python3)
+# Usage: scripts/bench.sh [--cluster]   (about five minutes; needs Docker and python3)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ensure_venv
-exec .venv/bin/python scripts/bench.py
+exec .venv/bin/python scripts/bench.py "$@"

@@ -2,7 +2,8 @@
 # Tell what keeps the lab from working. One line per check, with its verdict
 # (OK; WARN: works, but look; FAIL; SKIP: not checked after an earlier FAIL)
 # and, where it is not OK, the fix. Checks the Docker engine, Compose v2,
-# .env, line endings, the host ports, the broker, the workers and task_queue.
+# .env, line endings, the host ports, the broker, on a cluster task_queue's
+# members on each node, the workers and task_queue.
 #
 # Usage: scripts/doctor.sh
 # Exit status: 0 if every check is OK, 1 otherwise.
@@ -246,6 +247,36 @@ check_workers_and_queue() {
   fi
 }
 
+# The cluster (compose.cluster.yaml): task_queue's members, and whether a majority of them is up.
+cluster_ok=1
+check_cluster() {
+  local status up down members leader commits
+  if ! status="$(cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table 2>&1)"; then
+    verdict FAIL cluster "rabbitmq-queues quorum_status task_queue failed: $(first_line "$status")" \
+      "docker compose up -d --wait --scale consumer=3"
+    return
+  fi
+  # A member whose node is down shows an error tuple, e.g. {nodedown, rabbit@rabbitmq-2}.
+  up="$(awk -F '\t' '$2 !~ /^\{/ { sub(/^rabbit@/, "", $1); print $1 }' <<<"$status" | xargs)"
+  down="$(awk -F '\t' '$2 ~ /^\{/ { sub(/^rabbit@/, "", $1); print $1 }' <<<"$status" | xargs)"
+  members="$(grep -c . <<<"$status")"
+  leader="$(awk -F '\t' '$2 == "leader" { sub(/^rabbit@/, "", $1); print $1 }' <<<"$status")"
+  commits="$(awk -F '\t' '$2 !~ /^\{/ { print $7 }' <<<"$status" | sort -u | xargs)"
+  if ((2 * $(wc -w <<<"$up") <= members)); then
+    cluster_ok=0
+    verdict FAIL cluster "task_queue has no majority: $(wc -w <<<"$up") of $members members up (${up:-none}; down: $down); it takes and delivers no task until a node is back, and send.sh waits" \
+      "docker compose start $down"
+  elif [[ -n "$down" ]]; then
+    verdict WARN cluster "task_queue has $(wc -w <<<"$up") of $members members up, a majority: it works on (leader ${leader:-none}; down: $down)" \
+      "docker compose start $down"
+  elif ((members < 3)); then
+    verdict WARN cluster "task_queue has $members members ($up), not one on each of the 3 nodes" \
+      "wait a minute (membership reconciliation adds them), or: docker compose exec rabbitmq rabbitmq-queues grow rabbit@NODE all"
+  else
+    verdict OK cluster "task_queue members: $up (leader $leader)$([[ "$commits" == *" "* ]] && echo ", catching up" || echo ", in sync")"
+  fi
+}
+
 check_docker
 check_compose
 check_env
@@ -257,8 +288,14 @@ if ((docker_ok && compose_ok)); then
 else
   verdict SKIP broker "not checked (no Docker engine or Compose v2)"
 fi
-if ((broker_ok)); then
+if ((broker_ok)) && [[ " $(docker compose config --services 2>/dev/null | xargs) " == *" rabbitmq-2 "* ]]; then
+  check_cluster
+fi
+if ((broker_ok && cluster_ok)); then
   check_workers_and_queue
+elif ((broker_ok)); then
+  verdict SKIP workers "not checked (task_queue has no majority)"
+  verdict SKIP task_queue "not checked (task_queue has no majority)"
 else
   verdict SKIP workers "not checked (the broker is not healthy)"
   verdict SKIP task_queue "not checked (the broker is not healthy)"

@@ -208,3 +208,43 @@ now() {  # now: epoch seconds, to the microsecond in bash 5, to the second in ma
   local now="${EPOCHREALTIME:-$(date +%s)}"
   echo "${now/,/.}"  # EPOCHREALTIME has the locale's decimal separator
 }
+
+# --- The cluster (compose.cluster.yaml) ----------------------------------------
+
+readonly CLUSTER_NODES="rabbitmq rabbitmq-2 rabbitmq-3"
+
+use_cluster() {  # use_cluster: docker compose takes the cluster override, unless COMPOSE_FILE says otherwise
+  if [[ -z "${COMPOSE_FILE:-}" ]]; then
+    # ":" on every platform (Compose's default separator on Windows is ";").
+    export COMPOSE_FILE=compose.yaml:compose.cluster.yaml COMPOSE_PATH_SEPARATOR=:
+  fi
+}
+
+cluster_ctl() {  # cluster_ctl TOOL ARGS...: rabbitmqctl or rabbitmq-queues on a running node, quietly
+  local node
+  for node in $CLUSTER_NODES; do
+    if [[ -n "$(docker compose ps --status running --quiet "$node" 2>/dev/null)" ]]; then
+      docker compose exec -T "$node" "$@" --silent
+      return
+    fi
+  done
+  echo "no node of the cluster is running" >&2
+  return 1
+}
+
+task_queue_leader() {  # task_queue_leader: the node that leads task_queue, e.g. rabbitmq-2 (empty if none)
+  cluster_ctl rabbitmqctl list_queues name leader 2>/dev/null | awk '$1 == "task_queue" { sub(/^rabbit@/, "", $2); print $2 }'
+}
+
+task_queue_in_sync() {  # task_queue_in_sync: three members, one leader, the same commit index on each
+  cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table 2>/dev/null | awk -F '\t' '
+    $2 == "leader" { leaders++ }
+    $2 == "leader" || $2 == "follower" { members++; commit[$7] = 1 }
+    END { exit !(members == 3 && leaders == 1 && length(commit) == 1) }'
+}
+
+task_queue_members() {  # task_queue_members: its quorum_status in short: node, raft state, commit index
+  cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table | awk -F '\t' '
+    BEGIN { printf "  %-20s %-10s %s\n", "member", "state", "commit index" }
+    { printf "  %-20s %-10s %s\n", $1, $2, $7 }'
+}

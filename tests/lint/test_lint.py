@@ -28,6 +28,7 @@ def files(pattern):
             "-d",
             YAMLLINT_RULES,
             "compose.yaml",
+            "compose.cluster.yaml",
         ],
     ],
     ids=lambda command: command[0] + (" " + command[1] if command[0] == "ruff" else ""),

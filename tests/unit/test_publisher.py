@@ -1,5 +1,6 @@
 """The pipelined publisher's bookkeeping, driven by a fake channel (no broker needed)."""
 
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -186,6 +187,64 @@ def test_a_broker_gone_for_longer_than_the_retries_ends_the_send_with_the_number
     with pytest.raises(SendFailed, match="Connection refused") as failed:
         publisher.run()
     assert failed.value.confirmed == publisher.confirmed == 3
+
+
+def test_a_cluster_node_down_at_the_start_or_lost_midway_is_replaced_by_the_next(monkeypatch):
+    hosts = []
+
+    class NodeOneDownNodeTwoLostAfterThreeConfirms(FakeConnection):
+        def __init__(self, parameters, **callbacks):
+            super().__init__(parameters, **callbacks)
+            hosts.append(parameters)
+
+        def run(self):
+            if hosts[-1] == "node-1":
+                self.on_open_error(self, AMQPConnectionError("Name or service not known"))
+            elif hosts[-1] == "node-2":
+                self.on_open(self)
+                for tag in (1, 2, 3):
+                    self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=tag, multiple=False)))
+                self.is_open = False
+                self.on_close(self, StreamLostError("Stream connection lost"))
+            else:
+                super().run()
+
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", NodeOneDownNodeTwoLostAfterThreeConfirms)
+    monkeypatch.setattr(publisher_module.tenacity.nap, "sleep", lambda _seconds: None)
+    publisher = Publisher(["node-1", "node-2", "node-3"], messages(10), lambda _message: None, window=5)
+    assert publisher.run() == 5  # the window out unconfirmed when node-2 went
+    assert hosts == ["node-1", "node-2", "node-3"]
+    assert publisher.confirmed == publisher.taken == 10
+
+
+def test_messages_the_broker_nacks_are_sent_again_until_it_takes_them(monkeypatch):
+    class NacksTheFirstTwo(FakeConnection):
+        def run(self):
+            self.on_open(self)
+            self.on_confirm(SimpleNamespace(method=Basic.Nack(delivery_tag=2, multiple=True)))
+            self.run_timers()  # the pause, then the two again
+            tag = 2
+            while self.is_open:
+                tag += 1
+                self.on_confirm(SimpleNamespace(method=Basic.Ack(delivery_tag=tag, multiple=False)))
+
+    monkeypatch.setattr(publisher_module.pika, "SelectConnection", NacksTheFirstTwo)
+    confirmed = []
+    publisher = Publisher(None, messages(4), confirmed.append, window=2)
+    assert publisher.run() == 2
+    assert sorted(confirmed) == sorted(messages(4))
+
+
+def test_a_blocking_connection_skips_a_node_whose_name_does_not_resolve(monkeypatch):
+    def fake_connection(parameters):
+        if parameters == "dead":
+            raise socket.gaierror(-2, "Name or service not known")
+        return parameters
+
+    monkeypatch.setattr(publisher_module.pika, "BlockingConnection", fake_connection)
+    assert publisher_module.blocking_connection(["dead", "alive"]) == "alive"
+    with pytest.raises(socket.gaierror):
+        publisher_module.blocking_connection(["dead"])
 
 
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():

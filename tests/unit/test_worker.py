@@ -29,8 +29,36 @@ LOGIN = {"RABBITMQ_DEFAULT_USER": "lab", "RABBITMQ_DEFAULT_PASS": "secret", "WOR
 
 def test_config_defaults():
     config = Config.from_env(LOGIN)
-    assert (config.host, config.port, config.prefetch, config.seconds_per_dot) == ("rabbitmq", 5672, 1, 1.0)
+    assert (config.hosts, config.port, config.prefetch, config.seconds_per_dot) == (("rabbitmq",), 5672, 1, 1.0)
     assert (config.user, config.password, config.worker_name) == ("lab", "secret", "w1")
+
+
+def test_a_cluster_is_a_list_of_hosts_each_worker_tries_in_its_own_order():
+    config = Config.from_env({**LOGIN, "RABBITMQ_HOSTS": "rabbitmq, rabbitmq-2,rabbitmq-3,"})
+    assert config.hosts == ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+    orders = {tuple(each.host for each in broker.connection_parameters(config)) for _ in range(50)}
+    assert len(orders) > 1
+    assert all(sorted(order) == sorted(config.hosts) for order in orders)
+    firsts = [broker.broker_order(config.hosts, f"consumer-{number}")[0] for number in range(1, 7)]
+    assert firsts == list(config.hosts) * 2
+
+
+def test_the_first_broker_that_answers_is_used(monkeypatch):
+    config = Config.from_env({**LOGIN, "RABBITMQ_HOSTS": "dead,alive"})
+    tried = []
+
+    def fake_connection(parameters):
+        tried.append(parameters.host)
+        if parameters.host == "dead":
+            raise AMQPConnectionError("refused")
+        return parameters.host
+
+    monkeypatch.setattr(broker.pika, "BlockingConnection", fake_connection)
+    parameters = sorted(broker.connection_parameters(config), key=lambda each: each.host)
+    assert broker.open_first(parameters) == "alive"
+    assert tried == ["alive"]
+    assert broker.open_first(parameters[::-1]) == "alive"
+    assert tried == ["alive", "dead", "alive"]
 
 
 def test_config_reads_the_knobs():

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Demo: a three-node cluster loses the node that leads task_queue (SIGKILL) in
+# the middle of a batch. task_queue has a member on every node: the two left
+# are a majority, elect a new leader and go on; the workers that were connected
+# to the dead node move to the others; nothing confirmed is lost. Then the node
+# starts again and catches up.
+#
+# Usage: scripts/demo-node-failure.sh    (uses compose.cluster.yaml; see README "Beyond one broker")
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+use_cluster
+echo "==> A cluster of three nodes (${CLUSTER_NODES// /, }) and 3 workers"
+compose_quietly up --detach --wait --scale consumer=3
+task_queue_members
+
+forget_faults node-failure
+echo "==> Sending 30 tasks of 2 dots; the node that leads task_queue will be killed in the middle"
+# RabbitMQ 4.3 gives back the tasks held by a dead node's workers after 60 s
+# (consumer_disconnected_timeout): the timeout leaves them room.
+send_in_background 30 --dots 2 --name node-failure --timeout 600
+worker_running "Task 10.." >/dev/null
+leader="$(task_queue_leader)"
+container="$(docker compose ps --quiet "$leader")"
+killed_at="$(now)"
+since_kill="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+docker kill --signal KILL "$container" >/dev/null
+docker wait "$container" >/dev/null
+note_fault node-failure "$(docker inspect --format '{{.State.FinishedAt}}' "$container")" "killed $leader"
+echo "==> Killed $leader (SIGKILL), the leader of task_queue"
+
+new_leader=""
+until [[ -n "$new_leader" && "$new_leader" != "$leader" ]]; do
+  sleep 0.5
+  new_leader="$(task_queue_leader || true)"
+done
+echo "==> New leader of task_queue: $new_leader ($(awk -v since="$killed_at" -v now="$(now)" \
+  'BEGIN { printf "%.1f", now - since }') s after the kill, as seen here)"
+
+wait "$sending"
+echo
+echo "==> Workers that moved to another node:"
+docker compose logs --no-color --no-log-prefix --since "$since_kill" consumer | grep "connected to" \
+  || echo "  (none: no worker was connected to $leader)"
+echo
+echo "==> Starting $leader again"
+compose_quietly start "$leader"
+until task_queue_in_sync; do sleep 1; done
+echo "==> $leader rejoined: task_queue has three members in sync (the same commit index)"
+task_queue_members

@@ -1,0 +1,209 @@
+"""The lab on a three-node cluster (compose.cluster.yaml): task_queue has a member on
+every node, and a node killed or stopped mid-batch loses no task. Prints the figures."""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, Lab
+
+NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+TASKS = 30
+CONFIRMED = r"Sent (\d+) tasks? to task_queue in .*, each persistent and confirmed"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    lab = Lab(tmp_path_factory.mktemp("cluster-timelines"))
+    lab.env.update(
+        COMPOSE_FILE="compose.yaml:compose.cluster.yaml",
+        COMPOSE_PATH_SEPARATOR=":",
+        COMPOSE_PROJECT_NAME=f"lab-cluster-test-{os.getpid()}",
+    )
+    try:
+        started = time.monotonic()
+        lab.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=3", timeout=900)
+        print(f"\ncluster up in {time.monotonic() - started:.0f} s")
+        yield lab
+    finally:
+        lab.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+
+
+class NoNodeAnswers(OSError):
+    """No running node could run the command (all down, or still booting): wait_for retries."""
+
+
+def ctl(lab, *command):
+    """rabbitmqctl or rabbitmq-queues on the first running node where it works, its rows split on tabs."""
+    running = lab.compose("ps", "--status", "running", "--format", "{{.Service}}").stdout.split()
+    errors = []
+    for node in (node for node in NODES if node in running):
+        result = lab.compose("exec", "-T", node, *command, "--silent", check=False)
+        if result.returncode == 0:
+            return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+        errors.append(f"{node}: {result.stderr.strip()[:300]}")
+    raise NoNodeAnswers("; ".join(errors) or "no node runs")
+
+
+def members(lab):
+    """{node: (raft state, commit index)} of task_queue's members."""
+    rows = ctl(lab, "rabbitmq-queues", "quorum_status", "task_queue", "--formatter", "table")
+    return {row[0].removeprefix("rabbit@"): (row[1], row[6] if len(row) > 6 else None) for row in rows}
+
+
+def in_sync(lab):
+    states = members(lab)
+    return (
+        sorted(states) == sorted(NODES)
+        and sorted(state for state, _ in states.values()) == ["follower", "follower", "leader"]
+        and len({commit for _, commit in states.values()}) == 1
+    )
+
+
+def leader(lab):
+    return next((node for node, (state, _) in members(lab).items() if state == "leader"), None)
+
+
+def consumers(lab):
+    return sum(row == ["task_queue"] for row in ctl(lab, "rabbitmqctl", "list_consumers", "queue_name"))
+
+
+def messages(lab):
+    rows = ctl(lab, "rabbitmqctl", "list_queues", "name", "messages")
+    counts = [int(row[1]) for row in rows if row[0] == "task_queue"]
+    if not counts:  # left out while the queue elects a leader
+        raise NoNodeAnswers("task_queue is not listed")
+    return counts[0]
+
+
+def container(lab, node):
+    return lab.compose("ps", "--all", "--quiet", node).stdout.strip()
+
+
+def kill(lab, node):
+    lab.run(["docker", "kill", "--signal", "KILL", container(lab, node)])
+    lab.run(["docker", "wait", container(lab, node)])
+
+
+@pytest.fixture
+def healthy(cluster):
+    """Every node up, task_queue with three members in sync, three workers consuming, nothing queued."""
+    cluster.compose("up", "--detach", "--wait", "--scale", "consumer=3")
+    cluster.wait_for(lambda: in_sync(cluster), "task_queue with three members in sync", timeout=120)
+    cluster.wait_for(lambda: consumers(cluster) == 3, "3 workers consuming")
+    ctl(cluster, "rabbitmqctl", "purge_queue", "task_queue")
+    return cluster
+
+
+def figures(lab, name, out):
+    run, _ = lab.saved_run(name)
+    done = {}
+    for event in run["events"]:
+        if event["event"] == "done":
+            done.setdefault(event["message_id"], []).append(event)
+    return {
+        "sent": run["sent"],
+        "confirmed": int(confirmed.group(1)) if (confirmed := re.search(CONFIRMED, out)) else 0,
+        "done": len(done),
+        "lost": run["sent"] - len(done),
+        "done more than once": sum(len(events) > 1 for events in done.values()),
+        "redelivered": sum(event["redelivered"] for events in done.values() for event in events),
+    }
+
+
+def report(capsys, what, numbers):
+    with capsys.disabled():
+        print(f"\n{what}\n  " + ", ".join(f"{name} {value}" for name, value in numbers.items()))
+
+
+def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, capsys):
+    started, since = time.monotonic(), healthy.now()
+    # Tasks of 2 s, as a user runs it: the workers that lose their node have time to come back.
+    result = healthy.script("demo-node-failure.sh", timeout=600, env={"SECONDS_PER_DOT": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    killed = result.stdout.split("==> Killed ", 1)[1].split()[0]
+    new_leader = result.stdout.split("==> New leader of task_queue: ", 1)[1].split()[0]
+    numbers = figures(healthy, "node-failure", result.stdout)
+    run, _ = healthy.saved_run("node-failure")
+    report(capsys, f"leader {killed} killed mid-batch, new leader {new_leader} ({time.monotonic() - started:.0f} s)",
+           numbers)  # fmt: skip
+
+    assert killed in NODES and new_leader in NODES and new_leader != killed
+    assert numbers["confirmed"] == numbers["sent"] == numbers["done"] == TASKS and numbers["lost"] == 0
+    assert [mark["label"] for mark in run["marks"]] == [f"killed {killed}"]
+    killed_at = run["marks"][0]["at"]
+    after = {event["worker"] for event in run["events"] if event["event"] == "done" and event["started"] > killed_at}
+    workers = {f"consumer-{number}" for number in (1, 2, 3)}
+    assert after == workers, f"every worker took tasks after the kill:\n{healthy.consumer_logs(since)[-3000:]}"
+    assert "lost 0" in result.stdout and f"^ killed {killed}" in result.stdout
+    healthy.wait_for(lambda: consumers(healthy) == 3, "every worker consuming again")
+    assert in_sync(healthy), members(healthy)  # the demo waited for the killed node to catch up
+
+
+def test_a_follower_killed_mid_batch_loses_nothing(healthy, capsys):
+    since = healthy.now()
+    # rabbitmq first when it follows: the node with the host ports, where most clients are.
+    follower = min((node for node, (state, _) in members(healthy).items() if state == "follower"), key=NODES.index)
+    sending = subprocess.Popen(
+        [str(ROOT / "scripts/send.sh"), str(TASKS), "--dots", "2", "--wait", "--timeout", "300", "--name", "follower"],
+        cwd=ROOT, env=healthy.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    healthy.wait_for(lambda: sum(map(len, healthy.done(since).values())) >= 6, "six tasks done", timeout=120)
+    kill(healthy, follower)
+    out, err = sending.communicate(timeout=400)
+    assert sending.returncode == 0, out[-2000:] + err[-2000:]
+    numbers = figures(healthy, "follower", out)
+    report(capsys, f"follower {follower} killed mid-batch", numbers)
+
+    assert numbers["confirmed"] == numbers["done"] == TASKS and numbers["lost"] == 0
+    healthy.compose("start", follower)
+    healthy.wait_for(lambda: in_sync(healthy), f"{follower} back in sync", timeout=120)
+    assert consumers(healthy) == 3
+
+
+def test_the_whole_cluster_stopped_and_started_keeps_the_queued_tasks(healthy, capsys):
+    healthy.compose("stop", "consumer")
+    sent = healthy.send("40")
+    assert sent.returncode == 0, sent.stderr
+    healthy.compose("stop", "--timeout", "30")
+    started = time.monotonic()
+    healthy.compose("up", "--detach", "--wait", *NODES)
+    healthy.wait_for(lambda: in_sync(healthy), "task_queue with three members in sync", timeout=120)
+    kept = messages(healthy)
+    report(capsys, f"whole cluster stopped and started ({time.monotonic() - started:.0f} s to be back)",
+           {"queued": 40, "kept": kept})  # fmt: skip
+    assert kept == 40
+
+
+def test_two_nodes_down_the_queue_waits_for_a_majority_and_keeps_what_it_confirmed(healthy, capsys):
+    healthy.compose("stop", "consumer")
+    assert healthy.send("20").returncode == 0
+    for node in ("rabbitmq-2", "rabbitmq-3"):
+        kill(healthy, node)
+    doctor = healthy.script("doctor.sh")
+    assert doctor.returncode == 1
+    assert "task_queue has no majority: 1 of 3 members up" in doctor.stdout, doctor.stdout
+    sending = subprocess.Popen(
+        [str(ROOT / "scripts/send.sh"), "10"], cwd=ROOT, env=healthy.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(10)
+    waiting = sending.poll() is None  # unconfirmed, neither failed nor done
+    healthy.compose("start", "rabbitmq-2")
+    started = time.monotonic()
+    out, err = sending.communicate(timeout=300)
+    confirmed_after = time.monotonic() - started
+    healthy.wait_for(lambda: messages(healthy) >= 30, "30 tasks in task_queue", timeout=60)
+    kept = messages(healthy)
+    healthy.compose("start", "rabbitmq-3")
+    report(capsys, "two of three nodes down, then one back",
+           {"confirmed before": 20, "sent while no majority": 10, "send waited": waiting,
+            "confirmed after a node returned (s)": round(confirmed_after), "queued": kept})  # fmt: skip
+
+    assert waiting
+    assert sending.returncode == 0, out[-2000:] + err[-2000:]
+    assert kept == 30
+    healthy.wait_for(lambda: in_sync(healthy), "rabbitmq-3 back in sync", timeout=120)
