@@ -27,6 +27,7 @@ import time
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
 from broker import QUEUE, LoginRefused, connect, connection_parameters, declare_queues, is_wrong_queue_type, short_error
+from events import Events
 from settings import Config, ConfigError
 from settlement import Session
 from tasks import PoisonTask, QuickTasksLog, Task, done_line, read_task, work_seconds
@@ -51,6 +52,7 @@ class Worker:
         self.parameters = connection_parameters(config)
         self.stopping = threading.Event()
         self.quick_tasks = QuickTasksLog(self.name)
+        self.events = Events(self.name)  # for the dashboard
 
     def request_stop(self, signum, _frame):
         if not self.stopping.is_set():
@@ -92,12 +94,13 @@ class Worker:
         channel.basic_qos(prefetch_count=self.config.prefetch)
         records = connection.channel()
         records.tx_select()
-        session = Session(connection, channel, records, self.config.prefetch)
+        session = Session(connection, channel, records, self.config.prefetch, self.events)
         deliveries = queue.Queue()
         work = threading.Thread(target=self.work_loop, args=(session, deliveries), daemon=True)
         work.start()
         # The worker's name as consumer tag: the management UI lists consumers by it.
         channel.basic_consume(QUEUE, functools.partial(self.on_delivery, session, deliveries), consumer_tag=self.name)
+        self.events.open(connection, self.config.prefetch)
         prefetch = self.config.prefetch or "unlimited"
         print(f"[*] {self.name} waiting for tasks on {QUEUE} (prefetch {prefetch}). To exit press CTRL+C", flush=True)
         try:
@@ -111,6 +114,7 @@ class Worker:
             session.over.set()
             deliveries.put(_END)
             work.join(timeout=1)  # let it say what it gives up
+            self.events.leaving()
 
     def tick(self, connection, channel, session):
         """Every TICK_SECONDS on the connection's thread: stop if asked, settle, sum up quick tasks."""
@@ -118,6 +122,7 @@ class Worker:
             channel.stop_consuming()  # the signal handler only sets the event: pika is not re-entrant
             return
         session.settle()
+        self.events.flush()
         if summary := self.quick_tasks.summary():
             print(summary, flush=True)
         connection.call_later(TICK_SECONDS, lambda: self.tick(connection, channel, session))
@@ -153,6 +158,7 @@ class Worker:
             return
         seconds = work_seconds(text, self.config.seconds_per_dot)
         if seconds:
+            self.events.received(record)
             deliveries.put(Task(method.delivery_tag, properties.reply_to, text, seconds, record))
         else:
             record["finished"] = record["started"]
@@ -183,6 +189,7 @@ class Worker:
         if session.over.wait(task.seconds):
             why = "stopped before it was done" if self.stopping.is_set() else "its delivery was lost with the channel"
             print(f"[!] Handed back {task.text!r} ({self.name}): {why}", flush=True)
+            self.events.cut(record, why)
             return False
         record["finished"] = time.time()
         line = done_line(self.name, task.text, record["finished"] - record["started"])
