@@ -52,6 +52,7 @@ class Stack:
             "COMPOSE_PROJECT_NAME": "rabbitmq-lab-bench",
             "AMQP_PORT": str(self.amqp_port),
             "MANAGEMENT_PORT": str(free_port()),
+            "DASHBOARD_PORT": str(free_port()),
             "TIMELINES_DIR": str(timelines),
         }
         login = pika.PlainCredentials(dotenv("RABBITMQ_DEFAULT_USER"), dotenv("RABBITMQ_DEFAULT_PASS"))

@@ -44,12 +44,13 @@ class Lab:
         self.timelines, self.root = timelines, root
         dotenv = read_dotenv()
         self.user, self.password = dotenv["RABBITMQ_DEFAULT_USER"], dotenv["RABBITMQ_DEFAULT_PASS"]
-        self.amqp_port, self.management_port = free_port(), free_port()
+        self.amqp_port, self.management_port, self.dashboard_port = free_port(), free_port(), free_port()
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": f"lab-test-{os.getpid()}",
             "AMQP_PORT": str(self.amqp_port),
             "MANAGEMENT_PORT": str(self.management_port),
+            "DASHBOARD_PORT": str(self.dashboard_port),
             "SECONDS_PER_DOT": str(SECONDS_PER_DOT),
             "STOP_GRACE_SECONDS": str(STOP_GRACE_SECONDS),
             "TIMELINES_DIR": str(timelines),
