@@ -33,9 +33,10 @@ function escapeHtml(text) {
 }
 
 class Board {
-  constructor(container, title) {
+  constructor(container, title, name) {
     this.wrap = document.createElement("div");
     this.wrap.className = "board-wrap";
+    this.wrap.dataset.board = name;
     this.heading = document.createElement("h2");
     this.heading.textContent = title;
     this.root = svg("svg", { class: "board" });
@@ -80,6 +81,7 @@ class Board {
     this.links.clear();
     this.batchId = batch.id;
     this.batch = batch;
+    this.root.dataset.batch = batch.id ?? "";
   }
 
   drawAxis(width, span, pxPerSecond, elapsed) {

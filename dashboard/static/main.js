@@ -6,7 +6,7 @@ const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
 const dashboard = { live: new Live(), clockOffset: 0, mode: "live", replay: null };
 window.labDashboard = dashboard;  // for the curious, and the tests
-let liveBoard = new Board(boards, "Live: the current batch");
+let liveBoard = new Board(boards, "Live: the current batch", "live");
 let dirty = true;
 
 function serverNow() {
@@ -76,7 +76,7 @@ async function play() {
   const span = Math.max(...runs.map(run => run.end - run.start));
   dashboard.replay = {
     runs, span, speed: Number($("speed").value), began: performance.now(), finished: false,
-    boards: runs.map(run => new Board(boards, `Replay: ${run.name} (batch ${run.id})`)),
+    boards: runs.map((run, i) => new Board(boards, `Replay: ${run.name} (batch ${run.id})`, `replay-${i + 1}`)),
   };
 }
 
