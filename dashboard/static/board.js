@@ -4,7 +4,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const LABEL_W = 140, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
+const LABEL_W = 185, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
 const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5;
 
 function svg(name, attributes = {}, parent = null) {
@@ -209,8 +209,10 @@ class Board {
     const f = batch.figures(T);
     const seconds = s => (s === null ? "–" : `${s.toFixed(1)} s`);
     const ratio = f.makespan && f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound)` : "";
-    this.summary.textContent = f.tasks === 0 ? "No task done yet in this batch." :
-      `${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""} · makespan ${seconds(f.makespan)}` +
+    const done = `${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}`;
+    if (f.tasks === 0) this.summary.textContent = "No task done yet in this batch.";
+    else if (f.makespan === null) this.summary.textContent = `${done} (tasks with no work, counted per second)`;
+    else this.summary.textContent = `${done} · makespan ${seconds(f.makespan)}` +
       ` · lower bound max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
     const rows = [...f.rows].map(([w, r]) => `<tr><td>${escapeHtml(w)}</td><td>${r.tasks.toLocaleString()}</td><td>${r.busy.toFixed(1)}</td></tr>`);
     const html = `<tr><th>worker</th><th>tasks</th><th>busy s</th></tr>${rows.join("")}`;
