@@ -41,8 +41,9 @@ class Hub:
 
     def catch_up(self, last_id):
         """What a browser gets first: what it missed since last_id, or the whole snapshot."""
-        first = self.history[0][0] if self.history else None
-        if last_id is not None and first is not None and last_id >= first - 1:
+        first, latest = (self.history[0][0], self.history[-1][0]) if self.history else (None, None)
+        # An id beyond the latest is from before the dashboard restarted: a snapshot then.
+        if last_id is not None and first is not None and first - 1 <= last_id <= latest:
             missed = [events for number, events in self.history if number > last_id]
             number = self.history[-1][0]
             kind = "events"

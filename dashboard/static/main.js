@@ -33,8 +33,15 @@ function follow() {
     if (message.type === "snapshot") dashboard.live = new Live();
     if (message.type === "queues") showQueues(message);
     else for (const event of message.events) dashboard.live.apply(event);
+    if (message.type === "events") noteDelay(message.events);
     dirty = true;
   };
+}
+
+// How long after they happened events arrive here (the workers' clocks are the server's).
+function noteDelay(events) {
+  const now = serverNow();
+  dashboard.delays = [...(dashboard.delays ?? []).slice(-999), ...events.filter(e => e.at).map(e => now - e.at)];
 }
 
 function drawLive() {

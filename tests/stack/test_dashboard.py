@@ -133,6 +133,10 @@ def test_prefetch_0_deals_every_task_out_at_once_and_the_page_shows_them_waiting
     assert all(most_waiting[worker] >= 2 for worker in WORKERS), most_waiting  # 3 each, one running
     waited = [task for (_worker, task), sequence in states.items() if sequence[0] == "waiting"]
     assert len(waited) >= 6, states  # at least the second and third of each worker waited, then ran
+    delays = sorted(page.evaluate("window.labDashboard.delays"))
+    print(f"events reached the page {delays[len(delays) // 2] * 1000:.0f} ms (median), "
+          f"{delays[-1] * 1000:.0f} ms (most) after they happened, over {len(delays)} events")  # fmt: skip
+    assert delays[len(delays) // 2] < 0.2, delays
 
 
 def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(lab, page):
