@@ -1,7 +1,9 @@
 """The lab's benchmark (run by scripts/bench.sh): its own tools against raw pika,
 on a stack of its own. Prints a table per measurement and ends with
 
-    ratios: publish=… consume=… scale8=… dispatch=…
+    ratios: publish=… consume=… scale8=… dispatch=… dashboard=…
+
+`bench.py dashboard` measures only what the live dashboard costs the workers.
 
 These machines are noisy: compare the ratios, each measured within one run.
 """
@@ -14,7 +16,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pika
@@ -29,6 +33,7 @@ SCALE_WORKERS = (1, 2, 4, 8)
 SCALE_TASKS = 48  # a multiple of every worker count
 SECONDS_PER_DOT = 0.2
 DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's workload
+DASHBOARD_PREFETCHES = (1, 100)
 
 
 def free_port():
@@ -46,13 +51,13 @@ class Stack:
 
     def __init__(self, timelines):
         self.timelines = timelines
-        self.amqp_port = free_port()
+        self.amqp_port, self.dashboard_port = free_port(), free_port()
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": "rabbitmq-lab-bench",
             "AMQP_PORT": str(self.amqp_port),
             "MANAGEMENT_PORT": str(free_port()),
-            "DASHBOARD_PORT": str(free_port()),
+            "DASHBOARD_PORT": str(self.dashboard_port),
             "TIMELINES_DIR": str(timelines),
         }
         login = pika.PlainCredentials(dotenv("RABBITMQ_DEFAULT_USER"), dotenv("RABBITMQ_DEFAULT_PASS"))
@@ -85,9 +90,10 @@ class Stack:
                 raise SystemExit("bench: timed out waiting for the stack")
             time.sleep(0.02)
 
-    def workers(self, count, **settings):
+    def workers(self, count, dashboard=True, **settings):
         """`count` workers with these settings (PREFETCH, SECONDS_PER_DOT), all attached."""
-        self.compose("up", "--detach", "--wait", "--scale", f"consumer={count}", **settings)
+        scale = ("--scale", f"consumer={count}", "--scale", f"dashboard={int(dashboard)}")
+        self.compose("up", "--detach", "--wait", *scale, **settings)
         self.wait_for(lambda: self.queue()[1] == count)
 
     def purge(self):
@@ -168,6 +174,62 @@ def measure_consume(stack):
     return rates
 
 
+def measure_dashboard(stack):
+    """{prefetch: (lab worker's rate without the dashboard, with it and a browser's
+    event stream open)} on zero-work tasks, one consumer, rounds alternating."""
+    rates = {}
+    for prefetch in DASHBOARD_PREFETCHES:
+        without, watched = [], []
+        for _round in range(CONSUME_ROUNDS):
+            for dashboard, rates_seen in ((False, without), (True, watched)):
+                stack.fill(CONSUME_COUNT)
+                stack.workers(1, dashboard=dashboard, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
+                with watching(stack) if dashboard else nothing():
+                    rates_seen.append((CONSUME_COUNT - 1) / stack.worker_seconds())
+        rates[prefetch] = (statistics.median(without), statistics.median(watched))
+    stack.workers(1)
+    return rates
+
+
+class watching:
+    """A browser's part: the dashboard's event stream read as it comes, in a thread."""
+
+    def __init__(self, stack):
+        self.url = f"http://127.0.0.1:{stack.dashboard_port}/events"
+        self.stop = threading.Event()
+
+    def read(self):
+        with urllib.request.urlopen(self.url, timeout=10) as stream:
+            while not self.stop.is_set() and stream.readline():
+                pass
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def __exit__(self, *_exc):
+        self.stop.set()  # the stream sends the queues' figures every second: the thread ends by then
+
+
+class nothing:
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *_exc):
+        pass
+
+
+def print_dashboard(rates):
+    print(f"\nThe live dashboard's cost: consume {CONSUME_COUNT:,} zero-work tasks, one consumer "
+          f"(median of {CONSUME_ROUNDS} runs each)")  # fmt: skip
+    print(f"  {'prefetch':<10}{'without':>12}{'with it':>12}{'ratio':>8}")
+    for prefetch, (without, watched) in rates.items():
+        print(f"  {prefetch!s:<10}{without:>10,.0f}/s{watched:>10,.0f}/s{watched / without:>8.2f}")
+    lowest = min(watched / without for without, watched in rates.values())
+    print(f"  lowest ratio {lowest:.2f} (target >= 0.95)")
+    return lowest
+
+
 def image_growth(stack):
     """Megabytes the consumer image adds to its base image."""
     base = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
@@ -228,12 +290,16 @@ def _consumers_or_zero(stack):
 
 
 def main():
+    only_dashboard = sys.argv[1:] == ["dashboard"]
     with tempfile.TemporaryDirectory() as timelines:
         stack = Stack(Path(timelines))
         print("Building and starting the benchmark's stack...", flush=True)
         stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1")
         try:
-            report(stack)
+            if only_dashboard:
+                print_dashboard(measure_dashboard(stack))
+            else:
+                report(stack)
         finally:
             stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
 
@@ -274,10 +340,12 @@ def report(stack):
     print(f"  all consumers attached {attached:.2f} s after `docker compose up --wait` returned (target < 2)")
     print(f"  all consumers back {back:.2f} s after the restarted broker was healthy (target < 5)")
 
+    dashboard_ratio = print_dashboard(measure_dashboard(stack))
+
     dispatch_ratio = min(ideal / measured for measured, ideal in dispatch.values())
     print(
         f"\nratios: publish={publish_ratio:.2f} consume={consume_ratio:.2f} "
-        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f}"
+        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f} dashboard={dashboard_ratio:.2f}"
     )
 
 
