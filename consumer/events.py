@@ -42,17 +42,18 @@ class Events:
 
     def open(self, connection, prefetch):
         """At the start of a session, on the connection's thread."""
-        self.connection, self.channel, self.blocked = connection, None, False
+        self.connection, self.channel, self.blocked = None, None, False
         try:
             channel = connection.channel()
             channel.exchange_declare(EXCHANGE, "fanout", durable=True)
         except AMQPError:
-            return  # no events this session; the tasks go on
+            return  # no events this session (the worker's tick drops them); the tasks go on
         self.channel = channel
         connection.add_on_connection_blocked_callback(lambda *_: setattr(self, "blocked", True))
         connection.add_on_connection_unblocked_callback(lambda *_: setattr(self, "blocked", False))
         self.add({"event": "attached", "prefetch": prefetch})
         self.flush()
+        self.connection = connection  # from now on the first event of a group asks for a flush
 
     def received(self, record):
         """A task with work delivered: from now it waits in the worker's buffer."""
