@@ -44,7 +44,7 @@ class Batch {
 
   attempt(e, t) {
     const key = `${e.message_id}|${e.worker}`;
-    let a = this.open.get(key);
+    let a = this.open.get(key) ?? this.revived(key, e);
     if (!a) {
       a = { id: this.attempts.length, key, worker: e.worker, task: taskNumber(e.message_id), messageId: e.message_id,
             text: e.task, redelivered: !!e.redelivered, received: null, started: null, finished: null, state: null };
@@ -58,6 +58,15 @@ class Batch {
     }
     this.touch(t);
     return a;
+  }
+
+  // An attempt cut because its worker seemed gone, whose worker speaks again: it was not gone.
+  revived(key, e) {
+    const latest = this.attempts.filter(x => x.messageId === e.message_id).pop();
+    if (!latest || latest.key !== key || !latest.guessed || e.redelivered !== latest.redelivered) return null;
+    Object.assign(latest, { state: null, finished: null, guessed: false });
+    this.open.set(key, latest);
+    return latest;
   }
 
   end_(a, state, started, finished) {
@@ -80,7 +89,9 @@ class Batch {
   }
 
   cutAllOf(worker, t) {
-    for (const a of [...this.open.values()]) if (a.worker === worker) this.cutShort(a, t);
+    for (const a of [...this.open.values()]) {
+      if (a.worker === worker) { this.cutShort(a, t); a.guessed = true; }
+    }
   }
 
   count(worker, t, n) {
@@ -140,6 +151,7 @@ class Live {
       this.batch.cutAllOf(e.worker, e.at);  // what it held goes back to the queue
       return;
     }
+    worker.attached = true;  // a worker that speaks is there, whatever the last poll said
     if (e.batch !== this.batch.id) this.batch = new Batch(e.batch);
     if (e.event === "rejected") this.rejected = [...this.rejected.slice(-4), e];
     this.batch.apply(e);
