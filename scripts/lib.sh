@@ -50,7 +50,7 @@ why_not_running() {
     return
   fi
   [[ -z "$status" ]] || reasons="its broker container is '$status'"
-  for name in AMQP_PORT MANAGEMENT_PORT; do
+  for name in AMQP_PORT MANAGEMENT_PORT DASHBOARD_PORT; do
     port="$(setting "$name")"
     if port_in_use "$port"; then
       reasons="${reasons:+$reasons; }$name $port is in use by another program"
