@@ -8,7 +8,8 @@ so a task held by a worker that dies goes to another worker.
 The work runs in its own thread while the connection's thread keeps the
 connection alive (heartbeats) and settles finished tasks (settlement.py), as
 pika's basic_consumer_threaded example does. A task with no work is settled
-on the connection's thread at once.
+on the connection's thread at once. What happens to each task is also told to
+the live dashboard (events.py), never at the cost of a task.
 
 Whatever the broker does to the worker's connection, channel or queue (a
 restart, a delivery timeout, the queue deleted), the worker says what
