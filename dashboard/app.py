@@ -39,16 +39,20 @@ class Config:
     management_url: str
     login: str
     bind_address: str
+    address: str  # where a browser on the host finds the page
 
     @classmethod
     def from_env(cls, env=os.environ):
         user, password = env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]
         host, port = env.get("RABBITMQ_HOST", "rabbitmq"), env.get("RABBITMQ_PORT", "5672")
+        bind = env.get("LAB_BIND_ADDRESS", "127.0.0.1")
+        shown_host = "localhost" if bind in (*LOOPBACK, "0.0.0.0") else bind
         return cls(
             amqp_url=f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}",
             management_url=f"http://{host}:15672",
             login=f"{user}:{password}",
-            bind_address=env.get("LAB_BIND_ADDRESS", "127.0.0.1"),
+            bind_address=bind,
+            address=f"http://{shown_host}:{env.get('DASHBOARD_PORT', 8080)}",
         )
 
 

@@ -43,7 +43,7 @@ async def follow_events(config, hub, status):
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(exchange)
     status.update(broker=True)
-    print(f"[*] dashboard following {EXCHANGE}", flush=True)
+    print(f"[*] dashboard following {EXCHANGE}: open {config.address}", flush=True)
     async with queue.iterator(no_ack=True) as messages:
         async for message in messages:
             try:
