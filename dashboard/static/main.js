@@ -22,6 +22,8 @@ function showQueues(message) {
   $("unacked").textContent = tasks ? tasks.unacked.toLocaleString() : "?";
   $("consumers").textContent = tasks ? tasks.consumers.length : "?";
   $("dead-letters").textContent = dead ? (dead.ready + dead.unacked).toLocaleString() : "?";
+  // Workers that attached before the dashboard started have said nothing yet: the broker knows them.
+  for (const tag of tasks?.consumers ?? []) if (!dashboard.live.workers.has(tag)) dashboard.live.worker(tag);
 }
 
 function follow() {
