@@ -40,6 +40,7 @@ class Session:
     records: pika.adapters.blocking_connection.BlockingChannel  # in transaction mode
     prefetch: int = 1
     worker: str = "worker"  # its name, for the log
+    events: object = None  # events.Events, told what was settled
     over: threading.Event = field(default_factory=threading.Event)
     pending: list = field(default_factory=list)  # (reply_to, record, delivery tag or None, log line or None)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,6 +77,8 @@ class Session:
         except AMQPChannelError as exc:
             self.take_back(settled, exc)
             raise
+        if self.events:
+            self.events.settled(record for _to, record, _tag, _line in pending)
         lines = "".join(f"{line}\n" for _to, _record, _tag, line in pending if line)
         if lines:
             sys.stdout.write(lines)  # one write for the group
@@ -124,6 +127,8 @@ class Session:
             self.publish_records(cut)
         except AMQPError:
             pass  # the connection is gone too: send.sh --wait sees the attempt unfinished anyway
+        if self.events:
+            self.events.settled(record for _to, record in cut)
         for _to, record in cut:
             print(f"[!] Not acknowledged {record['task']!r} ({record['worker']}): the broker closed the channel "
                   "first; it gives the task to another worker", flush=True)  # fmt: skip

@@ -8,7 +8,8 @@ so a task held by a worker that dies goes to another worker.
 The work runs in its own thread while the connection's thread keeps the
 connection alive (heartbeats) and settles finished tasks (settlement.py), as
 pika's basic_consumer_threaded example does. A task with no work is settled
-on the connection's thread at once.
+on the connection's thread at once. What happens to each task is also told to
+the live dashboard (events.py), never at the cost of a task.
 
 Whatever the broker does to the worker's connection, channel or queue (a
 restart, a delivery timeout, the queue deleted), the worker says what
@@ -28,6 +29,7 @@ import time
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
 from broker import QUEUE, LoginRefused, connect, connection_parameters, declare_queues, is_wrong_queue_type, short_error
+from events import Events
 from settings import Config, ConfigError
 from settlement import Session
 from tasks import PoisonTask, QuickTasksLog, Task, done_line, read_task, work_seconds
@@ -53,6 +55,7 @@ class Worker:
         self.stopping = threading.Event()
         self.quick_tasks = QuickTasksLog(self.name)
         self.sessions = 0
+        self.events = Events(self.name)  # for the dashboard
 
     def request_stop(self, signum, _frame):
         if not self.stopping.is_set():
@@ -93,12 +96,13 @@ class Worker:
         channel.basic_qos(prefetch_count=self.config.prefetch)
         records = connection.channel()
         records.tx_select()
-        session = Session(connection, channel, records, self.config.prefetch, self.name)
+        session = Session(connection, channel, records, self.config.prefetch, worker=self.name, events=self.events)
         deliveries = queue.Queue()
         work = threading.Thread(target=self.work_loop, args=(session, deliveries), daemon=True)
         work.start()
         # The worker's name as consumer tag: the management UI lists consumers by it.
         channel.basic_consume(QUEUE, functools.partial(self.on_delivery, session, deliveries), consumer_tag=self.name)
+        self.events.open(connection, self.config.prefetch)
         prefetch = self.config.prefetch or "unlimited"
         print(f"[*] {self.name} waiting for tasks on {QUEUE} (prefetch {prefetch}). To exit press CTRL+C", flush=True)
         try:
@@ -114,7 +118,8 @@ class Worker:
             work.join(timeout=1)  # let it say what it gives up
             if connection.is_open:
                 with contextlib.suppress(AMQPError):  # the records channel may be gone too
-                    session.settle()  # the record of a task handed back, for send.sh --wait
+                    session.settle()  # the record of a task handed back
+            self.events.leaving()
 
     def tick(self, connection, channel, session):
         """Every TICK_SECONDS on the connection's thread: stop if asked, settle, sum up quick tasks."""
@@ -122,6 +127,7 @@ class Worker:
             channel.stop_consuming()  # the signal handler only sets the event: pika is not re-entrant
             return
         session.settle()
+        self.events.flush()
         if summary := self.quick_tasks.summary():
             print(summary, flush=True)
         connection.call_later(TICK_SECONDS, lambda: self.tick(connection, channel, session))
@@ -157,6 +163,7 @@ class Worker:
             return
         seconds = work_seconds(text, self.config.seconds_per_dot)
         if seconds:
+            self.events.received(record)
             deliveries.put(Task(method.delivery_tag, properties.reply_to, text, seconds, record))
         else:
             record["finished"] = record["started"]
@@ -187,7 +194,7 @@ class Worker:
         if session.over.wait(task.seconds):
             why = "stopped before it was done" if self.stopping.is_set() else "its delivery was lost with the channel"
             print(f"[!] Handed back {task.text!r} ({self.name}): {why}", flush=True)
-            session.add(task.reply_to, {"event": "cut", **record, "reason": why})
+            session.add(task.reply_to, {"event": "cut", **record, "reason": why})  # for --wait and the dashboard
             return False
         record["finished"] = time.time()
         line = done_line(self.name, task.text, record["finished"] - record["started"])

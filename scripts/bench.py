@@ -1,7 +1,9 @@
 """The lab's benchmark (run by scripts/bench.sh): its own tools against raw pika,
 on a stack of its own. Prints a table per measurement and ends with
 
-    ratios: publish=… consume=… scale8=… dispatch=…
+    ratios: publish=… consume=… scale8=… dispatch=… dashboard=…
+
+`bench.py dashboard` measures only what the live dashboard costs the workers.
 
 These machines are noisy: compare the ratios, each measured within one run.
 
@@ -18,7 +20,9 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pika
@@ -34,6 +38,7 @@ SCALE_WORKERS = (1, 2, 4, 8)
 SCALE_TASKS = 48  # a multiple of every worker count
 SECONDS_PER_DOT = 0.2
 DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's workload
+DASHBOARD_PREFETCHES = (1, 100)
 
 
 class Stack(LabStack):
@@ -55,9 +60,10 @@ class Stack(LabStack):
     def producer(self, *args):
         return self.output("docker", "compose", "run", "--rm", "--no-deps", "-T", "producer", *args)
 
-    def workers(self, count, **settings):
+    def workers(self, count, dashboard=True, **settings):
         """`count` workers with these settings (PREFETCH, SECONDS_PER_DOT), all attached."""
-        self.compose("up", "--detach", "--wait", "--scale", f"consumer={count}", env=settings)
+        scale = ("--scale", f"consumer={count}", "--scale", f"dashboard={int(dashboard)}")
+        self.compose("up", "--detach", "--wait", *scale, env=settings)
         self.wait_for(lambda: self.queue()[1] == count, f"{count} workers attached", timeout=120, interval=0.02)
 
     def fill(self, count):
@@ -233,6 +239,62 @@ def compare_cluster(timelines):
     print(f"\ncluster ratios: publish={cluster_publish / single_publish:.2f} {consume}")
 
 
+def measure_dashboard(stack):
+    """{prefetch: (lab worker's rate without the dashboard, with it and a browser's
+    event stream open)} on zero-work tasks, one consumer, rounds alternating."""
+    rates = {}
+    for prefetch in DASHBOARD_PREFETCHES:
+        without, watched = [], []
+        for _round in range(CONSUME_ROUNDS):
+            for dashboard, rates_seen in ((False, without), (True, watched)):
+                stack.fill(CONSUME_COUNT)
+                stack.workers(1, dashboard=dashboard, PREFETCH=str(prefetch), SECONDS_PER_DOT="0")
+                with watching(stack) if dashboard else nothing():
+                    rates_seen.append((CONSUME_COUNT - 1) / stack.worker_seconds())
+        rates[prefetch] = (statistics.median(without), statistics.median(watched))
+    stack.workers(1)
+    return rates
+
+
+class watching:
+    """A browser's part: the dashboard's event stream read as it comes, in a thread."""
+
+    def __init__(self, stack):
+        self.url = f"http://127.0.0.1:{stack.dashboard_port}/events"
+        self.stop = threading.Event()
+
+    def read(self):
+        with urllib.request.urlopen(self.url, timeout=10) as stream:
+            while not self.stop.is_set() and stream.readline():
+                pass
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def __exit__(self, *_exc):
+        self.stop.set()  # the stream sends the queues' figures every second: the thread ends by then
+
+
+class nothing:
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *_exc):
+        pass
+
+
+def print_dashboard(rates):
+    print(f"\nThe live dashboard's cost: consume {CONSUME_COUNT:,} zero-work tasks, one consumer "
+          f"(median of {CONSUME_ROUNDS} runs each)")  # fmt: skip
+    print(f"  {'prefetch':<10}{'without':>12}{'with it':>12}{'ratio':>8}")
+    for prefetch, (without, watched) in rates.items():
+        print(f"  {prefetch!s:<10}{without:>10,.0f}/s{watched:>10,.0f}/s{watched / without:>8.2f}")
+    lowest = min(watched / without for without, watched in rates.values())
+    print(f"  lowest ratio {lowest:.2f} (target >= 0.95)")
+    return lowest
+
+
 def main():
     with tempfile.TemporaryDirectory() as timelines:
         if sys.argv[1:] == ["--cluster"]:
@@ -241,7 +303,10 @@ def main():
         print("Building and starting the benchmark's stack...", flush=True)
         stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=900)
         try:
-            report(stack)
+            if sys.argv[1:] == ["dashboard"]:
+                print_dashboard(measure_dashboard(stack))
+            else:
+                report(stack)
         finally:
             stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
 
@@ -283,9 +348,10 @@ def report(stack):
     print(f"  all consumers back {back:.2f} s after the restarted broker was healthy (target < 5)")
 
     dispatch_ratio = min(ideal / measured for measured, ideal in dispatch.values())
+    dashboard_ratio = print_dashboard(measure_dashboard(stack))
     print(
         f"\nratios: publish={publish_ratio:.2f} consume={consume_ratio:.2f} "
-        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f}"
+        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f} dashboard={dashboard_ratio:.2f}"
     )
 
 

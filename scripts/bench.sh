@@ -2,12 +2,15 @@
 # Benchmark the lab's own tools against raw pika loops, on a stack of the
 # benchmark's own (project rabbitmq-lab-bench, free ports; removed at the end):
 # publish rate with confirms, consume rate per prefetch, memory, image size,
-# scaling over 1-8 workers, dispatch against a simulated ideal, start-up.
-# Ends with one line: ratios: publish=… consume=… scale8=… dispatch=…
+# scaling over 1-8 workers, dispatch against a simulated ideal, start-up, and
+# the live dashboard's cost.
+# Ends with one line: ratios: publish=… consume=… scale8=… dispatch=… dashboard=…
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh [--cluster]   (about five minutes; needs Docker and python3)
+# Usage: scripts/bench.sh              (about seven minutes; needs Docker and python3)
+#        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
+#        scripts/bench.sh --cluster    (only what replication costs)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"

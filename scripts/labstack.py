@@ -42,12 +42,13 @@ class LabStack:
 
     def __init__(self, project, timelines, root=ROOT, **settings):
         self.root, self.timelines = root, timelines
-        self.amqp_port, self.management_port = free_port(), free_port()
+        self.amqp_port, self.management_port, self.dashboard_port = free_port(), free_port(), free_port()
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": project,
             "AMQP_PORT": str(self.amqp_port),
             "MANAGEMENT_PORT": str(self.management_port),
+            "DASHBOARD_PORT": str(self.dashboard_port),
             "TIMELINES_DIR": str(timelines),
             **settings,
         }

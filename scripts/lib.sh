@@ -50,7 +50,7 @@ why_not_running() {
     return
   fi
   [[ -z "$status" ]] || reasons="its broker container is '$status'"
-  for name in AMQP_PORT MANAGEMENT_PORT; do
+  for name in AMQP_PORT MANAGEMENT_PORT DASHBOARD_PORT; do
     port="$(setting "$name")"
     if port_in_use "$port"; then
       reasons="${reasons:+$reasons; }$name $port is in use by another program"
@@ -68,6 +68,18 @@ require_running_lab() {
 
 compose_quietly() {  # compose_quietly ARGS...: docker compose ARGS..., without its per-container lines
   docker compose "$@" 2>&1 | grep -v -e '^ *Container' -e Bake || true
+}
+
+# One line with the live dashboard's address, once per script run (a demo's
+# send.sh --wait does not repeat it), if the lab's dashboard is running.
+show_dashboard() {
+  [[ -z "${LAB_DASHBOARD_SHOWN:-}" ]] || return 0
+  export LAB_DASHBOARD_SHOWN=1
+  [[ -n "$(docker compose ps --status running --quiet dashboard 2>/dev/null)" ]] || return 0
+  local host
+  host="$(setting LAB_BIND_ADDRESS)"
+  [[ "$host" != 127.0.0.1 && "$host" != 0.0.0.0 && -n "$host" ]] || host=localhost
+  echo "Dashboard: http://$host:$(setting DASHBOARD_PORT) (who is doing what, live)"
 }
 
 running_workers() {
@@ -164,6 +176,7 @@ positive_whole_number() {  # positive_whole_number WHAT VALUE: VALUE, or fail
 start_workers() {
   echo "==> $1 workers with $([[ "$2" == 0 ]] && echo "no prefetch limit" || echo "prefetch $2")"
   PREFETCH="$2" compose_quietly up --detach --wait --scale "consumer=$1"
+  show_dashboard
 }
 
 seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this lab's SECONDS_PER_DOT

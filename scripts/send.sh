@@ -25,6 +25,7 @@ usage() { sed -n '/^# Usage:/,/^# Input/ s/^# \{0,1\}//p' "$0"; }
 file=""
 argument=""
 options=()
+waiting=""
 while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
@@ -32,7 +33,7 @@ while (($#)); do
       (($# >= 2)) || fail "$1 needs a value"
       if [[ "$1" == --file ]]; then file="$(from_caller "$2")"; else options+=("$1" "$2"); fi
       shift 2 ;;
-    --wait) options+=("$1"); shift ;;
+    --wait) options+=("$1"); waiting=1; shift ;;
     --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; shift ;;
     -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, refused below
     -*) fail "unknown option $1 (see --help)" ;;
@@ -54,6 +55,7 @@ fi
 
 require_running_lab
 options+=(--expect-workers "$(running_workers)")
+[[ -z "$waiting" ]] || show_dashboard
 if [[ -n "$file" ]]; then
   producer new_task.py --file - "${options[@]}" <"$file"
 else

@@ -122,6 +122,7 @@ def test_management_api_answers_guest_on_loopback_and_refuses_a_wrong_password(l
     assert lab.management("overview", "guest", "not-the-password")[0] == 401
     for port in ("5672", "15672"):
         assert lab.compose("port", "rabbitmq", port).stdout.strip().startswith("127.0.0.1:")
+    assert lab.compose("port", "dashboard", "8080").stdout.strip() == f"127.0.0.1:{lab.dashboard_port}"
 
 
 def test_task_queue_consumer_timeout_is_a_minute_above_the_longest_task(lab):
@@ -157,7 +158,7 @@ def test_anonymous_login_is_off(lab):
 
 
 def test_containers_do_not_run_as_root(lab):
-    for service in ("rabbitmq", "consumer"):
+    for service in ("rabbitmq", "consumer", "dashboard"):
         assert lab.compose("exec", service, "id", "-u").stdout.strip() != "0"
     assert lab.compose("run", "--rm", "--no-deps", "--entrypoint", "id", "producer", "-u").stdout.strip() != "0"
 

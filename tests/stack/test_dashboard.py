@@ -1,0 +1,200 @@
+"""The live dashboard in a real headless Chromium, against the test stack while it works.
+
+The page is watched as a student would see it: a MutationObserver in the page
+records every state each task bar takes and how many tasks wait in each lane,
+so a state that lasts one frame is seen too. No sleeps: the tests wait on the
+page's attributes and on send.sh.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import CONSUMERS, ROOT
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+WORKERS = [f"consumer-{n}" for n in range(1, CONSUMERS + 1)]
+LIVE = '[data-board="live"]'
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM and os.environ.get("CI") != "true", reason="needs Chromium: apt-get install chromium"
+)  # in CI a missing browser fails the tests instead
+
+# Records, per batch, every state each bar took (in order) and the most tasks
+# seen waiting at once in each lane.
+RECORDER = """() => {
+  const seen = window.seen = { states: {}, mostWaiting: {} };
+  const look = () => {
+    const board = document.querySelector('[data-board="live"] svg');
+    const batch = board.dataset.batch;
+    for (const lane of board.querySelectorAll(".lane")) {
+      const key = `${batch}/${lane.dataset.worker}`;
+      const waiting = lane.querySelectorAll('g[data-task][data-state="waiting"]').length;
+      seen.mostWaiting[key] = Math.max(seen.mostWaiting[key] ?? 0, waiting);
+      for (const bar of lane.querySelectorAll("g[data-task]")) {
+        const states = seen.states[`${key}/${bar.dataset.task}`] ??= [];
+        if (states.at(-1) !== bar.dataset.state) states.push(bar.dataset.state);
+      }
+    }
+  };
+  new MutationObserver(look).observe(document.getElementById("boards"),
+    { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state", "data-batch"] });
+  look();
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"http://127.0.0.1:{stack.dashboard_port}/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    page.evaluate(RECORDER)
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def start_workers(lab, prefetch):
+    lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}", env={"PREFETCH": str(prefetch)})
+    lab.wait_for(lambda: lab.queue()[1] == CONSUMERS, f"{CONSUMERS} consumers attached")
+
+
+def send_in_background(lab, *args):
+    return subprocess.Popen([str(ROOT / "scripts" / "send.sh"), *args, "--wait"], cwd=ROOT, env=lab.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def finish(sending):
+    output, _ = sending.communicate(timeout=120)
+    assert sending.returncode == 0, output
+    return output
+
+
+def seen_in(page, batch):
+    """{(worker, task): [states in order]} and {worker: most waiting at once}, for one batch."""
+    seen = page.evaluate("window.seen")
+    states = {}
+    for key, value in seen["states"].items():
+        key_batch, worker, task = key.split("/")
+        if key_batch == batch:
+            states[worker, int(task)] = value
+    most = {key.split("/")[1]: n for key, n in seen["mostWaiting"].items() if key.split("/")[0] == batch}
+    return states, most
+
+
+def lane(page, worker, board=LIVE):
+    return page.locator(f'{board} svg .lane[data-worker="{worker}"]')
+
+
+def bars(page, state, board=LIVE):
+    return page.locator(f'{board} svg g[data-task][data-state="{state}"]')
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png", full_page=True)
+
+
+def test_prefetch_0_deals_every_task_out_at_once_and_the_page_shows_them_waiting(lab, page):
+    start_workers(lab, prefetch=0)
+    sending = send_in_background(lab, "9", "--dots", "2", "--name", "dashboard-prefetch-0")
+    for worker in WORKERS:  # the broker deals out all nine at once: each lane's buffer holds tasks
+        expect(lane(page, worker).locator('g[data-task][data-state="waiting"]').first).to_be_attached()
+    screenshot(page, "prefetch-0-dealt")
+    finish(sending)
+    expect(bars(page, "done")).to_have_count(9)
+    for worker in WORKERS:
+        expect(lane(page, worker).locator('g[data-task][data-state="done"]')).to_have_count(3)
+    screenshot(page, "prefetch-0-done")
+
+    run, done = lab.saved_run("dashboard-prefetch-0")
+    states, most_waiting = seen_in(page, run["batch"])
+    assert sorted(task for _worker, task in states) == list(range(1, 10))
+    for (worker, task), sequence in states.items():
+        assert done[task]["worker"] == worker  # drawn on the lane of the worker that did it
+        assert sequence[-1] == "done"
+        assert sequence.index("running") < sequence.index("done")
+    assert all(most_waiting[worker] >= 2 for worker in WORKERS), most_waiting  # 3 each, one running
+    waited = [task for (_worker, task), sequence in states.items() if sequence[0] == "waiting"]
+    assert len(waited) >= 6, states  # at least the second and third of each worker waited, then ran
+    delays = sorted(page.evaluate("window.labDashboard.delays"))
+    print(f"events reached the page {delays[len(delays) // 2] * 1000:.0f} ms (median), "
+          f"{delays[-1] * 1000:.0f} ms (most) after they happened, over {len(delays)} events")  # fmt: skip
+    assert delays[len(delays) // 2] < 0.2, delays
+
+
+def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(lab, page):
+    start_workers(lab, prefetch=1)
+    sending = send_in_background(lab, "9", "--heavy", "3:6", "--name", "dashboard-fair")
+    expect(bars(page, "running")).to_have_count(CONSUMERS)  # every worker busy
+    screenshot(page, "fair-dispatch-running")
+    finish(sending)
+    expect(bars(page, "done")).to_have_count(9)
+    screenshot(page, "fair-dispatch-done")
+
+    run, done = lab.saved_run("dashboard-fair")
+    states, most_waiting = seen_in(page, run["batch"])
+    assert sorted(task for _worker, task in states) == list(range(1, 10))
+    assert set(most_waiting) == set(WORKERS)
+    assert all(n <= 1 for n in most_waiting.values()), most_waiting
+    assert page.locator(f"{LIVE} table.stats").inner_text().count("consumer-") == CONSUMERS
+    heavy_workers = {done[task]["worker"] for task in (3, 6, 9)}
+    assert len(heavy_workers) > 1  # the heavy tasks spread out (round-robin gives them all to one worker)
+
+
+def test_a_worker_killed_mid_task_leaves_a_cut_bar_and_the_task_is_done_on_another_lane(lab, page):
+    sending = send_in_background(lab, "6", "--dots", "4", "--name", "dashboard-crash")
+    first = page.locator(f'{LIVE} svg g[data-task="1"][data-state="running"]')
+    expect(first).to_be_attached()
+    victim = first.evaluate("bar => bar.closest('.lane').dataset.worker")
+    container = next(
+        name
+        for name in lab.compose("ps", "--format", "{{.Name}}", "consumer").stdout.split()
+        if name.endswith(f"-{victim}")
+    )
+    lab.run(["docker", "kill", "--signal", "KILL", container])
+    finish(sending)
+
+    expect(lane(page, victim).locator('g[data-task="1"][data-state="cut"]')).to_be_attached()
+    again = page.locator(f'{LIVE} svg g[data-task="1"][data-state="done"][data-redelivered="true"]')
+    expect(again).to_have_count(1)
+    assert again.evaluate("bar => bar.closest('.lane').dataset.worker") != victim
+    expect(page.locator(f'{LIVE} svg path.link[data-from="{victim}"]')).to_have_count(1)
+    expect(lane(page, victim)).to_have_attribute("data-attached", "false")  # marked as gone
+    expect(bars(page, "done")).to_have_count(6)
+    screenshot(page, "killed-worker")
+
+
+def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
+    for name in ("dashboard-replay-a", "dashboard-replay-b"):
+        result = lab.send("6", "--dots", "1", "--wait", "--name", name)
+        assert result.returncode == 0, result.stdout + result.stderr
+    page.click("#show-replay")
+    expect(page.locator("#run-a option", has_text="dashboard-replay-b")).to_be_attached()
+    page.select_option("#run-a", "dashboard-replay-a")
+    page.select_option("#run-b", "dashboard-replay-b")
+    page.fill("#speed", "10")
+    page.click("#play")
+    expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
+    for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):
+        expect(bars(page, "done", board)).to_have_count(6)
+    first, second = (page.locator(f'[data-board="replay-{n}"] svg .axis text').all_inner_texts() for n in (1, 2))
+    assert first == second  # one time axis for both
+    expect(page.locator(LIVE)).to_be_hidden()
+    screenshot(page, "replay")

@@ -1,0 +1,131 @@
+"""consumer/events.py: what a worker tells the dashboard, and that telling never costs it a task."""
+
+import json
+
+import pytest
+from pika.exceptions import ChannelClosedByBroker, ChannelWrongStateError, ConnectionWrongStateError
+
+from events import EXCHANGE, TASK_TEXT_SHOWN, Events
+
+
+class FakeChannel:
+    def __init__(self, fail=None):
+        self.published, self.fail = [], fail
+
+    def exchange_declare(self, name, kind, durable):
+        self.declared = (name, kind, durable)
+
+    def basic_publish(self, exchange, routing_key, body, properties):
+        if self.fail:
+            raise self.fail
+        self.published.append((exchange, json.loads(body)))
+
+
+class FakeConnection:
+    def __init__(self, channel):
+        self._channel, self.callbacks, self.blocked_callbacks = channel, [], []
+
+    def channel(self):
+        return self._channel
+
+    def add_callback_threadsafe(self, callback):
+        self.callbacks.append(callback)
+
+    def add_on_connection_blocked_callback(self, callback):
+        self.blocked_callbacks.append(callback)
+
+    def add_on_connection_unblocked_callback(self, callback):
+        self.unblocked = callback
+
+
+def record(number, started=100.0, finished=None):
+    task = {"worker": "consumer-1", "task": f"Task {number}..", "message_id": f"b1.{number}", "batch": "b1",
+            "redelivered": False, "started": started}  # fmt: skip
+    return {**task, "finished": finished} if finished else task
+
+
+@pytest.fixture
+def opened():
+    channel = FakeChannel()
+    connection = FakeConnection(channel)
+    events = Events("consumer-1")
+    events.open(connection, prefetch=1)
+    return events, channel, connection
+
+
+def test_attaching_declares_the_exchange_and_says_so_at_once(opened):
+    _events, channel, _connection = opened
+    assert channel.declared == (EXCHANGE, "fanout", True)
+    [(exchange, [event])] = channel.published
+    assert exchange == EXCHANGE
+    assert event["event"] == "attached" and event["worker"] == "consumer-1" and event["prefetch"] == 1
+
+
+def test_a_group_of_task_events_is_one_message_flushed_once_on_the_connections_thread(opened):
+    events, channel, connection = opened
+    events.received(record(1))
+    events.received(record(2))
+    events.settled([{**record(1), "event": "started"}, {**record(1, finished=101.0), "event": "done"}])
+    assert len(connection.callbacks) == 1  # one flush asked for, by the first event
+    connection.callbacks[0]()
+    _exchange, group = channel.published[-1]
+    assert [(e["event"], e["message_id"]) for e in group] == [
+        ("received", "b1.1"), ("received", "b1.2"), ("started", "b1.1"), ("done", "b1.1")
+    ]  # fmt: skip
+
+
+def test_tasks_with_no_work_are_counted_per_batch_not_sent_one_by_one(opened):
+    events, channel, connection = opened
+    events.settled([{**record(n, finished=100.0), "event": "done"} for n in range(1, 1001)])
+    assert connection.callbacks == []  # nothing to send at once: the worker's tick flushes counts
+    events.flush()
+    _exchange, [count] = channel.published[-1]
+    assert (count["event"], count["batch"], count["count"]) == ("quick", "b1", 1000)
+
+
+def test_rejected_and_cut_tasks_are_told_one_by_one_with_their_text_shortened(opened):
+    events, channel, _connection = opened
+    events.settled([{**record(1), "task": "x" * 200, "event": "rejected", "reason": "too long"}])
+    events.settled([{**record(2), "event": "cut", "reason": "stopped before it was done"}])
+    events.flush()
+    _exchange, [rejected, cut] = channel.published[-1]
+    assert rejected["event"] == "rejected" and len(rejected["task"]) == TASK_TEXT_SHOWN
+    assert cut["event"] == "cut" and cut["reason"] == "stopped before it was done"
+
+
+def test_nothing_is_published_while_the_broker_blocks_publishing(opened):
+    events, channel, connection = opened
+    connection.blocked_callbacks[0](connection, None)
+    events.received(record(1))
+    events.flush()
+    assert len(channel.published) == 1  # only "attached", from before the block
+    connection.unblocked(connection, None)
+    events.received(record(2))
+    events.flush()
+    assert channel.published[-1][1][0]["message_id"] == "b1.2"  # the blocked one was dropped, not queued
+
+
+@pytest.mark.parametrize("error", [ChannelClosedByBroker(404, "NOT_FOUND - no exchange"), ChannelWrongStateError()])
+def test_an_error_on_the_events_channel_drops_the_events_never_raises(error):
+    channel = FakeChannel()
+    connection = FakeConnection(channel)
+    events = Events("consumer-1")
+    events.open(connection, prefetch=1)
+    channel.fail = error
+    events.received(record(1))
+    events.flush()  # no exception: the worker's session goes on
+    channel.fail = None
+    events.received(record(2))
+    events.flush()
+    assert len(channel.published) == 1  # the channel is given up for the session
+
+
+def test_a_connection_already_closing_does_not_break_the_caller():
+    events = Events("consumer-1")
+
+    class Closing(FakeConnection):
+        def add_callback_threadsafe(self, callback):
+            raise ConnectionWrongStateError("called on closed or closing connection")
+
+    events.open(Closing(FakeChannel()), prefetch=1)
+    events.received(record(1))  # from the connection's thread, or the work thread: must not raise
