@@ -104,11 +104,18 @@ def interrupted(events):
 
 def segments(events):
     """What a timeline draws: each task done, and each attempt cut short (marked "cut",
-    drawn until the next attempt at the task started)."""
-    cut = [
-        {**start, "finished": retry if retry is not None else start["started"], "cut": True}
-        for start, retry in interrupted(events)
-    ]
+    drawn until the next attempt at the task started, or until its worker started
+    another task if that came first)."""
+    starts = {}
+    for event in events:
+        starts.setdefault(event["worker"], set()).add(event["started"])
+
+    def cut_end(start, retry):
+        later = [moment for moment in starts[start["worker"]] if moment > start["started"]]
+        ends = [moment for moment in (retry, min(later, default=None)) if moment is not None]
+        return min(ends, default=start["started"])
+
+    cut = [{**start, "finished": cut_end(start, retry), "cut": True} for start, retry in interrupted(events)]
     return done_records(events) + cut
 
 

@@ -10,7 +10,7 @@ import analysis
 import chart
 import display
 import runs
-from example_runs import BATCH, CRASH, CUT, CUT_FIRST, FAIR, ROUND_ROBIN, record
+from example_runs import BATCH, CRASH, CUT, CUT_FIRST, FAIR, ROUND_ROBIN, record, started
 
 
 def table(events):
@@ -137,3 +137,19 @@ def test_the_table_lists_the_first_task_names_of_a_long_batch():
     assert (
         display.task_names(tasks) == "Task 1, Task 2, Task 3, Task 4, Task 5, Task 6, Task 7, Task 8, … and 1,992 more"
     )
+
+
+def test_a_cut_attempt_ends_where_its_worker_started_another_task():
+    # consumer-1's task 1 is cut; consumer-1 starts task 2 at 102, before task 1's retry at 104.
+    events = [
+        started(record(1, "consumer-1", 100, 0)),
+        started(record(2, "consumer-1", 102, 103)),
+        record(2, "consumer-1", 102, 103),
+        started(record(1, "consumer-2", 104, 106, redelivered=True)),
+        record(1, "consumer-2", 104, 106, redelivered=True),
+    ]
+    cut = [segment for segment in analysis.segments(events) if segment.get("cut")]
+    assert [(segment["started"], segment["finished"]) for segment in cut] == [(100, 102)]
+    row = next(line for line in display.text_timeline(analysis.segments(events), width=30).splitlines()
+               if line.startswith("consumer-1"))  # fmt: skip
+    assert re.search(r"\[~+1~+\]\[=+2=+\]", row), row  # its closing bracket is not drawn over
