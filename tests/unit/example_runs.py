@@ -44,11 +44,17 @@ CRASH = [
 ]
 
 
+def cut_then_done_again(cut_on, task_2, task_1_again):
+    """Task 1 started at 100 on worker `cut_on` and never finished; task 2 done as
+    (worker, started, finished); then task 1 done again, redelivered, as (worker, started, finished)."""
+    return [
+        started(record(1, cut_on, 100, 0)),
+        started(record(2, *task_2)),
+        record(2, *task_2),
+        started(record(1, *task_1_again, redelivered=True)),
+        record(1, *task_1_again, redelivered=True),
+    ]
+
+
 # consumer-1 starts task 1 first and dies; task 2 starts later; task 1 is done again last.
-CUT_FIRST = [
-    started(record(1, "consumer-1", 100, 0)),
-    started(record(2, "consumer-2", 102, 104)),
-    record(2, "consumer-2", 102, 104),
-    started(record(1, "consumer-3", 105, 107, redelivered=True)),
-    record(1, "consumer-3", 105, 107, redelivered=True),
-]
+CUT_FIRST = cut_then_done_again("consumer-1", ("consumer-2", 102, 104), ("consumer-3", 105, 107))
