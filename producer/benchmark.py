@@ -15,8 +15,7 @@ import time
 
 import pika
 
-from new_task import connection_parameters
-from publisher import blocking_connection
+from connection import blocking_connection, connection_parameters
 from queues import QUEUE, QUEUE_ARGUMENTS
 
 

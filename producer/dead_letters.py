@@ -15,8 +15,8 @@ from datetime import datetime
 
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
-from new_task import connection_parameters
-from publisher import blocking_connection, describe
+from connection import blocking_connection, connection_parameters
+from publisher import describe
 from queues import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,

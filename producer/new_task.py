@@ -18,8 +18,6 @@ ask for more than MAX_DOTS_PER_TASK dots (default 3600; the workers refuse more)
 
 import argparse
 import logging
-import os
-import random
 import re
 import signal
 import sys
@@ -31,8 +29,9 @@ from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import runs
 from analysis import finished_tasks, tally
+from connection import blocking_connection, connection_parameters
 from display import SendProgress, WaitProgress, print_run
-from publisher import Publisher, SendFailed, StopRequested, blocking_connection, broker_hosts, describe
+from publisher import Publisher, SendFailed, StopRequested, describe
 from queues import QUEUE, QUEUE_ARGUMENTS
 from records import EventListener, task_queue_is_idle
 from workload import InputError, read_tasks
@@ -133,24 +132,6 @@ def confirmed(number, count):
 
 
 # --- Before sending ------------------------------------------------------------
-
-
-def connection_parameters(env=os.environ):
-    """One set of parameters per broker host, in a random order: the producer's
-    connections (publisher.blocking_connection, Publisher) try them in turn."""
-    missing = [name for name in ("RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS") if not env.get(name)]
-    if missing:
-        raise InputError(f"{' and '.join(missing)} not set (they come from .env)")
-    hosts = broker_hosts(env)
-    return [
-        pika.ConnectionParameters(
-            host=host,
-            port=int(env.get("RABBITMQ_PORT", "5672")),
-            credentials=pika.PlainCredentials(env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"]),
-            client_properties={"connection_name": "producer"},
-        )
-        for host in random.sample(hosts, len(hosts))
-    ]
 
 
 def wait_for_workers(connection, channel, expected, stop_requested=lambda: None):

@@ -13,7 +13,6 @@ run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
-import os
 import time
 from collections import deque
 
@@ -32,26 +31,6 @@ RECONNECT_FOR_SECONDS = 120
 NACK_RETRY_SECONDS, NACK_PAUSE_SECONDS = 600, 5
 
 log = logging.getLogger("publisher")
-
-
-def broker_hosts(env=os.environ):
-    """RABBITMQ_HOSTS, comma-separated (a cluster's nodes), else RABBITMQ_HOST, else the lab's broker."""
-    hosts = [host.strip() for host in env.get("RABBITMQ_HOSTS", "").split(",") if host.strip()]
-    return hosts or [env.get("RABBITMQ_HOST") or "rabbitmq"]
-
-
-def blocking_connection(parameters):
-    """A BlockingConnection to the first of these brokers that takes one. Given the
-    list itself, pika gives up at the first name that does not resolve, which is
-    what a dead cluster node's container is."""
-    parameters = parameters if isinstance(parameters, (list, tuple)) else [parameters]
-    for number, each in enumerate(parameters, start=1):
-        try:
-            return pika.BlockingConnection(each)
-        except (AMQPConnectionError, OSError):
-            if number == len(parameters):
-                raise
-    raise ValueError("no broker to connect to")
 
 
 def describe(exc):

@@ -13,7 +13,8 @@ import time
 import urllib.request
 
 from analysis import finished_tasks, in_progress
-from publisher import blocking_connection, broker_hosts, reconnecting
+from connection import blocking_connection, broker_hosts
+from publisher import reconnecting
 from queues import QUEUE
 
 QUIET_SECONDS = 3

@@ -13,6 +13,7 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, StreamLostError
 from pika.spec import Basic
 
+import connection
 import publisher as publisher_module
 from publisher import ConnectionLost, Publisher, SendFailed, StopRequested, describe
 
@@ -241,10 +242,10 @@ def test_a_blocking_connection_skips_a_node_whose_name_does_not_resolve(monkeypa
             raise socket.gaierror(-2, "Name or service not known")
         return parameters
 
-    monkeypatch.setattr(publisher_module.pika, "BlockingConnection", fake_connection)
-    assert publisher_module.blocking_connection(["dead", "alive"]) == "alive"
+    monkeypatch.setattr(connection.pika, "BlockingConnection", fake_connection)
+    assert connection.blocking_connection(["dead", "alive"]) == "alive"
     with pytest.raises(socket.gaierror):
-        publisher_module.blocking_connection(["dead"])
+        connection.blocking_connection(["dead"])
 
 
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():
