@@ -45,6 +45,7 @@ class Session:
     pending: list = field(default_factory=list)  # (reply_to, record, delivery tag or None, log line or None)
     lock: threading.Lock = field(default_factory=threading.Lock)
     unsettled: set = field(default_factory=set)  # delivery tags not yet acked or rejected
+    taken_back: str | None = None  # why the broker took back what the worker holds (its consumer cancelled)
 
     def add(self, reply_to, record, delivery_tag=None, line=None):
         """Queue a record (with the task's settlement and log line, if it ended).
@@ -66,6 +67,9 @@ class Session:
             return
         self.publish_records((reply_to, record) for reply_to, record, _tag, _line in pending)
         settled = [(reply_to, record, tag) for reply_to, record, tag, _line in pending if tag is not None]
+        if self.taken_back and settled:
+            self.take_back(settled, f"the broker took it back first ({self.taken_back})")
+            return
         try:
             for _to, record, tag in settled:
                 if record["event"] == "rejected":  # dead-lettered by task_queue's policy
@@ -75,7 +79,7 @@ class Session:
             if any(reply_to or took_time(record) for reply_to, record, _tag in settled):
                 self.channel.basic_qos(prefetch_count=self.prefetch)  # answered only after the acks
         except AMQPChannelError as exc:
-            self.take_back(settled, exc)
+            self.take_back(settled, f"the broker closed the channel first ({exc})")
             raise
         if self.events:
             self.events.settled(record for _to, record, _tag, _line in pending)
@@ -119,10 +123,10 @@ class Session:
             for tag in tags:
                 self.channel.basic_ack(tag)
 
-    def take_back(self, settled, error):
+    def take_back(self, settled, why):
         """The settlements did not reach the broker: say so, in the records and the log."""
-        reason = f"not acknowledged: the broker closed the channel first ({error})"
-        cut = [(reply_to, {**record, "event": "cut", "reason": reason}) for reply_to, record, _tag in settled]
+        cut = [(reply_to, {**record, "event": "cut", "reason": f"not acknowledged: {why}"})
+               for reply_to, record, _tag in settled]  # fmt: skip
         try:
             self.publish_records(cut)
         except AMQPError:
@@ -130,5 +134,5 @@ class Session:
         if self.events:
             self.events.settled(record for _to, record in cut)
         for _to, record in cut:
-            print(f"[!] Not acknowledged {record['task']!r} ({record['worker']}): the broker closed the channel "
-                  "first; it gives the task to another worker", flush=True)  # fmt: skip
+            print(f"[!] Not acknowledged {record['task']!r} ({record['worker']}): {why}; "
+                  "it gives the task to another worker", flush=True)  # fmt: skip

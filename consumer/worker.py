@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
+from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError, ChannelClosedByBroker
 
 from broker import QUEUE, LoginRefused, connect, connection_parameters, declare_queues, is_wrong_queue_type, short_error
 from events import Events
@@ -38,13 +38,15 @@ from tasks import PoisonTask, QuickTasksLog, Task, done_line, read_task, work_se
 CLOSE_MARGIN_SECONDS = 1.5
 TICK_SECONDS = 0.5  # how often the connection's thread looks at stop requests and log summaries
 WRONG_QUEUE_RETRY_SECONDS = 5
+CANCEL_CHECK_SECONDS = 0.5  # how long a cancelled consumer looks for task_queue's deletion
 
 log = logging.getLogger("worker")
 _END = object()  # tells the work thread that the session is over
 
 
 class ConsumerCancelled(Exception):
-    """The broker cancelled the worker's consumer: task_queue was deleted."""
+    """The broker cancelled the worker's consumer: task_queue was deleted, or (RabbitMQ 4.3)
+    the worker held a task past task_queue's consumer timeout and the queue took it back."""
 
 
 class Worker:
@@ -79,9 +81,8 @@ class Worker:
                     self.stopping.wait(WRONG_QUEUE_RETRY_SECONDS)
                 else:
                     log.warning("[!] %s lost its channel (%s); consuming again", self.name, short_error(exc))
-            except ConsumerCancelled:
-                log.warning("[!] %s: the broker cancelled its consumer (%s deleted?); declaring it again",
-                            self.name, QUEUE)  # fmt: skip
+            except ConsumerCancelled as why:
+                log.warning("[!] %s: the broker cancelled its consumer (%s); consuming again", self.name, why)
             except AMQPConnectionError as exc:
                 log.warning("[!] %s lost its broker connection (%s); reconnecting", self.name, short_error(exc))
             finally:
@@ -109,7 +110,9 @@ class Worker:
             self.tick(connection, channel, session)
             channel.start_consuming()  # until stop_consuming, or the broker cancels the consumer
             if not self.stopping.is_set():
-                raise ConsumerCancelled
+                why = self.why_cancelled(connection, holding=bool(session.unsettled))
+                session.taken_back = why  # nothing it holds may be acknowledged now
+                raise ConsumerCancelled(why)
             deliveries.put(_END)
             self.finish_task_in_hand(connection, work)
         finally:
@@ -131,6 +134,25 @@ class Worker:
         if summary := self.quick_tasks.summary():
             print(summary, flush=True)
         connection.call_later(TICK_SECONDS, lambda: self.tick(connection, channel, session))
+
+    @staticmethod
+    def why_cancelled(connection, holding):
+        """Why the broker cancelled the consumer. RabbitMQ 4.3 cancels (where 4.0 closed the
+        channel) a consumer that kept a delivery past the queue's consumer timeout, and gives
+        the delivery to another consumer; it also cancels every consumer of a deleted queue,
+        a moment before the queue is gone (a passive declare still finds it at once)."""
+        channel = connection.channel()
+        deadline = time.monotonic() + CANCEL_CHECK_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                channel.queue_declare(QUEUE, passive=True)
+                connection.sleep(0.05)
+        except ChannelClosedByBroker:
+            return f"{QUEUE} was deleted"
+        channel.close()
+        if holding:
+            return f"its task timed out: not acknowledged within {QUEUE}'s consumer timeout"
+        return f"no reason given; {QUEUE} deleted and declared again?"
 
     def finish_task_in_hand(self, connection, work):
         """Let the task in hand finish within the stop grace period, acknowledging it."""
@@ -192,7 +214,12 @@ class Worker:
         print(f"[x] Received {task.text!r} ({self.name}{again})", flush=True)
         session.tell(task.reply_to, {"event": "started", **record})  # progress for send.sh --wait
         if session.over.wait(task.seconds):
-            why = "stopped before it was done" if self.stopping.is_set() else "its delivery was lost with the channel"
+            if self.stopping.is_set():
+                why = "stopped before it was done"
+            elif session.taken_back:
+                why = f"the broker took it back ({session.taken_back})"
+            else:
+                why = "its delivery was lost with the channel"
             print(f"[!] Handed back {task.text!r} ({self.name}): {why}", flush=True)
             session.add(task.reply_to, {"event": "cut", **record, "reason": why})  # for --wait and the dashboard
             return False

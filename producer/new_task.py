@@ -55,7 +55,10 @@ def main(argv=None):
         run = send(parameters, args, count, tasks, stop)
     except (SendFailed, AMQPConnectionError, AMQPChannelError) as exc:
         if isinstance(exc, SendFailed) and isinstance(exc.__cause__, StopRequested):
-            print(f"\nnew_task.py: {exc.__cause__}; {confirmed(exc.confirmed, count)}", file=sys.stderr)
+            dropped = exc.__cause__.dropped
+            blocked = f"; publishing was blocked (an alarm): the broker drops the {dropped:,} it had not read"
+            print(f"\nnew_task.py: {exc.__cause__}; {confirmed(exc.confirmed, count)}{blocked if dropped else ''}",
+                  file=sys.stderr)  # fmt: skip
             return stop.status
         why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else describe(exc)
         print(f"new_task.py: sending to {broker} failed: {why}", file=sys.stderr)

@@ -13,6 +13,8 @@ run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
+import socket
+import struct
 import time
 from collections import deque
 
@@ -116,6 +118,7 @@ class Publisher:
         self.failure = None
         self.finished = False
         self.nacked_since = None  # when the broker began to nack (monotonic), None after an ack
+        self.blocked = False  # by a memory or disk alarm
 
     def run(self):
         """Publish every message; returns how many had to be sent again after a lost
@@ -165,10 +168,12 @@ class Publisher:
             raise self.failure
 
     def on_blocked(self, _connection, frame):
+        self.blocked = True
         log.warning("[!] the broker blocks publishing (%s: a memory or disk alarm); waiting for it to clear, "
                     "%s of the tasks confirmed so far", frame.method.reason, f"{self.confirmed:,}")  # fmt: skip
 
     def on_unblocked(self, _connection, _frame):
+        self.blocked = False
         log.warning("[*] the broker unblocked publishing; sending on")
 
     def on_open_error(self, connection, error):
@@ -200,10 +205,25 @@ class Publisher:
             self.failure = StopRequested(reason)
             self.messages, deadline = iter(()), time.monotonic() + STOP_WAIT_SECONDS
             self.to_send_again.clear()
+        if deadline is not None and self.blocked:
+            self.drop_unread(connection)
+            return
         if deadline is not None and (not self.unconfirmed or time.monotonic() > deadline):
             connection.close()
             return
         connection.ioloop.call_later(STOP_CHECK_SECONDS, lambda: self.watch_for_stop(connection, deadline))
+
+    def drop_unread(self, connection):
+        """End a connection the broker blocked, at once. It reads nothing from a blocked
+        connection until the alarm clears, so an AMQP close would wait for ever for its
+        answer. A TCP reset instead (SO_LINGER 0) makes the broker's system drop what the
+        broker has not read: the messages not confirmed never arrive."""
+        self.failure.dropped = len(self.unconfirmed)
+        self.unconfirmed.clear()
+        sock = connection._transport._sock  # pika 1.4 has no public way to reset a connection
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        connection.ioloop.stop()
 
     def on_channel_closed(self, channel, reason):
         if isinstance(reason, ChannelClosedByBroker) and not self.failure:
@@ -283,3 +303,5 @@ class ChannelRefused(Exception):
 
 class StopRequested(Exception):
     """A signal asked the publisher to stop."""
+
+    dropped = 0  # messages written but unconfirmed when the publisher stopped during an alarm

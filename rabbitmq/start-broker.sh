@@ -1,5 +1,6 @@
 #!/bin/bash
-# Start RabbitMQ and, once it runs, set the lab's policy for task_queue:
+# Start RabbitMQ and, once it runs, declare the lab's exchanges and dead-letter
+# queue (definitions.json) and set the lab's policy for task_queue:
 # a task a worker rejects, or one delivered too many times, is dead-lettered
 # to the `dead_letters` exchange instead of looping forever. A policy rather
 # than queue arguments keeps task_queue declarable by the official tutorial's
@@ -15,6 +16,7 @@
 set -euo pipefail
 
 readonly POLICY_SET=/tmp/lab-policy-set  # the healthcheck waits for it
+readonly TOPOLOGY=/etc/rabbitmq/lab-definitions.json
 # The broker takes back a task not acknowledged within the consumer timeout
 # (30 min by default): keep it a minute above the longest task the lab accepts.
 CONSUMER_TIMEOUT_MS="$(awk -v dots="${MAX_DOTS_PER_TASK:-3600}" -v per_dot="${SECONDS_PER_DOT:-1}" \
@@ -49,6 +51,9 @@ set_policy() {
   fi
   # default_queue_type in 20-lab.conf reaches a new vhost; this one may predate it (an older volume).
   rabbitmqctl --quiet update_vhost_metadata / --default-queue-type quorum >/dev/null
+  # Before the policy names dead_letters, so a task rejected before any worker ran is
+  # dead-lettered (and RabbitMQ 4.3 logs no "Cannot forward any dead-letter messages").
+  rabbitmqctl --quiet import_definitions "$TOPOLOGY" >/dev/null
   rabbitmqctl --quiet set_policy --apply-to quorum_queues task-queue '^task_queue$' "$TASK_QUEUE_POLICY" >/dev/null
   touch "$POLICY_SET"
 }

@@ -250,28 +250,29 @@ check_workers_and_queue() {
 # The cluster (compose.cluster.yaml): task_queue's members, and whether a majority of them is up.
 cluster_ok=1
 check_cluster() {
-  local status up down members leader commits
-  if ! status="$(cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table 2>&1)"; then
-    verdict FAIL cluster "rabbitmq-queues quorum_status task_queue failed: $(first_line "$status")" \
+  local quorum up down members leader commits
+  if ! quorum="$(task_queue_quorum 2>&1)"; then
+    verdict FAIL cluster "rabbitmq-queues quorum_status task_queue failed: $(first_line "$quorum")" \
       "docker compose up -d --wait --scale consumer=3"
     return
   fi
-  # A member whose node is down shows an error tuple, e.g. {nodedown, rabbit@rabbitmq-2}.
-  up="$(awk -F '\t' '$2 !~ /^\{/ { sub(/^rabbit@/, "", $1); print $1 }' <<<"$status" | xargs)"
-  down="$(awk -F '\t' '$2 ~ /^\{/ { sub(/^rabbit@/, "", $1); print $1 }' <<<"$status" | xargs)"
-  members="$(grep -c . <<<"$status")"
-  leader="$(awk -F '\t' '$2 == "leader" { sub(/^rabbit@/, "", $1); print $1 }' <<<"$status")"
-  commits="$(awk -F '\t' '$2 !~ /^\{/ { print $7 }' <<<"$status" | sort -u | xargs)"
+  up="$(awk -F '\t' '$3 == "up" { print $1 }' <<<"$quorum" | xargs)"
+  down="$(awk -F '\t' '$3 == "down" { print $1 }' <<<"$quorum" | xargs)"
+  members="$(grep -c . <<<"$quorum")"
+  leader="$(awk -F '\t' '$2 == "leader" { print $1 }' <<<"$quorum")"
+  commits="$(awk -F '\t' '$3 == "up" { print $4 }' <<<"$quorum" | sort -u | xargs)"
   if ((2 * $(wc -w <<<"$up") <= members)); then
     cluster_ok=0
     verdict FAIL cluster "task_queue has no majority: $(wc -w <<<"$up") of $members members up (${up:-none}; down: $down); it takes and delivers no task until a node is back, and send.sh waits" \
       "docker compose start $down"
   elif [[ -n "$down" ]]; then
-    verdict WARN cluster "task_queue has $(wc -w <<<"$up") of $members members up, a majority: it works on (leader ${leader:-none}; down: $down)" \
+    verdict WARN cluster "task_queue has $(wc -w <<<"$up") of $members members up, a majority: it works on (leader ${leader:-being elected}; down: $down)" \
       "docker compose start $down"
   elif ((members < 3)); then
     verdict WARN cluster "task_queue has $members members ($up), not one on each of the 3 nodes" \
       "wait a minute (membership reconciliation adds them), or: docker compose exec rabbitmq rabbitmq-queues grow rabbit@NODE all"
+  elif [[ -z "$leader" ]]; then
+    verdict WARN cluster "task_queue members: $up, electing a leader" "run doctor.sh again in a few seconds"
   else
     verdict OK cluster "task_queue members: $up (leader $leader)$([[ "$commits" == *" "* ]] && echo ", catching up" || echo ", in sync")"
   fi

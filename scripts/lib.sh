@@ -249,15 +249,30 @@ task_queue_leader() {  # task_queue_leader: the node that leads task_queue, e.g.
   cluster_ctl rabbitmqctl list_queues name leader 2>/dev/null | awk '$1 == "task_queue" { sub(/^rabbit@/, "", $2); print $2 }'
 }
 
+# task_queue_quorum: one line per member of task_queue, tab-separated: node (without
+# rabbit@), Raft state, up or down, commit index. The one reading of quorum_status.
+# A member is up only while its node answers with a Raft state; a node that is gone
+# shows `noconnection` (RabbitMQ 4.3, or a killed node on 4.0) or `{nodedown,...}`
+# (a stopped node on 4.0). A member left without a majority answers pre_vote or candidate.
+task_queue_quorum() {
+  local status
+  status="$(cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table)" || return
+  awk -F '\t' -v OFS='\t' 'NF {
+    sub(/^rabbit@/, "", $1)
+    up = $2 ~ /^(leader|follower|candidate|pre_vote|await_condition|receive_snapshot)$/ ? "up" : "down"
+    print $1, $2, up, $7
+  }' <<<"$status"
+}
+
 task_queue_in_sync() {  # task_queue_in_sync: three members, one leader, the same commit index on each
-  cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table 2>/dev/null | awk -F '\t' '
+  task_queue_quorum 2>/dev/null | awk -F '\t' '
     $2 == "leader" { leaders++ }
-    $2 == "leader" || $2 == "follower" { members++; commit[$7] = 1 }
+    $2 == "leader" || $2 == "follower" { members++; commit[$4] = 1 }
     END { exit !(members == 3 && leaders == 1 && length(commit) == 1) }'
 }
 
 task_queue_members() {  # task_queue_members: its quorum_status in short: node, raft state, commit index
-  cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table | awk -F '\t' '
-    BEGIN { printf "  %-20s %-10s %s\n", "member", "state", "commit index" }
-    { printf "  %-20s %-10s %s\n", $1, $2, $7 }'
+  task_queue_quorum | awk -F '\t' '
+    BEGIN { printf "  %-20s %-16s %s\n", "member", "state", "commit index" }
+    { printf "  %-20s %-16s %s\n", $1, $2, $4 }'
 }

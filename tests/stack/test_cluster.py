@@ -49,9 +49,12 @@ def ctl(lab, *command):
 
 
 def members(lab):
-    """{node: (raft state, commit index)} of task_queue's members."""
-    rows = ctl(lab, "rabbitmq-queues", "quorum_status", "task_queue", "--formatter", "table")
-    return {row[0].removeprefix("rabbit@"): (row[1], row[6] if len(row) > 6 else None) for row in rows}
+    """{node: (raft state, commit index)} of task_queue's members, as the scripts read them (lib.sh)."""
+    result = lab.run(["bash", "-c", "source scripts/lib.sh && task_queue_quorum"])
+    if result.returncode != 0:
+        raise NoNodeAnswers(result.stderr.strip()[:300] or "no node runs")
+    rows = [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+    return {node: (state, commit) for node, state, _up, commit in rows}
 
 
 def in_sync(lab):

@@ -343,6 +343,23 @@ def test_a_task_whose_ack_did_not_reach_the_broker_is_not_reported_done(capsys):
     assert out.startswith("[!] Not acknowledged 'Long....' (w1): the broker closed the channel first")
 
 
+def test_a_task_the_broker_took_back_is_not_acknowledged_nor_reported_done(capsys):
+    """RabbitMQ 4.3 cancels the consumer of a task held past the consumer timeout, keeps the
+    channel open and gives the task to another worker: an ack now would settle the other's delivery."""
+    channel, records = FakeChannel(), FakeChannel()
+    session = settlement.Session(connection=None, channel=channel, records=records)
+    session.taken_back = "its task timed out"
+    done = {"event": "done", "worker": "w1", "task": "Long....", "message_id": "b.1", "started": 1.0, "finished": 5.0}
+    session.add("records.b", done, 7, "[x] Done 'Long....' (w1, 4.0 s)")
+    session.settle()
+    assert not [sent for sent in channel.sent if sent[0] == "ack"]
+    published = [record for sent in records.sent if sent[0] == "publish" for record in sent[3]]
+    assert [record["event"] for record in published] == ["done", "cut"]
+    assert published[1]["reason"] == "not acknowledged: the broker took it back first (its task timed out)"
+    out = capsys.readouterr().out
+    assert "[x] Done" not in out and out.startswith("[!] Not acknowledged 'Long....' (w1): the broker took it back")
+
+
 WRONG_TYPE = ChannelClosedByBroker(
     406,
     "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'task_queue' in vhost '/': "
