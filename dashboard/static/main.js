@@ -1,6 +1,7 @@
 // The page: the live board fed by /events (Server-Sent Events), and replays
 // of saved runs, one or two on one time axis.
-"use strict";
+import { Board } from "./board.js";
+import { Live, savedRun } from "./model.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);

@@ -1,7 +1,7 @@
 // What happened to a batch of tasks: attempts (one bar each) with their times,
 // from the workers' live events or from a saved run's records. board.js draws
 // the state at any moment T from these times, so live and replay share it.
-"use strict";
+// An ES module: main.js imports it in the page, tests/js/ under Node.
 
 function taskNumber(messageId) {
   return String(messageId ?? "").split(".").pop();  // message_id is "<batch>.<n>"
@@ -11,7 +11,7 @@ function naturalOrder(a, b) {
   return a.localeCompare(b, undefined, { numeric: true });
 }
 
-class Batch {
+export class Batch {
   constructor(id) {
     this.id = id;
     this.attempts = [];
@@ -125,7 +125,7 @@ class Batch {
 }
 
 // The live view: the workers (attached or not, with their comings and goings) and the current batch.
-class Live {
+export class Live {
   constructor() {
     this.workers = new Map();  // name -> { attached, marks: [{ t, kind: "joined" | "left" }] }
     this.batch = new Batch(undefined);
@@ -165,7 +165,7 @@ class Live {
 
 // A saved run (timelines/NAME.json) as a batch: its records, with attempts
 // never finished cut where the next attempt at their task started (or at the end).
-function savedRun(run) {
+export function savedRun(run) {
   const batch = new Batch(run.batch);
   const records = [...run.events].sort((a, b) => (a.finished ?? a.started) - (b.finished ?? b.started));
   for (const record of records) batch.apply(record.event === "cut" ? { ...record, at: record.started } : record);
