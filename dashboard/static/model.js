@@ -114,13 +114,23 @@ export class Batch {
       for (const [second, n] of seconds) if (second <= T) rows.get(worker).tasks += n;
     }
     const durations = done.map(a => a.finished - a.started);
-    const workers = new Set(this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.worker)).size;
+    const workers = this.workersBy(T).size;
     const started = this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.started);
     const makespan = done.length ? Math.max(...done.map(a => a.finished)) - Math.min(...started) : null;
     const total = durations.reduce((s, d) => s + d, 0);
     const lowerBound = done.length ? Math.max(total / Math.max(workers, 1), Math.max(...durations)) : null;
     const running = this.attempts.some(a => a.state === null || a.finished > T);
     return { rows, makespan, lowerBound, workers, running, tasks: [...rows.values()].reduce((s, r) => s + r.tasks, 0) };
+  }
+
+  // The workers that had started a task by moment T, one with only tasks without work too:
+  // each counts towards the lower bound, as in the terminal.
+  workersBy(T) {
+    const workers = new Set(this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.worker));
+    for (const [worker, seconds] of this.quick) {
+      if ([...seconds.keys()].some(second => second <= T)) workers.add(worker);
+    }
+    return workers;
   }
 }
 
@@ -163,15 +173,19 @@ export class Live {
   }
 }
 
-// A saved run (timelines/NAME.json) as a batch: its records, with attempts
-// never finished cut where the next attempt at their task started (or at the end).
+// A saved run (timelines/NAME.json) as a batch: its records, each attempt cut short
+// (never finished, handed back, or its "done" taken back) drawn as the terminal draws it
+// (segments in producer/analysis.py): until the next attempt at its task started, or until
+// its worker started another task if that came first. A "cut" record has no time of its own.
 export function savedRun(run) {
   const batch = new Batch(run.batch);
   const records = [...run.events].sort((a, b) => (a.finished ?? a.started) - (b.finished ?? b.started));
-  for (const record of records) batch.apply(record.event === "cut" ? { ...record, at: record.started } : record);
-  for (const a of [...batch.open.values()]) {
-    const next = batch.attempts.find(x => x.messageId === a.messageId && x.id > a.id);
-    batch.cutShort(a, next ? next.started : batch.end);
+  for (const record of records) batch.apply(record);
+  for (const a of batch.attempts) {
+    if (a.state !== null && a.state !== "cut") continue;
+    const retry = e => e.event === "started" && e.message_id === a.messageId;
+    const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started).filter(t => t > a.started);
+    batch.cutShort(a, later.length ? Math.min(...later) : a.started);
   }
   batch.name = run.name;
   return batch;
