@@ -134,17 +134,23 @@ export class Batch {
   }
 }
 
-// The live view: the workers (attached or not, with their comings and goings) and the current batch.
+// The live view: the workers (attached or not, with their comings and goings) and every
+// batch seen, each event to its own batch: batches overlap, and a late event of one is news.
 export class Live {
   constructor() {
     this.workers = new Map();  // name -> { attached, marks: [{ t, kind: "joined" | "left" }] }
-    this.batch = new Batch(undefined);
+    this.batches = new Map();  // batch id -> Batch, in the order their first events came
     this.rejected = [];
   }
 
   worker(name) {
     if (!this.workers.has(name)) this.workers.set(name, { attached: true, marks: [] });
     return this.workers.get(name);
+  }
+
+  // The batch whose first event came last (an empty one before any).
+  newest() {
+    return [...this.batches.values()].pop() ?? new Batch(undefined);
   }
 
   apply(e) {
@@ -158,18 +164,19 @@ export class Live {
     if (e.event === "leaving" || e.event === "gone") {
       if (worker.attached) worker.marks.push({ t: e.at, kind: "left" });
       worker.attached = false;
-      this.batch.cutAllOf(e.worker, e.at);  // what it held goes back to the queue
+      for (const batch of this.batches.values()) batch.cutAllOf(e.worker, e.at);  // what it held goes back
       return;
     }
     worker.attached = true;  // a worker that speaks is there, whatever the last poll said
-    if (e.batch !== this.batch.id) this.batch = new Batch(e.batch);
+    if (!this.batches.has(e.batch)) this.batches.set(e.batch, new Batch(e.batch));
     if (e.event === "rejected") this.rejected = [...this.rejected.slice(-4), e];
-    this.batch.apply(e);
+    this.batches.get(e.batch).apply(e);
   }
 
-  lanes() {
+  // The lanes of a batch's board: the workers attached now, and those that worked on it.
+  lanes(batch) {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
-    return [...new Set([...attached, ...this.batch.workers()])].sort(naturalOrder);
+    return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
   }
 }
 
