@@ -154,3 +154,22 @@ def round_robin_offsets(records, workers):
             return None
         offsets[worker] = numbers[0]
     return offsets if sorted(offsets.values()) == list(range(1, workers + 1)) else None
+
+
+def figures(events):
+    """The batch's figures, as the terminal, the PNG and the dashboard show them: makespan
+    (of the timeline's segments), lower bound on the workers that took part, and per worker
+    (each that recorded an attempt, in natural order) the tasks done and the busy seconds.
+    Makespan and bound are None while no task is done."""
+    records, workers = done_records(events), worker_count(events)
+    loads = per_worker(records)
+    rows = {}
+    for worker in sorted({event["worker"] for event in events}, key=natural_key):
+        tasks, busy = loads.get(worker, ([], 0.0))
+        rows[worker] = {"tasks": len(tasks), "busy": busy}
+    return {
+        "makespan": makespan(segments(events)) if records else None,
+        "lower_bound": lower_bound(records, workers) if records else None,
+        "workers": workers,
+        "per_worker": rows,
+    }

@@ -26,8 +26,8 @@ from rich.text import Text
 
 from analysis import (
     done_records,
+    figures,
     interrupted,
-    lower_bound,
     makespan,
     natural_key,
     per_worker,
@@ -160,11 +160,12 @@ def worker_table(records):
 
 def makespan_line(events):
     """The makespan against its lower bound on the workers that took part."""
-    records, workers = done_records(events), worker_count(events)
-    took, bound = makespan(segments(events)), lower_bound(records, workers)
+    figure = figures(events)
+    took, bound, workers = figure["makespan"], figure["lower_bound"], figure["workers"]
+    tasks = sum(row["tasks"] for row in figure["per_worker"].values())
     ratio = f" (ratio {took / bound:.2f})" if bound else ""  # tasks with no work have no lower bound
     on = f"{workers} worker{'s' if workers != 1 else ''}"
-    return f"makespan {took:.1f} s for {len(records)} tasks on {on}; lower bound {bound:.1f} s{ratio}"
+    return f"makespan {took:.1f} s for {tasks} tasks on {on}; lower bound {bound:.1f} s{ratio}"
 
 
 def text_timeline(records, width=TIMELINE_WIDTH, marks=()):
@@ -238,14 +239,14 @@ def explain_round_robin(run):
 
 def print_comparison(first, second):
     """Two runs of the same workload side by side, and a verdict."""
-    runs = [(run["name"], done_records(run["events"]), worker_count(run["events"])) for run in (first, second)]
-    spans = [makespan(segments(run["events"])) for run in (first, second)]
-    bounds = [lower_bound(records, count) for _n, records, count in runs]
-    table = Table("", *(name for name, _r, _w in runs), box=None, pad_edge=False)
+    runs = [(run["name"], done_records(run["events"])) for run in (first, second)]
+    both = [figures(run["events"]) for run in (first, second)]
+    spans, bounds = [f["makespan"] for f in both], [f["lower_bound"] for f in both]
+    table = Table("", *(name for name, _r in runs), box=None, pad_edge=False)
     for column in table.columns[1:]:
         column.justify = "right"
-    for worker in sorted({w for _n, records, _w in runs for w in per_worker(records)}, key=natural_key):
-        loads = [per_worker(records).get(worker, ([], 0.0)) for _n, records, _w in runs]
+    for worker in sorted({w for _n, records in runs for w in per_worker(records)}, key=natural_key):
+        loads = [per_worker(records).get(worker, ([], 0.0)) for _n, records in runs]
         table.add_row(f"{worker} busy s", *(f"{busy:.1f}" for _t, busy in loads))
     table.add_row("makespan s", *(f"{value:.1f}" for value in spans))
     table.add_row("lower bound s", *(f"{value:.1f}" for value in bounds))

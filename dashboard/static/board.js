@@ -1,7 +1,6 @@
 // One board: a lane per worker, a bar per attempt at a task, drawn in SVG as
 // the batch stood at moment T. Elements are kept and updated (keyed by
 // attempt), so a redraw every frame costs little and tests can watch them.
-"use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
 const LABEL_W = 185, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
@@ -32,7 +31,7 @@ function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
 }
 
-class Board {
+export class Board {
   constructor(container, title, name) {
     this.wrap = document.createElement("div");
     this.wrap.className = "board-wrap";

@@ -1,6 +1,7 @@
 // The page: the live board fed by /events (Server-Sent Events), and replays
 // of saved runs, one or two on one time axis.
-"use strict";
+import { Board } from "./board.js";
+import { Live, savedRun } from "./model.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
@@ -46,13 +47,29 @@ function noteDelay(events) {
   dashboard.delays = [...(dashboard.delays ?? []).slice(-999), ...events.filter(e => e.at).map(e => now - e.at)];
 }
 
+// The batch the live board shows: the one chosen, or the newest (each batch is kept).
+function shownBatch() {
+  const live = dashboard.live, chosen = $("live-batch").value;
+  return [...live.batches.values()].find(batch => String(batch.id) === chosen) ?? live.newest();
+}
+
+function listBatches() {
+  const select = $("live-batch"), ids = [...dashboard.live.batches.keys()].map(String).reverse();
+  const listed = [...select.options].slice(1).map(option => option.value);
+  if (listed.join("\n") === ids.join("\n")) return;
+  const chosen = select.value;
+  select.replaceChildren(select.options[0], ...ids.map(id => new Option(`batch ${id}`, id)));
+  select.value = ids.includes(chosen) ? chosen : "";
+}
+
 function drawLive() {
-  const live = dashboard.live, batch = live.batch;
+  listBatches();
+  const live = dashboard.live, batch = shownBatch();
   const now = serverNow();
   const t0 = Number.isFinite(batch.start) ? batch.start : now;
   const open = batch.attempts.some(a => a.state === null);
   const end = open ? now : Math.max(batch.end, t0);
-  liveBoard.draw({ batch, lanes: live.lanes(), workers: live.workers, T: now, t0, span: end - t0 });
+  liveBoard.draw({ batch, lanes: live.lanes(batch), workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = batch.id ? `batch ${batch.id}` : "";
   $("rejected-list").textContent = live.rejected.length
     ? `· rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
@@ -126,6 +143,7 @@ function choose(mode) {
 }
 
 $("show-live").onclick = () => choose("live");
+$("live-batch").onchange = () => { dirty = true; };
 $("show-replay").onclick = () => choose("replay");
 $("speed").oninput = () => { $("speed-shown").textContent = `${$("speed").value}×`; };
 $("play").onclick = () => play().then(() => { dirty = true; });

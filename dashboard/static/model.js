@@ -1,7 +1,7 @@
 // What happened to a batch of tasks: attempts (one bar each) with their times,
 // from the workers' live events or from a saved run's records. board.js draws
 // the state at any moment T from these times, so live and replay share it.
-"use strict";
+// An ES module: main.js imports it in the page, tests/js/ under Node.
 
 function taskNumber(messageId) {
   return String(messageId ?? "").split(".").pop();  // message_id is "<batch>.<n>"
@@ -11,7 +11,7 @@ function naturalOrder(a, b) {
   return a.localeCompare(b, undefined, { numeric: true });
 }
 
-class Batch {
+export class Batch {
   constructor(id) {
     this.id = id;
     this.attempts = [];
@@ -114,7 +114,7 @@ class Batch {
       for (const [second, n] of seconds) if (second <= T) rows.get(worker).tasks += n;
     }
     const durations = done.map(a => a.finished - a.started);
-    const workers = new Set(this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.worker)).size;
+    const workers = this.workersBy(T).size;
     const started = this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.started);
     const makespan = done.length ? Math.max(...done.map(a => a.finished)) - Math.min(...started) : null;
     const total = durations.reduce((s, d) => s + d, 0);
@@ -122,19 +122,35 @@ class Batch {
     const running = this.attempts.some(a => a.state === null || a.finished > T);
     return { rows, makespan, lowerBound, workers, running, tasks: [...rows.values()].reduce((s, r) => s + r.tasks, 0) };
   }
+
+  // The workers that had started a task by moment T, one with only tasks without work too:
+  // each counts towards the lower bound, as in the terminal.
+  workersBy(T) {
+    const workers = new Set(this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.worker));
+    for (const [worker, seconds] of this.quick) {
+      if ([...seconds.keys()].some(second => second <= T)) workers.add(worker);
+    }
+    return workers;
+  }
 }
 
-// The live view: the workers (attached or not, with their comings and goings) and the current batch.
-class Live {
+// The live view: the workers (attached or not, with their comings and goings) and every
+// batch seen, each event to its own batch: batches overlap, and a late event of one is news.
+export class Live {
   constructor() {
     this.workers = new Map();  // name -> { attached, marks: [{ t, kind: "joined" | "left" }] }
-    this.batch = new Batch(undefined);
+    this.batches = new Map();  // batch id -> Batch, in the order their first events came
     this.rejected = [];
   }
 
   worker(name) {
     if (!this.workers.has(name)) this.workers.set(name, { attached: true, marks: [] });
     return this.workers.get(name);
+  }
+
+  // The batch whose first event came last (an empty one before any).
+  newest() {
+    return [...this.batches.values()].pop() ?? new Batch(undefined);
   }
 
   apply(e) {
@@ -148,30 +164,35 @@ class Live {
     if (e.event === "leaving" || e.event === "gone") {
       if (worker.attached) worker.marks.push({ t: e.at, kind: "left" });
       worker.attached = false;
-      this.batch.cutAllOf(e.worker, e.at);  // what it held goes back to the queue
+      for (const batch of this.batches.values()) batch.cutAllOf(e.worker, e.at);  // what it held goes back
       return;
     }
     worker.attached = true;  // a worker that speaks is there, whatever the last poll said
-    if (e.batch !== this.batch.id) this.batch = new Batch(e.batch);
+    if (!this.batches.has(e.batch)) this.batches.set(e.batch, new Batch(e.batch));
     if (e.event === "rejected") this.rejected = [...this.rejected.slice(-4), e];
-    this.batch.apply(e);
+    this.batches.get(e.batch).apply(e);
   }
 
-  lanes() {
+  // The lanes of a batch's board: the workers attached now, and those that worked on it.
+  lanes(batch) {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
-    return [...new Set([...attached, ...this.batch.workers()])].sort(naturalOrder);
+    return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
   }
 }
 
-// A saved run (timelines/NAME.json) as a batch: its records, with attempts
-// never finished cut where the next attempt at their task started (or at the end).
-function savedRun(run) {
+// A saved run (timelines/NAME.json) as a batch: its records, each attempt cut short
+// (never finished, handed back, or its "done" taken back) drawn as the terminal draws it
+// (segments in producer/analysis.py): until the next attempt at its task started, or until
+// its worker started another task if that came first. A "cut" record has no time of its own.
+export function savedRun(run) {
   const batch = new Batch(run.batch);
   const records = [...run.events].sort((a, b) => (a.finished ?? a.started) - (b.finished ?? b.started));
-  for (const record of records) batch.apply(record.event === "cut" ? { ...record, at: record.started } : record);
-  for (const a of [...batch.open.values()]) {
-    const next = batch.attempts.find(x => x.messageId === a.messageId && x.id > a.id);
-    batch.cutShort(a, next ? next.started : batch.end);
+  for (const record of records) batch.apply(record);
+  for (const a of batch.attempts) {
+    if (a.state !== null && a.state !== "cut") continue;
+    const retry = e => e.event === "started" && e.message_id === a.messageId;
+    const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started).filter(t => t > a.started);
+    batch.cutShort(a, later.length ? Math.min(...later) : a.started);
   }
   batch.name = run.name;
   return batch;

@@ -58,3 +58,29 @@ def cut_then_done_again(cut_on, task_2, task_1_again):
 
 # consumer-1 starts task 1 first and dies; task 2 starts later; task 1 is done again last.
 CUT_FIRST = cut_then_done_again("consumer-1", ("consumer-2", 102, 104), ("consumer-3", 105, 107))
+# consumer-1 dies in the middle of task 1, then (restarted) starts task 2 before task 1's retry.
+CUT_THEN_OWN_TASK = cut_then_done_again("consumer-1", ("consumer-1", 102, 103), ("consumer-2", 104, 106))
+
+# consumer-1 is stopped in the middle of task 1 and hands it back ("cut" record); consumer-2 does it again.
+HANDED_BACK = [
+    started(record(1, "consumer-1", 100, 0)),
+    {**started(record(1, "consumer-1", 100, 0)), "event": "cut", "reason": "stopped before it was done"},
+    started(record(2, "consumer-2", 100, 102)),
+    record(2, "consumer-2", 100, 102),
+    started(record(1, "consumer-2", 103, 105, redelivered=True)),
+    record(1, "consumer-2", 103, 105, redelivered=True),
+]
+
+# consumer-3 did only a task with no work: it still counts towards the lower bound (6 s / 3 workers).
+ZERO_WORK_WORKER = schedule({"consumer-1": [(1, 2), (3, 2)], "consumer-2": [(2, 2)], "consumer-3": [(4, 0)]})
+
+# Every run above, by name: the golden files (tests/golden) are made of these.
+RUNS = {
+    "round_robin": ROUND_ROBIN,
+    "fair": FAIR,
+    "crash": CRASH,
+    "cut_first": CUT_FIRST,
+    "cut_then_own_task": CUT_THEN_OWN_TASK,
+    "handed_back": HANDED_BACK,
+    "zero_work_worker": ZERO_WORK_WORKER,
+}

@@ -1,7 +1,7 @@
 """What the records say: the analysis, pure functions of the records."""
 
 import analysis
-from example_runs import CRASH, FAIR, ROUND_ROBIN, record
+from example_runs import CRASH, FAIR, HANDED_BACK, ROUND_ROBIN, ZERO_WORK_WORKER, record
 
 
 def test_makespan_and_lower_bound_of_the_guide_example():
@@ -51,3 +51,21 @@ def test_an_attempt_under_way_keeps_the_batch_open():
     assert analysis.in_progress([started]) == {("b.1", "w1", 1.0)}
     assert analysis.in_progress([started, {**started, "event": "cut", "reason": "stopped"}]) == set()
     assert analysis.in_progress([started, {**started, "event": "done", "finished": 2.0}]) == set()
+
+
+def test_figures_of_the_guide_example():
+    figures = analysis.figures(FAIR)
+    assert (figures["makespan"], figures["lower_bound"], figures["workers"]) == (10, 8, 3)
+    assert figures["per_worker"]["consumer-2"] == {"tasks": 5, "busy": 10}
+
+
+def test_a_worker_with_only_tasks_without_work_counts_towards_the_bound():
+    figures = analysis.figures(ZERO_WORK_WORKER)
+    assert (figures["workers"], figures["lower_bound"]) == (3, 2.0)  # 6 s of work / 3 workers
+    assert figures["per_worker"]["consumer-3"] == {"tasks": 1, "busy": 0}
+
+
+def test_figures_list_a_worker_whose_only_attempt_was_cut_and_wait_for_a_task_done():
+    assert analysis.figures(HANDED_BACK)["per_worker"]["consumer-1"] == {"tasks": 0, "busy": 0.0}
+    nothing_done = analysis.figures(HANDED_BACK[:2])
+    assert (nothing_done["makespan"], nothing_done["lower_bound"], nothing_done["workers"]) == (None, None, 1)

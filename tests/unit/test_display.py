@@ -10,7 +10,7 @@ import analysis
 import chart
 import display
 import runs
-from example_runs import BATCH, CRASH, CUT, CUT_FIRST, FAIR, ROUND_ROBIN, cut_then_done_again, record
+from example_runs import BATCH, CRASH, CUT, CUT_FIRST, CUT_THEN_OWN_TASK, FAIR, ROUND_ROBIN, record
 
 
 def table(events):
@@ -141,9 +141,8 @@ def test_the_table_lists_the_first_task_names_of_a_long_batch():
 
 def test_a_cut_attempt_ends_where_its_worker_started_another_task():
     # consumer-1's task 1 is cut; consumer-1 starts task 2 at 102, before task 1's retry at 104.
-    events = cut_then_done_again("consumer-1", ("consumer-1", 102, 103), ("consumer-2", 104, 106))
-    cut = [segment for segment in analysis.segments(events) if segment.get("cut")]
+    cut = [segment for segment in analysis.segments(CUT_THEN_OWN_TASK) if segment.get("cut")]
     assert [(segment["started"], segment["finished"]) for segment in cut] == [(100, 102)]
-    row = next(line for line in display.text_timeline(analysis.segments(events), width=30).splitlines()
+    row = next(line for line in display.text_timeline(analysis.segments(CUT_THEN_OWN_TASK), width=30).splitlines()
                if line.startswith("consumer-1"))  # fmt: skip
     assert re.search(r"\[~+1~+\]\[=+2=+\]", row), row  # its closing bracket is not drawn over

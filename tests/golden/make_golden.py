@@ -1,0 +1,52 @@
+"""Golden files: for each run of tests/unit/example_runs.py, what the terminal and the PNG
+draw (the timeline's segments) and the figures they print, as producer/analysis.py computes
+them. tests/js/ feeds the same records to the dashboard's model.js and expects the same.
+
+Run `python3 tests/golden/make_golden.py` after changing analysis.py or example_runs.py;
+tests/unit/test_golden.py fails while the files on disk are not what this writes.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parents[1] / "producer"), str(HERE.parent / "unit")]
+
+import analysis  # noqa: E402 (found through the path set above)
+from example_runs import BATCH, RUNS  # noqa: E402
+
+
+def golden(name, events):
+    """The run's records, and what analysis.py makes of them."""
+    bars = [
+        {
+            "worker": segment["worker"],
+            "message_id": segment["message_id"],
+            "started": segment["started"],
+            "finished": segment["finished"],
+            "state": "cut" if segment.get("cut") else "done",
+        }
+        for segment in analysis.segments(events)
+    ]
+    bars.sort(key=lambda bar: (bar["started"], analysis.natural_key(bar["worker"]), bar["message_id"]))
+    return {
+        "run": {"name": name, "batch": BATCH, "events": events},
+        "segments": bars,
+        "figures": analysis.figures(events),
+    }
+
+
+def files():
+    """{file name: its text}."""
+    return {f"{name}.json": json.dumps(golden(name, events), indent=1) + "\n" for name, events in RUNS.items()}
+
+
+def main():
+    for name, text in files().items():
+        (HERE / name).write_text(text)
+        print(f"wrote tests/golden/{name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+// The live model keeps every batch: events of overlapping batches arrive
+// interleaved, and each goes to its own batch (issue 17: a late event of the
+// first batch used to replace the second, and its bars were lost).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Live } from "../../dashboard/static/model.js";
+
+// The events a worker sends for one task with work: received, started, done.
+function task(batch, n, worker, started, seconds) {
+  const base = { worker, batch, message_id: `${batch}.${n}`, task: `Task ${n}`, redelivered: false };
+  return [
+    { ...base, event: "received", at: started - 0.5 },
+    { ...base, event: "started", started, at: started },
+    { ...base, event: "done", started, finished: started + seconds, at: started + seconds },
+  ];
+}
+
+function byTime(events) {
+  return events.sort((a, b) => a.at - b.at);
+}
+
+function tasksDone(batch) {
+  return batch.attempts.filter(a => a.state === "done").map(a => a.messageId).sort();
+}
+
+test("two overlapping batches keep all their tasks, whatever order their events come in", () => {
+  // send.sh 3 --heavy 3:4; send.sh 6, three workers at prefetch 1: task a.3 ends after batch b began.
+  const first = [...task("a", 1, "consumer-1", 100, 1), ...task("a", 2, "consumer-2", 100, 1),
+                 ...task("a", 3, "consumer-3", 100, 4)];
+  const second = [...task("b", 1, "consumer-1", 101.5, 1), ...task("b", 2, "consumer-2", 101.5, 1),
+                  ...task("b", 3, "consumer-1", 102.5, 1), ...task("b", 4, "consumer-2", 102.5, 1),
+                  ...task("b", 5, "consumer-1", 103.5, 1), ...task("b", 6, "consumer-3", 104.5, 1)];
+  const live = new Live();
+  for (const event of byTime([...first, ...second])) live.apply(event);
+
+  assert.deepEqual([...live.batches.keys()], ["a", "b"]);
+  assert.deepEqual(tasksDone(live.batches.get("a")), ["a.1", "a.2", "a.3"]);
+  assert.deepEqual(tasksDone(live.batches.get("b")), ["b.1", "b.2", "b.3", "b.4", "b.5", "b.6"]);
+  assert.equal(live.batches.get("b").figures().tasks, 6);
+  assert.equal(live.newest().id, "b");
+  assert.deepEqual(live.lanes(live.batches.get("a")), ["consumer-1", "consumer-2", "consumer-3"]);
+});
+
+test("tasks without work of two batches sent back to back are all counted", () => {
+  const live = new Live();
+  for (let tick = 0; tick < 100; tick += 1) {
+    for (const batch of ["first", "second"]) {
+      live.apply({ event: "quick", worker: `consumer-${(tick % 3) + 1}`, batch, count: 150, at: 200 + tick / 10 });
+    }
+  }
+  assert.equal(live.batches.get("first").figures().tasks, 15000);
+  assert.equal(live.batches.get("second").figures().tasks, 15000);
+});
+
+test("a worker that goes hands back what it held in every batch", () => {
+  const live = new Live();
+  const [receivedA, startedA] = task("a", 1, "consumer-1", 100, 5);
+  const [receivedB] = task("b", 1, "consumer-1", 101, 1);
+  for (const event of [receivedA, startedA, receivedB]) live.apply(event);
+  live.apply({ event: "gone", worker: "consumer-1", at: 102 });
+  for (const id of ["a", "b"]) {
+    assert.deepEqual(live.batches.get(id).attempts.map(a => [a.state, a.finished]), [["cut", 102]]);
+  }
+  assert.equal(live.workers.get("consumer-1").attached, false);
+});
