@@ -30,6 +30,19 @@ readonly TASK_QUEUE_POLICY='{
   "consumer-timeout": '"$CONSUMER_TIMEOUT_MS"'
 }'
 
+# The management UI's queue figures come from the management plugin's metrics, a
+# deprecated feature on RabbitMQ 4.x (permitted by default for now, not in a future
+# 4.x): MANAGEMENT_METRICS=false runs the broker as that version will. The lab's own
+# tools read the Prometheus endpoint and AMQP instead, so they work either way.
+permit_management_metrics() {
+  case "${MANAGEMENT_METRICS:-true}" in
+    true | false) ;;
+    *) echo "start-broker.sh: MANAGEMENT_METRICS must be true or false, got '$MANAGEMENT_METRICS'" >&2; exit 1 ;;
+  esac
+  echo "deprecated_features.permit.management_metrics_collection = ${MANAGEMENT_METRICS:-true}" \
+    >/etc/rabbitmq/conf.d/40-management-metrics.conf
+}
+
 refuse_guest_beyond_loopback() {
   local address="${LAB_BIND_ADDRESS:-127.0.0.1}"
   # Without RABBITMQ_DEFAULT_USER/PASS the broker creates guest/guest.
@@ -59,6 +72,7 @@ set_policy() {
 }
 
 refuse_guest_beyond_loopback
+permit_management_metrics
 rm -f "$POLICY_SET"
 set_policy &
 exec rabbitmq-server "$@"
