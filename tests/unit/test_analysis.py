@@ -1,5 +1,7 @@
 """What the records say: the analysis, pure functions of the records."""
 
+import random
+
 import analysis
 from example_runs import CRASH, FAIR, ROUND_ROBIN, record
 
@@ -51,3 +53,16 @@ def test_an_attempt_under_way_keeps_the_batch_open():
     assert analysis.in_progress([started]) == {("b.1", "w1", 1.0)}
     assert analysis.in_progress([started, {**started, "event": "cut", "reason": "stopped"}]) == set()
     assert analysis.in_progress([started, {**started, "event": "done", "finished": 2.0}]) == set()
+
+
+def test_finished_tasks_kept_record_by_record_agree_with_reading_all_the_records():
+    draw = random.Random(5)
+    for _ in range(300):
+        events, finished = [], analysis.FinishedTasks()
+        for _ in range(12):
+            kind = draw.choice(["started", "done", "done", "rejected", "cut"])
+            attempt = record(draw.randint(1, 3), draw.choice(["w1", "w2"]), draw.choice([1.0, 2.0]), 3.0)
+            events.append({**attempt, "event": kind})
+            finished.add(events[-1])
+            assert finished.tasks() == analysis.finished_tasks(events), events
+            assert len(finished) == len(analysis.finished_tasks(events))
