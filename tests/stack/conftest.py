@@ -1,4 +1,4 @@
-"""A whole lab stack of the tests' own (scripts/labstack.py: its own compose project
+"""A whole lab stack of the tests' own (tests/support/labstack.py: its own compose project
 and free host ports), run through the real `docker compose`, and what the tests
 observe of it. It is removed, with its volume, at the end.
 """
