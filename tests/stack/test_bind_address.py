@@ -8,7 +8,7 @@ import os
 import pika
 import pytest
 
-from conftest import Lab
+from stacklab import Lab
 
 REFUSAL = "start-broker.sh: refusing to start: LAB_BIND_ADDRESS=0.0.0.0 publishes the broker beyond this machine"
 

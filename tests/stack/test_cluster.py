@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, Lab
+from stacklab import ROOT, Lab
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 TASKS = 30

@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from conftest import CONSUMERS, ROOT
+from stacklab import CONSUMERS, ROOT
 
 
 def busy(record):

@@ -8,8 +8,7 @@ import signal
 import time
 from contextlib import contextmanager
 
-from conftest import CONSUMERS, SECONDS_PER_DOT
-from test_nothing_lost import publish
+from stacklab import CONSUMERS, SECONDS_PER_DOT
 
 TASKS = 120
 SEED = 7
@@ -41,7 +40,7 @@ def inject_faults(lab, draw):
         elif fault == "poison":
             poison_id = f"poison-{len(poison) + 1}"
             message = (poison_id, b"\xff\xfe " + poison_id.encode())
-            lab.wait_for(lambda message=message: publish(lab, [message]) is None, "the broker to take the poison")
+            lab.wait_for(lambda message=message: lab.publish([message]) is None, "the broker to take the poison")
             poison.append(poison_id)
             done.append(fault)
     lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}")  # everyone back

@@ -4,7 +4,7 @@ Windows' default) keeps its scripts LF, thanks to .gitattributes, and runs the l
 import os
 import subprocess
 
-from conftest import ROOT, Lab
+from stacklab import ROOT, Lab
 
 SHELL_SCRIPTS = ["scripts/*.sh", "rabbitmq/start-broker.sh"]
 

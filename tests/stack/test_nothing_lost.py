@@ -1,8 +1,6 @@
 """Nothing lost: long tasks, crashed workers, broker restarts, poison messages, on the real stack."""
 
-import pika
-
-from conftest import CONSUMERS, SECONDS_PER_DOT
+from stacklab import CONSUMERS, SECONDS_PER_DOT
 
 
 def events_of(run, kind):
@@ -91,7 +89,7 @@ def drain(lab):
 def test_poison_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(lab):
     lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
     since = lab.now()
-    publish(lab, [("poison-1", b"\xff\xfe not text"), ("poison-2", b"   "), ("fine-1", b"Fine task.")])
+    lab.publish([("poison-1", b"\xff\xfe not text"), ("poison-2", b"   "), ("fine-1", b"Fine task.")])
     lab.wait_for(lambda: lab.consumer_logs(since).count("[!] Rejected") == 2, "both poison tasks rejected")
     lab.wait_for(lambda: "[x] Done 'Fine task.'" in lab.consumer_logs(since), "the good task done")  # others go on
     assert "not valid UTF-8 text; to the dead-letter queue" in lab.consumer_logs(since)
@@ -114,12 +112,3 @@ def test_send_wait_ends_when_every_task_is_done_or_rejected(lab):
     assert "was rejected by consumer-" in result.stdout and "more than the 3600 a task may ask for" in result.stdout
     assert "sent 1, done 0, rejected 1, lost 0" in result.stdout
     lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
-
-
-def publish(lab, messages):
-    """Publish (message id, body) messages straight to task_queue, confirmed."""
-    with lab.connect() as connection:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        for message_id, body in messages:
-            channel.basic_publish("", "task_queue", body, pika.BasicProperties(delivery_mode=2, message_id=message_id))
