@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from stacklab import CONSUMERS, ROOT
+from stacklab import CONSUMERS, ROOT, readline_within
 
 
 def busy(record):
@@ -91,10 +91,14 @@ def test_send_warns_when_fewer_workers_are_attached_and_waits_for_them(lab):
          "new_task.py", "--expect-workers", str(expected), "2"],
         cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    warning = sending.stderr.readline()  # blocks until the producer has counted the workers
-    assert f"{CONSUMERS} of {expected} workers attached to task_queue" in warning
-    lab.compose("up", "--detach", "--scale", f"consumer={expected}", "consumer")
-    out, err = sending.communicate(timeout=60)
+    try:
+        warning = readline_within(sending.stderr, 120)  # once the producer has counted the workers
+        assert f"{CONSUMERS} of {expected} workers attached to task_queue" in warning
+        lab.compose("up", "--detach", "--scale", f"consumer={expected}", "consumer")
+        out, err = sending.communicate(timeout=60)
+    finally:
+        sending.kill()
+        sending.communicate()
     assert sending.returncode == 0, err
     assert f"{expected} of {expected} workers attached; sending now" in err
     assert "Sent 2 tasks" in out

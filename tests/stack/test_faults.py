@@ -8,7 +8,7 @@ import signal
 import time
 from contextlib import contextmanager
 
-from stacklab import CONSUMERS, SECONDS_PER_DOT
+from stacklab import CONSUMERS, SECONDS_PER_DOT, readline_within
 
 TASKS = 120
 SEED = 7
@@ -218,7 +218,7 @@ def test_a_memory_alarm_is_announced_by_the_sender_and_its_end_too(lab):
     with memory_alarm(lab) as lift, lab.sending("20", "--dots", "0") as sending:
         line = ""
         while "blocks publishing" not in line:
-            line = sending.stderr.readline()
+            line = readline_within(sending.stderr, 120)
             assert line, "send.sh ended without saying it was blocked"
         lift()
         out, err = sending.communicate(timeout=60)

@@ -6,8 +6,10 @@ tests observe of it. The fixtures in tests/stack/conftest.py start and remove it
 import base64
 import json
 import os
+import queue
 import re
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -21,6 +23,17 @@ from labstack import ROOT, LabStack
 CONSUMERS = 3
 SECONDS_PER_DOT = 0.5
 STOP_GRACE_SECONDS = 5
+
+
+def readline_within(stream, seconds):
+    """stream.readline() ("" at its end), or the test fails after `seconds` without a whole line."""
+    lines = queue.Queue()
+    # A thread of its own: a pipe's readline has no timeout. One left blocked ends with the process.
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"no line within {seconds} s")
 
 
 class Lab(LabStack):
@@ -48,8 +61,15 @@ class Lab(LabStack):
         try:
             yield process
         finally:
-            process.kill()
-            process.communicate()
+            # Not a kill: the producer runs in a process group of its own and would keep the
+            # pipes open; send.sh passes a SIGTERM on to it (lib.sh's end_producer).
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate(timeout=10)
 
     def send(self, *args, env=None, **kwargs):
         return self.script("send.sh", *args, env=env, **kwargs)
