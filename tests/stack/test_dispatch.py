@@ -4,6 +4,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from stacklab import CONSUMERS, ROOT, readline_within
 
 
@@ -54,6 +56,7 @@ def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab)
     assert shown <= CONSUMERS * 10 * seconds_touched  # ten lines a second a worker, at most
 
 
+@pytest.mark.timeout(420)
 def test_round_robin_demo_deals_tasks_out_in_turn(lab):
     result = lab.script("demo-round-robin.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -67,6 +70,7 @@ def test_round_robin_demo_deals_tasks_out_in_turn(lab):
     assert (lab.timelines / "round-robin.png").exists()
 
 
+@pytest.mark.timeout(420)
 def test_fair_dispatch_demo_beats_round_robin_on_a_skewed_workload(lab):
     result = lab.script("demo-fair-dispatch.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -8,6 +8,8 @@ import signal
 import time
 from contextlib import contextmanager
 
+import pytest
+
 from stacklab import CONSUMERS, SECONDS_PER_DOT, readline_within
 
 TASKS = 120
@@ -59,6 +61,7 @@ def dead_letter_ids(lab):
             ids.append(properties.message_id)
 
 
+@pytest.mark.timeout(900)
 def test_nothing_is_lost_under_faults(lab, capsys):
     dead_before = set(dead_letter_ids(lab))
     batch = [str(TASKS), "--random", "1-4", "--seed", str(SEED), "--wait", "--timeout", "400", "--name", "faults"]

@@ -1,5 +1,7 @@
 """Nothing lost: long tasks, crashed workers, broker restarts, poison messages, on the real stack."""
 
+import pytest
+
 from stacklab import CONSUMERS, SECONDS_PER_DOT
 
 
@@ -21,6 +23,7 @@ def test_a_task_much_longer_than_the_heartbeat_keeps_its_connection(lab):
     assert "lost its broker connection" not in lab.consumer_logs(since)
 
 
+@pytest.mark.timeout(420)
 def test_crash_demo_redelivers_the_task_of_a_killed_worker(lab):
     result = lab.script("demo-crash.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -39,6 +42,7 @@ def test_crash_demo_redelivers_the_task_of_a_killed_worker(lab):
     assert lab.compose("ps", "--status", "running", "--quiet", "consumer").stdout.count("\n") == CONSUMERS
 
 
+@pytest.mark.timeout(420)
 def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
     since = lab.now()
     result = lab.script("demo-restart.sh", timeout=300)
@@ -54,6 +58,7 @@ def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
     lab.wait_for(lambda: lab.queue() == (0, CONSUMERS), "every worker back")
 
 
+@pytest.mark.timeout(600)
 def test_producer_sends_again_what_was_unconfirmed_when_the_broker_restarts(lab):
     lab.compose("stop", "consumer")  # keep every message in the queue, to count them
     count = 100_000
