@@ -1,6 +1,7 @@
-"""A fake of the pika connections records.EventListener opens: each delivers its
+"""Fakes of the pika connections records.EventListener opens: each delivers its
 messages of records, then nothing more (as pika's inactivity timeout does) or
-an error (a lost connection). For the unit tests and scripts/bench.py.
+an error (a lost connection). For the unit tests and scripts/bench.py; the unit
+tests wrap other fake channels in FakeConnection too.
 """
 
 import json
@@ -34,7 +35,9 @@ class RecordsChannel:
         pass
 
 
-class RecordsConnection:
+class FakeConnection:
+    """A connection whose only channel is `channel` (any fake channel)."""
+
     def __init__(self, channel):
         self._channel = channel
 
@@ -51,5 +54,5 @@ class RecordsConnection:
 def connections(*channels):
     """A stand-in for records.blocking_connection: the listener's first connection
     (declaring its queue), then one for each of `channels` in turn."""
-    opened = iter([RecordsConnection(RecordsChannel()), *map(RecordsConnection, channels)])
+    opened = iter([FakeConnection(RecordsChannel()), *map(FakeConnection, channels)])
     return lambda _parameters: next(opened)
