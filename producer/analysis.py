@@ -25,6 +25,34 @@ def finished_tasks(events):
     return {e["message_id"] for e in acknowledged(events) if e["event"] in FINAL}
 
 
+class FinishedTasks:
+    """finished_tasks(events) kept as the records come, one at a time: collecting a
+    batch must not read every earlier record again at each new one."""
+
+    attempt = staticmethod(itemgetter("message_id", "worker", "started"))
+
+    def __init__(self):
+        self.taken_back = set()  # attempts with a "cut" record
+        self.finals = {}  # task -> its final records not taken back, as (event, attempt)
+
+    def add(self, event):
+        attempt = self.attempt(event)
+        if event["event"] == "cut":
+            self.taken_back.add(attempt)
+            finals = self.finals.get(event["message_id"], set())
+            finals.discard(("done", attempt))
+            if not finals:
+                self.finals.pop(event["message_id"], None)
+        elif event["event"] == "rejected" or (event["event"] == "done" and attempt not in self.taken_back):
+            self.finals.setdefault(event["message_id"], set()).add((event["event"], attempt))
+
+    def __len__(self):
+        return len(self.finals)
+
+    def tasks(self):
+        return set(self.finals)
+
+
 def in_progress(events):
     """Attempts a lab worker started and has not ended (done, rejected or cut)."""
     attempt = itemgetter("message_id", "worker", "started")

@@ -12,7 +12,7 @@ import re
 import time
 import urllib.request
 
-from analysis import finished_tasks, in_progress
+from analysis import FinishedTasks, in_progress
 from connection import blocking_connection, broker_hosts
 from publisher import reconnecting
 from queues import QUEUE
@@ -56,7 +56,7 @@ class EventListener:
         tasks not heard of were taken by consumers that send no records.
 
         Returns (events, how it ended: "finished", "left the queue", "stopped" or "timed out")."""
-        events, seen, done = [], set(), set()
+        events, seen, finished = [], set(), FinishedTasks()
         deadline = time.monotonic() + timeout
         idle = SustainedIdle(queue_is_idle)
         heard = time.monotonic()
@@ -74,10 +74,10 @@ class EventListener:
                             if event.get("batch") == self.batch and key not in seen:  # not one redelivered
                                 seen.add(key)  # after a lost connection
                                 events.append(event)
-                                done = finished_tasks(events)
-                                progress(event, len(done))
+                                finished.add(event)
+                                progress(event, len(finished))
                         channel.basic_ack(method.delivery_tag)
-                    if len(done) >= count:
+                    if len(finished) >= count:
                         ended = "finished"
                     elif time.monotonic() - heard >= QUIET_SECONDS and not in_progress(events) and idle():
                         ended = "left the queue"

@@ -4,6 +4,8 @@ on a stack of its own. Prints a table per measurement and ends with
     ratios: publish=… consume=… scale8=… dispatch=… dashboard=…
 
 `bench.py dashboard` measures only what the live dashboard costs the workers.
+`bench.py collect` measures only --wait's collecting of records, in this process
+on a fake broker (no stack): the records per second it keeps up with.
 
 These machines are noisy: compare the ratios, each measured within one run.
 
@@ -14,6 +16,7 @@ broker and then on the three-node cluster (compose.cluster.yaml), and ends with
     cluster ratios: publish=… consume-prefetch-1=… consume-prefetch-100=…
 """
 
+import io
 import json
 import os
 import re
@@ -27,6 +30,10 @@ from pathlib import Path
 
 import pika
 
+import records
+from display import WaitProgress
+from example_runs import BATCH, record
+from fake_records import RecordsChannel, connections
 from labstack import ROOT, LabStack
 
 PUBLISH_COUNT = 50_000
@@ -39,6 +46,7 @@ SCALE_TASKS = 48  # a multiple of every worker count
 SECONDS_PER_DOT = 0.2
 DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's workload
 DASHBOARD_PREFETCHES = (1, 100)
+COLLECT_COUNTS = (20_000, 100_000)
 
 
 class Stack(LabStack):
@@ -295,7 +303,32 @@ def print_dashboard(rates):
     return lowest
 
 
+def measure_collecting():
+    """{records: records/s} of --wait's collecting (EventListener.collect with its progress),
+    a record a message as tasks that take time send them: only the CPU, not the broker."""
+    rates = {}
+    for count in COLLECT_COUNTS:
+        done = [[record(number, "consumer-1", number, number)] for number in range(1, count + 1)]
+        records.blocking_connection = connections(RecordsChannel(done))
+        progress = WaitProgress(count, out=io.StringIO())
+        started = time.perf_counter()
+        events, ended = records.EventListener(None, BATCH).collect(count, 600, progress)
+        rates[count] = count / (time.perf_counter() - started)
+        progress.close()
+        if ended != "finished" or len(events) != count:
+            raise SystemExit(f"bench: collecting {count:,} records ended {ended} with {len(events):,}")
+    return rates
+
+
+def print_collecting(rates):
+    print("\nCollecting --wait's records (in-process, a fake broker: the CPU a record costs)")
+    for count, per_second in rates.items():
+        print(f"  {count:>7,} records  {per_second:>9,.0f} records/s")
+
+
 def main():
+    if sys.argv[1:] == ["collect"]:
+        return print_collecting(measure_collecting())
     with tempfile.TemporaryDirectory() as timelines:
         if sys.argv[1:] == ["--cluster"]:
             return compare_cluster(Path(timelines))
@@ -346,6 +379,8 @@ def report(stack):
     print("\nStartup")
     print(f"  all consumers attached {attached:.2f} s after `docker compose up --wait` returned (target < 2)")
     print(f"  all consumers back {back:.2f} s after the restarted broker was healthy (target < 5)")
+
+    print_collecting(measure_collecting())
 
     dispatch_ratio = min(ideal / measured for measured, ideal in dispatch.values())
     dashboard_ratio = print_dashboard(measure_dashboard(stack))

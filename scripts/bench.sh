@@ -11,9 +11,11 @@
 # Usage: scripts/bench.sh              (about seven minutes; needs Docker and python3)
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
+#        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ensure_venv
-exec .venv/bin/python scripts/bench.py "$@"
+# The stack helper and the fake broker are the tests' (tests/support); records.py the producer's.
+PYTHONPATH="tests/support:producer" exec .venv/bin/python scripts/bench.py "$@"

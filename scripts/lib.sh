@@ -158,7 +158,7 @@ ensure_venv() {  # .venv with what the tests and the benchmark need on this mach
 
 # setting NAME: its value from the shell if set there, else from .env, as Compose
 # resolves it for the lab's plain NAME=value lines. A sed, not `docker compose
-# config` (which the Python helpers use, scripts/labstack.py): doctor.sh must read
+# config` (which the Python helpers use, tests/support/labstack.py): doctor.sh must read
 # the ports when Compose itself fails, and the scripts need no JSON parser.
 setting() {
   local value="${!1:-}"

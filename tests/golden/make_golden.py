@@ -1,4 +1,4 @@
-"""Golden files: for each run of tests/unit/example_runs.py, what the terminal and the PNG
+"""Golden files: for each run of tests/support/example_runs.py, what the terminal and the PNG
 draw (the timeline's segments) and the figures they print, as producer/analysis.py computes
 them. tests/js/ feeds the same records to the dashboard's model.js and expects the same.
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1] / "producer"), str(HERE.parent / "unit")]
+sys.path[:0] = [str(HERE.parents[1] / "producer"), str(HERE.parent / "support")]
 
 import analysis  # noqa: E402 (found through the path set above)
 from example_runs import BATCH, RUNS  # noqa: E402

@@ -8,7 +8,7 @@ import os
 import pika
 import pytest
 
-from conftest import Lab
+from stacklab import Lab
 
 REFUSAL = "start-broker.sh: refusing to start: LAB_BIND_ADDRESS=0.0.0.0 publishes the broker beyond this machine"
 
@@ -30,6 +30,7 @@ def broker_alone(tmp_path):
     [("guest", "guest"), ("guest", "a-password-of-mine"), ("student", "guest")],
     ids=["guest/guest", "guest-user", "guest-password"],
 )
+@pytest.mark.timeout(420)
 def test_guest_login_on_a_non_loopback_address_is_refused_with_one_line(broker_alone, login):
     user, password = login
     env = {"LAB_BIND_ADDRESS": "0.0.0.0", "RABBITMQ_DEFAULT_USER": user, "RABBITMQ_DEFAULT_PASS": password}
@@ -44,6 +45,7 @@ def test_guest_login_on_a_non_loopback_address_is_refused_with_one_line(broker_a
     assert "a-password-of-mine" not in result.stderr
 
 
+@pytest.mark.timeout(420)
 def test_a_login_of_your_own_on_a_non_loopback_address_starts(broker_alone):
     env = {"LAB_BIND_ADDRESS": "0.0.0.0", "RABBITMQ_DEFAULT_USER": "student", "RABBITMQ_DEFAULT_PASS": "s3cret-of-mine"}
     broker_alone.compose("up", "--detach", "--wait", "--no-deps", "rabbitmq", env=env, timeout=300)

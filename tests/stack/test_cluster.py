@@ -8,11 +8,13 @@ import time
 
 import pytest
 
-from conftest import ROOT, Lab
+from stacklab import ROOT, Lab
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 TASKS = 30
 CONFIRMED = r"Sent (\d+) tasks? to task_queue in .*, each persistent and confirmed"
+# A node killed or stopped, then waited for until back in sync: minutes each.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ import os
 import re
 import subprocess
 
-from conftest import CONSUMERS, ROOT
+import pytest
+
+from stacklab import CONSUMERS, ROOT, readline_within
 
 
 def busy(record):
@@ -54,6 +56,7 @@ def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab)
     assert shown <= CONSUMERS * 10 * seconds_touched  # ten lines a second a worker, at most
 
 
+@pytest.mark.timeout(420)
 def test_round_robin_demo_deals_tasks_out_in_turn(lab):
     result = lab.script("demo-round-robin.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -67,6 +70,7 @@ def test_round_robin_demo_deals_tasks_out_in_turn(lab):
     assert (lab.timelines / "round-robin.png").exists()
 
 
+@pytest.mark.timeout(420)
 def test_fair_dispatch_demo_beats_round_robin_on_a_skewed_workload(lab):
     result = lab.script("demo-fair-dispatch.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -91,10 +95,14 @@ def test_send_warns_when_fewer_workers_are_attached_and_waits_for_them(lab):
          "new_task.py", "--expect-workers", str(expected), "2"],
         cwd=ROOT, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    warning = sending.stderr.readline()  # blocks until the producer has counted the workers
-    assert f"{CONSUMERS} of {expected} workers attached to task_queue" in warning
-    lab.compose("up", "--detach", "--scale", f"consumer={expected}", "consumer")
-    out, err = sending.communicate(timeout=60)
+    try:
+        warning = readline_within(sending.stderr, 120)  # once the producer has counted the workers
+        assert f"{CONSUMERS} of {expected} workers attached to task_queue" in warning
+        lab.compose("up", "--detach", "--scale", f"consumer={expected}", "consumer")
+        out, err = sending.communicate(timeout=60)
+    finally:
+        sending.kill()
+        sending.communicate()
     assert sending.returncode == 0, err
     assert f"{expected} of {expected} workers attached; sending now" in err
     assert "Sent 2 tasks" in out

@@ -7,8 +7,8 @@ import re
 import socket
 import threading
 
-from conftest import CONSUMERS
 from labstack import free_port
+from stacklab import CONSUMERS
 
 NOT_STARTED = {"COMPOSE_PROJECT_NAME": "lab-test-not-started"}
 CHECKS = [

@@ -9,9 +9,9 @@ import time
 from contextlib import contextmanager
 
 import pika
+import pytest
 
-from conftest import CONSUMERS, SECONDS_PER_DOT
-from test_nothing_lost import publish
+from stacklab import CONSUMERS, SECONDS_PER_DOT, readline_within
 
 TASKS = 120
 SEED = 7
@@ -43,7 +43,7 @@ def inject_faults(lab, draw):
         elif fault == "poison":
             poison_id = f"poison-{len(poison) + 1}"
             message = (poison_id, b"\xff\xfe " + poison_id.encode())
-            lab.wait_for(lambda message=message: publish(lab, [message]) is None, "the broker to take the poison")
+            lab.wait_for(lambda message=message: lab.publish([message]) is None, "the broker to take the poison")
             poison.append(poison_id)
             done.append(fault)
     lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}")  # everyone back
@@ -62,6 +62,7 @@ def dead_letter_ids(lab):
             ids.append(properties.message_id)
 
 
+@pytest.mark.timeout(900)
 def test_nothing_is_lost_under_faults(lab, capsys):
     dead_before = set(dead_letter_ids(lab))
     batch = [str(TASKS), "--random", "1-4", "--seed", str(SEED), "--wait", "--timeout", "400", "--name", "faults"]
@@ -232,7 +233,7 @@ def test_a_memory_alarm_is_announced_by_the_sender_and_its_end_too(lab):
     with memory_alarm(lab) as lift, lab.sending("20", "--dots", "0") as sending:
         line = ""
         while "blocks publishing" not in line:
-            line = sending.stderr.readline()
+            line = readline_within(sending.stderr, 120)
             assert line, "send.sh ended without saying it was blocked"
         lift()
         out, err = sending.communicate(timeout=60)

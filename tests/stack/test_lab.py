@@ -5,8 +5,8 @@ import re
 import subprocess
 import time
 
-from conftest import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS
 from labstack import service_environment
+from stacklab import CONSUMERS, ROOT, SECONDS_PER_DOT, STOP_GRACE_SECONDS
 
 
 def test_three_workers_share_six_tasks_two_each(lab):

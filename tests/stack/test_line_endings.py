@@ -4,7 +4,9 @@ Windows' default) keeps its scripts LF, thanks to .gitattributes, and runs the l
 import os
 import subprocess
 
-from conftest import ROOT, Lab
+import pytest
+
+from stacklab import ROOT, Lab
 
 SHELL_SCRIPTS = ["scripts/*.sh", "rabbitmq/start-broker.sh"]
 
@@ -31,6 +33,7 @@ def test_core_autocrlf_would_write_crlf_here_without_gitattributes(tmp_path):
     assert "scripts/send.sh" in checkout_with_autocrlf(tmp_path / "without", attributes="* !text !eol\n")
 
 
+@pytest.mark.timeout(900)
 def test_a_clone_with_autocrlf_keeps_lf_and_runs_the_lab(tmp_path):
     clone = tmp_path / "lab"
     assert checkout_with_autocrlf(clone) == []

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import CONSUMERS, ROOT
+from stacklab import CONSUMERS, ROOT
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "artifacts"

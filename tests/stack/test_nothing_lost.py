@@ -1,8 +1,8 @@
 """Nothing lost: long tasks, crashed workers, broker restarts, poison messages, on the real stack."""
 
-import pika
+import pytest
 
-from conftest import CONSUMERS, SECONDS_PER_DOT
+from stacklab import CONSUMERS, SECONDS_PER_DOT
 
 
 def events_of(run, kind):
@@ -23,6 +23,7 @@ def test_a_task_much_longer_than_the_heartbeat_keeps_its_connection(lab):
     assert "lost its broker connection" not in lab.consumer_logs(since)
 
 
+@pytest.mark.timeout(420)
 def test_crash_demo_redelivers_the_task_of_a_killed_worker(lab):
     result = lab.script("demo-crash.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -41,6 +42,7 @@ def test_crash_demo_redelivers_the_task_of_a_killed_worker(lab):
     assert lab.compose("ps", "--status", "running", "--quiet", "consumer").stdout.count("\n") == CONSUMERS
 
 
+@pytest.mark.timeout(420)
 def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
     since = lab.now()
     result = lab.script("demo-restart.sh", timeout=300)
@@ -56,6 +58,7 @@ def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
     lab.wait_for(lambda: lab.queue() == (0, CONSUMERS), "every worker back")
 
 
+@pytest.mark.timeout(600)
 def test_producer_sends_again_what_was_unconfirmed_when_the_broker_restarts(lab):
     lab.compose("stop", "consumer")  # keep every message in the queue, to count them
     count = 100_000
@@ -91,7 +94,7 @@ def drain(lab):
 def test_poison_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(lab):
     lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
     since = lab.now()
-    publish(lab, [("poison-1", b"\xff\xfe not text"), ("poison-2", b"   "), ("fine-1", b"Fine task.")])
+    lab.publish([("poison-1", b"\xff\xfe not text"), ("poison-2", b"   "), ("fine-1", b"Fine task.")])
     lab.wait_for(lambda: lab.consumer_logs(since).count("[!] Rejected") == 2, "both poison tasks rejected")
     lab.wait_for(lambda: "[x] Done 'Fine task.'" in lab.consumer_logs(since), "the good task done")  # others go on
     assert "not valid UTF-8 text; to the dead-letter queue" in lab.consumer_logs(since)
@@ -114,12 +117,3 @@ def test_send_wait_ends_when_every_task_is_done_or_rejected(lab):
     assert "was rejected by consumer-" in result.stdout and "more than the 3600 a task may ask for" in result.stdout
     assert "sent 1, done 0, rejected 1, lost 0" in result.stdout
     lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
-
-
-def publish(lab, messages):
-    """Publish (message id, body) messages straight to task_queue, confirmed."""
-    with lab.connect() as connection:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        for message_id, body in messages:
-            channel.basic_publish("", "task_queue", body, pika.BasicProperties(delivery_mode=2, message_id=message_id))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONSUMERS
+from stacklab import CONSUMERS
 
 CLIENTS = Path(__file__).parent / "clients"
 TASKS = [f"Own task {n}." for n in range(1, 13)]  # one dot: one second in a foreign worker

@@ -1,5 +1,7 @@
 """What the records say: the analysis, pure functions of the records."""
 
+import random
+
 import analysis
 from example_runs import CRASH, FAIR, HANDED_BACK, ROUND_ROBIN, ZERO_WORK_WORKER, record
 
@@ -69,3 +71,16 @@ def test_figures_list_a_worker_whose_only_attempt_was_cut_and_wait_for_a_task_do
     assert analysis.figures(HANDED_BACK)["per_worker"]["consumer-1"] == {"tasks": 0, "busy": 0.0}
     nothing_done = analysis.figures(HANDED_BACK[:2])
     assert (nothing_done["makespan"], nothing_done["lower_bound"], nothing_done["workers"]) == (None, None, 1)
+
+
+def test_finished_tasks_kept_record_by_record_agree_with_reading_all_the_records():
+    draw = random.Random(5)
+    for _ in range(300):
+        events, finished = [], analysis.FinishedTasks()
+        for _ in range(12):
+            kind = draw.choice(["started", "done", "done", "rejected", "cut"])
+            attempt = record(draw.randint(1, 3), draw.choice(["w1", "w2"]), draw.choice([1.0, 2.0]), 3.0)
+            events.append({**attempt, "event": kind})
+            finished.add(events[-1])
+            assert finished.tasks() == analysis.finished_tasks(events), events
+            assert len(finished) == len(analysis.finished_tasks(events))

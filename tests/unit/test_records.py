@@ -1,6 +1,14 @@
 """Collecting records: when task_queue counts as idle (no broker needed)."""
 
+import json
+from types import SimpleNamespace
+
+from pika.exceptions import StreamLostError
+
+import publisher
 import records
+from example_runs import BATCH, record, started
+from fake_records import RecordsChannel, connections
 
 
 def test_the_queue_counts_as_idle_only_after_looking_idle_for_a_while(monkeypatch):
@@ -31,3 +39,79 @@ def test_queue_figures_are_read_from_the_prometheus_text_for_that_queue_only():
         "messages": 15,
     }
     assert records.queue_figures(PROMETHEUS_TEXT, "missing") == {}
+
+
+def collect(monkeypatch, count, *channels, timeout=5):
+    """What EventListener.collect returns, and the done counts it reports, on these fake connections."""
+    monkeypatch.setattr(records, "blocking_connection", connections(*channels))
+
+    def without_waits(what):
+        return publisher.reconnecting(what).copy(sleep=lambda _seconds: None)
+
+    monkeypatch.setattr(records, "reconnecting", without_waits)
+    reported = []
+    events, ended = records.EventListener(None, BATCH).collect(count, timeout, lambda _e, done: reported.append(done))
+    return events, ended, reported
+
+
+def test_collecting_ends_once_count_tasks_are_done_or_rejected(monkeypatch):
+    first = [started(record(1, "w1", 1, 2)), record(1, "w1", 1, 2)]
+    rejected = {**record(2, "w2", 1, 1), "event": "rejected"}
+    channel = RecordsChannel([first, [rejected], [record(3, "w1", 2, 3)]])
+    events, ended, reported = collect(monkeypatch, 2, channel)
+    assert ended == "finished"
+    assert events == [*first, rejected] and reported == [0, 1, 2]
+    assert channel.acked == [1, 2]  # the third message is not taken
+
+
+def test_a_done_taken_back_by_a_cut_does_not_count(monkeypatch):
+    done = record(1, "w1", 1, 2)
+    taken_back = {**done, "event": "cut"}
+    again = record(1, "w2", 3, 4, redelivered=True)
+    events, ended, reported = collect(monkeypatch, 1, RecordsChannel([[done, taken_back], [again]]))
+    assert ended == "finished" and events == [done, taken_back, again]
+    assert reported == [1, 0, 1]
+
+
+def test_records_delivered_again_after_a_lost_connection_count_once(monkeypatch):
+    one, two = record(1, "w1", 1, 2), record(2, "w2", 1, 2)
+    lost = RecordsChannel([[one]], then=StreamLostError("Transport indicated EOF"))
+    again = RecordsChannel([[one], [two]])  # its acknowledgement was lost with the connection
+    events, ended, reported = collect(monkeypatch, 2, lost, again)
+    assert ended == "finished" and events == [one, two] and reported == [1, 2]
+
+
+def test_records_of_other_batches_are_ignored(monkeypatch):
+    mine = [record(1, "w1", 1, 2), record(2, "w1", 2, 3)]
+    others = [{**record(n, "w2", 1, 2), "batch": "b0", "message_id": f"b0.{n}"} for n in (1, 2)]
+    events, ended, reported = collect(monkeypatch, 2, RecordsChannel([[others[0], mine[0]], [others[1]], [mine[1]]]))
+    assert ended == "finished" and events == mine and reported == [1, 2]
+
+
+def test_collecting_times_out_with_what_came(monkeypatch):
+    one = record(1, "w1", 1, 2)
+    events, ended, _reported = collect(monkeypatch, 2, RecordsChannel([[one]]), timeout=0)
+    assert ended == "timed out" and events == [one]
+
+
+def reads_per_record(monkeypatch, count):
+    """How often collect reads a field of a record, on average, for `count` records one per message."""
+    reads = [0]
+
+    class Counted(dict):
+        def __getitem__(self, key):
+            reads[0] += 1
+            return super().__getitem__(key)
+
+        def get(self, key, default=None):
+            reads[0] += 1
+            return super().get(key, default)
+
+    monkeypatch.setattr(records, "json", SimpleNamespace(loads=lambda body: json.loads(body, object_hook=Counted)))
+    collect(monkeypatch, count, RecordsChannel([[record(n, "w1", n, n)] for n in range(1, count + 1)]))
+    return reads[0] / count
+
+
+def test_collecting_reads_each_record_a_bounded_number_of_times_however_many_came_before(monkeypatch):
+    few, many = reads_per_record(monkeypatch, 100), reads_per_record(monkeypatch, 1000)
+    assert many <= few + 1  # reading every earlier record again at each new one makes it ten times as many

@@ -6,9 +6,11 @@ import logging
 import queue
 import socket
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
+import tenacity
 from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
 from pika.exceptions import (
     AMQPConnectionError,
@@ -167,15 +169,17 @@ def test_retry_policy_gives_up_at_once_on_a_refused_login(caplog):
 def test_retry_policy_stops_waiting_when_asked_to_stop():
     stop = threading.Event()
     policy = broker.connection_retrying(stop, "rabbitmq:5672")
+    policy.wait = tenacity.wait_fixed(60)  # a wait only the stop can cut short within the test
     timer = threading.Timer(0.2, stop.set)
-    timer.start()
 
     def never_connects():
         raise REFUSED
 
+    started = time.monotonic()
+    timer.start()
     with pytest.raises(AMQPConnectionError):
         policy(never_connects)
-    assert stop.is_set()
+    assert time.monotonic() - started < 5  # the wait ended at the stop, and no other began
     timer.join()
 
 

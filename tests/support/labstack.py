@@ -1,4 +1,4 @@
-"""A lab stack of its own, for the tests (tests/stack/conftest.py) and the benchmark
+"""A lab stack of its own, for the stack tests (tests/stack/conftest.py) and the benchmark
 (scripts/bench.py): its own compose project and free host ports, so a lab the
 user has running is never touched, and the lab's login as Compose resolves it.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pika
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port():

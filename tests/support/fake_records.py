@@ -1,0 +1,58 @@
+"""Fakes of the pika connections records.EventListener opens: each delivers its
+messages of records, then nothing more (as pika's inactivity timeout does) or
+an error (a lost connection). For the unit tests and scripts/bench.py; the unit
+tests wrap other fake channels in FakeConnection too.
+"""
+
+import json
+from types import SimpleNamespace
+
+
+class RecordsChannel:
+    def __init__(self, messages=(), then=None):
+        self.bodies = [json.dumps(records).encode() for records in messages]
+        self.then = then
+        self.acked = []
+
+    def queue_declare(self, queue, **_settings):
+        pass
+
+    def consume(self, queue, inactivity_timeout):
+        for tag, body in enumerate(self.bodies, start=1):
+            yield SimpleNamespace(delivery_tag=tag), None, body
+        if self.then:
+            raise self.then
+        while True:
+            yield None, None, None
+
+    def basic_ack(self, tag):
+        self.acked.append(tag)
+
+    def cancel(self):
+        pass
+
+    def queue_delete(self, queue):
+        pass
+
+
+class FakeConnection:
+    """A connection whose only channel is `channel` (any fake channel)."""
+
+    def __init__(self, channel):
+        self._channel = channel
+
+    def channel(self):
+        return self._channel
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        return None
+
+
+def connections(*channels):
+    """A stand-in for records.blocking_connection: the listener's first connection
+    (declaring its queue), then one for each of `channels` in turn."""
+    opened = iter([FakeConnection(RecordsChannel()), *map(FakeConnection, channels)])
+    return lambda _parameters: next(opened)

@@ -1,0 +1,129 @@
+"""The stack tests' lab: a whole lab stack of their own (labstack.py: its own compose
+project and free host ports), run through the real `docker compose`, and what the
+tests observe of it. The fixtures in tests/stack/conftest.py start and remove it.
+"""
+
+import base64
+import json
+import os
+import queue
+import re
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pika
+import pytest
+
+from labstack import ROOT, LabStack
+
+CONSUMERS = 3
+SECONDS_PER_DOT = 0.5
+STOP_GRACE_SECONDS = 5
+
+
+def readline_within(stream, seconds):
+    """stream.readline() ("" at its end), or the test fails after `seconds` without a whole line."""
+    lines = queue.Queue()
+    # A thread of its own: a pipe's readline has no timeout. One left blocked ends with the process.
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"no line within {seconds} s")
+
+
+class Lab(LabStack):
+    """The test stack, and what the tests observe of it (the lab in ROOT, or in a clone at root)."""
+
+    def __init__(self, timelines, root=ROOT):
+        super().__init__(
+            f"lab-test-{os.getpid()}",
+            timelines,
+            root,
+            SECONDS_PER_DOT=str(SECONDS_PER_DOT),
+            STOP_GRACE_SECONDS=str(STOP_GRACE_SECONDS),
+        )
+
+    def failed(self, message):
+        pytest.fail(message)
+
+    @contextmanager
+    def sending(self, *args, **popen):
+        """scripts/send.sh ARGS running in the background (text pipes), ended on the way out."""
+        process = subprocess.Popen(
+            [str(self.root / "scripts/send.sh"), *args],
+            cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            # Not a kill: the producer runs in a process group of its own and would keep the
+            # pipes open; send.sh passes a SIGTERM on to it (lib.sh's end_producer).
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate(timeout=10)
+
+    def send(self, *args, env=None, **kwargs):
+        return self.script("send.sh", *args, env=env, **kwargs)
+
+    def script(self, name, *args, **kwargs):
+        return self.run([str(self.root / "scripts" / name), *args], **kwargs)
+
+    def saved_run(self, name):
+        """A run that `send.sh --wait --name NAME` saved, and its first record of each task done."""
+        run = json.loads((self.timelines / f"{name}.json").read_text())
+        done = {}
+        for event in run["events"]:
+            if event["event"] == "done":
+                done.setdefault(int(event["message_id"].rsplit(".", 1)[1]), event)
+        return run, done
+
+    def up(self, consumers=CONSUMERS, *extra):
+        self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
+        self.wait_for(lambda: self.queue()[1] == consumers, f"{consumers} consumers attached")
+
+    def management(self, path, user=None, password=None, method="GET", body=None):
+        """A request to the management API on 127.0.0.1: (status, JSON body or None)."""
+        login = f"{user or self.user}:{password or self.password}".encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.management_port}/api/{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": "Basic " + base64.b64encode(login).decode(), "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                data = response.read()
+                return response.status, json.loads(data) if data else None
+        except urllib.error.HTTPError as error:
+            return error.code, None
+
+    def now(self):
+        return datetime.now(UTC).isoformat()
+
+    def consumer_logs(self, since):
+        return self.compose("logs", "--no-color", "--no-log-prefix", "--since", since, "consumer").stdout
+
+    def publish(self, messages):
+        """Publish (message id, body) messages straight to task_queue, confirmed."""
+        with self.connect() as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            for message_id, body in messages:
+                properties = pika.BasicProperties(delivery_mode=2, message_id=message_id)
+                channel.basic_publish("", "task_queue", body, properties)
+
+    def done(self, since):
+        """{worker: [task, ...]} from the workers' "[x] Done 'task' (worker, …)" lines."""
+        finished = {}
+        for task, worker in re.findall(r"\[x\] Done '(.*)' \(([^,]+),", self.consumer_logs(since)):
+            finished.setdefault(worker, []).append(task)
+        return finished
