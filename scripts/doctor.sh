@@ -182,10 +182,23 @@ broker_gist() {
 }
 
 broker_ok=0
-check_broker() {
-  local line state health exit_code
-  line="$(docker compose ps --all --format '{{.State}}|{{.Health}}|{{.ExitCode}}' rabbitmq 2>/dev/null | head -n 1)"
-  IFS='|' read -r state health exit_code <<<"$line"
+check_broker() {  # the single broker, or each node of the cluster
+  local nodes=()
+  read -r -a nodes <<<"$(docker compose config --services 2>/dev/null | grep -x -E 'rabbitmq(-[0-9]+)?' | xargs)"
+  if ((${#nodes[@]} > 1)); then
+    check_cluster_nodes "${nodes[@]}"
+  else
+    check_single_broker
+  fi
+}
+
+node_state() {  # node_state SERVICE: state|health|exit code of its container
+  docker compose ps --all --format '{{.State}}|{{.Health}}|{{.ExitCode}}' "$1" 2>/dev/null | head -n 1
+}
+
+check_single_broker() {
+  local state health exit_code
+  IFS='|' read -r state health exit_code <<<"$(node_state rabbitmq)"
   case "$state|$health" in
     "|") verdict FAIL broker "no broker container: the lab is not running" "docker compose up -d --scale consumer=3" ;;
     running\|healthy) verdict OK broker "running, healthy"; broker_ok=1 ;;
@@ -205,7 +218,29 @@ check_broker() {
   esac
 }
 
-broker_ctl() { docker compose exec -T rabbitmq rabbitmqctl -q "$@" --no-table-headers 2>&1; }
+check_cluster_nodes() {  # check_cluster_nodes NODE...: healthy ones, and those that are not
+  local node state health exit_code healthy=() down=()
+  for node in "$@"; do
+    IFS='|' read -r state health exit_code <<<"$(node_state "$node")"
+    if [[ "$state|$health" == "running|healthy" ]]; then
+      healthy+=("$node")
+    else
+      [[ "$state" == exited ]] || exit_code=""
+      down+=("$node (${state:-no container}${exit_code:+ with code $exit_code}${health:+, $health})")
+    fi
+  done
+  if ((${#down[@]} == 0)); then
+    verdict OK broker "cluster: ${healthy[*]} running, healthy"; broker_ok=1
+  elif ((${#healthy[@]})); then
+    verdict WARN broker "cluster: ${healthy[*]} healthy; not running: ${down[*]}" \
+      "docker compose up -d --wait --scale consumer=3"
+    broker_ok=1
+  else
+    verdict FAIL broker "cluster: no node is running (${down[*]})" "docker compose up -d --wait --scale consumer=3"
+  fi
+}
+
+broker_ctl() { cluster_ctl rabbitmqctl "$@" --no-table-headers 2>&1; }
 
 check_workers_and_queue() {
   local queues row type policy consumers running

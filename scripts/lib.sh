@@ -33,8 +33,12 @@ readonly START_LAB="start it with: docker compose up -d --scale consumer=3"
 # shellcheck disable=SC2034  # admin.sh prints it
 readonly NOT_RUNNING="the lab is not running; $START_LAB"
 
-lab_is_running() {
-  [[ -n "$(docker compose ps --status running --quiet rabbitmq 2>/dev/null)" ]]
+lab_is_running() {  # a broker runs: the single one, or any node of the cluster
+  docker compose ps --status running --services 2>/dev/null | grep -q -x -E 'rabbitmq(-[0-9]+)?'
+}
+
+lab_ports() {  # lab_ports: the host ports the lab's own containers publish, one per line
+  docker compose ps --format '{{range .Publishers}}{{.PublishedPort}}{{"\n"}}{{end}}' 2>/dev/null | sort -u
 }
 
 port_in_use() {  # port_in_use PORT: something on this machine accepts connections on PORT
@@ -50,9 +54,11 @@ why_not_running() {
     return
   fi
   [[ -z "$status" ]] || reasons="its broker container is '$status'"
+  local ours
+  ours="$(lab_ports)"
   for name in AMQP_PORT MANAGEMENT_PORT DASHBOARD_PORT; do
     port="$(setting "$name")"
-    if port_in_use "$port"; then
+    if port_in_use "$port" && ! grep -q -x "$port" <<<"$ours"; then
       reasons="${reasons:+$reasons; }$name $port is in use by another program"
     fi
   done
@@ -233,7 +239,7 @@ use_cluster() {  # use_cluster: docker compose takes the cluster override, unles
   fi
 }
 
-cluster_ctl() {  # cluster_ctl TOOL ARGS...: rabbitmqctl or rabbitmq-queues on a running node, quietly
+cluster_ctl() {  # cluster_ctl TOOL ARGS...: rabbitmqctl or rabbitmq-queues on a running node (any), quietly
   local node
   for node in $CLUSTER_NODES; do
     if [[ -n "$(docker compose ps --status running --quiet "$node" 2>/dev/null)" ]]; then

@@ -50,21 +50,9 @@ def inject_faults(lab, draw):
     return done, poison
 
 
-def dead_letter_ids(lab):
-    """Message ids in dead_letter_queue, read without removing them."""
-    ids = []
-    with lab.connect() as connection:
-        channel = connection.channel()
-        while True:
-            method, properties, _body = channel.basic_get("dead_letter_queue")
-            if method is None:
-                return ids  # closing the channel puts them all back
-            ids.append(properties.message_id)
-
-
 @pytest.mark.timeout(900)
 def test_nothing_is_lost_under_faults(lab, capsys):
-    dead_before = set(dead_letter_ids(lab))
+    dead_before = set(lab.dead_letter_ids())
     batch = [str(TASKS), "--random", "1-4", "--seed", str(SEED), "--wait", "--timeout", "400", "--name", "faults"]
     with lab.sending(*batch) as sending:
         lab.wait_for(lambda: lab.queue()[0] < TASKS - CONSUMERS, "the batch to start", timeout=60)
@@ -79,7 +67,7 @@ def test_nothing_is_lost_under_faults(lab, capsys):
             completions.setdefault(event["message_id"], []).append(event)
     confirmed = int(out.split("Sent ", 1)[1].split()[0]) if "each persistent and confirmed" in out else 0
     twice = {task: events for task, events in completions.items() if len(events) > 1}
-    dead_lettered = set(dead_letter_ids(lab)) - dead_before
+    dead_lettered = set(lab.dead_letter_ids()) - dead_before
     figures = {
         "tasks sent": TASKS,
         "confirmed": confirmed,

@@ -16,10 +16,20 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
+@pytest.fixture
+def ui_figures(lab):
+    """The broker as students run it (MANAGEMENT_METRICS=true: the UI's figures), for one test."""
+    lab.compose("up", "--detach", "--wait", "rabbitmq", env={"MANAGEMENT_METRICS": "true"})
+    lab.up()
+    yield lab
+    lab.compose("up", "--detach", "--wait", "rabbitmq")
+
+
 @pytest.mark.skipif(
     not CHROMIUM and os.environ.get("CI") != "true", reason="needs Chromium: apt-get install chromium"
 )  # in CI a missing browser fails the test instead
-def test_queues_page_shows_task_queue_with_its_consumers(lab):
+def test_queues_page_shows_task_queue_with_its_consumers(ui_figures):
+    lab = ui_figures
     base = f"http://127.0.0.1:{lab.management_port}"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -46,6 +46,8 @@ class Lab(LabStack):
             root,
             SECONDS_PER_DOT=str(SECONDS_PER_DOT),
             STOP_GRACE_SECONDS=str(STOP_GRACE_SECONDS),
+            # As a future RabbitMQ 4.x runs: the lab's tools must not need the management metrics.
+            MANAGEMENT_METRICS="false",
         )
 
     def failed(self, message):
@@ -120,6 +122,15 @@ class Lab(LabStack):
             for message_id, body in messages:
                 properties = pika.BasicProperties(delivery_mode=2, message_id=message_id)
                 channel.basic_publish("", "task_queue", body, properties)
+
+    def dead_letter_ids(self):
+        """Message ids in dead_letter_queue, read without removing them (closing the channel puts them back)."""
+        ids = []
+        with self.connect() as connection:
+            channel = connection.channel()
+            while (message := channel.basic_get("dead_letter_queue"))[0] is not None:
+                ids.append(message[1].message_id)
+        return ids
 
     def done(self, since):
         """{worker: [task, ...]} from the workers' "[x] Done 'task' (worker, …)" lines."""
