@@ -8,12 +8,20 @@
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh              (about seven minutes; needs Docker and python3)
+# Usage: scripts/bench.sh              (about eight minutes; needs Docker and python3)
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
+# Takes: about eight minutes (--cluster: about four; dashboard: less).
+# Changes: nothing of the lab: it builds images and runs, then removes, a stack
+# of its own; installs the test requirements into .venv.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 1 "--cluster" "$@"
+case "${1:-}" in
+  "" | dashboard | --cluster) ;;
+  *) refuse "$1" ;;
+esac
 ensure_venv
 exec .venv/bin/python scripts/bench.py "$@"

@@ -4,10 +4,14 @@
 # and the batch completes: nothing is lost.
 #
 # Usage: scripts/demo-crash.sh
+# Takes: about half a minute.
+# Changes: starts the lab if needed (3 workers, prefetch 1), kills a worker and
+# starts it again; saves the run as timelines/crash.json and crash.png.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 0 "" "$@"
 start_workers 3 1
 forget_faults crash
 echo "==> Sending 6 tasks of 4 dots; a worker will be killed in the middle of Task 1"

@@ -7,10 +7,14 @@
 # max(total work / N, longest task) and each makespan's ratio to it.
 #
 # Usage: scripts/demo-fair-dispatch.sh [WORKERS]     (default 3)
+# Takes: about 40 s with 3 workers.
+# Changes: re-creates the workers twice (WORKERS of them, no prefetch limit,
+# then prefetch 1); saves the runs under timelines/.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 1 "" "$@"
 workers="$(positive_whole_number WORKERS "${1:-3}")"
 workload=("$((3 * workers))" --heavy "$workers:6" --wait)
 

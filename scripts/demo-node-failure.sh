@@ -6,10 +6,15 @@
 # starts again and catches up.
 #
 # Usage: scripts/demo-node-failure.sh    (uses compose.cluster.yaml; see README "Beyond one broker")
+# Takes: about two minutes (more the first time: the cluster starts).
+# Changes: turns the lab into a three-node cluster (and leaves it one), kills
+# the node that leads task_queue and starts it again; saves the run as
+# timelines/node-failure.json and node-failure.png.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 0 "" "$@"
 use_cluster
 echo "==> A cluster of three nodes (${CLUSTER_NODES// /, }) and 3 workers"
 compose_quietly up --detach --wait --scale consumer=3

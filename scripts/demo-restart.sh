@@ -5,10 +5,14 @@
 # reconnect by themselves. Every task is done anyway.
 #
 # Usage: scripts/demo-restart.sh
+# Takes: about half a minute.
+# Changes: starts the lab if needed (3 workers, prefetch 1) and restarts the
+# broker; saves the run as timelines/restart.json and restart.png.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 0 "" "$@"
 start_workers 3 1
 forget_faults restart
 echo "==> Sending 12 tasks of 4 dots; the broker will restart in the middle of the batch"

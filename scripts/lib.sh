@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Shared by the lab's scripts, which source it: the repo root as the working
-# directory, error helpers and how to run the producer image.
+# directory, how arguments are checked, error helpers, how to run the producer
+# image, and how a demo ends cleanly.
 #
 # Usage: source "$(dirname "$0")/lib.sh"     (from a script in scripts/)
+# Takes: no time.
+# Changes: nothing on its own.
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  if [[ "$*" == -h || "$*" == --help ]]; then
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
+    exit 0
+  fi
   echo "lib.sh: source it from a script (source \"\$(dirname \"\$0\")/lib.sh\"); it does nothing on its own" >&2
   exit 2
 fi
@@ -27,6 +34,51 @@ for_caller() {  # for_caller DIR: DIR (from the repo root) as the caller can use
 fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: bad input)
   echo "$(basename "$0"): $1" >&2
   exit "${2:-2}"
+}
+
+# --- Arguments: checked before a script does anything ---------------------------
+
+usage() {  # usage: the script's header comment, from its second line to the first that is no comment
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "scripts/$(basename "$0")"
+}
+
+help_asked() {  # help_asked ARGS...: -h or --help is among ARGS (before a --)
+  local arg
+  for arg; do
+    case "$arg" in
+      --) return 1 ;;
+      -h | --help) return 0 ;;
+    esac
+  done
+  return 1
+}
+
+refuse() {  # refuse ARG: one line saying the script does not take ARG, exit 2
+  case "$1" in
+    -[0-9]*) fail "unexpected argument '$1' (see --help)" ;;
+    -?*) fail "unknown option $1 (see --help)" ;;
+    *) fail "unexpected argument '$1' (see --help)" ;;
+  esac
+}
+
+# check_arguments MAX OPTIONS ARGS...: -h/--help prints the usage and exits 0;
+# an option not among OPTIONS (a space-separated list of options without a
+# value), or more than MAX arguments, is refused (exit 2). What the arguments
+# mean is the script's to check, before it acts.
+check_arguments() {
+  local max="$1" options=" $2 " arg count=0 most="at most $1 arguments"
+  shift 2
+  ((max != 1)) || most="one argument at most"
+  ((max != 0)) || most="no arguments"
+  if help_asked "$@"; then
+    usage
+    exit 0
+  fi
+  for arg; do
+    count=$((count + 1))
+    ((count <= max)) || fail "unexpected argument '$arg': it takes $most (see --help)"
+    [[ "$arg" != -?* || "$arg" == -[0-9]* || "$options" == *" $arg "* ]] || refuse "$arg"
+  done
 }
 
 readonly START_LAB="start it with: docker compose up -d --scale consumer=3"
