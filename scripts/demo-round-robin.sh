@@ -14,9 +14,11 @@ source "$(dirname "$0")/lib.sh"
 
 check_arguments 1 "" "$@"
 workers="$(positive_whole_number WORKERS "${1:-3}")"
+begin_demo
 start_workers "$workers" 0
 echo "==> Sending $((3 * workers)) equal tasks and waiting for them"
-scripts/send.sh "$((3 * workers))" --wait --name round-robin
+send_in_background "$((3 * workers))" --name round-robin
+wait_for_sender
 echo
 echo "==> Who got which task"
 producer report.py round-robin timelines/round-robin.json
