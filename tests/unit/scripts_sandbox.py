@@ -28,7 +28,7 @@ printf '%s\\n' "$*" >>"$here/docker.log"
 name=""
 previous=""
 for arg; do
-  [[ "$previous" != --name ]] || name="$arg"
+  [[ -n "$name" || "$previous" != --name ]] || name="$arg"  # the first: docker's, not the program's
   previous="$arg"
 done
 case "$*" in
@@ -37,11 +37,12 @@ case "$*" in
     exec sleep 300 ;;
   "rm --force "* | "kill --signal "*)
     container="$here/containers/${{@: -1}}"
-    [[ -f "$container" ]] || exit 1
-    if [[ "$1" == rm ]]; then signal=KILL; else signal="$3"; fi
-    kill -s "$signal" "$(cat "$container")" 2>/dev/null
-    [[ "$1" != rm ]] || rm -f "$container"
-    exit 0 ;;
+    if [[ -f "$container" ]]; then
+      if [[ "$1" == rm ]]; then signal=KILL; else signal="$3"; fi
+      kill -s "$signal" "$(cat "$container")" 2>/dev/null
+      [[ "$1" != rm ]] || rm -f "$container"
+      exit 0
+    fi ;;
 esac
 {behaviour}
 echo "Cannot connect to the Docker daemon (a fake docker: $*)" >&2
@@ -62,6 +63,7 @@ case "$*" in
   "compose ps --status running --quiet"*) echo 0123abc; exit 0 ;;
   "compose ps "*) exit 0 ;;
   "compose logs "*) exit 0 ;;
+  "compose exec "*) exit 0 ;;
 esac
 """
 
@@ -92,10 +94,16 @@ class Sandbox:
         return env
 
     def run(self, script, *args, timeout=20, **env):
-        return subprocess.run(
-            [str(self.lab / "scripts" / script), *args], cwd=self.lab, env={**self.env, **env},
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        """The script to its end (or killed, with all it started, after TIMEOUT s: the test fails)."""
+        process = self.start(script, *args, **env)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            end_session(process.pid)
+            process.kill()
+            process.communicate()
+            raise
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def start(self, script, *args, **env):
         """The script in a session of its own (its pid is the session's id), as from a terminal."""
@@ -122,9 +130,11 @@ class Sandbox:
 
 
 def session_processes(session):
-    """The processes still in SESSION (a script started by Sandbox.start), as 'pid command' lines."""
-    listing = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True).stdout
-    return [line.split(None, 1)[1] for line in listing.splitlines() if line.split()[0] == str(session)]
+    """The processes still running in SESSION (a script started by Sandbox.start), as 'pid command' lines
+    (not zombies: they have ended, their parent has yet to reap them)."""
+    listing = subprocess.run(["ps", "-eo", "sid=,stat=,pid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in listing.splitlines()]
+    return [row[2] for row in rows if row[0] == str(session) and not row[1].startswith("Z")]
 
 
 def wait_gone(session, timeout=10):
