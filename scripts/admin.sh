@@ -5,17 +5,18 @@
 # Usage: scripts/admin.sh [--open | --no-open]
 #   --open      open the browser without asking
 #   --no-open   only print (the default when there is no terminal to ask on)
+# Takes: a second.
+# Changes: nothing (it may open a browser).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 1 "--open --no-open" "$@"
 choice="ask"
 case "${1:-}" in
   "") ;;
   --open) choice="open" ;;
   --no-open) choice="no" ;;
-  -h | --help) sed -n '/^# Usage:/,/^$/ s/^# \{0,1\}//p' "$0"; exit 0 ;;
-  *) fail "unknown option $1 (see --help)" ;;
 esac
 
 url="http://localhost:$(setting MANAGEMENT_PORT)/#/queues"

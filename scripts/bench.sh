@@ -8,14 +8,22 @@
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh              (about seven minutes; needs Docker and python3)
+# Usage: scripts/bench.sh              (about eight minutes; needs Docker and python3)
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
+# Takes: about eight minutes (--cluster: about four; dashboard: less; collect: a minute).
+# Changes: nothing of the lab: it builds images and runs, then removes, a stack
+# of its own; installs the test requirements into .venv.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 1 "--cluster" "$@"
+case "${1:-}" in
+  "" | dashboard | collect | --cluster) ;;
+  *) refuse "$1" ;;
+esac
 ensure_venv
 # The stack helper and the fake broker are the tests' (tests/support); records.py the producer's.
 PYTHONPATH="tests/support:producer" exec .venv/bin/python scripts/bench.py "$@"

@@ -3,14 +3,17 @@
 # were delivered too many times), or move them back to task_queue.
 #
 # Usage: scripts/dead-letters.sh [list | requeue]     (default: list)
+# Takes: a few seconds.
+# Changes: list: nothing (it takes each dead letter and puts it back);
+# requeue: moves every dead letter to task_queue, where the workers take it.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 1 "" "$@"
 action="${1:-list}"
 case "$action" in
   list | requeue) ;;
-  -h | --help) sed -n '/^# Usage:/ s/^# //p' "$0"; exit 0 ;;
   *) fail "unknown action '$action' (list or requeue)" ;;
 esac
 require_running_lab

@@ -4,24 +4,32 @@
 # and the batch completes: nothing is lost.
 #
 # Usage: scripts/demo-crash.sh
+# Takes: about half a minute.
+# Changes: starts the lab if needed (3 workers, prefetch 1), kills a worker and
+# starts it again; saves the run as timelines/crash.json and crash.png.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 0 "" "$@"
+begin_demo
 start_workers 3 1
 forget_faults crash
 echo "==> Sending 6 tasks of 4 dots; a worker will be killed in the middle of Task 1"
 send_in_background 6 --dots 4 --name crash
 
-victim="$(worker_running "Task 1....")"
+worker_running "Task 1...."
+victim="$received_by"
 sleep "$(seconds_of_work 2)"  # half way through the task
 container="$(container_of "$victim")"
+undo_on_exit "starting $victim again" start consumer
 docker kill --signal KILL "$container" >/dev/null
 docker wait "$container" >/dev/null  # until it has stopped: then FinishedAt is when it died
 note_fault crash "$(docker inspect --format '{{.State.FinishedAt}}' "$container")" "killed $victim"
 echo "==> Killed $victim (SIGKILL) half way through Task 1"
 
-wait "$sending"
+wait_for_sender
 echo
 echo "==> Starting $victim again"
-compose_quietly start consumer
+undo_on_exit
+compose_or_stop start consumer

@@ -7,20 +7,27 @@
 # max(total work / N, longest task) and each makespan's ratio to it.
 #
 # Usage: scripts/demo-fair-dispatch.sh [WORKERS]     (default 3)
+# Takes: about 40 s with 3 workers.
+# Changes: re-creates the workers twice (WORKERS of them, no prefetch limit,
+# then prefetch 1); saves the runs under timelines/.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
+check_arguments 1 "" "$@"
 workers="$(positive_whole_number WORKERS "${1:-3}")"
-workload=("$((3 * workers))" --heavy "$workers:6" --wait)
+begin_demo
+workload=("$((3 * workers))" --heavy "$workers:6")
 
 start_workers "$workers" 0
 echo "==> Round-robin: $((3 * workers)) tasks; tasks $workers, $((2 * workers)) and $((3 * workers)) are six times heavier"
-scripts/send.sh "${workload[@]}" --name round-robin-skewed
+send_in_background "${workload[@]}" --name round-robin-skewed
+wait_for_sender
 echo
 start_workers "$workers" 1
 echo "==> Fair dispatch: the same tasks"
-scripts/send.sh "${workload[@]}" --name fair-skewed
+send_in_background "${workload[@]}" --name fair-skewed
+wait_for_sender
 echo
 echo "==> Side by side"
 producer report.py compare timelines/round-robin-skewed.json timelines/fair-skewed.json --name fair-dispatch

@@ -7,15 +7,13 @@
 #
 # Usage: scripts/doctor.sh
 # Exit status: 0 if every check is OK, 1 otherwise.
+# Takes: a few seconds.
+# Changes: nothing; it prints the fixes, it does not apply them.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in
-  "") ;;
-  -h | --help) sed -n '/^# Usage:/,/^# Exit/ s/^# \{0,1\}//p' "$0"; exit 0 ;;
-  *) fail "unknown option $1 (see --help)" ;;
-esac
+check_arguments 0 "" "$@"
 
 all_ok=1
 verdict() {  # verdict OK|WARN|FAIL|SKIP CHECK WHAT [FIX]

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Shared by the lab's scripts, which source it: the repo root as the working
-# directory, error helpers and how to run the producer image.
+# directory, how arguments are checked, error helpers, how to run the producer
+# image, and how a demo ends cleanly.
 #
 # Usage: source "$(dirname "$0")/lib.sh"     (from a script in scripts/)
+# Takes: no time.
+# Changes: nothing on its own.
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  if [[ "$*" == -h || "$*" == --help ]]; then
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
+    exit 0
+  fi
   echo "lib.sh: source it from a script (source \"\$(dirname \"\$0\")/lib.sh\"); it does nothing on its own" >&2
   exit 2
 fi
@@ -29,12 +36,58 @@ fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: b
   exit "${2:-2}"
 }
 
+# --- Arguments: checked before a script does anything ---------------------------
+
+usage() {  # usage: the script's header comment, from its second line to the first that is no comment
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "scripts/$(basename "$0")"
+}
+
+help_asked() {  # help_asked ARGS...: -h or --help is among ARGS (before a --)
+  local arg
+  for arg; do
+    case "$arg" in
+      --) return 1 ;;
+      -h | --help) return 0 ;;
+    esac
+  done
+  return 1
+}
+
+refuse() {  # refuse ARG: one line saying the script does not take ARG, exit 2
+  case "$1" in
+    -[0-9]*) fail "unexpected argument '$1' (see --help)" ;;
+    -?*) fail "unknown option $1 (see --help)" ;;
+    *) fail "unexpected argument '$1' (see --help)" ;;
+  esac
+}
+
+# check_arguments MAX OPTIONS ARGS...: -h/--help prints the usage and exits 0;
+# an option not among OPTIONS (a space-separated list of options without a
+# value), or more than MAX arguments, is refused (exit 2). What the arguments
+# mean is the script's to check, before it acts.
+check_arguments() {
+  local max="$1" options=" $2 " arg count=0 most="at most $1 arguments"
+  shift 2
+  ((max != 1)) || most="one argument at most"
+  ((max != 0)) || most="no arguments"
+  if help_asked "$@"; then
+    usage
+    exit 0
+  fi
+  for arg; do
+    count=$((count + 1))
+    ((count <= max)) || fail "unexpected argument '$arg': it takes $most (see --help)"
+    [[ "$arg" != -?* || "$arg" == -[0-9]* || "$options" == *" $arg "* ]] || refuse "$arg"
+  done
+}
+
 readonly START_LAB="start it with: docker compose up -d --scale consumer=3"
 # shellcheck disable=SC2034  # admin.sh prints it
 readonly NOT_RUNNING="the lab is not running; $START_LAB"
 
 lab_is_running() {  # a broker runs: the single one, or any node of the cluster
-  docker compose ps --status running --services 2>/dev/null | grep -q -x -E 'rabbitmq(-[0-9]+)?'
+  # grep reads all (no -q): under pipefail an early exit would fail the pipe (SIGPIPE).
+  docker compose ps --status running --services 2>/dev/null | grep -x -E 'rabbitmq(-[0-9]+)?' >/dev/null
 }
 
 lab_ports() {  # lab_ports: the host ports the lab's own containers publish, one per line
@@ -72,8 +125,27 @@ require_running_lab() {
   fail "the lab is not running${why:+ ($why)}; $START_LAB; scripts/doctor.sh tells what is wrong" 1
 }
 
-compose_quietly() {  # compose_quietly ARGS...: docker compose ARGS..., without its per-container lines
-  docker compose "$@" 2>&1 | grep -v -e '^ *Container' -e Bake || true
+# compose_quietly ARGS...: docker compose ARGS..., without its per-container
+# progress lines (those that report an error stay); its exit status.
+compose_quietly() {
+  local status=0
+  docker compose "$@" 2>&1 | awk '
+    /Bake/ || (/^ *Container/ && !/[Ee]rror|unhealthy|[Ee]xited/) { next }
+    { print; fflush() }' || status=$?
+  return "$status"
+}
+
+# compose_or_stop ARGS...: compose_quietly ARGS..., or stop the script (exit 1)
+# with what failed and where to look for why.
+compose_or_stop() {
+  compose_quietly "$@" \
+    || fail "docker compose $1 failed (its error is above); scripts/doctor.sh tells what is wrong and the fix" 1
+}
+
+# lab_up ARGS...: docker compose up --detach --wait ARGS..., giving up after
+# $WAIT_SECONDS, or stop the script.
+lab_up() {
+  compose_or_stop up --detach --wait --wait-timeout "$WAIT_SECONDS" "$@"
 }
 
 # One line with the live dashboard's address, once per script run (a demo's
@@ -106,7 +178,7 @@ producer() {
   else
     user=(--user "$(id -u):$(id -g)")
   fi
-  producer_container="${COMPOSE_PROJECT_NAME:-rabbitmq-lab}-producer-$$"
+  producer_container="$(producer_container_of $$)"
   # No TTY (-T): the program is told whether its output is a terminal instead,
   # and how wide it is (for its progress bars and tables).
   # Its own process group (set -m), so that a signal meant for this script's
@@ -123,6 +195,8 @@ producer() {
     columns="$(stty size </dev/tty 2>/dev/null | cut -d ' ' -f 2)" || true
     [[ "$columns" != 0 ]] || columns=""  # a terminal that does not know its size
   fi
+  local callers_traps
+  callers_traps="$(trap -p INT TERM HUP)"
   set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
@@ -136,7 +210,12 @@ producer() {
   trap 'end_producer HUP 129' HUP
   wait "$producer_run" || status=$?
   trap - INT TERM HUP
+  eval "$callers_traps"  # a demo's, when it runs the producer
   return "$status"
+}
+
+producer_container_of() {  # producer_container_of PID: the container `producer` names in script PID
+  echo "${COMPOSE_PROJECT_NAME:-rabbitmq-lab}-producer-$1"
 }
 
 drop_empty_lines() {  # line by line, as they come (sed would buffer them in a pipe)
@@ -181,7 +260,7 @@ positive_whole_number() {  # positive_whole_number WHAT VALUE: VALUE, or fail
 # tasks each (0: no limit); workers with another prefetch are re-created.
 start_workers() {
   echo "==> $1 workers with $([[ "$2" == 0 ]] && echo "no prefetch limit" || echo "prefetch $2")"
-  PREFETCH="$2" compose_quietly up --detach --wait --scale "consumer=$1"
+  PREFETCH="$2" lab_up --scale "consumer=$1"
   show_dashboard
 }
 
@@ -189,23 +268,97 @@ seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this l
   awk -v dots="$1" -v per_dot="$(setting SECONDS_PER_DOT)" 'BEGIN { print dots * per_dot }'
 }
 
+# --- Demos: they end cleanly or not at all ---------------------------------------
+
+# How long a demo waits for anything (the lab to start, a task to arrive, a
+# node to rejoin) before it gives up; a test may shorten it.
+readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
+
+# wait_until WHAT COMMAND...: COMMAND, once a second, until it succeeds; after
+# $WAIT_SECONDS stop the script (exit 1) saying WHAT did not happen.
+wait_until() {
+  local what="$1" deadline=$((SECONDS + WAIT_SECONDS))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) \
+      || fail "gave up after $WAIT_SECONDS s waiting for $what; scripts/doctor.sh tells what is wrong" 1
+    sleep 1
+  done
+}
+
+# A demo calls begin_demo before it acts. Then Ctrl+C, SIGTERM, a closed
+# terminal or a failure end what it started in the background (the sender and
+# its producer container, killed before the producer could save a run: no
+# timeline of a run that did not happen) and undo what it changed (see undo_on_exit).
+sending=""
+undo=()
+begin_demo() {
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  trap end_demo EXIT
+}
+
+end_demo() {  # the EXIT trap of a demo: its exit status stays
+  local status=$?
+  trap '' INT HUP  # a second Ctrl+C must not cut the clean-up short
+  trap - EXIT
+  stop_sender
+  if ((${#undo[@]} > 1)); then
+    echo "==> Stopped early: ${undo[0]}" >&2
+    compose_quietly "${undo[@]:1}" >&2 || echo "==> That failed; run: docker compose ${undo[*]:1}" >&2
+  fi
+  exit "$status"
+}
+
+# undo_on_exit WHAT COMPOSE_ARGS...: if the demo ends early, end_demo says WHAT
+# and runs docker compose COMPOSE_ARGS...; with no arguments: nothing to undo.
+undo_on_exit() {
+  undo=("$@")
+}
+
 # send_in_background ARGS...: `scripts/send.sh ARGS... --wait` in the background;
-# sets $sending (its process, to wait for) and $since (when it started).
+# sets $since (when it started); wait_for_sender waits for it.
 send_in_background() {
   since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   scripts/send.sh "$@" --wait &
-  # shellcheck disable=SC2034  # read by the demo that calls this
   sending=$!
 }
 
-worker_running() {  # worker_running TASK: the worker that received TASK since $since, once one has
-  local worker=""
-  until [[ -n "$worker" ]]; do
-    sleep 0.2
-    worker="$(docker compose logs --no-color --no-log-prefix --since "$since" consumer 2>/dev/null \
-      | sed -n "s/^\[x\] Received '$1' (\([^,)]*\).*/\1/p" | head -n 1)"
-  done
-  echo "$worker"
+wait_for_sender() {  # wait_for_sender: until the background send.sh ends; its exit status
+  local status=0
+  wait "$sending" || status=$?
+  sending=""
+  return "$status"
+}
+
+# stop_sender: the background send.sh, if any, ended with its producer
+# container: the container killed first (a producer asked to stop would save
+# what it had of the run), then send.sh, which removes a container created
+# meanwhile.
+stop_sender() {
+  [[ -n "$sending" ]] || return 0
+  local container
+  container="$(producer_container_of "$sending")"
+  docker rm --force "$container" >/dev/null 2>&1 || true
+  kill -TERM "$sending" 2>/dev/null || true
+  wait "$sending" 2>/dev/null || true
+  docker rm --force "$container" >/dev/null 2>&1 || true
+  sending=""
+  echo "==> Stopped the sender (no run saved); the tasks it had sent stay in task_queue for the workers" >&2
+}
+
+# worker_running TASK: once a worker has received TASK since $since; sets
+# $received_by to that worker. In the demo's own shell, not in a $(...), which
+# would hold off a signal's trap until the wait ends.
+worker_running() {
+  wait_until "a worker to receive '$1'" task_received "$1"
+}
+
+task_received() {  # task_received TASK: a worker received TASK since $since; sets $received_by
+  received_by="$(docker compose logs --no-color --no-log-prefix --since "$since" consumer 2>/dev/null \
+    | sed -n "s/^\[x\] Received '$1' (\([^,)]*\).*/\1/p" | head -n 1)"
+  [[ -n "$received_by" ]]
 }
 
 container_of() {  # container_of WORKER: the container of worker "consumer-2"

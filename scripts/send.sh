@@ -16,19 +16,23 @@
 #   --timeout S     give up waiting after S seconds (default 600)
 #   --name NAME     save the run as timelines/NAME.json and timelines/NAME.png
 # Input is checked before anything is sent: bad input exits 2, sending nothing.
+# Takes: a second or so for a few tasks; with --wait, until they are done.
+# Changes: adds the tasks to task_queue; with --wait --name, saves the run
+# under timelines/.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '/^# Usage:/,/^# Input/ s/^# \{0,1\}//p' "$0"; }
-
+if help_asked "$@"; then
+  usage
+  exit 0
+fi
 file=""
 argument=""
 options=()
 waiting=""
 while (($#)); do
   case "$1" in
-    -h | --help) usage; exit 0 ;;
     --file | --dots | --heavy | --random | --seed | --timeout | --name)
       (($# >= 2)) || fail "$1 needs a value"
       if [[ "$1" == --file ]]; then file="$(from_caller "$2")"; else options+=("$1" "$2"); fi
@@ -36,7 +40,7 @@ while (($#)); do
     --wait) options+=("$1"); waiting=1; shift ;;
     --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; shift ;;
     -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, refused below
-    -*) fail "unknown option $1 (see --help)" ;;
+    -*) refuse "$1" ;;
     *) [[ -z "$argument" ]] || fail "expected one COUNT or MESSAGE, got more (quote a message with spaces)"
        argument="$1"; shift ;;
   esac

@@ -240,7 +240,7 @@ def test_stop_hands_back_a_task_longer_than_the_grace_period(lab):
 # What RabbitMQ 4.3 logs on purpose at every boot of the lab's broker, and nothing else may be:
 # its notice about the management plugin's metrics, a deprecated feature (kept by default for the
 # management UI's figures, turned off here as a future 4.x will: MANAGEMENT_METRICS=false).
-EXPECTED_BROKER_NOTICES = ("`management_metrics_collection`", "Metrics collection disabled in management agent")
+EXPECTED_BROKER_NOTICES = ("management_metrics_collection", "Metrics collection disabled in management agent")
 LOG_ENTRY = re.compile(r"^(\S+ \S+) \[(warning|error|critical)\] <([^>]+)> (.*)$", re.MULTILINE)
 
 

@@ -1,0 +1,154 @@
+"""The lab's scripts run in a copy of the repo's scripts/ (and .env) under a
+temporary folder, with a fake `docker` first on PATH: no engine is touched.
+
+The fake logs every call (one line each, in docker.log) and, unless a test's
+`behaviour` says otherwise, fails like an engine that does not answer. The
+commands a script could act with besides docker (python3 for the .venv, a
+browser opener) are faked the same way, so a test sees every attempt to act.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKED = ["docker", "python3", "xdg-open", "open", "wslview", "curl"]
+
+# `docker compose run --name NAME ...` runs "the container" as a process whose
+# pid it notes in containers/NAME, `docker rm --force NAME` and `docker kill
+# --signal S NAME` end it: what the scripts need of a producer container.
+FAKE_DOCKER = """\
+#!/usr/bin/env bash
+here="{here}"
+printf '%s\\n' "$*" >>"$here/docker.log"
+name=""
+previous=""
+for arg; do
+  [[ -n "$name" || "$previous" != --name ]] || name="$arg"  # the first: docker's, not the program's
+  previous="$arg"
+done
+case "$*" in
+  "compose run "*)
+    [[ -z "$name" ]] || echo "$$" >"$here/containers/$name"
+    exec sleep 300 ;;
+  "rm --force "* | "kill --signal "*)
+    container="$here/containers/${{@: -1}}"
+    if [[ -f "$container" ]]; then
+      if [[ "$1" == rm ]]; then signal=KILL; else signal="$3"; fi
+      kill -s "$signal" "$(cat "$container")" 2>/dev/null
+      [[ "$1" != rm ]] || rm -f "$container"
+      exit 0
+    fi ;;
+esac
+{behaviour}
+echo "Cannot connect to the Docker daemon (a fake docker: $*)" >&2
+exit 1
+"""
+
+OTHER = """\
+#!/usr/bin/env bash
+printf '%s\\n' "$(basename "$0") $*" >>"{here}/docker.log"
+exit 1
+"""
+
+# A lab whose `up` works and whose broker and workers run, but whose workers
+# log nothing: a demo waits for its first task to arrive.
+RUNNING_LAB = """\
+case "$*" in
+  "compose up "* | "compose start "* | "compose restart "*) exit 0 ;;
+  "compose ps --status running --quiet"*) echo 0123abc; exit 0 ;;
+  "compose ps --status running --services"*) printf 'rabbitmq\nconsumer\n'; exit 0 ;;
+  "compose ps "*) exit 0 ;;
+  "compose logs "*) exit 0 ;;
+  "compose exec "*) exit 0 ;;
+esac
+"""
+
+
+class Sandbox:
+    def __init__(self, path, behaviour=""):
+        self.path = path
+        self.lab = path / "lab"
+        self.bin = path / "bin"
+        shutil.copytree(ROOT / "scripts", self.lab / "scripts")
+        shutil.copy(ROOT / ".env", self.lab / ".env")
+        (path / "containers").mkdir()
+        self.bin.mkdir()
+        self.fake("docker", FAKE_DOCKER.format(here=path, behaviour=textwrap.dedent(behaviour)))
+        for name in FAKED[1:]:
+            self.fake(name, OTHER.format(here=path))
+        self.files_before = self.files()
+
+    def fake(self, name, text):
+        (self.bin / name).write_text(text)
+        (self.bin / name).chmod(0o755)
+
+    @property
+    def env(self):
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("COMPOSE_", "DOCKER_"))}
+        env["PATH"] = f"{self.bin}:{env['PATH']}"
+        env["COMPOSE_PROJECT_NAME"] = "sandbox"
+        return env
+
+    def run(self, script, *args, timeout=20, **env):
+        """The script to its end (or killed, with all it started, after TIMEOUT s: the test fails)."""
+        process = self.start(script, *args, **env)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            end_session(process.pid)
+            process.kill()
+            process.communicate()
+            raise
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def start(self, script, *args, **env):
+        """The script in a session of its own (its pid is the session's id), as from a terminal."""
+        return subprocess.Popen(
+            [str(self.lab / "scripts" / script), *args], cwd=self.lab, env={**self.env, **env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def calls(self):
+        log = self.path / "docker.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def wait_for_call(self, start, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(call.startswith(start) for call in self.calls()):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no call {start!r} within {timeout} s: {self.calls()}")
+
+    def files(self):
+        return sorted(str(path.relative_to(self.lab)) for path in self.lab.rglob("*"))
+
+
+def session_processes(session):
+    """The processes still running in SESSION (a script started by Sandbox.start), as 'pid command' lines
+    (not zombies: they have ended, their parent has yet to reap them)."""
+    listing = subprocess.run(["ps", "-eo", "sid=,stat=,pid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in listing.splitlines()]
+    return [row[2] for row in rows if row[0] == str(session) and not row[1].startswith("Z")]
+
+
+def wait_gone(session, timeout=10):
+    deadline = time.monotonic() + timeout
+    while session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return session_processes(session)
+
+
+def end_session(session):
+    """Whatever a failed test left of SESSION."""
+    for line in session_processes(session):
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass

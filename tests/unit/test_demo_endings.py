@@ -1,0 +1,119 @@
+"""Demos end cleanly or not at all (issue 19), against a fake docker
+(scripts_sandbox.py): a failed `up` stops a demo with the reason and the fix;
+every wait has a deadline; Ctrl+C or SIGTERM ends what the demo started (the
+background send.sh and its producer "container") within 10 s, undoes what it
+changed, and leaves no run saved."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+from scripts_sandbox import RUNNING_LAB, Sandbox, end_session, wait_gone
+
+DEMOS = ["demo-crash.sh", "demo-restart.sh", "demo-node-failure.sh", "demo-round-robin.sh", "demo-fair-dispatch.sh"]
+# Where each demo waits with its sender running: the call it makes there.
+WAITING_AT = {
+    "demo-crash.sh": "compose logs",
+    "demo-restart.sh": "compose logs",
+    "demo-node-failure.sh": "compose logs",
+    "demo-round-robin.sh": "compose run",
+    "demo-fair-dispatch.sh": "compose run",
+}
+
+# The worker consumer-2 has Task 1 and is killed; the lab goes on.
+WORKER_HAS_TASK_1 = """\
+case "$*" in
+  "compose logs "*) echo "[x] Received 'Task 1....' (consumer-2, delivery 1)"; exit 0 ;;
+  "compose ps --format {{.Name}} consumer") echo sandbox-consumer-2; exit 0 ;;
+  "kill --signal KILL sandbox-consumer-2" | "wait sandbox-consumer-2") exit 0 ;;
+  "inspect "*) echo 2026-01-01T00:00:00Z; exit 0 ;;
+esac
+"""
+
+
+@pytest.fixture
+def started():
+    """Demos a test started, whatever is left of them ended at the end."""
+    processes = []
+    yield processes
+    for process in processes:
+        end_session(process.pid)
+        process.kill()
+        process.communicate()
+
+
+def start(sandbox, started, script, **env):
+    process = sandbox.start(script, SECONDS_PER_DOT="0.1", **env)
+    started.append(process)
+    return process
+
+
+def finish(process, timeout=10):
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {timeout} s later")
+
+
+def producer_removed(sandbox, pid_of_sender_calls):
+    return any(call.startswith("rm --force sandbox-producer-") for call in pid_of_sender_calls)
+
+
+@pytest.mark.parametrize("demo", DEMOS)
+def test_a_failed_up_stops_the_demo_with_the_fix(tmp_path, demo):
+    sandbox = Sandbox(tmp_path)  # every docker command fails, as with no engine
+    result = sandbox.run(demo, timeout=10)
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert "docker compose up failed" in last and "scripts/doctor.sh" in last, result.stderr
+    assert "Cannot connect to the Docker daemon" in result.stdout + result.stderr  # the reason, shown
+    assert [call for call in sandbox.calls() if not call.startswith("compose up ")] == []
+
+
+def test_waiting_for_a_task_has_a_deadline(tmp_path, started):
+    sandbox = Sandbox(tmp_path, RUNNING_LAB)  # the workers never log a task
+    demo = start(sandbox, started, "demo-crash.sh", LAB_WAIT_SECONDS="2")
+    _, stderr = finish(demo)
+    assert demo.returncode == 1
+    assert "gave up after 2 s waiting for a worker to receive 'Task 1....'" in stderr
+    assert wait_gone(demo.pid) == []
+    assert producer_removed(sandbox, sandbox.calls())
+
+
+@pytest.mark.parametrize("demo", DEMOS)
+def test_ctrl_c_ends_the_sender_and_its_container(tmp_path, started, demo):
+    sandbox = Sandbox(tmp_path, RUNNING_LAB)
+    process = start(sandbox, started, demo)
+    sandbox.wait_for_call(WAITING_AT[demo])
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl+C: to the terminal's foreground group
+    _, stderr = finish(process)
+    assert process.returncode == 130, stderr
+    assert "Stopped the sender (no run saved)" in stderr
+    assert wait_gone(process.pid) == []
+    assert list((tmp_path / "containers").iterdir()) == [], "a producer container is left"
+    assert not list(sandbox.lab.glob("timelines/*.json"))
+
+
+def test_sigterm_to_the_demo_alone_ends_it_too(tmp_path, started):
+    sandbox = Sandbox(tmp_path, RUNNING_LAB)
+    process = start(sandbox, started, "demo-crash.sh")
+    sandbox.wait_for_call("compose logs")
+    process.terminate()
+    _, stderr = finish(process)
+    assert process.returncode == 143, stderr
+    assert wait_gone(process.pid) == []
+    assert list((tmp_path / "containers").iterdir()) == []
+
+
+def test_ctrl_c_after_the_kill_starts_the_worker_again(tmp_path, started):
+    sandbox = Sandbox(tmp_path, WORKER_HAS_TASK_1 + RUNNING_LAB)
+    process = start(sandbox, started, "demo-crash.sh")
+    sandbox.wait_for_call("inspect ")  # killed; now waiting for the sender
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = finish(process)
+    assert process.returncode == 130, stderr
+    assert "Stopped early: starting consumer-2 again" in stderr
+    calls = sandbox.calls()
+    assert "compose start consumer" in calls[calls.index("kill --signal KILL sandbox-consumer-2") :]
+    assert wait_gone(process.pid) == []

@@ -1,0 +1,91 @@
+"""Every scripts/*.sh: --help prints its usage and a wrong argument is one line
+on stderr, exit 2, both before the script acts: no docker (a fake that logs
+every call, scripts_sandbox.py), no .venv, no file written."""
+
+import pytest
+from scripts_sandbox import ROOT, Sandbox
+
+SCRIPTS = sorted(path.name for path in (ROOT / "scripts").glob("*.sh"))
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    return Sandbox(tmp_path)
+
+
+def assert_untouched(sandbox):
+    assert sandbox.calls() == [], "the script acted"
+    assert sandbox.files() == sandbox.files_before, "the script wrote files"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_usage_and_touches_nothing(sandbox, script, flag):
+    result = sandbox.run(script, flag)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    for heading in ("Usage:", "Takes:", "Changes:"):
+        assert heading in result.stdout
+    assert "shellcheck" not in result.stdout and "set -euo" not in result.stdout
+    assert_untouched(sandbox)
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("demo-crash.sh", "kills a\nworker"),
+        ("demo-restart.sh", "restarts the\nbroker"),
+        ("demo-node-failure.sh", "three-node cluster"),
+        ("bench.sh", "eight minutes"),
+        ("dead-letters.sh", "moves every dead letter"),
+    ],
+)
+def test_help_says_what_the_script_changes(sandbox, script, says):
+    assert " ".join(says.split()) in " ".join(sandbox.run(script, "--help").stdout.split())
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_unknown_option_is_one_line_and_exit_2(sandbox, script):
+    result = sandbox.run(script, "--bogus-option")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert_untouched(sandbox)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bench.sh", "--clsuter"],
+        ["bench.sh", "dashboard", "--cluster"],
+        ["dead-letters.sh", "requeue", "now"],
+        ["dead-letters.sh", "purge"],
+        ["demo-round-robin.sh", "3", "4"],
+        ["demo-fair-dispatch.sh", "--workers"],
+        ["demo-crash.sh", "now"],
+        ["admin.sh", "--open", "--no-open"],
+        ["doctor.sh", "--fix"],
+        ["send.sh", "6", "7"],
+        ["send.sh", "--bogus"],
+        ["test.sh", "-k", "dispatch"],
+        ["test.sh", "tests/unit", "-x"],
+    ],
+    ids=" ".join,
+)
+def test_a_wrong_argument_is_refused_before_anything(sandbox, command):
+    result = sandbox.run(*command)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert_untouched(sandbox)
+
+
+def test_help_is_help_wherever_it_stands(sandbox):
+    result = sandbox.run("demo-round-robin.sh", "4", "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout
+    assert_untouched(sandbox)
+
+
+def test_a_message_after_double_dash_may_look_like_help(sandbox):
+    """send.sh -- --help sends the message "--help": it gets as far as looking for the lab."""
+    result = sandbox.run("send.sh", "--", "--help")
+    assert result.returncode == 1 and "the lab is not running" in result.stderr
+    assert "Usage:" not in result.stdout
