@@ -1,5 +1,5 @@
-"""The worker's side of the broker: the queues it declares, how it connects, and
-which errors are worth waiting out."""
+"""The worker's side of the broker: how it connects (to the first node that answers,
+lab.brokers), the queues it declares (lab.topology), and which errors are worth waiting out."""
 
 import logging
 import random
@@ -16,15 +16,10 @@ from pika.exceptions import (
     ProbableAuthenticationError,
 )
 
-QUEUE = "task_queue"
-# Exactly the official tutorial's declaration, so its scripts work against the
-# lab; anything else (delivery limit, dead-lettering, consumer timeout) is set
-# by policy (rabbitmq/start-broker.sh).
-QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
-# Where task_queue's policy sends rejected tasks.
-DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
-# Classic: a quorum queue would drop a task handed back 20 times by scripts/dead-letters.sh list.
-DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
+from lab import brokers
+from lab.brokers import causes, short_error
+from lab.topology import declare_dead_letters, declare_task_queue
+
 RETRY_MAX_WAIT_SECONDS = 3.0
 ACCESS_REFUSED, NOT_ALLOWED, PRECONDITION_FAILED = 403, 530, 406
 
@@ -68,25 +63,9 @@ def declare_queues(channel, dead_letters=True):
     while that node is down waits until the node is back: a worker that lost its
     node declares task_queue only (dead_letters=False). Meanwhile task_queue's
     at-least-once dead-lettering keeps the rejected tasks."""
-    channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+    declare_task_queue(channel)
     if dead_letters:
-        channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
-        channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
-        channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
-
-
-def causes(exc):
-    """The error and the errors it wraps: pika nests the cause of a failed
-    connect in exception args and in an `exception` attribute."""
-    while isinstance(exc, BaseException):
-        yield exc
-        exc = getattr(exc, "exception", None) or (exc.args[0] if exc.args else None)
-
-
-def short_error(exc):
-    """The innermost cause, e.g. "ConnectionRefusedError: [Errno 111] Connection refused"."""
-    *_, exc = causes(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        declare_dead_letters(channel)
 
 
 def is_login_refused(exc):
@@ -139,19 +118,13 @@ def connection_retrying(stop_event, describe_target):
 
 
 def open_first(parameters):
-    """A connection to the first broker in the list that takes one, logging which.
-    Given the list itself, pika gives up at the first name that does not resolve,
-    which is what a dead cluster node's container is."""
-    for number, each in enumerate(parameters, start=1):
-        try:
-            connection = pika.BlockingConnection(each)
-        except (AMQPConnectionError, OSError) as exc:
-            if number == len(parameters) or is_login_refused(exc):
-                raise
-            continue
+    """A connection to the first broker in the list that takes one, logging which (on a cluster)."""
+
+    def say_which(each):
         if len(parameters) > 1:
             log.info("[*] %s connected to %s", each.client_properties["connection_name"], each.host)
-        return connection
+
+    return brokers.open_first(parameters, refuse=is_login_refused, connected=say_which)
 
 
 def connect(parameters, stop_event):

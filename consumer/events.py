@@ -20,13 +20,10 @@ import time
 import pika
 from pika.exceptions import AMQPError
 
-EXCHANGE = "lab.events"
-TASK_TEXT_SHOWN = 60  # characters of a task's text an event carries: a task may be 131,072
+from lab.schema import TASK_TEXT_SHOWN, took_time
+from lab.topology import EVENTS_EXCHANGE, declare_events_exchange
+
 PROPERTIES = pika.BasicProperties(content_type="application/json")  # transient: only live watchers care
-
-
-def took_time(record):
-    return record.get("finished", record["started"]) > record["started"]
 
 
 class Events:
@@ -45,7 +42,7 @@ class Events:
         self.connection, self.channel, self.blocked = None, None, False
         try:
             channel = connection.channel()
-            channel.exchange_declare(EXCHANGE, "fanout", durable=True)
+            declare_events_exchange(channel)
         except AMQPError:
             return  # no events this session (the worker's tick drops them); the tasks go on
         self.channel = channel
@@ -96,7 +93,7 @@ class Events:
         if not events or self.channel is None or self.blocked:
             return
         try:
-            self.channel.basic_publish(EXCHANGE, "", json.dumps(events), PROPERTIES)
+            self.channel.basic_publish(EVENTS_EXCHANGE, "", json.dumps(events), PROPERTIES)
         except AMQPError:
             self.channel = None  # closed under us: no more events this session
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
+from lab.brokers import broker_hosts
+from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
+
 
 class ConfigError(ValueError):
     """A setting in the environment is missing or invalid."""
@@ -36,19 +39,13 @@ class Config:
             password=_required(env, "RABBITMQ_DEFAULT_PASS"),
             prefetch=_number(env, "PREFETCH", "1", int, minimum=0),
             seconds_per_dot=_number(env, "SECONDS_PER_DOT", "1", float, minimum=0),
-            max_dots=_number(env, "MAX_DOTS_PER_TASK", "3600", int, minimum=1),
+            max_dots=_number(env, "MAX_DOTS_PER_TASK", str(DEFAULT_MAX_DOTS_PER_TASK), int, minimum=1),
             stop_grace_seconds=_number(env, "STOP_GRACE_SECONDS", "10", float, minimum=0),
             # Unset: the broker's (60 s). The work runs off the connection's thread, so
             # a task longer than this does not stop heartbeats.
             heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", None, int, minimum=1),
             worker_name=env.get("WORKER_NAME") or default_worker_name(),
         )
-
-
-def broker_hosts(env):
-    """RABBITMQ_HOSTS, comma-separated (a cluster's nodes), else RABBITMQ_HOST, else the lab's broker."""
-    hosts = tuple(host.strip() for host in env.get("RABBITMQ_HOSTS", "").split(",") if host.strip())
-    return hosts or (env.get("RABBITMQ_HOST") or "rabbitmq",)
 
 
 def _required(env, name):

@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 import pika
 from pika.exceptions import AMQPChannelError, AMQPError
 
+from lab.schema import took_time
+
 HELD_BACK_SECONDS = 2
 HELD_BACK = "the broker holds its records back (publishing blocked: a memory or disk alarm?)"
 # Persistent, so records waiting for send.sh --wait survive a broker restart.
 RECORD_PROPERTIES = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent)
-
-
-def took_time(record):
-    return record.get("finished", record["started"]) > record["started"]
 
 
 @dataclass

@@ -28,8 +28,10 @@ import time
 
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError, ChannelClosedByBroker
 
-from broker import QUEUE, LoginRefused, connect, connection_parameters, declare_queues, is_wrong_queue_type, short_error
+from broker import LoginRefused, connect, connection_parameters, declare_queues, is_wrong_queue_type
 from events import Events
+from lab.brokers import short_error
+from lab.topology import QUEUE
 from settings import Config, ConfigError
 from settlement import Session
 from tasks import PoisonTask, QuickTasksLog, Task, done_line, read_task, work_seconds

@@ -15,14 +15,15 @@ import time
 
 import pika
 
-from connection import blocking_connection, connection_parameters
-from queues import QUEUE, QUEUE_ARGUMENTS
+from connection import connection_parameters
+from lab.brokers import open_first
+from lab.topology import QUEUE, declare_task_queue
 
 
 def publish_raw(count):
-    with blocking_connection(connection_parameters()) as connection:
+    with open_first(connection_parameters()) as connection:
         channel = connection.channel()
-        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        declare_task_queue(channel)
         properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
         started = time.monotonic()
         for number in range(1, count + 1):
@@ -32,7 +33,7 @@ def publish_raw(count):
 
 def consume_raw(prefetch, count):
     acked, started = 0, None
-    with blocking_connection(connection_parameters()) as connection:
+    with open_first(connection_parameters()) as connection:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=prefetch)
 

@@ -15,15 +15,9 @@ from datetime import datetime
 
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
-from connection import blocking_connection, connection_parameters
-from publisher import describe
-from queues import (
-    DEAD_LETTER_EXCHANGE,
-    DEAD_LETTER_QUEUE,
-    DEAD_LETTER_QUEUE_ARGUMENTS,
-    QUEUE,
-    QUEUE_ARGUMENTS,
-)
+from connection import connection_parameters
+from lab.brokers import open_first, short_error
+from lab.topology import DEAD_LETTER_QUEUE, QUEUE, declare_dead_letters, declare_task_queue
 
 WHY = {
     "rejected": "a worker rejected it",
@@ -34,9 +28,7 @@ WHY = {
 
 
 def declare(channel):
-    channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
-    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
-    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+    declare_dead_letters(channel)
     return channel.queue_declare(DEAD_LETTER_QUEUE, passive=True).method.message_count
 
 
@@ -66,7 +58,7 @@ def list_dead_letters(channel, count):
 
 def requeue(channel, count):
     channel.confirm_delivery()
-    channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+    declare_task_queue(channel)
     moved = 0
     for _ in range(count):
         method, properties, body = channel.basic_get(DEAD_LETTER_QUEUE)
@@ -83,12 +75,12 @@ def main(argv=None):
     parser.add_argument("action", choices=["list", "requeue"])
     args = parser.parse_args(argv)
     try:
-        with blocking_connection(connection_parameters()) as connection:
+        with open_first(connection_parameters()) as connection:
             channel = connection.channel()
             count = declare(channel)
             (list_dead_letters if args.action == "list" else requeue)(channel, count)
     except (AMQPConnectionError, AMQPChannelError) as exc:
-        print(f"dead_letters.py: {describe(exc)}", file=sys.stderr)
+        print(f"dead_letters.py: {short_error(exc)}", file=sys.stderr)
         return 1
     return 0
 

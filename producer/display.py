@@ -38,7 +38,7 @@ from analysis import (
     tally,
     worker_count,
 )
-from queues import QUEUE
+from lab.topology import QUEUE
 
 SENT_LINES_UP_TO = 100  # a batch this small gets the tutorial's "[x] Sent" line per task
 PIPED_EVERY_SECONDS = 5  # how often a long send prints a line when piped

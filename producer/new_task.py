@@ -29,10 +29,12 @@ from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 import runs
 from analysis import finished_tasks, tally
-from connection import blocking_connection, connection_parameters
+from connection import connection_parameters
 from display import SendProgress, WaitProgress, print_run
-from publisher import Publisher, SendFailed, StopRequested, describe
-from queues import QUEUE, QUEUE_ARGUMENTS
+from lab.brokers import open_first, short_error
+from lab.schema import message_id
+from lab.topology import QUEUE, declare_task_queue
+from publisher import Publisher, SendFailed, StopRequested
 from records import EventListener, task_queue_is_idle
 from workload import InputError, read_tasks
 
@@ -60,7 +62,7 @@ def main(argv=None):
             print(f"\nnew_task.py: {exc.__cause__}; {confirmed(exc.confirmed, count)}{blocked if dropped else ''}",
                   file=sys.stderr)  # fmt: skip
             return stop.status
-        why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else describe(exc)
+        why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else short_error(exc)
         print(f"new_task.py: sending to {broker} failed: {why}", file=sys.stderr)
         return 1
     status = 0 if run is None else show_run(run, args, count, stopped=bool(stop()))
@@ -92,9 +94,9 @@ def show_run(run, args, count, stopped=False):
 def send(parameters, args, count, tasks, stop_requested=lambda: None):
     """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
     batch = uuid.uuid4().hex[:12]
-    with blocking_connection(parameters) as connection:
+    with open_first(parameters) as connection:
         channel = connection.channel()
-        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        declare_task_queue(channel)
         workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
     listener = EventListener(parameters, batch) if args.wait else None  # before the first task goes
     started = time.monotonic()
@@ -172,7 +174,7 @@ def messages(tasks, batch, reply_to=None):
             delivery_mode=pika.DeliveryMode.Persistent,
             content_type="text/plain",
             correlation_id=batch,
-            message_id=f"{batch}.{number}",
+            message_id=message_id(batch, number),
             reply_to=reply_to,
         )
         yield QUEUE, text.encode("utf-8"), properties

@@ -27,21 +27,14 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError
 from pika.spec import Basic
 
+from lab.brokers import short_error
+
 WINDOW = 1000
 STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
 RECONNECT_FOR_SECONDS = 120
 NACK_RETRY_SECONDS, NACK_PAUSE_SECONDS = 600, 5
 
 log = logging.getLogger("publisher")
-
-
-def describe(exc):
-    """The innermost cause of a pika error, in words (pika nests it in
-    exception args and in an `exception` attribute)."""
-    inner = getattr(exc, "exception", None) or (exc.args[0] if exc.args else None)
-    if isinstance(inner, BaseException):
-        return describe(inner)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def open_failure(error):
@@ -82,7 +75,7 @@ def reconnecting(what):
         log.warning(
             "[!] %s: %s; reconnecting in %.1f s",
             what,
-            describe(retry_state.outcome.exception()),
+            short_error(retry_state.outcome.exception()),
             retry_state.upcoming_sleep,
         )
 
@@ -127,7 +120,7 @@ class Publisher:
         try:
             self.publish_all()
         except Exception as exc:
-            raise SendFailed(describe(exc), self.confirmed) from exc
+            raise SendFailed(short_error(exc), self.confirmed) from exc
         if self.confirmed != self.taken:
             raise SendFailed(f"{self.taken} messages taken, {self.confirmed} confirmed", self.confirmed)
         return self.resent
@@ -256,7 +249,7 @@ class Publisher:
         try:
             message = next(self.messages, None)
         except Exception as exc:
-            self.failure = MessageFailed(f"making message {self.taken + 1} failed: {describe(exc)}")
+            self.failure = MessageFailed(f"making message {self.taken + 1} failed: {short_error(exc)}")
             self.messages = iter(())
             return None
         if message is not None:

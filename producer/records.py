@@ -13,9 +13,9 @@ import time
 import urllib.request
 
 from analysis import FinishedTasks, in_progress
-from connection import blocking_connection, broker_hosts
+from lab.brokers import broker_hosts, open_first
+from lab.topology import QUEUE
 from publisher import reconnecting
-from queues import QUEUE
 
 QUIET_SECONDS = 3
 # A quorum queue's figures reach the Prometheus endpoint at its tick, up to 5 s late
@@ -43,7 +43,7 @@ class EventListener:
         if isinstance(parameters, list) and len(parameters) > 1:
             # A cluster: a classic queue lives on one node, and its records would die with it.
             self.QUEUE_ARGUMENTS = {**self.QUEUE_ARGUMENTS, "x-queue-type": "quorum"}
-        with blocking_connection(parameters) as connection:
+        with open_first(parameters) as connection:
             self.declare(connection.channel())
 
     def declare(self, channel):
@@ -62,7 +62,7 @@ class EventListener:
         heard = time.monotonic()
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
-            with attempt, blocking_connection(self.parameters) as connection:
+            with attempt, open_first(self.parameters) as connection:
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):

@@ -8,8 +8,9 @@ import random
 import re
 import sys
 
+from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
+
 LOOKS_LIKE_A_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-DEFAULT_MAX_DOTS = 3600  # the workers' limit (consumer/settings.py)
 # The longest task text: the csv module refuses longer fields in a task file.
 MAX_TASK_CHARS = csv.field_size_limit()
 
@@ -34,8 +35,8 @@ def generated_tasks(count, dots=1, heavy=None, spread=None, seed=1):
 
 
 def max_dots_per_task(env=os.environ):
-    """The most dots (units of work) a task may ask for: MAX_DOTS_PER_TASK, default 3600."""
-    text = env.get("MAX_DOTS_PER_TASK") or str(DEFAULT_MAX_DOTS)
+    """The most dots (units of work) a task may ask for: MAX_DOTS_PER_TASK, default DEFAULT_MAX_DOTS_PER_TASK."""
+    text = env.get("MAX_DOTS_PER_TASK") or str(DEFAULT_MAX_DOTS_PER_TASK)
     if not text.isdigit():
         raise InputError(f"MAX_DOTS_PER_TASK must be a whole number, got {text!r}")
     return int(text)

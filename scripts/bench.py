@@ -309,7 +309,7 @@ def measure_collecting():
     rates = {}
     for count in COLLECT_COUNTS:
         done = [[record(number, "consumer-1", number, number)] for number in range(1, count + 1)]
-        records.blocking_connection = connections(RecordsChannel(done))
+        records.open_first = connections(RecordsChannel(done))
         progress = WaitProgress(count, out=io.StringIO())
         started = time.perf_counter()
         events, ended = records.EventListener(None, BATCH).collect(count, 600, progress)

@@ -26,4 +26,4 @@ case "${1:-}" in
 esac
 ensure_venv
 # The stack helper and the fake broker are the tests' (tests/support); records.py the producer's.
-PYTHONPATH="tests/support:producer" exec .venv/bin/python scripts/bench.py "$@"
+PYTHONPATH="tests/support:producer:." exec .venv/bin/python scripts/bench.py "$@"

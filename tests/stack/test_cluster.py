@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stacklab import ROOT, Lab
+from stacklab import ROOT, Lab, completions
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 TASKS = 30
@@ -105,10 +105,7 @@ def healthy(cluster):
 
 def figures(lab, name, out):
     run, _ = lab.saved_run(name)
-    done = {}
-    for event in run["events"]:
-        if event["event"] == "done":
-            done.setdefault(event["message_id"], []).append(event)
+    done = completions(run["events"])
     return {
         "sent": run["sent"],
         "confirmed": int(confirmed.group(1)) if (confirmed := re.search(CONFIRMED, out)) else 0,

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from analysis import figures
 from stacklab import CONSUMERS, ROOT, readline_within
 
 
@@ -13,8 +14,9 @@ def busy(record):
     return record["finished"] - record["started"]
 
 
-def makespan(done):
-    return max(r["finished"] for r in done.values()) - min(r["started"] for r in done.values())
+def makespan(run):
+    """The batch's makespan as the lab computes it (analysis.figures)."""
+    return figures(run["events"])["makespan"]
 
 
 def test_send_wait_reports_every_task_once_with_its_worker(lab):
@@ -28,7 +30,7 @@ def test_send_wait_reports_every_task_once_with_its_worker(lab):
     assert run["workers"] == CONSUMERS
     # The table, the makespan and the timeline, and the chart on disk.
     assert "worker       tasks  busy s  task names, in the order done" in result.stdout
-    assert f"makespan {makespan(done):.1f} s for 12 tasks on {CONSUMERS} workers" in result.stdout
+    assert f"makespan {makespan(run):.1f} s for 12 tasks on {CONSUMERS} workers" in result.stdout
     assert result.stdout.count("consumer-1  |[") == 1
     assert (lab.timelines / "records.png").read_bytes().startswith(b"\x89PNG")
     # Saved by the producer as the caller's user, or, for root, as the image's own (never root).
@@ -52,7 +54,7 @@ def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab)
 
     lab.wait_for(lambda: sum(lines_and_sums()) == 300, "every task in the logs, on a line or in a sum")
     shown, _summed = lines_and_sums()
-    seconds_touched = makespan(done) + 2  # a run of T seconds spans at most T + 2 log seconds
+    seconds_touched = makespan(run) + 2  # a run of T seconds spans at most T + 2 log seconds
     assert shown <= CONSUMERS * 10 * seconds_touched  # ten lines a second a worker, at most
 
 
@@ -74,16 +76,15 @@ def test_round_robin_demo_deals_tasks_out_in_turn(lab):
 def test_fair_dispatch_demo_beats_round_robin_on_a_skewed_workload(lab):
     result = lab.script("demo-fair-dispatch.sh", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    _run, round_robin = lab.saved_run("round-robin-skewed")
-    _run, fair = lab.saved_run("fair-skewed")
+    round_robin_run, round_robin = lab.saved_run("round-robin-skewed")
+    fair_run, fair = lab.saved_run("fair-skewed")
     assert sorted(round_robin) == sorted(fair) == list(range(1, 10))
     # Round-robin gives every heavy task (3, 6, 9) to one worker.
     assert len({round_robin[n]["worker"] for n in (3, 6, 9)}) == 1
     assert len({fair[n]["worker"] for n in (3, 6, 9)}) > 1
-    durations = [busy(record) for record in fair.values()]
-    bound = max(sum(durations) / CONSUMERS, max(durations))
-    assert makespan(fair) < 0.75 * makespan(round_robin)  # 10 against 18 units in theory
-    assert makespan(fair) < 1.5 * bound  # 1.25 in theory
+    bound = figures(fair_run["events"])["lower_bound"]
+    assert makespan(fair_run) < 0.75 * makespan(round_robin_run)  # 10 against 18 units in theory
+    assert makespan(fair_run) < 1.5 * bound  # 1.25 in theory
     assert "Verdict: fair-skewed finished the same work" in result.stdout
     assert (lab.timelines / "fair-dispatch.png").exists()
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pika
 import pytest
 
-from stacklab import CONSUMERS, SECONDS_PER_DOT, readline_within
+from stacklab import CONSUMERS, SECONDS_PER_DOT, completions, readline_within
 
 TASKS = 120
 SEED = 7
@@ -61,18 +61,15 @@ def test_nothing_is_lost_under_faults(lab, capsys):
     assert sending.returncode == 0, out[-2000:] + err[-2000:]
 
     run, _done = lab.saved_run("faults")
-    completions = {}
-    for event in run["events"]:
-        if event["event"] == "done":
-            completions.setdefault(event["message_id"], []).append(event)
+    done = completions(run["events"])
     confirmed = int(out.split("Sent ", 1)[1].split()[0]) if "each persistent and confirmed" in out else 0
-    twice = {task: events for task, events in completions.items() if len(events) > 1}
+    twice = {task: events for task, events in done.items() if len(events) > 1}
     dead_lettered = set(lab.dead_letter_ids()) - dead_before
     figures = {
         "tasks sent": TASKS,
         "confirmed": confirmed,
-        "completed": len(completions),
-        "lost": TASKS - len(completions),
+        "completed": len(done),
+        "lost": TASKS - len(done),
         "completed more than once": len(twice),
         "poison sent": len(poison),
         "dead-lettered": len(dead_lettered),

@@ -52,7 +52,7 @@ class FakeConnection:
 
 
 def connections(*channels):
-    """A stand-in for records.blocking_connection: the listener's first connection
+    """A stand-in for records.open_first: the listener's first connection
     (declaring its queue), then one for each of `channels` in turn."""
     opened = iter([FakeConnection(RecordsChannel()), *map(FakeConnection, channels)])
     return lambda _parameters: next(opened)

@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 import pika
 import pytest
 
+from analysis import acknowledged
+from lab import schema
+from lab.schema import task_number
 from labstack import ROOT, LabStack
 
 CONSUMERS = 3
@@ -80,13 +83,13 @@ class Lab(LabStack):
         return self.run([str(self.root / "scripts" / name), *args], **kwargs)
 
     def saved_run(self, name):
-        """A run that `send.sh --wait --name NAME` saved, and its first record of each task done."""
+        """A run that `send.sh --wait --name NAME` saved, every record checked against the
+        schema, and each task's first "done" the lab counts (acknowledged: not taken back
+        by a cut record), by task number."""
         run = json.loads((self.timelines / f"{name}.json").read_text())
-        done = {}
-        for event in run["events"]:
-            if event["event"] == "done":
-                done.setdefault(int(event["message_id"].rsplit(".", 1)[1]), event)
-        return run, done
+        invalid = [(problem, record) for record in run["events"] if (problem := schema.problem(record, event=False))]
+        assert not invalid, f"records off the schema: {invalid[:3]}"
+        return run, {int(task_number(id_)): record for id_, record in done_by_task(run["events"]).items()}
 
     def up(self, consumers=CONSUMERS, *extra):
         self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
@@ -138,3 +141,21 @@ class Lab(LabStack):
         for task, worker in re.findall(r"\[x\] Done '(.*)' \(([^,]+),", self.consumer_logs(since)):
             finished.setdefault(worker, []).append(task)
         return finished
+
+
+def done_by_task(events):
+    """{message id: its first "done" record} of the tasks the lab counts done (analysis.acknowledged)."""
+    done = {}
+    for record in acknowledged(events):
+        if record["event"] == "done":
+            done.setdefault(record["message_id"], record)
+    return done
+
+
+def completions(events):
+    """{message id: every "done" record the lab counts} (a task done twice was redelivered)."""
+    done = {}
+    for record in acknowledged(events):
+        if record["event"] == "done":
+            done.setdefault(record["message_id"], []).append(record)
+    return done

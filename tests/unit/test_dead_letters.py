@@ -9,7 +9,7 @@ from pika.exceptions import AMQPConnectionError
 
 import dead_letters
 from fake_records import FakeConnection
-from queues import DEAD_LETTER_QUEUE, QUEUE
+from lab.topology import DEAD_LETTER_QUEUE, QUEUE
 
 REJECTED_AT = datetime(2026, 5, 4, 21, 4, 5)
 
@@ -111,7 +111,7 @@ def test_requeue_counts_what_it_moved_when_the_queue_held_fewer(capsys):
 
 def test_main_lists_on_the_connection_it_opens(monkeypatch, capsys):
     monkeypatch.setattr(dead_letters, "connection_parameters", lambda: ["rabbitmq"])
-    monkeypatch.setattr(dead_letters, "blocking_connection", lambda _parameters: FakeConnection(FakeChannel(POISON)))
+    monkeypatch.setattr(dead_letters, "open_first", lambda _parameters: FakeConnection(FakeChannel(POISON)))
     assert dead_letters.main(["list"]) == 0
     assert capsys.readouterr().out.startswith(f"3 tasks in {DEAD_LETTER_QUEUE}:")  # counted by declare
 
@@ -121,6 +121,6 @@ def test_main_says_why_in_one_line_when_no_broker_answers(monkeypatch, capsys):
         raise AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
 
     monkeypatch.setattr(dead_letters, "connection_parameters", lambda: ["rabbitmq"])
-    monkeypatch.setattr(dead_letters, "blocking_connection", no_broker)
+    monkeypatch.setattr(dead_letters, "open_first", no_broker)
     assert dead_letters.main(["requeue"]) == 1
     assert capsys.readouterr().err == "dead_letters.py: ConnectionRefusedError: [Errno 111] Connection refused\n"

@@ -5,7 +5,9 @@ import json
 import pytest
 from pika.exceptions import ChannelClosedByBroker, ChannelWrongStateError, ConnectionWrongStateError
 
-from events import EXCHANGE, TASK_TEXT_SHOWN, Events
+from events import Events
+from lab.schema import TASK_TEXT_SHOWN
+from lab.topology import EVENTS_EXCHANGE as EXCHANGE
 
 
 class FakeChannel:

@@ -1,6 +1,5 @@
 """The pipelined publisher's bookkeeping, driven by a fake channel (no broker needed)."""
 
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -13,9 +12,9 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, StreamLostError
 from pika.spec import Basic
 
-import connection
 import publisher as publisher_module
-from publisher import ConnectionLost, Publisher, SendFailed, StopRequested, describe
+from lab.brokers import short_error
+from publisher import ConnectionLost, Publisher, SendFailed, StopRequested
 
 
 class FakeChannel:
@@ -88,7 +87,7 @@ def test_a_failed_open_is_a_connection_error_worth_retrying():
         publisher = Publisher(None, messages(1), lambda _message: None)
         publisher.on_open_error(FakeChannel().connection, AMQPConnectionWorkflowFailed([error]))
         assert isinstance(publisher.failure, AMQPConnectionError)
-        assert describe(publisher.failure).startswith(inner)
+        assert short_error(publisher.failure).startswith(inner)
     wrong_login = ProbableAuthenticationError("ACCESS_REFUSED")
     publisher.on_open_error(FakeChannel().connection, wrong_login)
     assert publisher.failure is wrong_login
@@ -234,18 +233,6 @@ def test_messages_the_broker_nacks_are_sent_again_until_it_takes_them(monkeypatc
     publisher = Publisher(None, messages(4), confirmed.append, window=2)
     assert publisher.run() == 2
     assert sorted(confirmed) == sorted(messages(4))
-
-
-def test_a_blocking_connection_skips_a_node_whose_name_does_not_resolve(monkeypatch):
-    def fake_connection(parameters):
-        if parameters == "dead":
-            raise socket.gaierror(-2, "Name or service not known")
-        return parameters
-
-    monkeypatch.setattr(connection.pika, "BlockingConnection", fake_connection)
-    assert connection.blocking_connection(["dead", "alive"]) == "alive"
-    with pytest.raises(socket.gaierror):
-        connection.blocking_connection(["dead"])
 
 
 def test_run_never_reports_success_unless_every_message_taken_was_confirmed():

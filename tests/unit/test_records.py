@@ -43,7 +43,7 @@ def test_queue_figures_are_read_from_the_prometheus_text_for_that_queue_only():
 
 def collect(monkeypatch, count, *channels, timeout=5):
     """What EventListener.collect returns, and the done counts it reports, on these fake connections."""
-    monkeypatch.setattr(records, "blocking_connection", connections(*channels))
+    monkeypatch.setattr(records, "open_first", connections(*channels))
 
     def without_waits(what):
         return publisher.reconnecting(what).copy(sleep=lambda _seconds: None)

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 import tenacity
-from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
 from pika.exceptions import (
     AMQPConnectionError,
     ChannelClosedByBroker,
@@ -181,15 +180,6 @@ def test_retry_policy_stops_waiting_when_asked_to_stop():
         policy(never_connects)
     assert time.monotonic() - started < 5  # the wait ended at the stop, and no other began
     timer.join()
-
-
-def test_short_error_names_the_innermost_cause():
-    assert broker.short_error(REFUSED) == "ConnectionRefusedError: [Errno 111] Connection refused"
-
-
-def test_short_error_finds_the_cause_pika_wraps_in_an_attribute():
-    wrapped = AMQPConnectionError(AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused")))
-    assert broker.short_error(wrapped) == "ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 def test_heartbeat_is_the_brokers_unless_set():

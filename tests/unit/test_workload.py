@@ -4,8 +4,9 @@ import pytest
 
 import new_task
 import workload
+from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
 
-LIMIT = workload.DEFAULT_MAX_DOTS
+LIMIT = DEFAULT_MAX_DOTS_PER_TASK
 
 
 def generated(argument, **shape):

@@ -1,0 +1,117 @@
+"""The records and events the workers send, in one place.
+
+A *record* tells `send.sh --wait` what happened to one attempt at a task. A
+worker publishes records (a JSON list per message) to the queue a task names in
+its reply_to property:
+
+    started   the worker began the task's work
+    done      the work is done and the task acknowledged ("finished" set)
+    rejected  the task cannot be done (poison): dead-lettered ("reason" set)
+    cut       the attempt ended without an acknowledgement: a worker stopped
+              or the broker took the task back ("reason" set); a cut record
+              also takes back a "done" of the same attempt
+
+Every record has: worker (its name, e.g. "consumer-2"), task (the task's text),
+message_id ("<batch>.<n>", the n-th task of a batch; null for a client that
+sets none), batch (the batch id, the message's correlation_id; null likewise),
+redelivered (the broker had delivered it before), started (epoch seconds).
+An attempt is (message_id, worker, started).
+
+An *event* is what the dashboard hears on the exchange lab.events: each record
+as an event of the same kind, with "at" (when, epoch seconds) and the task's
+text cut to TASK_TEXT_SHOWN characters; and
+
+    received  a task with work waiting in the worker's prefetch buffer
+    quick     "count" tasks of a batch done with no work (they come by the thousand)
+    attached  the worker began consuming ("prefetch": its limit, 0 = none)
+    leaving   the worker stopped consuming
+    gone      the broker lost the worker's consumer without a word (the
+              dashboard makes this one from the broker's own events)
+"""
+
+import math
+
+TASK_RECORDS = ("started", "done", "rejected", "cut")
+TASK_EVENTS = ("received", *TASK_RECORDS)
+WORKER_EVENTS = ("quick", "attached", "leaving", "gone")
+TASK_TEXT_SHOWN = 60  # characters of a task's text an event carries: a task may be 131,072
+# The most dots a task may ask for unless MAX_DOTS_PER_TASK says otherwise (send.sh
+# refuses more, a worker rejects more).
+DEFAULT_MAX_DOTS_PER_TASK = 3600
+MAX_NAME = 255  # characters of a worker's name, a batch id, a message id, a reason
+
+
+def message_id(batch, number):
+    return f"{batch}.{number}"
+
+
+def task_number(message):
+    """ "<batch>.<n>" -> "n" """
+    return str(message or "").rsplit(".", 1)[-1]
+
+
+def took_time(record):
+    return record.get("finished", record["started"]) > record["started"]
+
+
+def _text(limit):
+    return lambda value: isinstance(value, str) and len(value) <= limit
+
+
+def _name_or_null(value):
+    return value is None or _text(MAX_NAME)(value)
+
+
+def _time(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_TASK = {
+    "worker": _text(MAX_NAME),
+    "task": _text(131_072),
+    "message_id": _name_or_null,
+    "batch": _name_or_null,
+    "redelivered": lambda value: isinstance(value, bool),
+    "started": _time,
+}
+_FIELDS = {  # kind -> (required fields and their checks, optional ones)
+    "started": (_TASK, {}),
+    "done": ({**_TASK, "finished": _time}, {}),
+    "rejected": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {}),
+    "cut": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {"finished": _time}),
+    "received": (_TASK, {}),
+    "quick": ({"worker": _text(MAX_NAME), "batch": _name_or_null, "count": _count}, {}),
+    "attached": ({"worker": _text(MAX_NAME), "prefetch": _count}, {}),
+    "leaving": ({"worker": _text(MAX_NAME)}, {}),
+    "gone": ({"worker": _text(MAX_NAME)}, {}),
+}
+
+
+def problem(item, *, event):
+    """What is wrong with a record (event=False) or an event (event=True), or None."""
+    return next(_problems(item, event), None)
+
+
+def _problems(item, event):
+    if not isinstance(item, dict):
+        yield f"not an object: {type(item).__name__}"
+        return
+    kind = item.get("event")
+    if not isinstance(kind, str) or kind not in (TASK_EVENTS + WORKER_EVENTS if event else TASK_RECORDS):
+        yield f"unknown kind {str(kind)[:40]!r}"
+        return
+    required, optional = _FIELDS[kind]
+    if event:
+        required = {**required, "at": _time} | ({"task": _text(TASK_TEXT_SHOWN)} if kind in TASK_EVENTS else {})
+    for name, valid in required.items():
+        if name not in item or not valid(item[name]):
+            yield f"{kind}: {'bad' if name in item else 'no'} {name}"
+    for name, valid in optional.items():
+        if name in item and not valid(item[name]):
+            yield f"{kind}: bad {name}"
+    for name in sorted(set(item) - set(required) - set(optional) - {"event"}):
+        yield f"{kind}: unknown field {name[:40]!r}"

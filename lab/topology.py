@@ -1,0 +1,34 @@
+"""The queues and exchanges of the lab, and the declarations clients make.
+
+task_queue is declared exactly as RabbitMQ's tutorial two declares it, so its
+scripts work against the lab; everything else about it (delivery limit,
+dead-lettering, consumer timeout) is a policy the broker sets at start
+(rabbitmq/start-broker.sh). The broker also declares the exchanges and the
+dead-letter queue at start (rabbitmq/definitions.json, checked against these
+names by tests/unit/test_lab_package.py), so they exist before any client.
+"""
+
+QUEUE = "task_queue"
+QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
+# Where task_queue's policy sends rejected tasks.
+DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
+# Classic, not quorum: a quorum queue drops a message handed back 20 times, and
+# listing the dead letters (scripts/dead-letters.sh) hands every message back.
+DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
+# The workers' events for whoever watches (the dashboard): fanout, nothing kept.
+EVENTS_EXCHANGE = "lab.events"
+
+
+def declare_task_queue(channel):
+    channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+
+
+def declare_dead_letters(channel):
+    """The dead-letter exchange and queue (the broker declares them at start too)."""
+    channel.exchange_declare(DEAD_LETTER_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(DEAD_LETTER_QUEUE, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+    channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE)
+
+
+def declare_events_exchange(channel):
+    channel.exchange_declare(EVENTS_EXCHANGE, "fanout", durable=True)

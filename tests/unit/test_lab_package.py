@@ -1,0 +1,81 @@
+"""The package every image shares (lab/): the topology the broker declares at start
+agrees with the clients', pika's errors in words, the first broker that answers, and
+the record/event schema."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
+from pika.exceptions import AMQPConnectionError
+
+from lab import brokers, schema, topology
+from lab.brokers import short_error
+
+ROOT = Path(__file__).resolve().parents[2]
+REFUSED = AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
+
+
+def test_the_broker_declares_at_start_what_the_clients_declare():
+    definitions = json.loads((ROOT / "rabbitmq/definitions.json").read_text())
+    exchanges = {each["name"]: each["type"] for each in definitions["exchanges"]}
+    assert exchanges == {topology.DEAD_LETTER_EXCHANGE: "fanout", topology.EVENTS_EXCHANGE: "fanout"}
+    [queue] = definitions["queues"]
+    assert (queue["name"], queue["arguments"]) == (topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_QUEUE_ARGUMENTS)
+    [binding] = definitions["bindings"]
+    assert (binding["source"], binding["destination"]) == (topology.DEAD_LETTER_EXCHANGE, topology.DEAD_LETTER_QUEUE)
+
+
+def test_short_error_names_the_innermost_cause():
+    assert short_error(REFUSED) == "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def test_short_error_finds_the_cause_pika_wraps_in_an_attribute():
+    wrapped = AMQPConnectionError(AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused")))
+    assert short_error(wrapped) == "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def test_a_blocking_connection_skips_a_node_whose_name_does_not_resolve(monkeypatch):
+    def fake_connection(parameters):
+        if parameters == "dead":
+            raise socket.gaierror(-2, "Name or service not known")
+        return parameters
+
+    monkeypatch.setattr(brokers.pika, "BlockingConnection", fake_connection)
+    assert brokers.open_first(["dead", "alive"]) == "alive"
+    with pytest.raises(socket.gaierror):
+        brokers.open_first(["dead"])
+
+
+RECORD = {"worker": "consumer-1", "task": "Task 1.", "message_id": "b.1", "batch": "b", "redelivered": False,
+          "started": 100.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("item", "event", "problem"),
+    [
+        ({**RECORD, "event": "started"}, False, None),
+        ({**RECORD, "event": "done", "finished": 101.0}, False, None),
+        ({**RECORD, "event": "done"}, False, "done: no finished"),
+        ({**RECORD, "event": "received"}, False, "unknown kind 'received'"),
+        ({**RECORD, "event": "received", "at": 100.0}, True, None),
+        ({**RECORD, "event": "cut", "reason": "stopped", "finished": 101.0, "at": 1.0}, True, None),
+        ({**RECORD, "event": "started", "at": 1.0, "task": "x" * 61}, True, "started: bad task"),
+        ({**RECORD, "event": "started", "worker": 7, "at": 1.0}, True, "started: bad worker"),
+        ({**RECORD, "event": "started", "redelivered": "no", "at": 1.0}, True, "started: bad redelivered"),
+        ({**RECORD, "event": "started", "at": float("nan")}, True, "started: bad at"),
+        ({**RECORD, "event": "started", "at": 1.0, "html": "<b>"}, True, "started: unknown field 'html'"),
+        ({"event": "quick", "worker": "w", "batch": "b", "count": 3, "at": 1.0}, True, None),
+        ({"event": "quick", "worker": "w", "batch": "b", "count": True, "at": 1.0}, True, "quick: bad count"),
+        ({"event": "attached", "worker": "w", "prefetch": 1, "at": 1.0}, True, None),
+        ({"event": ["started"], "worker": "w"}, True, "unknown kind \"['started']\""),
+        ([1, 2], True, "not an object: list"),
+    ],
+)
+def test_records_and_events_are_checked_against_the_schema(item, event, problem):
+    assert schema.problem(item, event=event) == problem
+
+
+def test_a_message_id_is_the_batch_and_the_number():
+    assert schema.message_id("b1", 7) == "b1.7" and schema.task_number("b1.7") == "7"
