@@ -1,6 +1,9 @@
 """How a client of the lab reaches a broker: the hosts (one broker, or a cluster's
 nodes), a connection to the first that answers, and pika's errors in words."""
 
+import socket
+import struct
+
 import pika
 from pika.exceptions import AMQPConnectionError
 
@@ -27,6 +30,19 @@ def open_first(parameters, refuse=lambda _error: False, connected=lambda _parame
         connected(each)
         return connection
     raise ValueError("no broker to connect to")
+
+
+def reset(connection):
+    """End a connection at once with a TCP reset (SO_LINGER 0): the broker's system drops
+    what the broker has not read yet. For a connection the broker blocked (a memory or
+    disk alarm): it reads nothing from it until the alarm clears, so an AMQP close would
+    wait for an answer that does not come, and a plain close would leave the messages
+    written before the block to arrive when it clears. A pika SelectConnection or
+    BlockingConnection (pika 1.4 has no public way to do this)."""
+    impl = getattr(connection, "_impl", connection)
+    sock = impl._transport._sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def causes(exc):

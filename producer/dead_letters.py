@@ -10,13 +10,15 @@ back unacknowledged, so nothing is removed.
 """
 
 import argparse
+import os
+import signal
 import sys
 from datetime import datetime
 
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 from connection import connection_parameters
-from lab.brokers import open_first, short_error
+from lab.brokers import open_first, reset, short_error
 from lab.topology import DEAD_LETTER_QUEUE, QUEUE, declare_dead_letters, declare_task_queue
 
 WHY = {
@@ -56,18 +58,34 @@ def list_dead_letters(channel, count):
     print("Put them back in task_queue with: scripts/dead-letters.sh requeue")
 
 
-def requeue(channel, count):
+def requeue(channel, count, moved):
+    """Move `count` dead letters to task_queue, one at a time: each is published and
+    confirmed before it is acknowledged. `moved` counts them (moved.append)."""
     channel.confirm_delivery()
     declare_task_queue(channel)
-    moved = 0
     for _ in range(count):
         method, properties, body = channel.basic_get(DEAD_LETTER_QUEUE)
         if method is None:
             break
         channel.basic_publish("", QUEUE, body, properties)  # confirmed before the ack below
         channel.basic_ack(method.delivery_tag)
-        moved += 1
-    print(f"Moved {moved} task{'s' if moved != 1 else ''} from {DEAD_LETTER_QUEUE} back to {QUEUE}.")
+        moved.append(properties.message_id)
+    print(f"Moved {len(moved)} task{'s' if len(moved) != 1 else ''} from {DEAD_LETTER_QUEUE} back to {QUEUE}.")
+
+
+def end_on_signals(connection, moved):
+    """Ctrl+C, SIGTERM or SIGHUP end the program at once, even while a memory or disk alarm
+    blocks its publishing: the connection is reset, so the broker drops the task being moved
+    (unconfirmed) and puts back the one it was taken from (unacknowledged)."""
+
+    def stop(signum, _frame):
+        reset(connection)
+        print(f"dead_letters.py: stopped by {signal.Signals(signum).name} after moving {len(moved)}; "
+              f"the others stay in {DEAD_LETTER_QUEUE}", file=sys.stderr, flush=True)  # fmt: skip
+        os._exit(128 + signum)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), stop)
 
 
 def main(argv=None):
@@ -76,9 +94,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         with open_first(connection_parameters()) as connection:
+            moved = []
+            end_on_signals(connection, moved)
             channel = connection.channel()
             count = declare(channel)
-            (list_dead_letters if args.action == "list" else requeue)(channel, count)
+            if args.action == "list":
+                list_dead_letters(channel, count)
+            else:
+                requeue(channel, count, moved)
     except (AMQPConnectionError, AMQPChannelError) as exc:
         print(f"dead_letters.py: {short_error(exc)}", file=sys.stderr)
         return 1

@@ -13,8 +13,6 @@ run with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging
-import socket
-import struct
 import time
 from collections import deque
 
@@ -27,7 +25,7 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError
 from pika.spec import Basic
 
-from lab.brokers import short_error
+from lab.brokers import reset, short_error
 
 WINDOW = 1000
 STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
@@ -207,15 +205,11 @@ class Publisher:
         connection.ioloop.call_later(STOP_CHECK_SECONDS, lambda: self.watch_for_stop(connection, deadline))
 
     def drop_unread(self, connection):
-        """End a connection the broker blocked, at once. It reads nothing from a blocked
-        connection until the alarm clears, so an AMQP close would wait for ever for its
-        answer. A TCP reset instead (SO_LINGER 0) makes the broker's system drop what the
-        broker has not read: the messages not confirmed never arrive."""
+        """End a connection the broker blocked, at once (lab.brokers.reset): the messages
+        not confirmed never arrive."""
         self.failure.dropped = len(self.unconfirmed)
         self.unconfirmed.clear()
-        sock = connection._transport._sock  # pika 1.4 has no public way to reset a connection
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        reset(connection)
         connection.ioloop.stop()
 
     def on_channel_closed(self, channel, reason):

@@ -1,10 +1,12 @@
 """dead-letters.sh's program on a fake channel: listing takes nothing away, requeueing
 moves each task back before acknowledging it."""
 
+import signal
 from datetime import datetime
 from types import SimpleNamespace
 
 import pika
+import pytest
 from pika.exceptions import AMQPConnectionError
 
 import dead_letters
@@ -88,7 +90,7 @@ def test_listing_stops_where_the_queue_ends_when_it_held_fewer_than_counted(caps
 
 def test_requeue_publishes_each_task_to_task_queue_with_confirms_before_acknowledging_it(capsys):
     channel = FakeChannel(POISON[:2])
-    dead_letters.requeue(channel, 2)
+    dead_letters.requeue(channel, 2, [])
     assert channel.calls == [
         ("confirm",),
         ("declare", QUEUE),
@@ -104,9 +106,30 @@ def test_requeue_publishes_each_task_to_task_queue_with_confirms_before_acknowle
 
 def test_requeue_counts_what_it_moved_when_the_queue_held_fewer(capsys):
     channel = FakeChannel(POISON[:1])
-    dead_letters.requeue(channel, 3)
+    dead_letters.requeue(channel, 3, [])
     assert [call[0] for call in channel.calls].count("ack") == 1
     assert capsys.readouterr().out == f"Moved 1 task from {DEAD_LETTER_QUEUE} back to {QUEUE}.\n"
+
+
+@pytest.fixture(autouse=True)
+def handlers(monkeypatch):
+    """The signal handlers main installs, kept here instead of in the test process."""
+    installed = {}
+    monkeypatch.setattr(dead_letters.signal, "signal", installed.__setitem__)
+    return installed
+
+
+def test_a_signal_resets_the_connection_and_ends_at_once_saying_what_was_moved(monkeypatch, capsys, handlers):
+    reset, exits = [], []
+    monkeypatch.setattr(dead_letters, "reset", reset.append)
+    monkeypatch.setattr(dead_letters.os, "_exit", exits.append)
+    dead_letters.end_on_signals("the connection", ["b.1"])
+    handlers[signal.SIGTERM](signal.SIGTERM, None)
+    assert reset == ["the connection"] and exits == [128 + signal.SIGTERM]
+    assert capsys.readouterr().err == (
+        f"dead_letters.py: stopped by SIGTERM after moving 1; the others stay in {DEAD_LETTER_QUEUE}\n"
+    )
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} <= set(handlers)
 
 
 def test_main_lists_on_the_connection_it_opens(monkeypatch, capsys):
