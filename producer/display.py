@@ -7,9 +7,12 @@ producer runs without a TTY (scripts/send.sh says, with LAB_TERMINAL=1, that its
 caller's output is a terminal); piped, progress is plain lines, one at a time.
 """
 
+import logging
 import os
+import re
 import sys
 import time
+import weakref
 
 from rich.console import Console
 from rich.progress import (
@@ -45,18 +48,35 @@ PIPED_EVERY_SECONDS = 5  # how often a long send prints a line when piped
 NAMES_SHOWN = 8  # task names per worker in the table; a long batch gets "… and N more"
 TIMELINE_WIDTH = 64
 PIPED_WIDTH = 1000
+CONSOLES = weakref.WeakKeyDictionary()
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def console(out=None):
-    """A rich console on `out` (standard output) that prints text as it is given:
+    """The rich console on `out` (standard output) that prints text as it is given:
     no markup, emoji codes or highlighting in task names, no wrapping of lines.
-    Piped, a table is as wide as its cells: a file or a log has no width to fit."""
+    Piped, a table is as wide as its cells: a file or a log has no width to fit.
+    One console a stream, so a line printed while a progress bar is live goes above it."""
     out = out or sys.stdout
-    on_terminal = out.isatty() or os.environ.get("LAB_TERMINAL") == "1"
-    return Console(
-        file=out, force_terminal=on_terminal, width=None if on_terminal else PIPED_WIDTH,
-        markup=False, emoji=False, highlight=False, soft_wrap=True,
-    )  # fmt: skip
+    if out not in CONSOLES:
+        on_terminal = out.isatty() or os.environ.get("LAB_TERMINAL") == "1"
+        CONSOLES[out] = Console(
+            file=out, force_terminal=on_terminal, width=None if on_terminal else PIPED_WIDTH,
+            markup=False, emoji=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    return CONSOLES[out]
+
+
+class Notices(logging.Handler):
+    """The producer's notices ("[!] the broker blocks publishing ..."): on a terminal, on
+    their own line above the live progress bar; piped, on standard error as they come."""
+
+    def emit(self, record):
+        shown = console()
+        if shown.is_terminal:
+            shown.print(self.format(record))
+        else:
+            print(self.format(record), file=sys.stderr, flush=True)
 
 
 class Rate(ProgressColumn):
@@ -77,6 +97,7 @@ class SendProgress:
     def __init__(self, count, out=None):
         self.console, self.count = console(out), count
         self.confirmed = 0
+        self.units = 0  # dots: the work the confirmed tasks ask for
         self.one_line_each = count <= SENT_LINES_UP_TO
         self.progress = Progress(
             TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("sent,"), Rate("msg/s,"),
@@ -89,6 +110,7 @@ class SendProgress:
 
     def __call__(self, message):
         self.confirmed += 1
+        self.units += message[1].count(b".")
         if self.one_line_each:
             self.console.print(f"[x] Sent {message[1].decode('utf-8', errors='replace')!r}")
             return
@@ -107,21 +129,26 @@ class SendProgress:
 
 
 class WaitProgress:
-    """Progress while waiting for the records: on a terminal a bar with the tasks running,
-    the rate and the time left; piped, a line per task done (for more than 100 tasks, per
-    tenth of them). A task rejected gets a line either way."""
+    """Progress while waiting for the records: on a terminal a bar of the tasks done, with
+    the tasks running and the work done (units: dots) out of the batch's; piped, a line per
+    task done (for more than 100 tasks, per tenth of them). A task rejected gets a line
+    either way. No time left: tasks differ, and a rate of tasks done says nothing of the
+    work still to do."""
 
-    def __init__(self, count, out=None):
-        self.console, self.count = console(out), count
+    def __init__(self, count, units=0, out=None):
+        self.console, self.count, self.units = console(out), count, units
+        self.units_done = 0
         self.started = time.monotonic()
         self.running = set()
+        work = (
+            TextColumn("{task.fields[units_done]:,}/{task.fields[units]:,} units of work,") if units else TextColumn("")
+        )
         self.progress = Progress(
             TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("done, {task.fields[running]} running,"),
-            Rate("tasks/s,", decimals=1), TimeElapsedColumn(), TextColumn("so far,"), TimeRemainingColumn(),
-            TextColumn("left"),
+            work, TimeElapsedColumn(), TextColumn("so far"),
             console=self.console, disable=not self.console.is_terminal,
         )  # fmt: skip
-        self.task = self.progress.add_task("done", total=count, running=0)
+        self.task = self.progress.add_task("done", total=count, running=0, units=units, units_done=0)
         self.progress.start()
 
     def __call__(self, event, done):
@@ -129,20 +156,31 @@ class WaitProgress:
             self.running.add(event["message_id"])
         else:
             self.running.discard(event["message_id"])
+        if event["event"] == "done":
+            self.units_done = min(self.units, self.units_done + event["task"].count("."))
         if event["event"] == "rejected":
-            self.console.print(f"  [!] {event['task']!r} rejected by {event['worker']}: {event['reason']}")
-        self.progress.update(self.task, completed=done, running=len(self.running))
+            self.console.print(
+                f"  [!] {event['task']!r} rejected by {escaped(event['worker'])}: {escaped(event['reason'])}"
+            )
+        self.progress.update(self.task, completed=done, running=len(self.running), units_done=self.units_done)
         if self.progress.disable and event["event"] == "done" and (self.count <= 100 or done % (self.count // 10) == 0):
             elapsed = time.monotonic() - self.started
-            self.console.print(f"  {done}/{self.count} done: {event['task']!r} by {event['worker']} ({elapsed:.1f} s)")
+            self.console.print(f"  {done}/{self.count} done: {event['task']!r} by {escaped(event['worker'])} "
+                               f"({elapsed:.1f} s)")  # fmt: skip
 
     def close(self):
         self.progress.stop()
 
 
+def escaped(text):
+    """Text from the network as a terminal may show it: control characters (escape
+    sequences that clear the screen, retitle the window, make links) written as \\xNN."""
+    return CONTROL_CHARACTER.sub(lambda match: f"\\x{ord(match[0]):02x}", str(text))
+
+
 def task_names(tasks):
     """The tasks' names in the order done (the dots are the work, not the name), the first NAMES_SHOWN."""
-    names = ", ".join(record["task"].rstrip(".") for record in tasks[:NAMES_SHOWN])
+    names = ", ".join(escaped(record["task"].rstrip(".")) for record in tasks[:NAMES_SHOWN])
     return names + (f", … and {len(tasks) - NAMES_SHOWN:,} more" if len(tasks) > NAMES_SHOWN else "")
 
 
@@ -154,7 +192,7 @@ def worker_table(records):
     table.add_column("busy s", justify="right")
     table.add_column("task names, in the order done")
     for worker, (tasks, busy) in per_worker(records).items():
-        table.add_row(Text(worker), str(len(tasks)), f"{busy:.1f}", Text(task_names(tasks)))
+        table.add_row(Text(escaped(worker)), str(len(tasks)), f"{busy:.1f}", Text(task_names(tasks)))
     return table
 
 
@@ -186,7 +224,7 @@ def text_timeline(records, width=TIMELINE_WIDTH, marks=()):
             fill = "~" if record.get("cut") else "="
             bar = f"[{label:{fill}^{right - left - 2}}]" if right - left >= len(label) + 2 else fill * (right - left)
             row[left:right] = bar
-        rows.append(f"{worker:<12}|{''.join(row)}|")
+        rows.append(f"{escaped(worker):<12}|{''.join(row)}|")
     scale = f"0 s{'':<{width - 10}}{length:>6.1f} s"
     rows.append(f"{'':<12} {scale}")
     for mark in marks:
@@ -225,7 +263,7 @@ def explain_round_robin(run):
     records, workers = done_records(run["events"]), worker_count(run["events"])
     offsets = round_robin_offsets(records, workers)
     for worker, (tasks, _busy) in per_worker(records).items():
-        out.print(f"{worker} got tasks {', '.join(str(sequence_number(r)) for r in tasks)}")
+        out.print(f"{escaped(worker)} got tasks {', '.join(str(sequence_number(r)) for r in tasks)}")
     if offsets is None:
         out.print(f"Not round-robin: the tasks were not dealt out in turn, every {workers}th to the same worker.")
         return 1
@@ -247,7 +285,7 @@ def print_comparison(first, second):
         column.justify = "right"
     for worker in sorted({w for _n, records in runs for w in per_worker(records)}, key=natural_key):
         loads = [per_worker(records).get(worker, ([], 0.0)) for _n, records in runs]
-        table.add_row(f"{worker} busy s", *(f"{busy:.1f}" for _t, busy in loads))
+        table.add_row(f"{escaped(worker)} busy s", *(f"{busy:.1f}" for _t, busy in loads))
     table.add_row("makespan s", *(f"{value:.1f}" for value in spans))
     table.add_row("lower bound s", *(f"{value:.1f}" for value in bounds))
     table.add_row("makespan / bound", *(f"{s / b:.2f}" for s, b in zip(spans, bounds, strict=True)))

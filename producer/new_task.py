@@ -30,7 +30,7 @@ from pika.exceptions import AMQPChannelError, AMQPConnectionError
 import runs
 from analysis import finished_tasks, tally
 from connection import connection_parameters
-from display import SendProgress, WaitProgress, print_run
+from display import Notices, SendProgress, WaitProgress, print_run
 from lab.brokers import open_first, short_error
 from lab.schema import message_id
 from lab.topology import QUEUE, declare_task_queue
@@ -42,7 +42,7 @@ WORKER_WAIT_SECONDS = 15
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[Notices()])
     logging.getLogger("pika").setLevel(logging.CRITICAL + 1)  # its errors are reported here, in words
     args = parse_args(argv)
     try:
@@ -101,14 +101,14 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     listener = EventListener(parameters, batch) if args.wait else None  # before the first task goes
     started = time.monotonic()
     records_to = listener.queue if listener else None
-    progress = SendProgress(count)
+    sent = SendProgress(count)
     publisher = Publisher(
-        parameters, messages(tasks, batch, records_to), on_confirmed=progress, stop_requested=stop_requested
+        parameters, messages(tasks, batch, records_to), on_confirmed=sent, stop_requested=stop_requested
     )
     try:
         resent = publisher.run()
     finally:
-        progress.close()
+        sent.close()
     plural = "task" if count == 1 else "tasks"
     print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
     if resent:
@@ -116,7 +116,7 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     if not listener:
         return None
     print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
-    progress = WaitProgress(count)
+    progress = WaitProgress(count, units=sent.units)
     try:
         events, ended = listener.collect(count, args.timeout, progress, task_queue_is_idle, stop_requested)
     finally:

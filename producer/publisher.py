@@ -174,7 +174,8 @@ class Publisher:
     def on_connection_closed(self, connection, reason):
         if not self.finished and not self.failure:
             self.failure = ConnectionLost(f"{len(self.unconfirmed)} messages unconfirmed; {reason!r}")
-        self.resent += len(self.unconfirmed)
+        if isinstance(self.failure, ConnectionLost):
+            self.resent += len(self.unconfirmed)  # the broker may have taken some: they arrive twice
         self.to_send_again.extend(self.unconfirmed.values())  # in the order they were sent
         self.unconfirmed.clear()
         connection.ioloop.stop()
@@ -279,8 +280,7 @@ class Publisher:
         log.warning("[!] the broker could not store %d messages (nack): on a cluster, the queue has no majority "
                     "of its nodes up (scripts/doctor.sh); sending them again in %d s, %d of the tasks confirmed "
                     "so far", len(tags), NACK_PAUSE_SECONDS, self.confirmed)  # fmt: skip
-        self.resent += len(tags)
-        self.to_send_again.extend(self.unconfirmed.pop(tag) for tag in tags)
+        self.to_send_again.extend(self.unconfirmed.pop(tag) for tag in tags)  # not taken: none arrives twice
         self.channel.connection.ioloop.call_later(NACK_PAUSE_SECONDS, self.publish_more)
 
 

@@ -209,3 +209,27 @@ def test_two_nodes_down_the_queue_waits_for_a_majority_and_keeps_what_it_confirm
     assert sending.returncode == 0, out[-2000:] + err[-2000:]
     assert kept == 30
     healthy.wait_for(lambda: in_sync(healthy), "rabbitmq-3 back in sync", timeout=120)
+
+
+def test_the_node_with_the_host_ports_killed_the_lab_works_on_and_doctor_names_it(healthy, capsys):
+    kill(healthy, "rabbitmq")
+    try:
+        doctor = healthy.script("doctor.sh")
+        sent = healthy.send("5", "--dots", "1", "--wait", "--name", "without-rabbitmq", timeout=240)
+        run, done = healthy.saved_run("without-rabbitmq") if sent.returncode == 0 else ({}, {})
+    finally:
+        healthy.compose("start", "rabbitmq")
+    report(capsys, "node rabbitmq killed, then send.sh 5 --wait", {"exit": sent.returncode, "done": len(done)})
+    assert "rabbitmq (exited with code 137)" in doctor.stdout and "rabbitmq-2 rabbitmq-3 healthy" in doctor.stdout, (
+        doctor.stdout
+    )
+    assert "task_queue has 2 of 3 members up, a majority" in doctor.stdout, doctor.stdout
+    assert sent.returncode == 0, sent.stdout[-2000:] + sent.stderr[-2000:]
+    assert sorted(done) == [1, 2, 3, 4, 5] and "lost 0" in sent.stdout
+
+
+def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
+    image = cluster.run(["docker", "image", "inspect", "--format", "{{.Id}}", "rabbitmq-lab/broker"]).stdout.strip()
+    inspect = ["docker", "inspect", "--format", "{{.Image}}"]
+    running = {node: cluster.run([*inspect, container(cluster, node)]).stdout.strip() for node in NODES}
+    assert image and running == dict.fromkeys(NODES, image)

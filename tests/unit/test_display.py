@@ -122,14 +122,27 @@ def test_piped_waiting_prints_a_line_per_task_done_and_each_rejected(capsys, mon
     ]
 
 
-def test_on_a_terminal_waiting_shows_a_bar_with_the_rate_and_time_left(capsys, monkeypatch):
+def test_on_a_terminal_waiting_shows_the_work_done_and_no_time_left(capsys, monkeypatch):
+    """Nine tasks of four units: one done says 4/36 units, never a time left from a rate of tasks."""
     monkeypatch.setenv("LAB_TERMINAL", "1")  # what scripts/send.sh passes when its output is a terminal
-    progress = display.WaitProgress(2)
-    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1"}, 1)
+    progress = display.WaitProgress(9, units=36)
+    progress({"event": "started", "message_id": "b.2", "task": "B....", "worker": "w2"}, 0)
+    progress({"event": "done", "message_id": "b.1", "task": "A....", "worker": "w1"}, 1)
     progress.close()
     out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out)  # without the colours
-    assert "1/2 done, 0 running," in out and "tasks/s," in out and "left" in out
-    assert "done: 'A.'" not in out
+    assert "1/9 done, 1 running, 4/36 units of work," in out
+    assert "left" not in out and "/s" not in out
+    assert "done: 'A....'" not in out
+
+
+def test_control_characters_from_the_network_reach_the_terminal_escaped():
+    hostile = "Task \x1b]0;pwned\x07\x1b[2J."
+    records = [{"event": "done", "worker": "w\x1b[31m1", "task": hostile, "message_id": "b.1", "batch": "b",
+                "redelivered": False, "started": 1.0, "finished": 2.0}]  # fmt: skip
+    assert "\x1b" not in display.task_names(records) and "\\x1b]0;pwned\\x07" in display.task_names(records)
+    shown = io.StringIO()
+    display.console(shown).print(display.worker_table(records))
+    assert "\x1b" not in shown.getvalue() and "w\\x1b[31m1" in shown.getvalue()
 
 
 def test_the_table_lists_the_first_task_names_of_a_long_batch():
