@@ -4,6 +4,7 @@ lab.brokers), the queues it declares (lab.topology), and which errors are worth 
 import logging
 import random
 import re
+import time
 
 import pika
 import tenacity
@@ -18,12 +19,18 @@ from pika.exceptions import (
 
 from lab import brokers
 from lab.brokers import causes, short_error
-from lab.topology import declare_dead_letters, declare_task_queue
+from lab.topology import QUEUE, declare_dead_letters, declare_task_queue
 
 RETRY_MAX_WAIT_SECONDS = 3.0
+CANCEL_CHECK_SECONDS = 0.5  # how long a cancelled consumer looks for task_queue's deletion
 ACCESS_REFUSED, NOT_ALLOWED, PRECONDITION_FAILED = 403, 530, 406
 
 log = logging.getLogger("worker")
+
+
+class ConsumerCancelled(Exception):
+    """The broker cancelled the worker's consumer: task_queue was deleted, or (RabbitMQ 4.3)
+    the worker held a task past task_queue's consumer timeout and the queue took it back."""
 
 
 class LoginRefused(Exception):
@@ -139,3 +146,22 @@ def connect(parameters, stop_event):
         if stop_event.is_set():
             return None
         raise
+
+
+def why_cancelled(connection, holding):
+    """Why the broker cancelled the consumer. RabbitMQ 4.3 cancels (where 4.0 closed the
+    channel) a consumer that kept a delivery past the queue's consumer timeout, and gives
+    the delivery to another consumer; it also cancels every consumer of a deleted queue,
+    a moment before the queue is gone (a passive declare still finds it at once)."""
+    channel = connection.channel()
+    deadline = time.monotonic() + CANCEL_CHECK_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            channel.queue_declare(QUEUE, passive=True)
+            connection.sleep(0.05)
+    except ChannelClosedByBroker:
+        return f"{QUEUE} was deleted"
+    channel.close()
+    if holding:
+        return f"its task timed out: not acknowledged within {QUEUE}'s consumer timeout"
+    return f"no reason given; {QUEUE} deleted and declared again?"

@@ -21,6 +21,7 @@ from pika.exceptions import (
 
 import broker
 import settlement
+import supervisor
 import tasks
 import worker
 from settings import Config, ConfigError, replica_name
@@ -364,7 +365,7 @@ WRONG_TYPE = ChannelClosedByBroker(
 def test_a_task_queue_of_another_type_is_told_in_one_line_with_the_fix():
     assert broker.is_wrong_queue_type(WRONG_TYPE)
     assert not broker.is_wrong_queue_type(ChannelClosedByBroker(406, "PRECONDITION_FAILED - delivery acknowledgement"))
-    line = worker.Worker(Config.from_env(LOGIN)).wrong_queue_type(WRONG_TYPE)
+    line = supervisor.wrong_queue_type("w1", WRONG_TYPE)
     assert "\n" not in line
     assert "received 'quorum' but current is 'classic'" in line and "docker compose down -v" in line
 
