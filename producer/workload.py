@@ -10,6 +10,7 @@ import sys
 
 from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
 
+WORKER_WAIT_SECONDS = 15  # how long a send waits for the running workers to attach
 LOOKS_LIKE_A_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # The longest task text: the csv module refuses longer fields in a task file.
 MAX_TASK_CHARS = csv.field_size_limit()

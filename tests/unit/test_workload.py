@@ -2,7 +2,7 @@
 
 import pytest
 
-import new_task
+import command_line
 import workload
 from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
 
@@ -34,7 +34,7 @@ def test_workload_shapes():
 
 
 def test_dots_zero_on_the_command_line_means_tasks_with_no_work():
-    args = new_task.parse_args(["3", "--dots", "0"])
+    args = command_line.parse_args(["3", "--dots", "0"])
     count, tasks = workload.read_tasks(args)
     assert (count, list(tasks)) == (3, ["Task 1", "Task 2", "Task 3"])
 
@@ -121,3 +121,11 @@ def test_the_dot_limit_comes_from_max_dots_per_task():
     assert workload.max_dots_per_task({"MAX_DOTS_PER_TASK": "4000"}) == 4000
     with pytest.raises(workload.InputError, match="MAX_DOTS_PER_TASK must be a whole number, got '-1'"):
         workload.max_dots_per_task({"MAX_DOTS_PER_TASK": "-1"})
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "run/../../etc", "läuft", "a b"])
+def test_a_run_name_that_cannot_be_a_file_name_is_refused_before_anything_is_sent(name, capsys):
+    with pytest.raises(SystemExit) as ended:
+        command_line.parse_args(["3", "--wait", "--name", name])
+    assert ended.value.code == 2
+    assert "--name may use up to 100 letters" in capsys.readouterr().err
