@@ -27,8 +27,11 @@ function stateAt(a, T) {
   return null;
 }
 
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
+// A table row of text cells (text nodes only: worker names come from the network).
+function row(cells, tag = "td") {
+  const tr = document.createElement("tr");
+  for (const cell of cells) tr.appendChild(document.createElement(tag)).textContent = cell;
+  return tr;
 }
 
 export class Board {
@@ -213,8 +216,10 @@ export class Board {
     else if (f.makespan === null) this.summary.textContent = `${done} (tasks with no work, counted per second)`;
     else this.summary.textContent = `${done} · makespan ${seconds(f.makespan)}` +
       ` · lower bound max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
-    const rows = [...f.rows].map(([w, r]) => `<tr><td>${escapeHtml(w)}</td><td>${r.tasks.toLocaleString()}</td><td>${r.busy.toFixed(1)}</td></tr>`);
-    const html = `<tr><th>worker</th><th>tasks</th><th>busy s</th></tr>${rows.join("")}`;
-    if (this.table.innerHTML !== html) this.table.innerHTML = html;
+    const rows = [...f.rows].map(([w, r]) => [w, r.tasks.toLocaleString(), r.busy.toFixed(1)]);
+    const key = JSON.stringify(rows);
+    if (this.tableKey === key) return;
+    this.tableKey = key;
+    this.table.replaceChildren(row(["worker", "tasks", "busy s"], "th"), ...rows.map(cells => row(cells)));
   }
 }

@@ -154,11 +154,12 @@ export class Live {
   }
 
   apply(e) {
-    if (!e || !e.worker) return;
+    if (typeof e?.worker !== "string" || !e.worker) return;  // the dashboard checked it (schema.py); this page too
     const worker = this.worker(e.worker);
     if (e.event === "attached") {
+      // The broker (consumer.created) and the worker itself both say so: one mark.
+      if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
       worker.attached = true;
-      worker.marks.push({ t: e.at, kind: "joined" });
       return;
     }
     if (e.event === "leaving" || e.event === "gone") {
