@@ -75,15 +75,16 @@ KINDS = {
 
 def checked(event):
     """The event with only its kind's fields, texts shortened; None if it is not one."""
-    if not isinstance(event, dict) or event.get("event") not in KINDS:
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str) or event["event"] not in KINDS:
         return None
     needed, optional = KINDS[event["event"]]
+    needed = ("worker", "at", *needed)
+    if any(name not in event for name in needed):
+        return None
     kept = {"event": event["event"]}
-    for name in ("worker", "at", *needed, *optional):
+    for name in dict.fromkeys((*needed, *optional)):
         if name not in event:
-            if name in optional:
-                continue
-            return None
+            continue
         value = event[name]
         if not FIELDS[name](value):
             return None
