@@ -91,6 +91,14 @@ function listBatches() {
   select.value = ids.includes(chosen) ? chosen : "";
 }
 
+// The one live region: what the live board shows, in words, at most every 5 s.
+let announced = 0;
+function announce(text) {
+  if (performance.now() - announced < 5000 || $("announce").textContent === text) return;
+  announced = performance.now();
+  $("announce").textContent = text;
+}
+
 function drawLive() {
   listBatches();
   const live = dashboard.live, batch = shownBatch();
@@ -100,6 +108,7 @@ function drawLive() {
   const end = open ? now : Math.max(batch.end, t0);
   liveBoard.draw({ batch, lanes: live.lanes(batch), workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = batch.id ? `batch ${batch.id}` : "";
+  announce(liveBoard.root.getAttribute("aria-label"));
   $("rejected-list").textContent = live.rejected.length
     ? `· rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
   return open;
@@ -165,8 +174,10 @@ function frame(time) {
 
 function choose(mode) {
   dashboard.mode = mode;
-  $("show-live").classList.toggle("chosen", mode === "live");
-  $("show-replay").classList.toggle("chosen", mode === "replay");
+  for (const [button, shown] of [["show-live", mode === "live"], ["show-replay", mode === "replay"]]) {
+    $(button).classList.toggle("chosen", shown);
+    $(button).setAttribute("aria-pressed", String(shown));
+  }
   $("replay-controls").hidden = mode !== "replay";
   liveBoard.wrap.hidden = mode !== "live";
   for (const board of dashboard.replay?.boards ?? []) board.wrap.hidden = mode !== "replay";
@@ -178,6 +189,9 @@ $("show-live").onclick = () => choose("live");
 $("live-batch").onchange = () => { dirty = true; };
 $("show-replay").onclick = () => choose("replay");
 $("speed").oninput = () => { $("speed-shown").textContent = `${$("speed").value}×`; };
-$("play").onclick = () => play().then(() => { dirty = true; });
+$("play").onclick = () => {
+  $("replay-error").textContent = "";
+  play().then(() => { dirty = true; }, error => { $("replay-error").textContent = `Cannot replay: ${error.message}`; });
+};
 follow();
 requestAnimationFrame(frame);

@@ -8,12 +8,14 @@ page's attributes and on send.sh.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
 from stacklab import CONSUMERS, ROOT
@@ -109,6 +111,33 @@ def bars(page, state, board=LIVE):
     return page.locator(f'{board} svg g[data-task][data-state="{state}"]')
 
 
+LABEL_CONTRASTS = """() => {
+  const luminance = colour => {
+    const [r, g, b] = colour.match(/[\\d.]+/g).slice(0, 3).map(v => v / 255)
+      .map(c => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  return [...document.querySelectorAll('[data-board="live"] g[data-task]')].map(bar => {
+    const [face, text] = [bar.querySelector("rect"), bar.querySelector("text")]
+      .map(element => luminance(getComputedStyle(element).fill)).sort((x, y) => y - x);
+    return (face + 0.05) / (text + 0.05);
+  });
+}"""
+
+
+def label_contrasts(page):
+    """Each live bar's label against its bar, as the browser paints them (WCAG contrast ratio)."""
+    return page.evaluate(LABEL_CONTRASTS)
+
+
+def assert_accessible(page, what):
+    """axe-core finds no serious or critical violation on the page as it stands."""
+    violations = Axe().run(page).response["violations"]
+    grave = [(v["id"], v["impact"], [node["target"] for node in v["nodes"]][:3]) for v in violations
+             if v["impact"] in ("serious", "critical")]  # fmt: skip
+    assert not grave, f"{what}: {grave}"
+
+
 def screenshot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png", full_page=True)
@@ -147,9 +176,12 @@ def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(l
     sending = send_in_background(lab, "9", "--heavy", "3:6", "--name", "dashboard-fair")
     expect(bars(page, "running")).to_have_count(CONSUMERS)  # every worker busy
     screenshot(page, "fair-dispatch-running")
+    assert_accessible(page, "the live page mid-batch")
+    expect(page.get_by_role("img", name="Live")).to_have_attribute("aria-label", re.compile(r"\d+ running"))
     finish(sending)
     expect(bars(page, "done")).to_have_count(9)
     screenshot(page, "fair-dispatch-done")
+    assert min(label_contrasts(page)) >= 4.5
 
     run, done = lab.saved_run("dashboard-fair")
     states, most_waiting = seen_in(page, run["batch"])
@@ -200,6 +232,9 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     first, second = (page.locator(f'[data-board="replay-{n}"] svg .axis text').all_inner_texts() for n in (1, 2))
     assert first == second  # one time axis for both
     expect(page.locator(LIVE)).to_be_hidden()
+    expect(page.get_by_role("button", name="Replay a saved run")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("button", name="Live")).to_have_attribute("aria-pressed", "false")
+    assert_accessible(page, "a replay")
     screenshot(page, "replay")
 
 
