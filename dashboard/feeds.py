@@ -1,101 +1,137 @@
-"""Where the dashboard's figures come from: the workers' events on the
-exchange lab.events, and the management API's queue figures every second."""
+"""Where the dashboard's figures come from, none of them from the management
+plugin's metrics (a deprecated feature on RabbitMQ 4.x):
+
+- the workers' events, on the fanout exchange lab.events;
+- the broker's own word on task_queue's consumers, on amq.rabbitmq.event
+  (rabbitmq_event_exchange): a consumer attached, or gone (a worker killed
+  without a word is noticed this way); consumer tags are the workers' names;
+- every second, each queue's ready count and consumer count by AMQP passive
+  declare (exact), and its unacknowledged count from the rabbitmq_prometheus
+  endpoint (a quorum queue's figure there is up to 5 s old: the page says so).
+
+It follows one node at a time: when that node goes, the next one that answers
+(RABBITMQ_HOSTS: a cluster's nodes), and the hub marks the gap.
+"""
 
 import asyncio
-import base64
-import json
+import itertools
 import logging
+import random
 import time
-import urllib.error
-import urllib.request
 
 import aio_pika
-import tenacity
-from aiormq.exceptions import ProbableAuthenticationError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity, ProbableAuthenticationError
 
-EXCHANGE = "lab.events"  # declared as the workers declare it (consumer/events.py)
-QUEUES = ("task_queue", "dead_letter_queue")
+import door
+from lab.metrics import fetch_queue_figures
+from lab.schema import MAX_NAME
+from lab.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, QUEUE
+
+BROKER_EVENTS = "amq.rabbitmq.event"
+CONSUMER_EVENTS = {"consumer.created": "attached", "consumer.deleted": "gone"}
+QUEUES = (QUEUE, DEAD_LETTER_QUEUE)
 POLL_SECONDS = 1.0
+CALL_TIMEOUT = 5.0  # a node that takes longer to answer a connect or a declare counts as gone
+LOST = (AMQPError, OSError, TimeoutError, ChannelInvalidStateError)
 
 log = logging.getLogger("dashboard")
 
 
-def log_wait(retry_state):
-    log.warning("[!] broker not reachable (%s); retrying in %.1f s", retry_state.outcome.exception(),
-                retry_state.upcoming_sleep)  # fmt: skip
+def worker_event(routing_key, headers, now):
+    """A consumer of task_queue attached or gone, from an amq.rabbitmq.event message,
+    as a page event; None for anything else."""
+
+    def text(name):
+        value = headers.get(name)
+        return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+    kind, tag = CONSUMER_EVENTS.get(routing_key), text("consumer_tag")
+    if kind is None or text("vhost") != "/" or text("queue") != QUEUE or not isinstance(tag, str) or not tag:
+        return None
+    stamp = headers.get("timestamp_in_ms")
+    at = stamp / 1000 if isinstance(stamp, int) and not isinstance(stamp, bool) else now
+    return {"event": kind, "worker": tag[:MAX_NAME], "at": at}
 
 
-async def follow_events(config, hub, status):
-    """Consume lab.events into the hub, for ever: connect_robust reconnects and
-    restores the queue and its binding after a broker restart."""
-    retrying = tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_not_exception_type(ProbableAuthenticationError),
-        wait=tenacity.wait_random_exponential(multiplier=0.5, max=3),
-        before_sleep=log_wait,
-        reraise=True,
-    )
-    properties = {"connection_name": "dashboard"}
-    connection = await retrying(aio_pika.connect_robust, config.amqp_url, client_properties=properties)
-    connection.close_callbacks.add(lambda *_: status.update(broker=False))
-    connection.reconnect_callbacks.add(lambda *_: status.update(broker=True))
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange)
-    status.update(broker=True)
-    print(f"[*] dashboard following {EXCHANGE}: open {config.address}", flush=True)
-    async with queue.iterator(no_ack=True) as messages:
-        async for message in messages:
-            try:
-                events = json.loads(message.body)
-            except ValueError:
-                continue
-            if isinstance(events, list):
-                hub.add_events(events)
+class Follower:
+    """Follows the broker, or a cluster's nodes in turn, into the hub, for ever."""
 
-
-class QueueFigures:
-    """The queues' ready and unacknowledged counts and task_queue's consumers, as the
-    management API gives them; a consumer gone from one poll to the next (a worker
-    killed without a word) becomes a "gone" event."""
-
-    def __init__(self, config, hub):
+    def __init__(self, config, hub, connect=aio_pika.connect, queue_figures=fetch_queue_figures, sleep=asyncio.sleep):
         self.config, self.hub = config, hub
-        self.consumers = None
+        self.connect, self.queue_figures, self.sleep = connect, queue_figures, sleep
 
-    def get(self, name):
-        request = urllib.request.Request(
-            f"{self.config.management_url}/api/queues/%2F/{name}",
-            headers={"Authorization": "Basic " + base64.b64encode(self.config.login.encode()).decode()},
-        )
-        with urllib.request.urlopen(request, timeout=2) as response:
-            return json.load(response)
-
-    def poll(self):
-        figures = {"now": time.time()}
-        for name in QUEUES:
-            try:
-                queue = self.get(name)
-            except (OSError, ValueError):
-                figures[name] = None
-                continue
-            figures[name] = {
-                "ready": queue.get("messages_ready", 0),
-                "unacked": queue.get("messages_unacknowledged", 0),
-                "consumers": sorted(c.get("consumer_tag", "") for c in queue.get("consumer_details", [])),
-            }
-        return figures
+    def hosts(self):
+        """The nodes in a random order, then round and round: a dead node is skipped."""
+        return itertools.cycle(random.sample(self.config.hosts, len(self.config.hosts)))
 
     async def run(self):
+        failures = 0
+        for host in self.hosts():
+            try:
+                connection = await asyncio.wait_for(
+                    self.connect(self.config.amqp_url(host), client_properties={"connection_name": "dashboard"}),
+                    CALL_TIMEOUT,
+                )
+            except ProbableAuthenticationError:
+                raise  # a wrong login stays wrong
+            except LOST as error:
+                failures += 1
+                log.warning("[!] broker %s not reachable (%s)", host, error)
+                if failures % len(self.config.hosts) == 0:  # every node tried: wait a little
+                    await self.sleep(min(0.5 * failures, 3.0))
+                continue
+            failures = 0
+            try:
+                await self.follow(connection, host)
+            except LOST as error:
+                log.warning("[!] lost broker %s (%s); trying the next", host, error)
+            finally:
+                self.hub.set_broker(None)
+                try:
+                    await asyncio.wait_for(connection.close(), 1)
+                except (*LOST, asyncio.CancelledError):
+                    pass
+
+    async def follow(self, connection, host):
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
+        # Exclusive: gone with the connection (a transient non-exclusive queue is deprecated on 4.x).
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange)
+        for key in CONSUMER_EVENTS:
+            await queue.bind(BROKER_EVENTS, key)
+        await queue.consume(self.on_message, no_ack=True)
+        self.hub.set_broker(host)
+        node = f" (node {host})" if len(self.config.hosts) > 1 else ""
+        log.info("[*] dashboard following %s%s: open %s", EVENTS_EXCHANGE, node, self.config.address)
+        figures_channel = await connection.channel()
         while True:
-            figures = await asyncio.to_thread(self.poll)
-            task_queue = figures["task_queue"]
-            if task_queue is not None:
-                consumers = set(task_queue["consumers"])
-                if self.consumers is not None:
-                    gone = [{"event": "gone", "worker": w, "at": figures["now"]} for w in self.consumers - consumers]
-                    if gone:
-                        self.hub.add_events(sorted(gone, key=lambda e: e["worker"]))
-                self.consumers = consumers
+            figures, figures_channel = await self.figures(connection, figures_channel, host)
             self.hub.set_queues(figures)
-            await asyncio.sleep(POLL_SECONDS)
+            await self.sleep(POLL_SECONDS)
+
+    async def figures(self, connection, channel, host):
+        figures = {"now": time.time(), "unacked_from": "prometheus"}
+        prometheus = await asyncio.to_thread(self.queue_figures, host)
+        for name in QUEUES:
+            try:
+                queue = await asyncio.wait_for(channel.declare_queue(name, passive=True), CALL_TIMEOUT)
+            except ChannelNotFoundEntity:  # not declared yet; the failed declare closed the channel
+                figures[name] = None
+                channel = await connection.channel()
+                continue
+            declared = queue.declaration_result
+            figures[name] = {"ready": declared.message_count, "consumers": declared.consumer_count,
+                             "unacked": prometheus.get(name, {}).get("messages_unacked")}  # fmt: skip
+        return figures, channel
+
+    async def on_message(self, message):
+        if message.exchange == BROKER_EVENTS:
+            event = worker_event(message.routing_key, message.headers or {}, time.time())
+            if event:
+                self.hub.add_events([event])
+            return
+        events, dropped = door.read_message(message.body)
+        self.hub.drop(dropped)
+        if events:
+            self.hub.add_events(events)

@@ -2,78 +2,152 @@
 
 Every message a browser gets has an id (the Server-Sent Events `id:`), so a
 browser that reconnects with Last-Event-ID gets what it missed; one that
-missed more than the history holds gets a fresh snapshot.
+missed more than the history holds gets a fresh snapshot. The history is kept
+as JSON text, capped by messages and by bytes: what a snapshot sends is what
+the dashboard holds, and neither grows without bound.
 """
 
 import asyncio
 import itertools
 import json
+import time
 from collections import deque
 
 HISTORY_MESSAGES = 20_000  # worker messages kept for snapshots (tasks with no work arrive as counts)
-WATCHER_BACKLOG = 1_000  # messages a slow browser may lag behind before it is dropped (it reconnects)
+HISTORY_BYTES = 16 << 20
+WATCHER_BACKLOG_BYTES = 8 << 20  # a slow browser lagging more than this is dropped (it reconnects)
+KEEP_ALIVE_SECONDS = 15
+GAPS_KEPT = 10
+
+
+def compact(value):
+    return json.dumps(value, separators=(",", ":"))
+
+
+def sse(number, data):
+    return f"id: {number}\ndata: {data}\n\n"
+
+
+class Watcher:
+    """One browser's backlog of stream text, bounded in bytes."""
+
+    def __init__(self, limit):
+        self.texts, self.size, self.limit = deque(), 0, limit
+        self.ready = asyncio.Event()
+        self.overflowed = False
+
+    def put(self, text):
+        if self.size + len(text) > self.limit:
+            self.overflowed = True
+        else:
+            self.texts.append(text)
+            self.size += len(text)
+        self.ready.set()
+
+    async def get(self, timeout):
+        """The next text, "" after `timeout` seconds of nothing, None once overflowed."""
+        if not self.texts and not self.overflowed:
+            self.ready.clear()
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout)
+            except TimeoutError:
+                return ""
+        if self.overflowed:
+            return None
+        text = self.texts.popleft()
+        self.size -= len(text)
+        return text
 
 
 class Hub:
-    def __init__(self):
+    def __init__(self, history_messages=HISTORY_MESSAGES, history_bytes=HISTORY_BYTES,
+                 backlog_bytes=WATCHER_BACKLOG_BYTES, clock=time.time):  # fmt: skip
         self.ids = itertools.count(1)
-        self.history = deque(maxlen=HISTORY_MESSAGES)  # (id, events)
+        self.latest = 0  # the last id given to any message
+        self.history = deque()  # (id, the events of one message as JSON text, without the brackets)
+        self.history_bytes = 0
+        self.limits = (history_messages, history_bytes)
+        self.backlog_bytes = backlog_bytes
+        self.clock = clock
         self.latest_queues = None
+        self.status = {"broker": None, "gaps": [], "dropped": 0}
+        self.lost_at = None
         self.watchers = set()
 
+    def number(self):
+        self.latest = next(self.ids)
+        return self.latest
+
     def add_events(self, events):
-        number = next(self.ids)
-        self.history.append((number, events))
-        self.tell(number, {"type": "events", "events": events})
+        text = compact(events)[1:-1]
+        if not text:
+            return
+        number = self.number()
+        self.history.append((number, text))
+        self.history_bytes += len(text)
+        most_messages, most_bytes = self.limits
+        while len(self.history) > most_messages or self.history_bytes > most_bytes:
+            self.history_bytes -= len(self.history.popleft()[1])
+        self.tell(number, f'{{"type":"events","events":[{text}]}}')
 
     def set_queues(self, figures):
-        self.latest_queues = figures
-        self.tell(next(self.ids), {"type": "queues", **figures})
+        self.latest_queues = compact({"type": "queues", **figures})
+        self.tell(self.number(), self.latest_queues)
 
-    def tell(self, number, message):
-        text = sse(number, message)
+    def set_broker(self, host):
+        """The node followed now, or None while none is: the time without one is a gap in the events."""
+        if host is None and self.status["broker"] is not None:
+            self.lost_at = self.clock()
+        elif host is not None and self.lost_at is not None:
+            self.status["gaps"] = [*self.status["gaps"], {"from": self.lost_at, "to": self.clock()}][-GAPS_KEPT:]
+            self.lost_at = None
+        if host != self.status["broker"]:
+            self.status["broker"] = host
+            self.tell_status()
+
+    def drop(self, count):
+        """Events refused at the door (door.py), counted for the page."""
+        if count:
+            self.status["dropped"] += count
+            self.tell_status()
+
+    def tell_status(self):
+        self.tell(self.number(), self.status_text())
+
+    def status_text(self):
+        return compact({"type": "status", **self.status, "lost_at": self.lost_at})
+
+    def tell(self, number, data):
+        text = sse(number, data)
         for watcher in list(self.watchers):
-            try:
-                watcher.put_nowait(text)
-            except asyncio.QueueFull:
-                self.watchers.discard(watcher)
-                watcher.put_nowait(None)  # the browser reconnects and gets a snapshot
+            watcher.put(text)
+            if watcher.overflowed:
+                self.watchers.discard(watcher)  # the browser reconnects and gets a snapshot
 
     def catch_up(self, last_id):
         """What a browser gets first: what it missed since last_id, or the whole snapshot."""
-        first, latest = (self.history[0][0], self.history[-1][0]) if self.history else (None, None)
+        first = self.history[0][0] if self.history else self.latest + 1
         # An id beyond the latest is from before the dashboard restarted: a snapshot then.
-        if last_id is not None and first is not None and first - 1 <= last_id <= latest:
-            missed = [events for number, events in self.history if number > last_id]
-            number = self.history[-1][0]
-            kind = "events"
+        if last_id is not None and first - 1 <= last_id <= self.latest:
+            kind, kept = "events", [text for number, text in self.history if number > last_id]
         else:
-            missed = [events for _number, events in self.history]
-            number = self.history[-1][0] if self.history else 0
-            kind = "snapshot"
-        message = {"type": kind, "events": [event for events in missed for event in events]}
-        text = sse(number, message)
+            kind, kept = "snapshot", [text for _number, text in self.history]
+        text = sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')
+        text += sse(self.latest, self.status_text())
         if self.latest_queues:
-            text += sse(number, {"type": "queues", **self.latest_queues})
+            text += sse(self.latest, self.latest_queues)
         return text
 
     async def watch(self, last_id):
         """The text of the event stream for one browser, as it comes."""
-        watcher = asyncio.Queue(maxsize=WATCHER_BACKLOG)
+        watcher = Watcher(self.backlog_bytes)
         self.watchers.add(watcher)
         try:
             yield self.catch_up(last_id)
             while True:
-                try:
-                    text = await asyncio.wait_for(watcher.get(), timeout=15)
-                except TimeoutError:
-                    text = ": keep-alive\n\n"  # proxies and browsers close silent streams
+                text = await watcher.get(KEEP_ALIVE_SECONDS)
                 if text is None:
                     return
-                yield text
+                yield text or ": keep-alive\n\n"  # proxies and browsers close silent streams
         finally:
             self.watchers.discard(watcher)
-
-
-def sse(number, message):
-    return f"id: {number}\ndata: {json.dumps(message, separators=(',', ':'))}\n\n"

@@ -58,12 +58,19 @@ def _text(limit):
     return lambda value: isinstance(value, str) and len(value) <= limit
 
 
+def _name(value):
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
+
+
 def _name_or_null(value):
-    return value is None or _text(MAX_NAME)(value)
+    return value is None or _name(value)
 
 
 def _time(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    """Seconds since the epoch, before the year 5138 (a page draws a time axis to it)."""
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 1e11
+    )
 
 
 def _count(value):
@@ -71,7 +78,7 @@ def _count(value):
 
 
 _TASK = {
-    "worker": _text(MAX_NAME),
+    "worker": _name,
     "task": _text(131_072),
     "message_id": _name_or_null,
     "batch": _name_or_null,
@@ -84,10 +91,10 @@ _FIELDS = {  # kind -> (required fields and their checks, optional ones)
     "rejected": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {}),
     "cut": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {"finished": _time}),
     "received": (_TASK, {}),
-    "quick": ({"worker": _text(MAX_NAME), "batch": _name_or_null, "count": _count}, {}),
-    "attached": ({"worker": _text(MAX_NAME), "prefetch": _count}, {}),
-    "leaving": ({"worker": _text(MAX_NAME)}, {}),
-    "gone": ({"worker": _text(MAX_NAME)}, {}),
+    "quick": ({"worker": _name, "batch": _name_or_null, "count": _count}, {}),
+    "attached": ({"worker": _name, "prefetch": lambda value: _count(value) and value <= 65_535}, {}),
+    "leaving": ({"worker": _name}, {}),
+    "gone": ({"worker": _name}, {}),
 }
 
 

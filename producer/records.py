@@ -8,12 +8,11 @@ fast. analysis.py says what they mean.
 
 import json
 import os
-import re
 import time
-import urllib.request
 
 from analysis import FinishedTasks, in_progress
 from lab.brokers import broker_hosts, open_first
+from lab.metrics import fetch_queue_figures
 from lab.topology import QUEUE
 from publisher import reconnecting
 
@@ -21,9 +20,6 @@ QUIET_SECONDS = 3
 # A quorum queue's figures reach the Prometheus endpoint at its tick, up to 5 s late
 # (measured on 4.3.6): task_queue counts as idle once it has looked idle for this long.
 IDLE_FOR_SECONDS = 6
-PROMETHEUS_PORT = 15692  # rabbitmq_prometheus, inside the Compose network only
-QUEUE_METRICS = "/metrics/detailed?vhost=%2F&family=queue_coarse_metrics"
-MAX_METRICS_BYTES = 1 << 20
 
 
 class EventListener:
@@ -110,23 +106,10 @@ class SustainedIdle:
 
 def task_queue_is_idle(env=os.environ):
     """Whether task_queue holds nothing ready and nothing unacknowledged, as the Prometheus
-    endpoint of the first broker that has its figures sees it (not the management API:
-    its metrics are a deprecated feature on RabbitMQ 4.x). False when none can tell."""
+    endpoint of the first broker that has its figures sees it (lab.metrics). False when
+    none can tell."""
     for host in broker_hosts(env):
-        try:
-            with urllib.request.urlopen(f"http://{host}:{PROMETHEUS_PORT}{QUEUE_METRICS}", timeout=2) as response:
-                figures = queue_figures(response.read(MAX_METRICS_BYTES).decode(), QUEUE)
-        except (OSError, ValueError):
-            continue
+        figures = fetch_queue_figures(host).get(QUEUE)
         if figures:
             return figures.get("messages_ready") == 0 and figures.get("messages_unacked") == 0
     return False
-
-
-def queue_figures(metrics, queue):
-    """{"messages_ready": n, "messages_unacked": n, ...} of one queue in the Prometheus text."""
-    return {
-        match["name"]: int(float(match["value"]))
-        for match in re.finditer(rf'^rabbitmq_detailed_queue_(?P<name>\w+)\{{vhost="/",queue="{re.escape(queue)}"\}} '
-                                 r"(?P<value>[\d.e+]+)$", metrics, re.MULTILINE)
-    }  # fmt: skip

@@ -2,7 +2,21 @@
 // the batch stood at moment T. Elements are kept and updated (keyed by
 // attempt), so a redraw every frame costs little and tests can watch them.
 
+import { labelColour } from "./colour.js";
+
 const SVG = "http://www.w3.org/2000/svg";
+// A cue besides colour for each state (the legend shows the same glyphs).
+const GLYPHS = { waiting: "…", running: "▶", done: "✓", cut: "✂", rejected: "✗" };
+let labelColours = null;  // state -> black or white, whichever reads better on the state's colour
+
+function labelFill(state) {
+  if (!labelColours) {
+    const style = getComputedStyle(document.documentElement);
+    labelColours = Object.fromEntries(Object.keys(GLYPHS).map(
+      name => [name, labelColour(style.getPropertyValue(`--${name}`).trim() || "#ffffff")]));
+  }
+  return labelColours[state];
+}
 const LABEL_W = 185, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
 const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5;
 
@@ -27,8 +41,11 @@ function stateAt(a, T) {
   return null;
 }
 
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
+// A table row of text cells (text nodes only: worker names come from the network).
+function row(cells, tag = "td") {
+  const tr = document.createElement("tr");
+  for (const cell of cells) tr.appendChild(document.createElement(tag)).textContent = cell;
+  return tr;
 }
 
 export class Board {
@@ -38,7 +55,12 @@ export class Board {
     this.wrap.dataset.board = name;
     this.heading = document.createElement("h2");
     this.heading.textContent = title;
-    this.root = svg("svg", { class: "board" });
+    this.root = svg("svg", { class: "board", role: "img", "aria-label": title });
+    this.title = title;
+    const hatch = svg("pattern", { id: `hatch-${name}`, width: 8, height: 8, patternUnits: "userSpaceOnUse",
+                                   patternTransform: "rotate(45)" }, svg("defs", {}, this.root));
+    svg("line", { class: "hatch", x1: 0, y1: 0, x2: 0, y2: 8 }, hatch);
+    this.hatchId = `hatch-${name}`;
     this.axis = svg("g", { class: "axis" }, this.root);
     this.lanesGroup = svg("g", {}, this.root);
     this.linksGroup = svg("g", {}, this.root);
@@ -136,11 +158,16 @@ export class Board {
       if (!bar) {
         bar = svg("g", { class: "task", "data-task": a.task }, lane.group);
         svg("rect", { height: BAR_H, y: (LANE_H - BAR_H) / 2, rx: 3 }, bar);
-        svg("text", { y: LANE_H / 2 }, bar).textContent = a.task;
+        svg("text", { y: LANE_H / 2 }, bar);
         svg("title", {}, bar);
+        // Delivered again: hatched, as in the PNG chart.
+        if (a.redelivered) {
+          const hatch = svg("rect", { class: "redelivered", height: BAR_H, y: (LANE_H - BAR_H) / 2, rx: 3 }, bar);
+          hatch.style.fill = `url(#${this.hatchId})`;  // inline: the state's fill rule must not cover it
+        }
         lane.bars.set(a.id, bar);
       }
-      const [rect, label, title] = bar.children;
+      const [rect, label, title, hatch] = bar.children;
       let left, width;
       if (state === "waiting") {
         const slot = waiting.get(a.worker) ?? 0;
@@ -155,7 +182,11 @@ export class Board {
       }
       set(bar, { "data-state": state, "data-redelivered": a.redelivered });
       set(rect, { x: left, width });
-      set(label, { x: left + width / 2, visibility: width >= 14 ? "visible" : "hidden" });
+      if (hatch) set(hatch, { x: left, width });
+      const text = `${GLYPHS[state]}${a.task}`;
+      if (label.textContent !== text) label.textContent = text;
+      label.style.fill = labelFill(state);
+      set(label, { x: left + width / 2, visibility: width >= 24 ? "visible" : "hidden" });
       title.textContent = `${a.text ?? ""} — ${a.worker}, ${state}${a.redelivered ? ", redelivered" : ""}`;
     }
     for (const [worker, lane] of this.lanes) {
@@ -209,12 +240,18 @@ export class Board {
     const seconds = s => (s === null ? "–" : `${s.toFixed(1)} s`);
     const ratio = f.makespan && f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound)` : "";
     const done = `${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}`;
+    const running = batch.attempts.filter(a => stateAt(a, T) === "running").length;
+    const label = `${this.title}: ${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}, ` +
+      `${running} running, ${f.rows.size} workers`;
+    if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
     if (f.tasks === 0) this.summary.textContent = "No task done yet in this batch.";
     else if (f.makespan === null) this.summary.textContent = `${done} (tasks with no work, counted per second)`;
     else this.summary.textContent = `${done} · makespan ${seconds(f.makespan)}` +
       ` · lower bound max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
-    const rows = [...f.rows].map(([w, r]) => `<tr><td>${escapeHtml(w)}</td><td>${r.tasks.toLocaleString()}</td><td>${r.busy.toFixed(1)}</td></tr>`);
-    const html = `<tr><th>worker</th><th>tasks</th><th>busy s</th></tr>${rows.join("")}`;
-    if (this.table.innerHTML !== html) this.table.innerHTML = html;
+    const rows = [...f.rows].map(([w, r]) => [w, r.tasks.toLocaleString(), r.busy.toFixed(1)]);
+    const key = JSON.stringify(rows);
+    if (this.tableKey === key) return;
+    this.tableKey = key;
+    this.table.replaceChildren(row(["worker", "tasks", "busy s"], "th"), ...rows.map(cells => row(cells)));
   }
 }

@@ -5,7 +5,7 @@ import { Live, savedRun } from "./model.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
-const dashboard = { live: new Live(), clockOffset: 0, mode: "live", replay: null };
+const dashboard = { live: new Live(), clockOffset: 0, mode: "live", replay: null, streaming: false, refused: 0 };
 window.labDashboard = dashboard;  // for the curious, and the tests
 let liveBoard = new Board(boards, "Live: the current batch", "live");
 let dirty = true;
@@ -16,27 +16,55 @@ function serverNow() {
 
 // --- Live -----------------------------------------------------------------------
 
+function count(figure) {
+  return Number.isFinite(figure) ? figure.toLocaleString() : "?";
+}
+
 function showQueues(message) {
-  dashboard.clockOffset = message.now - Date.now() / 1000;
+  if (Number.isFinite(message.now)) dashboard.clockOffset = message.now - Date.now() / 1000;
   const tasks = message.task_queue, dead = message.dead_letter_queue;
-  $("ready").textContent = tasks ? tasks.ready.toLocaleString() : "?";
-  $("unacked").textContent = tasks ? tasks.unacked.toLocaleString() : "?";
-  $("consumers").textContent = tasks ? tasks.consumers.length : "?";
-  $("dead-letters").textContent = dead ? (dead.ready + dead.unacked).toLocaleString() : "?";
-  // Workers that attached before the dashboard started have said nothing yet: the broker knows them.
-  for (const tag of tasks?.consumers ?? []) if (!dashboard.live.workers.has(tag)) dashboard.live.worker(tag);
+  $("ready").textContent = count(tasks?.ready);
+  $("unacked").textContent = count(tasks?.unacked);
+  $("consumers").textContent = count(tasks?.consumers);
+  $("dead-letters").textContent = dead ? count(dead.ready + (dead.unacked ?? 0)) : "?";
+}
+
+const clock = t => new Date(t * 1000).toLocaleTimeString();
+
+// "live" only while both hold: this page hears the dashboard, and the dashboard hears a broker.
+function showConnection() {
+  const status = dashboard.status, label = $("connection");
+  const state = !dashboard.streaming ? "lost" : status?.broker ? "open" : "stale";
+  label.dataset.state = state;
+  label.textContent = { open: "live", lost: "reconnecting…", stale: "reconnecting to the broker…" }[state];
+  const gaps = status?.gaps ?? [];
+  $("gaps").hidden = !gaps.length && !status?.lost_at;
+  $("gaps").textContent = [
+    ...gaps.map(gap => `no events from ${clock(gap.from)} to ${clock(gap.to)} (the dashboard lost its broker node)`),
+    ...(status?.lost_at ? [`no events since ${clock(status.lost_at)}`] : []),
+  ].join(" · ");
+  const dropped = (status?.dropped ?? 0) + dashboard.refused;
+  $("dropped").hidden = !dropped;
+  $("dropped").textContent = `${dropped.toLocaleString()} malformed events dropped`;
+}
+
+function receive(message) {
+  if (message.type === "snapshot") dashboard.live = new Live();
+  if (message.type === "queues") return showQueues(message);
+  if (message.type === "status") { dashboard.status = message; return showConnection(); }
+  if (!Array.isArray(message.events)) return;
+  for (const event of message.events) {
+    try { dashboard.live.apply(event); } catch (error) { dashboard.refused += 1; console.warn("event refused", error); }
+  }
+  if (message.type === "events") noteDelay(message.events);
 }
 
 function follow() {
   const source = new EventSource("events");  // reconnects by itself, with Last-Event-ID
-  source.onopen = () => { $("connection").dataset.state = "open"; $("connection").textContent = "live"; };
-  source.onerror = () => { $("connection").dataset.state = "lost"; $("connection").textContent = "reconnecting…"; };
+  source.onopen = () => { dashboard.streaming = true; showConnection(); };
+  source.onerror = () => { dashboard.streaming = false; showConnection(); };
   source.onmessage = ({ data }) => {
-    const message = JSON.parse(data);
-    if (message.type === "snapshot") dashboard.live = new Live();
-    if (message.type === "queues") showQueues(message);
-    else for (const event of message.events) dashboard.live.apply(event);
-    if (message.type === "events") noteDelay(message.events);
+    try { receive(JSON.parse(data)); } catch (error) { dashboard.refused += 1; console.warn("message refused", error); }
     dirty = true;
   };
 }
@@ -44,7 +72,8 @@ function follow() {
 // How long after they happened events arrive here (the workers' clocks are the server's).
 function noteDelay(events) {
   const now = serverNow();
-  dashboard.delays = [...(dashboard.delays ?? []).slice(-999), ...events.filter(e => e.at).map(e => now - e.at)];
+  const delays = events.slice(-1000).filter(e => Number.isFinite(e.at)).map(e => now - e.at);
+  dashboard.delays = [...(dashboard.delays ?? []).slice(-999), ...delays].slice(-1000);
 }
 
 // The batch the live board shows: the one chosen, or the newest (each batch is kept).
@@ -62,6 +91,14 @@ function listBatches() {
   select.value = ids.includes(chosen) ? chosen : "";
 }
 
+// The one live region: what the live board shows, in words, at most every 5 s.
+let announced = 0;
+function announce(text) {
+  if (performance.now() - announced < 5000 || $("announce").textContent === text) return;
+  announced = performance.now();
+  $("announce").textContent = text;
+}
+
 function drawLive() {
   listBatches();
   const live = dashboard.live, batch = shownBatch();
@@ -71,6 +108,7 @@ function drawLive() {
   const end = open ? now : Math.max(batch.end, t0);
   liveBoard.draw({ batch, lanes: live.lanes(batch), workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = batch.id ? `batch ${batch.id}` : "";
+  announce(liveBoard.root.getAttribute("aria-label"));
   $("rejected-list").textContent = live.rejected.length
     ? `· rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
   return open;
@@ -81,9 +119,8 @@ function drawLive() {
 async function listRuns() {
   const names = await (await fetch("api/runs")).json();
   for (const select of [$("run-a"), $("run-b")]) {
-    const keep = select.id === "run-b" ? '<option value="">(none)</option>' : "";
-    select.innerHTML = keep;
-    for (const name of names) select.add(new Option(name, name));
+    const none = select.id === "run-b" ? [new Option("(none)", "")] : [];
+    select.replaceChildren(...none, ...names.map(name => new Option(name, name)));
   }
   if (names.length > 1) $("run-b").value = names[1];
 }
@@ -126,15 +163,21 @@ function frame(time) {
   if (dirty || time - lastDrawn > 100) {
     dirty = false;
     lastDrawn = time;
-    if (dashboard.mode === "live") drawLive(); else drawReplay();
+    try {
+      if (dashboard.mode === "live") drawLive(); else drawReplay();
+    } catch (error) {
+      console.error("drawing failed", error);  // the next frame draws again: one bad event must not stop the page
+    }
   }
   requestAnimationFrame(frame);
 }
 
 function choose(mode) {
   dashboard.mode = mode;
-  $("show-live").classList.toggle("chosen", mode === "live");
-  $("show-replay").classList.toggle("chosen", mode === "replay");
+  for (const [button, shown] of [["show-live", mode === "live"], ["show-replay", mode === "replay"]]) {
+    $(button).classList.toggle("chosen", shown);
+    $(button).setAttribute("aria-pressed", String(shown));
+  }
   $("replay-controls").hidden = mode !== "replay";
   liveBoard.wrap.hidden = mode !== "live";
   for (const board of dashboard.replay?.boards ?? []) board.wrap.hidden = mode !== "replay";
@@ -146,6 +189,9 @@ $("show-live").onclick = () => choose("live");
 $("live-batch").onchange = () => { dirty = true; };
 $("show-replay").onclick = () => choose("replay");
 $("speed").oninput = () => { $("speed-shown").textContent = `${$("speed").value}×`; };
-$("play").onclick = () => play().then(() => { dirty = true; });
+$("play").onclick = () => {
+  $("replay-error").textContent = "";
+  play().then(() => { dirty = true; }, error => { $("replay-error").textContent = `Cannot replay: ${error.message}`; });
+};
 follow();
 requestAnimationFrame(frame);

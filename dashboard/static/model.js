@@ -16,6 +16,7 @@ export class Batch {
     this.id = id;
     this.attempts = [];
     this.open = new Map();  // "message_id|worker" -> its attempt not yet ended
+    this.latest = new Map();  // message_id -> its latest attempt (batches of 100,000 tasks: no scans)
     this.quick = new Map();  // worker -> Map(epoch second -> tasks with no work done)
     this.links = [];  // [attempt cut short, the next attempt at its task]
     this.start = Infinity;
@@ -48,12 +49,13 @@ export class Batch {
     if (!a) {
       a = { id: this.attempts.length, key, worker: e.worker, task: taskNumber(e.message_id), messageId: e.message_id,
             text: e.task, redelivered: !!e.redelivered, received: null, started: null, finished: null, state: null };
-      const earlier = this.attempts.filter(x => x.messageId === a.messageId).pop();
+      const earlier = this.latest.get(a.messageId);
       if (earlier) {
         if (earlier.state === null) this.cutShort(earlier, t);  // a worker killed without a word
         this.links.push([earlier, a]);
       }
       this.attempts.push(a);
+      this.latest.set(a.messageId, a);
       this.open.set(key, a);
     }
     this.touch(t);
@@ -62,7 +64,7 @@ export class Batch {
 
   // An attempt cut because its worker seemed gone, whose worker speaks again: it was not gone.
   revived(key, e) {
-    const latest = this.attempts.filter(x => x.messageId === e.message_id).pop();
+    const latest = this.latest.get(e.message_id);
     if (!latest || latest.key !== key || !latest.guessed || e.redelivered !== latest.redelivered) return null;
     Object.assign(latest, { state: null, finished: null, guessed: false });
     this.open.set(key, latest);
@@ -154,11 +156,12 @@ export class Live {
   }
 
   apply(e) {
-    if (!e || !e.worker) return;
+    if (typeof e?.worker !== "string" || !e.worker) return;  // the dashboard checked it (schema.py); this page too
     const worker = this.worker(e.worker);
     if (e.event === "attached") {
+      // The broker (consumer.created) and the worker itself both say so: one mark.
+      if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
       worker.attached = true;
-      worker.marks.push({ t: e.at, kind: "joined" });
       return;
     }
     if (e.event === "leaving" || e.event === "gone") {

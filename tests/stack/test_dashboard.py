@@ -6,11 +6,16 @@ so a state that lasts one frame is seen too. No sleeps: the tests wait on the
 page's attributes and on send.sh.
 """
 
+import json
 import os
+import re
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
 from stacklab import CONSUMERS, ROOT
@@ -106,6 +111,33 @@ def bars(page, state, board=LIVE):
     return page.locator(f'{board} svg g[data-task][data-state="{state}"]')
 
 
+LABEL_CONTRASTS = """() => {
+  const luminance = colour => {
+    const [r, g, b] = colour.match(/[\\d.]+/g).slice(0, 3).map(v => v / 255)
+      .map(c => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  return [...document.querySelectorAll('[data-board="live"] g[data-task]')].map(bar => {
+    const [face, text] = [bar.querySelector("rect"), bar.querySelector("text")]
+      .map(element => luminance(getComputedStyle(element).fill)).sort((x, y) => y - x);
+    return (face + 0.05) / (text + 0.05);
+  });
+}"""
+
+
+def label_contrasts(page):
+    """Each live bar's label against its bar, as the browser paints them (WCAG contrast ratio)."""
+    return page.evaluate(LABEL_CONTRASTS)
+
+
+def assert_accessible(page, what):
+    """axe-core finds no serious or critical violation on the page as it stands."""
+    violations = Axe().run(page).response["violations"]
+    grave = [(v["id"], v["impact"], [node["target"] for node in v["nodes"]][:3]) for v in violations
+             if v["impact"] in ("serious", "critical")]  # fmt: skip
+    assert not grave, f"{what}: {grave}"
+
+
 def screenshot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png", full_page=True)
@@ -144,9 +176,12 @@ def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(l
     sending = send_in_background(lab, "9", "--heavy", "3:6", "--name", "dashboard-fair")
     expect(bars(page, "running")).to_have_count(CONSUMERS)  # every worker busy
     screenshot(page, "fair-dispatch-running")
+    assert_accessible(page, "the live page mid-batch")
+    expect(page.get_by_role("img", name="Live")).to_have_attribute("aria-label", re.compile(r"\d+ running"))
     finish(sending)
     expect(bars(page, "done")).to_have_count(9)
     screenshot(page, "fair-dispatch-done")
+    assert min(label_contrasts(page)) >= 4.5
 
     run, done = lab.saved_run("dashboard-fair")
     states, most_waiting = seen_in(page, run["batch"])
@@ -197,4 +232,103 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     first, second = (page.locator(f'[data-board="replay-{n}"] svg .axis text').all_inner_texts() for n in (1, 2))
     assert first == second  # one time axis for both
     expect(page.locator(LIVE)).to_be_hidden()
+    expect(page.get_by_role("button", name="Replay a saved run")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("button", name="Live")).to_have_attribute("aria-pressed", "false")
+    assert_accessible(page, "a replay")
     screenshot(page, "replay")
+
+
+FORGED_MEMORY_BOUND_MIB = 150  # the dashboard idles near 40 MiB; the hub keeps at most 16 MiB of history
+PWN = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def forged_messages(now):
+    """What anyone with the lab's login could publish to lab.events: HTML in every field,
+    wrong types, deep nesting, bodies over the bound."""
+    html_task = {"worker": PWN, "message_id": f"{PWN}.1", "batch": PWN, "task": PWN, "redelivered": False,
+                 "started": now, "at": now}  # fmt: skip
+    events = [
+        {"event": "done", **html_task, "finished": now + 1, "reason": PWN},
+        {"event": "quick", "worker": PWN, "batch": PWN, "count": PWN, "at": now},
+        {"event": "attached", "worker": PWN, "prefetch": PWN, "at": now},
+        {"event": "done", **html_task, "worker": 42, "finished": now + 1},  # threw in the draw loop before
+        {"event": "started", **html_task, "started": "soon"},
+        {"event": PWN, "worker": PWN, "at": now},
+    ]
+    yield json.dumps(events).encode()
+    yield json.dumps({"event": "done", "worker": PWN}).encode()
+    yield b"[" * 100_000  # killed the dashboard with a RecursionError before
+    yield b"<html>" + PWN.encode()
+    yield b"[" + b" " * (2 << 20) + b"]"
+
+
+def flood(now, messages=600, size=215_000):
+    """600 messages of 215 KB: took the dashboard from 25 to 394 MiB before."""
+    quick = {"event": "quick", "worker": "forger", "batch": "forged-flood", "count": 1, "at": now}
+    many = json.dumps([quick] * (size // len(json.dumps(quick)))).encode()
+    received = {"event": "received", "worker": "forger", "message_id": "forged-flood.1", "batch": "forged-flood"}
+    long_task = json.dumps([{**received, "task": "x" * size, "started": now, "at": now}]).encode()
+    for number in range(messages):
+        yield many if number % 2 else long_task
+
+
+def mebibytes(usage):
+    """'45.3MiB / 7.6GiB' -> 45.3"""
+    amount = usage.split("/")[0].strip()
+    units = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "B": 1 / 2**20}
+    unit = next(unit for unit in units if amount.endswith(unit))
+    return float(amount[: -len(unit)]) * units[unit]
+
+
+class MemoryWatch:
+    """The most memory a container used while this watch ran (docker stats, about every second)."""
+
+    def __init__(self, container):
+        self.container, self.samples, self.stop = container, [], threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self):
+        while not self.stop.is_set():
+            stats = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", self.container],
+                                   capture_output=True, text=True, timeout=30)  # fmt: skip
+            if stats.returncode == 0 and stats.stdout.strip():
+                self.samples.append(mebibytes(stats.stdout))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+@pytest.mark.timeout(400)
+def test_forged_events_are_refused_and_the_page_keeps_drawing_without_running_their_script(lab, page):
+    container = lab.compose("ps", "--quiet", "dashboard").stdout.strip()
+    started = lab.run(["docker", "inspect", "--format", "{{.State.StartedAt}}", container]).stdout
+    now = time.time()
+    with MemoryWatch(container) as memory, lab.connect() as connection:
+        channel = connection.channel()
+        for body in [*forged_messages(now), *flood(now)]:
+            channel.basic_publish("lab.events", "", body)
+        # Read in order: once the page knows this worker, the dashboard has read the whole flood.
+        channel.basic_publish("lab.events", "", json.dumps([{"event": "attached", "worker": "after-flood", "at": now}]))
+        page.wait_for_function("window.labDashboard.live.workers.has('after-flood')", timeout=120_000)
+        expect(page.locator("#dropped")).to_contain_text("malformed events dropped")
+        result = lab.send("3", "--dots", "1", "--wait", "--name", "dashboard-after-forgery")
+        assert result.returncode == 0, result.stdout + result.stderr
+        run, _done = lab.saved_run("dashboard-after-forgery")
+        expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+        expect(bars(page, "done")).to_have_count(3)  # the page still draws what really happens
+    screenshot(page, "after-forged-events")
+
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img, #boards script, #figures script").count() == 0
+    dropped = int(page.locator("#dropped").inner_text().split()[0].replace(",", ""))
+    assert dropped >= 9, dropped
+    assert lab.run(["docker", "inspect", "--format", "{{.State.StartedAt}}", container]).stdout == started
+    print(
+        f"dashboard memory during the forgery: at most {max(memory.samples):.1f} MiB over {len(memory.samples)} samples"
+    )
+    assert memory.samples and max(memory.samples) < FORGED_MEMORY_BOUND_MIB, memory.samples

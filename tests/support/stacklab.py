@@ -49,7 +49,8 @@ class Lab(LabStack):
             root,
             SECONDS_PER_DOT=str(SECONDS_PER_DOT),
             STOP_GRACE_SECONDS=str(STOP_GRACE_SECONDS),
-            # As a future RabbitMQ 4.x runs: the lab's tools must not need the management metrics.
+            # The broker as a future RabbitMQ 4.x runs it: no management plugin metrics
+            # (the lab's tools and the dashboard read AMQP, Prometheus and broker events).
             MANAGEMENT_METRICS="false",
         )
 

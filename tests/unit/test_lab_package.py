@@ -10,7 +10,7 @@ import pytest
 from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
 from pika.exceptions import AMQPConnectionError
 
-from lab import brokers, schema, topology
+from lab import brokers, metrics, schema, topology
 from lab.brokers import short_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,3 +79,19 @@ def test_records_and_events_are_checked_against_the_schema(item, event, problem)
 
 def test_a_message_id_is_the_batch_and_the_number():
     assert schema.message_id("b1", 7) == "b1.7" and schema.task_number("b1.7") == "7"
+
+
+PROMETHEUS_TEXT = """# TYPE rabbitmq_detailed_queue_messages_ready gauge
+rabbitmq_detailed_queue_messages_ready{vhost="/",queue="task_queue"} 12
+rabbitmq_detailed_queue_messages_ready{vhost="/",queue="task_queue_copy"} 99
+rabbitmq_detailed_queue_messages_unacked{vhost="/",queue="task_queue"} 3
+rabbitmq_detailed_queue_messages{vhost="/",queue="task_queue"} 1.5e1
+rabbitmq_detailed_queue_messages_ready{vhost="other",queue="task_queue"} 7
+"""
+
+
+def test_queue_figures_are_read_from_the_prometheus_text_of_the_vhost():
+    assert metrics.queue_figures(PROMETHEUS_TEXT) == {
+        "task_queue": {"messages_ready": 12, "messages_unacked": 3, "messages": 15},
+        "task_queue_copy": {"messages_ready": 99},
+    }

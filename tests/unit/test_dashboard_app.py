@@ -1,0 +1,162 @@
+"""The dashboard's Python without a broker (issue 16): app.create_app on Starlette's
+TestClient, the hub's history, and the broker events that say a worker is gone."""
+
+import base64
+import json
+import os
+
+import pytest
+from starlette.testclient import TestClient
+
+import app as dashboard_app
+from app import create_app
+from feeds import worker_event
+from hub import Hub
+
+LOGIN = {"RABBITMQ_DEFAULT_USER": "student", "RABBITMQ_DEFAULT_PASS": "s3cret-of-mine"}
+
+
+class Idle:
+    """A follower that feeds nothing: the tests feed the hub themselves."""
+
+    def __init__(self, config, hub):
+        pass
+
+    async def run(self):
+        return None
+
+
+def client(tmp_path, **settings):
+    env = {**LOGIN, "TIMELINES": str(tmp_path), **settings}
+    return TestClient(create_app(env, follower=Idle))
+
+
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_on_loopback_the_page_needs_no_login(tmp_path):
+    with client(tmp_path, LAB_BIND_ADDRESS="127.0.0.1") as page:
+        assert page.get("/").status_code == 200
+        assert page.get("/api/runs").status_code == 200
+
+
+def test_beyond_loopback_every_path_but_the_health_check_asks_for_the_lab_login(tmp_path):
+    with client(tmp_path, LAB_BIND_ADDRESS="0.0.0.0") as page:
+        for path in ("/", "/index.html", "/api/runs", "/events"):
+            refused = page.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith("Basic")
+        assert page.get("/", headers=basic("student", "wrong")).status_code == 401
+        assert page.get("/", headers=basic("guest", "guest")).status_code == 401
+        assert page.get("/", headers=basic("student", "s3cret-of-mine")).status_code == 200
+        assert page.get("/healthz").json() == {"serving": True, "broker": False}
+
+
+def test_no_config_is_built_at_import():
+    assert not {"CONFIG", "HUB", "app"} & set(vars(dashboard_app))
+
+
+def test_saved_runs_are_listed_newest_first_and_served_by_name_only(tmp_path):
+    runs = tmp_path / "timelines"
+    runs.mkdir()
+    for age, name in enumerate(["newest", "older", "oldest"]):
+        path = runs / f"{name}.json"
+        path.write_text(json.dumps({"name": name}))
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    (tmp_path / "secret.json").write_text('{"secret": true}')
+    (runs / "notes.txt").write_text("not a run")
+    with client(runs) as page:
+        assert page.get("/api/runs").json() == ["newest", "older", "oldest"]
+        assert page.get("/api/runs/older").json() == {"name": "older"}
+        for name in ("secret", "..%2Fsecret", "notes", "notes.txt", "no such run", "%00", "older%20"):
+            answer = page.get(f"/api/runs/{name}")
+            assert answer.status_code == 404, name
+            assert "secret" not in answer.text or name.endswith("secret")
+
+
+def stream(text):
+    """[(id, message)] from Server-Sent Events text."""
+    messages = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        messages.append((int(fields["id"]), json.loads(fields["data"])))
+    return messages
+
+
+def event(n):
+    return {"event": "quick", "worker": "consumer-1", "batch": "b", "count": n, "at": 100.0 + n}
+
+
+def test_a_browser_that_reconnects_gets_what_it_missed_and_a_new_one_a_snapshot():
+    hub = Hub()
+    for n in (1, 2, 3):
+        hub.add_events([event(n)])
+    hub.set_queues({"now": 1.0, "task_queue": {"ready": 0, "unacked": 0, "consumers": 3}})
+
+    (number, snapshot), (_, status), (_, queues) = stream(hub.catch_up(None))
+    assert snapshot == {"type": "snapshot", "events": [event(1), event(2), event(3)]}
+    assert number == hub.latest == 4
+    assert status["type"] == "status" and queues["task_queue"]["consumers"] == 3
+
+    (_, missed), *_ = stream(hub.catch_up(1))
+    assert missed == {"type": "events", "events": [event(2), event(3)]}
+    (_, nothing), *_ = stream(hub.catch_up(4))  # its last id was a queues message: nothing missed
+    assert nothing == {"type": "events", "events": []}
+    (_, restarted), *_ = stream(hub.catch_up(99))  # an id from before the dashboard restarted
+    assert restarted["type"] == "snapshot" and len(restarted["events"]) == 3
+
+
+def test_a_browser_that_missed_more_than_the_history_holds_gets_a_snapshot():
+    hub = Hub(history_messages=2)
+    for n in (1, 2, 3, 4):
+        hub.add_events([event(n)])
+    (_, message), *_ = stream(hub.catch_up(1))
+    assert message == {"type": "snapshot", "events": [event(3), event(4)]}
+    (_, message), *_ = stream(hub.catch_up(2))
+    assert message == {"type": "events", "events": [event(3), event(4)]}
+
+
+def test_the_history_is_capped_by_bytes_too():
+    hub = Hub(history_bytes=10_000)
+    for n in range(1, 1001):
+        hub.add_events([event(n)])
+    assert hub.history_bytes <= 10_000
+    (_, message), *_ = stream(hub.catch_up(None))
+    assert message["events"][-1] == event(1000) and len(message["events"]) < 200
+
+
+def test_losing_the_broker_and_finding_another_node_is_a_gap():
+    times = iter([10.0, 12.5])
+    hub = Hub(clock=lambda: next(times))
+    hub.set_broker("rabbitmq")
+    hub.set_broker(None)
+    assert hub.status["broker"] is None and hub.lost_at == 10.0
+    hub.set_broker("rabbitmq-2")
+    assert hub.status == {"broker": "rabbitmq-2", "gaps": [{"from": 10.0, "to": 12.5}], "dropped": 0}
+
+
+def consumer(routing_key, **headers):
+    defaults = {"consumer_tag": "consumer-2", "queue": "task_queue", "vhost": "/", "timestamp_in_ms": 1_700_000_000_500}
+    return worker_event(routing_key, {**defaults, **headers}, now=5.0)
+
+
+def test_the_brokers_consumer_events_say_which_worker_attached_and_which_is_gone():
+    assert consumer("consumer.created") == {"event": "attached", "worker": "consumer-2", "at": 1_700_000_000.5}
+    assert consumer("consumer.deleted") == {"event": "gone", "worker": "consumer-2", "at": 1_700_000_000.5}
+    assert consumer("consumer.deleted", consumer_tag=b"consumer-3", queue=b"task_queue")["worker"] == "consumer-3"
+    assert consumer("consumer.deleted", timestamp_in_ms=None)["at"] == 5.0
+
+
+@pytest.mark.parametrize(
+    "routing_key, headers",
+    [
+        ("consumer.deleted", {"queue": "task-records.b1"}),  # send.sh --wait's own consumer
+        ("consumer.deleted", {"vhost": "other"}),
+        ("consumer.deleted", {"consumer_tag": ""}),
+        ("consumer.deleted", {"consumer_tag": 7}),
+        ("queue.deleted", {}),
+    ],
+)
+def test_other_consumers_and_other_broker_events_say_nothing(routing_key, headers):
+    assert consumer(routing_key, **headers) is None

@@ -1,0 +1,100 @@
+"""The dashboard follows a cluster (issue 17): when its node goes it connects to the next
+that answers, and the hub marks the time without events. A fake connect stands in for
+aio-pika; tests/stack/test_dashboard.py follows a real broker."""
+
+import asyncio
+import random
+
+import pytest
+from aiormq.exceptions import ProbableAuthenticationError
+
+import feeds
+from config import Config
+from hub import Hub
+
+ENV = {"RABBITMQ_HOSTS": "rabbitmq, rabbitmq-2,rabbitmq-3", "RABBITMQ_DEFAULT_USER": "u", "RABBITMQ_DEFAULT_PASS": "p"}
+
+
+class Enough(Exception):
+    """Ends the test's follower (not an error the follower handles)."""
+
+
+class FakeConnection:
+    def __init__(self, host):
+        self.host, self.closed = host, False
+
+    async def close(self):
+        self.closed = True
+
+
+def follower_and(monkeypatch, dead=(), auth_fails=False, sessions=2):
+    """A Follower whose connect reaches every node but the dead ones, and whose sessions
+    each end with their node dying, `sessions` of them, then Enough."""
+    monkeypatch.setattr(random, "sample", lambda hosts, k: list(hosts))  # nodes in the order given
+    hub, tried, slept, followed = Hub(), [], [], []
+
+    async def connect(url, **_):
+        host = url.split("@")[1].split(":")[0]
+        tried.append(host)
+        if auth_fails:
+            raise ProbableAuthenticationError("ACCESS_REFUSED")
+        if host in dead:
+            raise ConnectionRefusedError(f"{host} refused")
+        return FakeConnection(host)
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    follower = feeds.Follower(Config.from_env(ENV), hub, connect=connect, sleep=sleep)
+
+    async def follow(connection, host):
+        followed.append(connection)
+        hub.set_broker(host)
+        if len(followed) > sessions:
+            raise Enough
+        raise ConnectionResetError(f"{host} died")
+
+    follower.follow = follow
+    return follower, hub, tried, slept, followed
+
+
+def run(follower):
+    with pytest.raises(Enough):
+        asyncio.run(follower.run())
+
+
+def test_config_takes_a_clusters_nodes_from_rabbitmq_hosts_like_the_workers():
+    assert Config.from_env(ENV).hosts == ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+    assert Config.from_env({**ENV, "RABBITMQ_HOSTS": "", "RABBITMQ_HOST": "broker"}).hosts == ("broker",)
+
+
+def test_when_its_node_dies_it_follows_the_next_that_answers_and_marks_the_gap(monkeypatch):
+    follower, hub, tried, slept, followed = follower_and(monkeypatch, dead={"rabbitmq-2"})
+    run(follower)
+    assert tried == ["rabbitmq", "rabbitmq-2", "rabbitmq-3", "rabbitmq"]
+    assert [c.host for c in followed] == ["rabbitmq", "rabbitmq-3", "rabbitmq"]
+    assert all(c.closed for c in followed)
+    assert len(hub.status["gaps"]) == 2 and all(g["from"] <= g["to"] for g in hub.status["gaps"])
+    assert slept == []  # a node answered in each round: no waiting
+
+
+def test_with_every_node_down_it_waits_a_little_between_rounds(monkeypatch):
+    down = {"rabbitmq", "rabbitmq-2", "rabbitmq-3"}
+    follower, hub, tried, slept, followed = follower_and(monkeypatch, dead=down)
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise Enough
+
+    follower.sleep = sleep
+    run(follower)
+    assert len(tried) == 9 and slept == [1.5, 3.0, 3.0]
+    assert hub.status["broker"] is None and not followed
+
+
+def test_a_wrong_login_is_not_retried(monkeypatch):
+    follower, _hub, tried, _slept, _followed = follower_and(monkeypatch, auth_fails=True)
+    with pytest.raises(ProbableAuthenticationError):
+        asyncio.run(follower.run())
+    assert tried == ["rabbitmq"]
