@@ -150,6 +150,7 @@ def test_a_delivery_timeout_cuts_the_attempt_short_and_the_worker_consumes_again
     print_figures(capsys, "delivery timeout (consumer-timeout 3 s, a 9 s task)", figures)
     assert figures["workers consuming"] == CONSUMERS
     assert len(running_workers(lab)) == CONSUMERS  # none exited
+    lab.compose("rm", "--stop", "--force", "consumer")  # the next tests expect consumer-1 to 3 again
 
 
 def nudged(lab):

@@ -18,11 +18,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
 
 @pytest.fixture
 def ui_figures(lab):
-    """The broker as students run it (MANAGEMENT_METRICS=true: the UI's figures), for one test."""
-    lab.compose("up", "--detach", "--wait", "rabbitmq", env={"MANAGEMENT_METRICS": "true"})
-    lab.up()
+    """The broker as students run it (MANAGEMENT_METRICS=true: the UI's figures), for one test;
+    every `up` of it says so, or Compose would re-create the broker as the tests run it."""
+    students = {"MANAGEMENT_METRICS": "true"}
+    lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}", env=students)
+    lab.wait_for(lambda: lab.queue()[1] == CONSUMERS, f"{CONSUMERS} workers consuming")
     yield lab
-    lab.compose("up", "--detach", "--wait", "rabbitmq")
+    lab.up()
 
 
 @pytest.mark.skipif(
