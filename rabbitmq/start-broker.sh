@@ -12,11 +12,14 @@
 # task_queue with a member on each node.
 #
 # It refuses to start when the ports are published beyond this machine
-# (LAB_BIND_ADDRESS not loopback) while the login is still the tutorial's guest.
+# (LAB_BIND_ADDRESS not loopback) while the login is still the tutorial's guest,
+# and stops once started if the broker's own users (its volume's) include one
+# whose password is guest or its name.
 set -euo pipefail
 
 readonly POLICY_SET=/tmp/lab-policy-set  # the healthcheck waits for it
 readonly TOPOLOGY=/etc/rabbitmq/lab-definitions.json
+readonly START_SETTINGS=/etc/rabbitmq/conf.d/40-lab-start.conf
 # The broker takes back a task not acknowledged within the consumer timeout
 # (30 min by default): keep it a minute above the longest task the lab accepts.
 CONSUMER_TIMEOUT_MS="$(awk -v dots="${MAX_DOTS_PER_TASK:-3600}" -v per_dot="${SECONDS_PER_DOT:-1}" \
@@ -30,35 +33,64 @@ readonly TASK_QUEUE_POLICY='{
   "consumer-timeout": '"$CONSUMER_TIMEOUT_MS"'
 }'
 
-# The management UI's queue figures come from the management plugin's metrics, a
-# deprecated feature on RabbitMQ 4.x (permitted by default for now, not in a future
-# 4.x): MANAGEMENT_METRICS=false runs the broker as that version will. The lab's own
-# tools read the Prometheus endpoint and AMQP instead, so they work either way.
-permit_management_metrics() {
+# Settings that depend on how the lab is started, written at each start.
+# - The management UI's queue figures come from the management plugin's metrics, a
+#   deprecated feature on RabbitMQ 4.x (permitted by default for now, not in a future
+#   4.x): MANAGEMENT_METRICS=false runs the broker as that version will. The lab's
+#   own tools read the Prometheus endpoint and AMQP instead: they work either way.
+# - The tutorial's guest login works through the published ports only while they are
+#   on loopback: the container sees a client on the host as the Docker gateway, so
+#   guest needs loopback_users = none. Beyond loopback, guest may log in from inside
+#   the container only, whatever users the broker's volume keeps.
+write_start_settings() {
   case "${MANAGEMENT_METRICS:-true}" in
     true | false) ;;
     *) echo "start-broker.sh: MANAGEMENT_METRICS must be true or false, got '$MANAGEMENT_METRICS'" >&2; exit 1 ;;
   esac
-  echo "deprecated_features.permit.management_metrics_collection = ${MANAGEMENT_METRICS:-true}" \
-    >/etc/rabbitmq/conf.d/40-management-metrics.conf
+  {
+    echo "deprecated_features.permit.management_metrics_collection = ${MANAGEMENT_METRICS:-true}"
+    if beyond_loopback; then echo "loopback_users.guest = true"; else echo "loopback_users = none"; fi
+  } >"$START_SETTINGS"
+}
+
+beyond_loopback() {
+  case "${LAB_BIND_ADDRESS:-127.0.0.1}" in
+    127.* | ::1 | "[::1]" | localhost) return 1 ;;
+  esac
 }
 
 refuse_guest_beyond_loopback() {
-  local address="${LAB_BIND_ADDRESS:-127.0.0.1}"
   # Without RABBITMQ_DEFAULT_USER/PASS the broker creates guest/guest.
   local user="${RABBITMQ_DEFAULT_USER:-guest}" password="${RABBITMQ_DEFAULT_PASS:-guest}"
-  case "$address" in
-    127.* | ::1 | "[::1]" | localhost) return ;;
-  esac
+  beyond_loopback || return 0
   if [[ "$user" == guest || "$password" == guest ]]; then
-    echo "start-broker.sh: refusing to start: LAB_BIND_ADDRESS=$address publishes the broker beyond this machine while the login is still guest; set RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS in .env to your own (neither guest), or LAB_BIND_ADDRESS=127.0.0.1" >&2
+    echo "start-broker.sh: refusing to start: LAB_BIND_ADDRESS=$LAB_BIND_ADDRESS publishes the broker beyond this machine while the login is still guest; set RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS in .env to your own (neither guest), or LAB_BIND_ADDRESS=127.0.0.1" >&2
     exit 1
   fi
+}
+
+# Beyond loopback, once the broker runs: the users it actually has (its volume keeps
+# those of its first start, whatever .env says now) may not have the password guest
+# or their own name. If one does, the broker stops, saying which and how to fix it.
+refuse_weak_users_beyond_loopback() {
+  beyond_loopback || return 0
+  local user weak=()
+  while IFS=$'\t' read -r user _; do
+    if rabbitmqctl --quiet authenticate_user "$user" guest >/dev/null 2>&1 \
+      || rabbitmqctl --quiet authenticate_user "$user" "$user" >/dev/null 2>&1; then
+      weak+=("$user")
+    fi
+  done < <(rabbitmqctl --quiet list_users --no-table-headers)
+  ((${#weak[@]} == 0)) && return 0
+  echo "start-broker.sh: refusing to run: LAB_BIND_ADDRESS=$LAB_BIND_ADDRESS publishes the broker beyond this machine while its user(s) ${weak[*]} have the password guest or their own name (kept in the broker's volume from an earlier start); fix: docker compose down -v (drops queued tasks), or delete those users, or LAB_BIND_ADDRESS=127.0.0.1" >&2
+  rabbitmqctl --quiet stop >/dev/null 2>&1
+  return 1
 }
 
 set_policy() {
   # await_startup waits for a booting node, but fails at once if the node's VM is not up yet.
   until rabbitmqctl --quiet await_startup >/dev/null 2>&1; do sleep 2; done
+  refuse_weak_users_beyond_loopback || return
   if [[ -n "${LAB_CLUSTER_SIZE:-}" ]]; then
     until rabbitmqctl --quiet await_online_nodes "$LAB_CLUSTER_SIZE" --timeout 60 >/dev/null 2>&1; do sleep 1; done
   fi
@@ -72,7 +104,7 @@ set_policy() {
 }
 
 refuse_guest_beyond_loopback
-permit_management_metrics
+write_start_settings
 rm -f "$POLICY_SET"
 set_policy &
 exec rabbitmq-server "$@"

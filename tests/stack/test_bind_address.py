@@ -54,3 +54,22 @@ def test_a_login_of_your_own_on_a_non_loopback_address_starts(broker_alone):
     parameters = pika.ConnectionParameters("127.0.0.1", broker_alone.amqp_port, credentials=credentials)
     with pika.BlockingConnection(parameters) as connection:
         assert connection.is_open
+
+
+@pytest.mark.timeout(420)
+def test_beyond_loopback_a_volume_that_keeps_the_guest_user_refuses_to_run(broker_alone):
+    """.env's login changed, but the broker's volume keeps the users of its first start."""
+    broker_alone.compose("up", "--detach", "--wait", "--no-deps", "rabbitmq", timeout=300)  # guest, on loopback
+    broker_alone.compose("stop", "rabbitmq")
+    env = {"LAB_BIND_ADDRESS": "0.0.0.0", "RABBITMQ_DEFAULT_USER": "alice", "RABBITMQ_DEFAULT_PASS": "s3cret-pass"}
+    started = broker_alone.compose(
+        "up", "--detach", "--wait", "--no-deps", "rabbitmq", env=env, check=False, timeout=300
+    )
+    logs = broker_alone.compose("logs", "--no-color", "--no-log-prefix", "rabbitmq", env=env).stdout
+    running = broker_alone.compose("ps", "--status", "running", "--quiet", "rabbitmq", env=env).stdout.strip()
+    assert started.returncode != 0 and not running, started.stdout + started.stderr
+    assert "start-broker.sh: refusing to run: LAB_BIND_ADDRESS=0.0.0.0 publishes the broker beyond this machine " \
+           "while its user(s) guest have the password guest or their own name" in logs, logs[-3000:]  # fmt: skip
+    assert "docker compose down -v" in logs
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker_alone.amqp_port))  # guest/guest
