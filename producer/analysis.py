@@ -97,12 +97,14 @@ def tally(run):
             finished.setdefault(event["message_id"], []).append(event)
     done = {task: events for task, events in finished.items() if events[0]["event"] == "done"}
     unseen = run.get("done by others", 0)  # by consumers that send no records
+    # Stopped looking, the tasks not seen done may still be: they are not called lost.
+    lost = "not seen done (stopped looking)" if run.get("stopped looking") else "lost"
     return {
         "sent": run["sent"],
         "done": len(done),
         "rejected": len(finished) - len(done),
         **({"done by others": unseen} if unseen else {}),
-        "lost": run["sent"] - len(finished) - unseen,
+        lost: run["sent"] - len(finished) - unseen,
         "done more than once": sum(len(events) > 1 for events in done.values()),
         "redelivered": sum(attempt["redelivered"] for attempt in attempts(run["events"])),
     }

@@ -251,6 +251,8 @@ def print_run(run, marks=()):
         out.print(
             f"  {unseen} left {QUEUE} through consumers that send no records (not lab workers): done, for the broker"
         )
+    if why := run.get("lost because"):
+        out.print(f"  {tally(run)['lost']} lost: {why}")
     out.print(", ".join(f"{name} {value}" for name, value in tally(run).items()))
     if records:
         out.print()

@@ -54,15 +54,16 @@ def main(argv=None):
         why = f"{exc}; {confirmed(exc.confirmed, count)}" if isinstance(exc, SendFailed) else short_error(exc)
         print(f"new_task.py: sending to {broker} failed: {why}", file=sys.stderr)
         return 1
-    status = 0 if run is None else show_run(run, args, count, stopped=bool(stop()))
+    status = 0 if run is None else show_run(run, args, count)
     if stop():
-        print(f"\nnew_task.py: {stop()} while waiting for the records; all {count:,} tasks were confirmed and stay "
-              f"in {QUEUE} until done", file=sys.stderr)  # fmt: skip
+        print(f"\nnew_task.py: {stop()} while waiting for the records: it stopped looking; all {count:,} tasks were "
+              f"confirmed, and those not seen done above stay in {QUEUE} or with a worker until done",
+              file=sys.stderr)  # fmt: skip
         return stop.status
     return status
 
 
-def show_run(run, args, count, stopped=False):
+def show_run(run, args, count):
     """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
     print()
     print_run(run, runs.marks_of(run))
@@ -72,9 +73,12 @@ def show_run(run, args, count, stopped=False):
         print(f"\nTimeline chart: {runs.shown(png)}")
     else:
         print(f"\nRecords: {runs.shown(runs.TIMELINES / run['name'])}.json (no task done, no chart)")
-    unfinished = tally(run)["lost"]  # neither done nor rejected (yet)
-    if unfinished and not stopped:
-        print(f"new_task.py: timed out after {args.timeout:g} s with {count - unfinished} of {count} tasks done "
+    lost = tally(run).get("lost", 0)  # neither done nor rejected; none while it stopped looking
+    if lost and "lost because" in run:
+        print(f"new_task.py: {lost} of {count} tasks lost: {run['lost because']}", file=sys.stderr)
+        return 1
+    if lost:
+        print(f"new_task.py: timed out after {args.timeout:g} s with {count - lost} of {count} tasks done "
               "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
         return 1
     return 0
@@ -112,9 +116,25 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     finally:
         progress.close()
     run = {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
-    if ended == "left the queue":
-        run["done by others"] = count - len(finished_tasks(events))
+    account_for_the_unseen(run, ended, listener, others_at_start=workers > args.expect_workers)
     return run
+
+
+def account_for_the_unseen(run, ended, listener, others_at_start):
+    """What became of the tasks no worker's record accounts for, as far as the broker said:
+    deleted with task_queue, taken by consumers that are not lab workers (done, for the
+    broker), or gone some other way (lost). Stopped looking: not known yet."""
+    unseen = run["sent"] - len(finished_tasks(run["events"]))
+    if ended == "stopped":
+        run["stopped looking"] = True
+    elif unseen and listener.task_queue_deleted:
+        run["lost because"] = f"{QUEUE} was deleted while they were in it"
+    elif unseen and ended == "left the queue":
+        if listener.other_consumers or others_at_start:
+            run["done by others"] = unseen
+        else:
+            run["lost because"] = (f"they left {QUEUE} with no record from a worker while no consumer but the lab's "
+                                   "workers was attached (purged, or expired?)")  # fmt: skip
 
 
 def confirmed(number, count):

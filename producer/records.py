@@ -8,6 +8,7 @@ fast. analysis.py says what they mean.
 
 import json
 import os
+import re
 import time
 
 from analysis import FinishedTasks, in_progress
@@ -17,6 +18,8 @@ from lab.topology import QUEUE
 from publisher import reconnecting
 
 QUIET_SECONDS = 3
+# The lab's workers consume with their Compose name as consumer tag (consumer/worker.py).
+LAB_WORKER = re.compile(r"consumer-\d+")
 # A quorum queue's figures reach the Prometheus endpoint at its tick, up to 5 s late
 # (measured on 4.3.6): task_queue counts as idle once it has looked idle for this long.
 IDLE_FOR_SECONDS = 6
@@ -35,6 +38,8 @@ class EventListener:
 
     def __init__(self, parameters, batch):
         self.parameters, self.batch = parameters, batch
+        self.other_consumers = set()  # consumer tags on task_queue that are not lab workers'
+        self.task_queue_deleted = False
         self.queue = f"task-records.{batch}"
         if isinstance(parameters, list) and len(parameters) > 1:
             # A cluster: a classic queue lives on one node, and its records would die with it.
@@ -59,9 +64,11 @@ class EventListener:
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
             with attempt, open_first(self.parameters) as connection:
+                watch = BrokerWatch(connection.channel())
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
+                    self.hear(watch)
                     if body is not None:
                         heard = time.monotonic()
                         idle.reset()
@@ -85,6 +92,45 @@ class EventListener:
                 channel.cancel()
                 channel.queue_delete(self.queue)
         return events, ended
+
+    def hear(self, watch):
+        """What the broker said about task_queue since the last time."""
+        for kind, name in watch.news():
+            if kind == "queue.deleted" and name == QUEUE:
+                self.task_queue_deleted = True
+            elif kind == "consumer.created" and not LAB_WORKER.fullmatch(name):
+                self.other_consumers.add(name)
+
+
+class BrokerWatch:
+    """The broker's own events about task_queue while a batch runs (amq.rabbitmq.event,
+    from the rabbitmq_event_exchange plugin): a consumer attached, the queue deleted."""
+
+    EXCHANGE, KEYS = "amq.rabbitmq.event", ("consumer.created", "queue.deleted")
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.queue = channel.queue_declare("", exclusive=True).method.queue
+        for key in self.KEYS:
+            channel.queue_bind(self.queue, self.EXCHANGE, key)
+
+    def news(self):
+        """(kind, consumer tag or queue name) of each event about task_queue since the last call."""
+        while True:
+            method, properties, _body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return
+            headers = {key: text(value) for key, value in (properties.headers or {}).items()}
+            if headers.get("vhost") != "/":
+                continue
+            if method.routing_key == "consumer.created" and headers.get("queue") == QUEUE:
+                yield method.routing_key, headers.get("consumer_tag") or ""
+            elif method.routing_key == "queue.deleted":
+                yield method.routing_key, headers.get("name") or ""
+
+
+def text(value):
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 class SustainedIdle:

@@ -178,6 +178,20 @@ def test_task_queue_deleted_the_workers_declare_it_again_and_consume(lab, capsys
     assert workers == CONSUMERS and sorted(done) == list(range(1, 7))
 
 
+def test_task_queue_deleted_mid_wait_the_tasks_it_held_are_reported_lost(lab, capsys):
+    since = lab.now()
+    with lab.sending("12", "--dots", "3", "--wait", "--name", "deleted-mid-wait", "--timeout", "120") as sending:
+        lab.wait_for(lambda: "[x] Received" in lab.consumer_logs(since), "a task to start")
+        lab.compose("exec", "rabbitmq", "rabbitmqctl", "delete_queue", "task_queue")
+        out, err = sending.communicate(timeout=150)
+    said = re.search(r"(\d+) lost: task_queue was deleted while they were in it", out)
+    print_figures(capsys, "task_queue deleted mid --wait", {"exit": sending.returncode, "lost": said and said[1]})
+    assert sending.returncode == 1, out + err
+    assert said and int(said[1]) >= 9, out  # at least the nine still waiting in the queue
+    assert "done by others" not in out and "through consumers that send no records" not in out
+    assert f"{said[1]} of 12 tasks lost: task_queue was deleted" in err
+
+
 def test_send_ended_by_sigterm_stops_its_producer_and_says_what_was_confirmed(lab, capsys):
     lab.compose("stop", "consumer")  # every confirmed task stays in the queue, to count
     count = 200_000

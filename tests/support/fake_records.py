@@ -9,13 +9,23 @@ from types import SimpleNamespace
 
 
 class RecordsChannel:
-    def __init__(self, messages=(), then=None):
+    def __init__(self, messages=(), then=None, broker_events=()):
         self.bodies = [json.dumps(records).encode() for records in messages]
+        self.broker_events = list(broker_events)  # (routing key, headers) on amq.rabbitmq.event
         self.then = then
         self.acked = []
 
     def queue_declare(self, queue, **_settings):
+        return SimpleNamespace(method=SimpleNamespace(queue=queue or "amq.gen-broker-events"))
+
+    def queue_bind(self, queue, exchange, routing_key):
         pass
+
+    def basic_get(self, queue, auto_ack):
+        if self.broker_events:
+            routing_key, headers = self.broker_events.pop(0)
+            return SimpleNamespace(routing_key=routing_key), SimpleNamespace(headers=headers), b""
+        return None, None, None
 
     def consume(self, queue, inactivity_timeout):
         for tag, body in enumerate(self.bodies, start=1):

@@ -97,3 +97,17 @@ def reads_per_record(monkeypatch, count):
 def test_collecting_reads_each_record_a_bounded_number_of_times_however_many_came_before(monkeypatch):
     few, many = reads_per_record(monkeypatch, 100), reads_per_record(monkeypatch, 1000)
     assert many <= few + 1  # reading every earlier record again at each new one makes it ten times as many
+
+
+def test_the_broker_saying_task_queue_was_deleted_or_another_consumer_attached_is_heard(monkeypatch):
+    one = record(1, "w1", 1, 2)
+    events = [
+        ("consumer.created", {"vhost": b"/", "queue": b"task_queue", "consumer_tag": b"consumer-2"}),  # a lab worker
+        ("consumer.created", {"vhost": "/", "queue": "task_queue", "consumer_tag": "ctag1.f00"}),
+        ("consumer.created", {"vhost": "/", "queue": "elsewhere", "consumer_tag": "ctag1.bar"}),
+        ("queue.deleted", {"vhost": "/", "name": "task_queue"}),
+    ]
+    listener = records.EventListener.__new__(records.EventListener)
+    listener.other_consumers, listener.task_queue_deleted = set(), False
+    listener.hear(records.BrokerWatch(RecordsChannel([[one]], broker_events=events)))
+    assert listener.other_consumers == {"ctag1.f00"} and listener.task_queue_deleted
