@@ -60,8 +60,8 @@ def assert_all_tasks_done_and_shared(lab, since, outputs):
     assert lab.queue() == (0, CONSUMERS + len(foreign))
 
 
-def run_client(lab, *args, **kwargs):
-    env = {**os.environ, "AMQP_PORT": str(lab.amqp_port)}
+def run_client(lab, *args, env=None, **kwargs):
+    env = {**os.environ, "AMQP_PORT": str(lab.amqp_port), **(env or {})}
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30, check=False, **kwargs)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -105,26 +105,27 @@ def test_a_queue_declared_without_a_type_is_quorum(lab):
 
 @pytest.fixture
 def amqplib(tmp_path):
-    """NODE_PATH for amqplib, installed with npm into a folder of the test's own."""
+    """NODE_PATH for amqplib as the clients' package.json pins it (the tutorial's 0.10.x),
+    installed with `npm ci` from their lock file into a folder of the test's own."""
     if not (shutil.which("node") and shutil.which("npm")):
         if os.environ.get("CI") == "true":
             pytest.fail("node and npm are needed for the JavaScript client in CI")
         pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
     modules = tmp_path / "npm"
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--prefix", modules, "amqplib"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    modules.mkdir()
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(CLIENTS / name, modules / name)
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=modules, check=True, capture_output=True, timeout=120)
     return str(modules / "node_modules")
 
 
-def test_tutorial_javascript_worker_works_beside_the_lab_workers(lab, tmp_path, amqplib):
+def test_tutorial_javascript_worker_and_new_task_work_beside_the_lab_workers(lab, tmp_path, amqplib):
     since = lab.now()
-    with foreign_workers(lab, tmp_path, [["node", CLIENTS / "worker.js"]], env={"NODE_PATH": amqplib}) as outputs:
+    node = {"NODE_PATH": amqplib}
+    with foreign_workers(lab, tmp_path, [["node", CLIENTS / "worker.js"]], env=node) as outputs:
         for task in TASKS:
-            run_client(lab, sys.executable, CLIENTS / "tutorial_new_task.py", *task.split())
+            sent = run_client(lab, "node", CLIENTS / "new_task.js", *task.split(), env=node)
+            assert f"[x] Sent '{task}'" in sent
         assert_all_tasks_done_and_shared(lab, since, outputs)
 
 
