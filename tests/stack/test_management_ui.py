@@ -24,7 +24,7 @@ def ui_figures(lab):
     lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}", env=students)
     lab.wait_for(lambda: lab.queue()[1] == CONSUMERS, f"{CONSUMERS} workers consuming")
     yield lab
-    lab.up()
+    lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}")  # the tests' broker again
 
 
 @pytest.mark.skipif(
