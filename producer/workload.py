@@ -98,6 +98,11 @@ def tasks_from_rows(lines, source, *, max_dots):
     tasks = []
     try:
         for row in rows:
+            if len(row) > 1:  # a comma outside quotes: never a task cut short in silence
+                raise InputError(
+                    f"{source} line {rows.line_num} has {len(row)} columns; a task file has one "
+                    f'(a task with a comma in it goes in double quotes: "{",".join(row)[:60]}")'
+                )
             task = row[0].strip() if row else ""
             if task.count(".") > max_dots:
                 raise InputError(f"{source} line {rows.line_num} asks for {too_much_work(task.count('.'), max_dots)}")

@@ -81,8 +81,12 @@ check_line_endings() {
     return
   fi
   count="$(grep -c . <<<"$with_cr")"
-  verdict FAIL "line endings" "$count files have Windows line endings (CR), e.g. $(first_line "$with_cr")" \
-    "git config --global core.autocrlf input, then clone the lab again (or, in this clone, after committing your changes: git rm -rq --cached . && git reset --hard)"
+  # .env holds the student's own settings: fixed in place, never checked out again.
+  local fix="sed -i 's/\\r\$//' .env (keeps your settings)"
+  if [[ "$with_cr" != .env ]]; then
+    fix="git config --global core.autocrlf input, then clone the lab again and bring your settings along: sed 's/\\r\$//' OLD-CLONE/.env > .env"
+  fi
+  verdict FAIL "line endings" "$count files have Windows line endings (CR), e.g. $(first_line "$with_cr")" "$fix"
 }
 
 # What holds PORT (PROTOCOL amqp or http), in $holder, and how to stop it, in

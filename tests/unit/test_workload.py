@@ -60,7 +60,7 @@ def from_rows(rows, max_dots=LIMIT):
 
 
 def test_course_file_rows_are_tasks():
-    rows = [b"First task....\r\n", b"\n", b'"Second, with a comma...."\n', b"Third.,ignored column\n"]
+    rows = [b"First task....\r\n", b"\n", b'"Second, with a comma...."\n', b"Third.\n"]
     assert from_rows(rows) == (3, ["First task....", "Second, with a comma....", "Third."])
 
 
@@ -129,3 +129,13 @@ def test_a_run_name_that_cannot_be_a_file_name_is_refused_before_anything_is_sen
         command_line.parse_args(["3", "--wait", "--name", name])
     assert ended.value.code == 2
     assert "--name may use up to 100 letters" in capsys.readouterr().err
+
+
+def test_a_row_with_a_comma_outside_quotes_is_refused_with_its_line_number():
+    rows = [b"First.\n", b"task,with comma...\n"]
+    with pytest.raises(workload.InputError, match=r"tasks.csv line 2 has 2 columns; a task file has one"):
+        workload.tasks_from_rows(rows, "tasks.csv", max_dots=10)
+    assert workload.tasks_from_rows([b'"task, with comma..."\n'], "tasks.csv", max_dots=10) == (
+        1,
+        ["task, with comma..."],
+    )
