@@ -1,25 +1,8 @@
-"""What a task is to a worker: its text, how much work it asks for, and what
-makes it poison (a task no worker can process)."""
+"""What a task is to a worker: its text and how much work it asks for (what makes
+it poison is in lab/tasks.py: dead-letters.sh says why with the same rules)."""
 
 import time
 from dataclasses import dataclass
-
-
-class PoisonTask(ValueError):
-    """A task no worker can process: it goes to the dead-letter queue, not back to task_queue."""
-
-
-def read_task(body, max_dots):
-    """The task's text, or PoisonTask saying why there is no valid task in `body`."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PoisonTask("not valid UTF-8 text") from None
-    if not text.strip():
-        raise PoisonTask("an empty task")
-    if text.count(".") > max_dots:
-        raise PoisonTask(f"{text.count('.')} units of work, more than the {max_dots} a task may ask for")
-    return text
 
 
 def work_seconds(text, seconds_per_dot):

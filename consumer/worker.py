@@ -28,10 +28,11 @@ import supervisor
 import threads
 from broker import ConsumerCancelled, connection_parameters, declare_queues, why_cancelled
 from events import Events
+from lab.tasks import PoisonTask, read_task
 from lab.topology import QUEUE
 from settings import Config, ConfigError
 from settlement import Session
-from tasks import PoisonTask, QuickTasksLog, Task, done_line, read_task, work_seconds
+from tasks import QuickTasksLog, Task, done_line, work_seconds
 
 
 class Worker:

@@ -64,6 +64,7 @@ def parse_args(argv):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("message_or_count", nargs="?", help="a task's text, or how many tasks to generate")
     source.add_argument("--file", metavar="PATH", help="send one task per row of this file (- for stdin)")
+    source.add_argument("--poison", action="store_true", help="send one task the workers reject (not UTF-8)")
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--dots", type=whole_number, metavar="D", help="dots in each generated task (default 1)")
     shape.add_argument("--heavy", type=pair(":", 1), metavar="K:H", help="every K-th generated task has H dots")

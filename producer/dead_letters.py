@@ -19,7 +19,9 @@ from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 from connection import connection_parameters
 from lab.brokers import open_first, reset, short_error
+from lab.tasks import PoisonTask, read_task
 from lab.topology import DEAD_LETTER_QUEUE, QUEUE, declare_dead_letters, declare_task_queue
+from workload import max_dots_per_task
 
 WHY = {
     "rejected": "a worker rejected it",
@@ -34,14 +36,26 @@ def declare(channel):
     return channel.queue_declare(DEAD_LETTER_QUEUE, passive=True).method.message_count
 
 
-def describe_death(properties):
-    """ "a worker rejected it, in task_queue at 21:04:05" from the x-death header."""
+def describe_death(properties, body=b""):
+    """ "a worker rejected it (not valid UTF-8 text), in task_queue at 21:04:05" from the
+    x-death header, and for a rejected task the workers' own rule it broke (lab.tasks)."""
     deaths = (properties.headers or {}).get("x-death") or [{}]
     death = deaths[0]
     why = WHY.get(death.get("reason"), death.get("reason", "unknown reason"))
+    if death.get("reason") == "rejected":
+        why += f" ({poison_reason(body)})"
     when = death.get("time")
     at = f" at {when:%Y-%m-%d %H:%M:%S}" if isinstance(when, datetime) else ""
     return f"{why}, in {death.get('queue', '?')}{at}"
+
+
+def poison_reason(body):
+    """Why the workers' rules refuse this task today (MAX_DOTS_PER_TASK as now set)."""
+    try:
+        read_task(body, max_dots_per_task())
+    except PoisonTask as poison:
+        return str(poison)
+    return "a valid task now: requeue it"
 
 
 def list_dead_letters(channel, count):
@@ -53,7 +67,7 @@ def list_dead_letters(channel, count):
         method, properties, body = channel.basic_get(DEAD_LETTER_QUEUE)
         if method is None:
             break
-        print(f"{number:>4}. {body[:70]!r}: {describe_death(properties)} (id {properties.message_id})")
+        print(f"{number:>4}. {body[:70]!r}: {describe_death(properties, body)} (id {properties.message_id})")
     # Not acknowledged: closing the channel puts every one back.
     print("Put them back in task_queue with: scripts/dead-letters.sh requeue")
 

@@ -187,7 +187,7 @@ def messages(tasks, batch, reply_to=None):
             message_id=message_id(batch, number),
             reply_to=reply_to,
         )
-        yield QUEUE, text.encode("utf-8"), properties
+        yield QUEUE, text if isinstance(text, bytes) else text.encode("utf-8"), properties
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ import sys
 
 from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
 
+# A task the workers reject as poison (not UTF-8 text), for send.sh --poison: bytes as
+# they are sent, as no text the checks here let through could be.
+POISON = b"Poison \xff\xfe task."
 WORKER_WAIT_SECONDS = 15  # how long a send waits for the running workers to attach
 LOOKS_LIKE_A_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # The longest task text: the csv module refuses longer fields in a task file.
@@ -123,6 +126,8 @@ def read_tasks(args):
         name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name) is not None
     }
     max_dots = max_dots_per_task()
+    if args.poison:
+        return 1, [POISON]
     if args.file is None:
         return tasks_from_argument(args.message_or_count, max_dots=max_dots, **shape)
     if shape:

@@ -2,10 +2,12 @@
 # Send tasks to the lab's work queue, through the producer image, against the
 # running lab. Every task is persistent and confirmed by the broker.
 #
-# Usage: scripts/send.sh COUNT | MESSAGE | --file PATH  [OPTIONS]
+# Usage: scripts/send.sh COUNT | MESSAGE | --file PATH | --poison  [OPTIONS]
 #   scripts/send.sh 6                  six generated tasks, "Task 1." ... "Task 6."
 #   scripts/send.sh "Hello..."         one task; each dot is one unit of work
 #   scripts/send.sh --file tasks.csv   one task per row (one column, no header)
+#   scripts/send.sh --poison           one task the workers reject (not UTF-8),
+#                                      to follow to the dead-letter queue
 # Options for generated tasks (one of):
 #   --dots D        D dots in every task (default 1)
 #   --heavy K:H     every K-th task has H dots, the others one
@@ -28,6 +30,7 @@ if help_asked "$@"; then
   exit 0
 fi
 file=""
+poison=""
 argument=""
 options=()
 waiting=""
@@ -38,6 +41,7 @@ while (($#)); do
       if [[ "$1" == --file ]]; then file="$(from_caller "$2")"; else options+=("$1" "$2"); fi
       shift 2 ;;
     --wait) options+=("$1"); waiting=1; shift ;;
+    --poison) poison=1; shift ;;
     --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; shift ;;
     -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, refused below
     -*) refuse "$1" ;;
@@ -46,7 +50,9 @@ while (($#)); do
   esac
 done
 
-if [[ -n "$file" ]]; then
+if [[ -n "$poison" ]]; then
+  [[ -z "$argument$file" ]] || fail "give --poison alone, without a COUNT, MESSAGE or --file"
+elif [[ -n "$file" ]]; then
   [[ -z "$argument" ]] || fail "give either --file or a COUNT/MESSAGE, not both"
   [[ -f "$file" && -r "$file" ]] || fail "cannot read $file (a missing or unreadable file)"
   grep -q '[^[:space:],"]' "$file" || fail "$file has no tasks (expected one task per row)"
@@ -60,7 +66,9 @@ fi
 require_running_lab
 options+=(--expect-workers "$(running_workers)")
 [[ -z "$waiting" ]] || show_dashboard
-if [[ -n "$file" ]]; then
+if [[ -n "$poison" ]]; then
+  producer new_task.py --poison "${options[@]}"
+elif [[ -n "$file" ]]; then
   producer new_task.py --file - "${options[@]}" <"$file"
 else
   producer new_task.py "${options[@]}" -- "$argument"

@@ -69,7 +69,8 @@ def test_listing_says_why_where_and_when_each_task_died_and_takes_none_away(caps
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"3 tasks in {DEAD_LETTER_QUEUE}:",
-        "   1. b'\\xff\\xfe not text': a worker rejected it, in task_queue at 2026-05-04 21:04:05 (id b.1)",
+        "   1. b'\\xff\\xfe not text': a worker rejected it (not valid UTF-8 text), in task_queue"
+        " at 2026-05-04 21:04:05 (id b.1)",
         "   2. b'Long......': delivered too many times without an acknowledgement, in task_queue (id b.2)",
         "   3. b'who knows': unknown reason, in ? (id b.3)",
         "Put them back in task_queue with: scripts/dead-letters.sh requeue",
@@ -147,3 +148,12 @@ def test_main_says_why_in_one_line_when_no_broker_answers(monkeypatch, capsys):
     monkeypatch.setattr(dead_letters, "open_first", no_broker)
     assert dead_letters.main(["requeue"]) == 1
     assert capsys.readouterr().err == "dead_letters.py: ConnectionRefusedError: [Errno 111] Connection refused\n"
+
+
+def test_a_rejected_task_is_listed_with_the_rule_it_broke_as_the_workers_apply_it(monkeypatch):
+    monkeypatch.setenv("MAX_DOTS_PER_TASK", "3")
+    rejected = SimpleNamespace(headers={"x-death": [{"reason": "rejected", "queue": "task_queue"}]})
+    assert dead_letters.describe_death(rejected, b"Long....") == (
+        "a worker rejected it (4 units of work, more than the 3 a task may ask for), in task_queue"
+    )
+    assert "a valid task now: requeue it" in dead_letters.describe_death(rejected, b"Short.")

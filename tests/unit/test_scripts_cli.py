@@ -66,6 +66,7 @@ def test_an_unknown_option_is_one_line_and_exit_2(sandbox, script):
         ["doctor.sh", "--fix"],
         ["send.sh", "6", "7"],
         ["send.sh", "--bogus"],
+        ["send.sh", "--poison", "6"],
         ["test.sh", "-k", "dispatch"],
         ["test.sh", "tests/unit", "-x"],
     ],

@@ -24,6 +24,7 @@ import settlement
 import supervisor
 import tasks
 import worker
+from lab import tasks as lab_tasks
 from settings import Config, ConfigError, replica_name
 
 LOGIN = {"RABBITMQ_DEFAULT_USER": "lab", "RABBITMQ_DEFAULT_PASS": "secret", "WORKER_NAME": "w1"}
@@ -197,12 +198,12 @@ def test_heartbeat_is_the_brokers_unless_set():
     ],
 )
 def test_poison_tasks_are_refused_with_the_reason(body, reason):
-    with pytest.raises(tasks.PoisonTask, match=reason):
-        tasks.read_task(body, max_dots=10)
+    with pytest.raises(lab_tasks.PoisonTask, match=reason):
+        lab_tasks.read_task(body, max_dots=10)
 
 
 def test_a_task_is_its_utf8_text():
-    assert tasks.read_task("Tâche ...".encode(), max_dots=10) == "Tâche ..."
+    assert lab_tasks.read_task("Tâche ...".encode(), max_dots=10) == "Tâche ..."
 
 
 class FakeChannel:

@@ -3,8 +3,10 @@
 import pytest
 
 import command_line
+import new_task
 import workload
 from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
+from lab.tasks import PoisonTask, read_task
 
 LIMIT = DEFAULT_MAX_DOTS_PER_TASK
 
@@ -139,3 +141,12 @@ def test_a_row_with_a_comma_outside_quotes_is_refused_with_its_line_number():
         1,
         ["task, with comma..."],
     )
+
+
+def test_poison_on_purpose_is_one_task_the_workers_reject():
+    count, tasks = workload.read_tasks(command_line.parse_args(["--poison"]))
+    assert (count, tasks) == (1, [workload.POISON])
+    with pytest.raises(PoisonTask, match="not valid UTF-8 text"):
+        read_task(workload.POISON)
+    [(_queue, body, _properties)] = new_task.messages(tasks, "b1")
+    assert body == workload.POISON
