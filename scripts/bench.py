@@ -6,6 +6,8 @@ on a stack of its own. Prints a table per measurement and ends with
 `bench.py dashboard` measures only what the live dashboard costs the workers.
 `bench.py collect` measures only --wait's collecting of records, in this process
 on a fake broker (no stack): the records per second it keeps up with.
+`bench.py wait` measures only send.sh --wait on big batches (20,000 tasks of 10 ms,
+100,000 of no work): how long after the last task it ends, and that none is lost.
 
 These machines are noisy: compare the ratios, each measured within one run.
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import pika
 
 import records
+from analysis import tally
 from display import WaitProgress
 from example_runs import BATCH, record
 from fake_records import RecordsChannel, connections
@@ -47,6 +50,7 @@ SECONDS_PER_DOT = 0.2
 DISPATCH_TASKS = [1, 1, 6] * 3  # dots per task: the fair-dispatch demo's workload
 DASHBOARD_PREFETCHES = (1, 100)
 COLLECT_COUNTS = (20_000, 100_000)
+WAIT_BATCHES = ((20_000, 1, "0.01"), (100_000, 0, "0.01"))  # tasks, dots each, SECONDS_PER_DOT
 
 
 class Stack(LabStack):
@@ -326,7 +330,44 @@ def print_collecting(rates):
         print(f"  {count:>7,} records  {per_second:>9,.0f} records/s")
 
 
+def measure_waiting(stack):
+    """send.sh --wait on big batches, three workers: {(tasks, dots): (work span s, --wait's
+    end after the last task s, done, lost)}. The target: --wait ends within a few seconds
+    of the last task, every task reported done."""
+    results = {}
+    for count, dots, per_dot in WAIT_BATCHES:
+        stack.workers(3, dashboard=False, SECONDS_PER_DOT=per_dot)
+        name = f"wait-{count}-{dots}"
+        stack.output(str(ROOT / "scripts/send.sh"), str(count), "--dots", str(dots), "--wait", "--timeout", "1800",
+                     "--name", name)  # fmt: skip
+        ended = time.time()
+        run = json.loads((stack.timelines / f"{name}.json").read_text())
+        figures = tally(run)
+        finished = [e.get("finished", e["started"]) for e in run["events"] if e["event"] == "done"]
+        started = [e["started"] for e in run["events"] if e["event"] in ("started", "done")]
+        results[(count, dots)] = (max(finished) - min(started), ended - max(finished), figures["done"], figures["lost"])
+    return results
+
+
+def print_waiting(results):
+    print(
+        "\nsend.sh --wait on big batches, 3 workers at prefetch 1 (target: ends within a few seconds of the last task)"
+    )
+    for (count, dots), (span, behind, done, lost) in results.items():
+        work = f"{dots} dot of 10 ms" if dots else "no work"
+        print(f"  {count:>7,} tasks, {work:<14} work {span:>6.1f} s, --wait ended {behind:>5.1f} s after the last task,"
+              f" done {done:,}, lost {lost}")  # fmt: skip
+
+
 def main():
+    if sys.argv[1:] == ["wait"]:
+        with tempfile.TemporaryDirectory() as timelines:
+            stack = Stack(Path(timelines))
+            stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=900)
+            try:
+                return print_waiting(measure_waiting(stack))
+            finally:
+                stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
     if sys.argv[1:] == ["collect"]:
         return print_collecting(measure_collecting())
     with tempfile.TemporaryDirectory() as timelines:
@@ -381,6 +422,7 @@ def report(stack):
     print(f"  all consumers back {back:.2f} s after the restarted broker was healthy (target < 5)")
 
     print_collecting(measure_collecting())
+    print_waiting(measure_waiting(stack))
 
     dispatch_ratio = min(ideal / measured for measured, ideal in dispatch.values())
     dashboard_ratio = print_dashboard(measure_dashboard(stack))

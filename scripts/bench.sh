@@ -12,7 +12,8 @@
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
-# Takes: about eight minutes (--cluster: about four; dashboard: less; collect: a minute).
+#        scripts/bench.sh wait         (only send.sh --wait on 20,000 and 100,000 tasks)
+# Takes: about ten minutes (--cluster: about four; wait: three; dashboard: less; collect: a minute).
 # Changes: nothing of the lab: it builds images and runs, then removes, a stack
 # of its own; installs the test requirements into .venv.
 set -euo pipefail
@@ -21,7 +22,7 @@ source "$(dirname "$0")/lib.sh"
 
 check_arguments 1 "--cluster" "$@"
 case "${1:-}" in
-  "" | dashboard | collect | --cluster) ;;
+  "" | dashboard | collect | wait | --cluster) ;;
   *) refuse "$1" ;;
 esac
 ensure_venv
