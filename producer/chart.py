@@ -2,8 +2,9 @@
 drawn with matplotlib and saved as a PNG."""
 
 from analysis import makespan, per_worker, sequence_number, span
+from lab.colours import STATE_COLOURS
 
-CUT_COLOR, FAULT_COLOR = "lightgray", "crimson"
+DONE_COLOR, CUT_COLOR, FAULT_COLOR = STATE_COLOURS["done"], STATE_COLOURS["cut"], "crimson"
 
 
 def label_color(face):
@@ -27,8 +28,8 @@ def timeline_figure(runs):
     figure, axes = plt.subplots(len(runs), 1, figsize=(11, 1.4 + 0.5 * rows + 0.6 * len(runs)), squeeze=False)
     longest = max(makespan(records) for _title, records, _marks in runs)
     legend = [
-        Patch(facecolor="C0", edgecolor="white", label="done"),
-        Patch(facecolor="C0", edgecolor="white", hatch="//", label="redelivered (hatched)"),
+        Patch(facecolor=DONE_COLOR, edgecolor="white", label="done"),
+        Patch(facecolor=DONE_COLOR, edgecolor="white", hatch="//", label="redelivered (hatched)"),
         Patch(facecolor=CUT_COLOR, edgecolor="white", hatch="xx", label="cut short"),
     ]
     for axis, (title, records, marks) in zip(axes[:, 0], runs, strict=True):
@@ -37,7 +38,7 @@ def timeline_figure(runs):
         for row, (tasks, _busy) in enumerate(workers.values()):
             for record in tasks:
                 left, length = record["started"] - start, record["finished"] - record["started"]
-                color = CUT_COLOR if record.get("cut") else f"C{row % 10}"
+                color = CUT_COLOR if record.get("cut") else DONE_COLOR  # by state, as on the dashboard
                 hatch = "xx" if record.get("cut") else "//" if record["redelivered"] else None
                 axis.broken_barh([(left, length)], (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
                 label = str(sequence_number(record))

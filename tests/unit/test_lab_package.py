@@ -3,6 +3,7 @@ agrees with the clients', pika's errors in words, the first broker that answers,
 the record/event schema."""
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from pika.adapters.utils.connection_workflow import AMQPConnectorSocketConnectError
 from pika.exceptions import AMQPConnectionError
 
-from lab import brokers, metrics, schema, topology
+from lab import brokers, colours, metrics, schema, topology
 from lab.brokers import short_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +96,9 @@ def test_queue_figures_are_read_from_the_prometheus_text_of_the_vhost():
         "task_queue": {"messages_ready": 12, "messages_unacked": 3, "messages": 15},
         "task_queue_copy": {"messages_ready": 99},
     }
+
+
+def test_the_page_colours_each_state_as_the_png_does():
+    css = (ROOT / "dashboard/static/style.css").read_text()
+    page = dict(re.findall(r"--(\w+): (#[0-9a-f]{6})", css.split("}", 1)[0]))
+    assert {state: page[state] for state in colours.STATE_COLOURS} == colours.STATE_COLOURS
