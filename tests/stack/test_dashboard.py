@@ -313,7 +313,8 @@ def test_forged_events_are_refused_and_the_page_keeps_drawing_without_running_th
         for body in [*forged_messages(now), *flood(now)]:
             channel.basic_publish("lab.events", "", body)
         # Read in order: once the page knows this worker, the dashboard has read the whole flood.
-        channel.basic_publish("lab.events", "", json.dumps([{"event": "attached", "worker": "after-flood", "prefetch": 1, "at": now}]))
+        marker = {"event": "attached", "worker": "after-flood", "prefetch": 1, "at": now}
+        channel.basic_publish("lab.events", "", json.dumps([marker]))
         page.wait_for_function("window.labDashboard.live.workers.has('after-flood')", timeout=120_000)
         expect(page.locator("#dropped")).to_contain_text("malformed events dropped")
         result = lab.send("3", "--dots", "1", "--wait", "--name", "dashboard-after-forgery")
