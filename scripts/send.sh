@@ -58,6 +58,9 @@ elif [[ -n "$file" ]]; then
   grep -q '[^[:space:],"]' "$file" || fail "$file has no tasks (expected one task per row)"
 elif [[ -z "${argument//[[:space:]]/}" ]]; then
   fail "give a COUNT, a MESSAGE or --file PATH (see --help)"
+elif command -v iconv >/dev/null && ! iconv -f UTF-8 -t UTF-8 <<<"$argument" >/dev/null 2>&1; then
+  # Checked here: on its way into the container, Docker would turn the bytes into U+FFFD.
+  fail "the message is not UTF-8 text"
 elif [[ "$argument" =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]] \
   && ! [[ "$argument" =~ ^\+?[0-9]+$ && "$((10#${argument#+}))" -ge 1 ]]; then
   fail "the number of tasks must be a positive whole number, got '$argument'"

@@ -67,6 +67,7 @@ def test_an_unknown_option_is_one_line_and_exit_2(sandbox, script):
         ["send.sh", "6", "7"],
         ["send.sh", "--bogus"],
         ["send.sh", "--poison", "6"],
+        ["send.sh", "T\udce2che."],  # a byte that is not UTF-8 (argv as os.fsencode passes it)
         ["test.sh", "-k", "dispatch"],
         ["test.sh", "tests/unit", "-x"],
     ],
