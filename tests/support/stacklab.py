@@ -174,3 +174,46 @@ def completions(events):
         if record["event"] == "done":
             done.setdefault(record["message_id"], []).append(record)
     return done
+
+
+class EventTap:
+    """Every event the lab's workers publish to lab.events while the tap runs, checked
+    against the schema (lab/schema.py). Events of other publishers (a test forging them
+    on purpose) are left out: the lab's workers are the consumer-N of the stack."""
+
+    WORKER = re.compile(r"consumer-\d+")
+
+    def __init__(self, lab):
+        self.lab, self.seen, self.invalid = lab, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.listen, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def listen(self):
+        while not self.stop.is_set():
+            try:
+                with self.lab.connect() as connection:  # a connection of its own: pika is not thread-safe
+                    channel = connection.channel()
+                    tapped = channel.queue_declare("", exclusive=True).method.queue
+                    channel.queue_bind(tapped, "lab.events")
+                    for _method, _properties, body in channel.consume(tapped, auto_ack=True, inactivity_timeout=1):
+                        if self.stop.is_set():
+                            return
+                        if body is not None:
+                            self.check(json.loads(body))
+            except (pika.exceptions.AMQPError, OSError):
+                self.stop.wait(1)  # the broker restarts in some tests: listen again
+
+    def check(self, events):
+        for event in events:
+            if isinstance(event, dict) and self.WORKER.fullmatch(str(event.get("worker"))):
+                self.seen += 1
+                if problem := schema.problem(event, event=True):
+                    self.invalid.append((problem, event))
