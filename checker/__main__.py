@@ -1,0 +1,139 @@
+"""scripts/check-worker.sh's orchestrator (run by it, with the lab's workers stopped):
+python -m checker [--copies N] [--producer COMMAND] [--quick] [--strict] [--name NAME] -- COMMAND...
+
+Runs the checks in order, a verdict line each, then a summary; exit status 0 when
+checks 1-4 pass (and, with --strict, check 5), 1 otherwise, 130/143/129 on a signal.
+Whatever happens, every copy it started is ended before it exits."""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pika.exceptions import AMQPError
+
+from . import checks, timeline
+from .broker import Broker, BrokerError
+from .copies import Copies
+from .session import NotAttached, Session
+
+RUN_SECONDS = 240  # the whole run, at most
+REFUSED = "PRECONDITION_FAILED"
+
+
+class Stopped(Exception):
+    """A signal (Ctrl+C, SIGTERM, a closed terminal) or the run's deadline."""
+
+
+def on_signal(number, _frame):
+    raise Stopped(f"stopped by {signal.Signals(number).name}" if number != signal.SIGALRM else
+                  f"gave up: the whole check took over {RUN_SECONDS} s")  # fmt: skip
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="check-worker")
+    parser.add_argument("--copies", type=int, default=2)
+    parser.add_argument("--producer")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--name", default="check-worker")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return args
+
+
+def report(verdict):
+    print(verdict.line(), flush=True)
+    return verdict
+
+
+def run_checks(session, args, env):
+    """The verdicts, in order; a check that cannot run is SKIP with the reason."""
+    cwd = os.environ.get("CHECK_FROM", ".")
+    producer = None
+    if args.producer:  # first: task_queue is empty and nothing consumes it yet
+        print(f"==> Running your producer once: {args.producer}", flush=True)
+        producer = checks.producer_persistent(session.broker, args.producer, cwd, env)
+    print(f"==> Starting {args.copies} copies of: {' '.join(args.command)}", flush=True)
+    try:
+        session.attach()
+    except NotAttached as exc:
+        refused = str(exc) if REFUSED in str(exc) else None
+        verdicts = []
+        if not refused:
+            verdicts.append(report(checks.Verdict("1", "takes and finishes tasks", "FAIL", str(exc))))
+        skip = "could not run: the copies did not consume task_queue" + (" (see check 4)" if refused else "")
+        for number, title in (("2", "acknowledges after the work"), ("3", "fair dispatch")):
+            verdicts.append(report(checks.Verdict(number, title, "SKIP", skip)))
+        if refused:
+            verdicts.insert(0, report(checks.Verdict("1", "takes and finishes tasks", "SKIP", skip)))
+        verdicts.append(report(checks.durable(session, refused=refused or None, producer=producer)))
+        return verdicts
+    verdicts = [
+        report(checks.takes_and_finishes(session)),
+        report(checks.acknowledges_after_work(session)),
+        report(checks.fair_dispatch(session)),
+        report(checks.durable(session, producer=producer)),
+    ]
+    if not args.quick:
+        verdicts.append(report(checks.stops_on_sigterm(session)))
+        verdicts.append(report(checks.back_after_restart(session)))
+    return verdicts
+
+
+def summary(verdicts, strict):
+    required = [v for v in verdicts if strict or not v.number.startswith("5")]
+    failed = [v for v in required if v.status != "PASS"]
+    warned = [v for v in verdicts if v not in required and v.status == "WARN"]
+    print()
+    print(f"Summary: {len(required) - len(failed)} of {len(required)} required checks passed"
+          + (f"; not passed: {', '.join(v.number for v in failed)}" if failed else "")
+          + (f"; warnings (beyond the tutorial): {', '.join(v.number for v in warned)}" if warned else ""))  # fmt: skip
+    return 1 if failed else 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGALRM"):
+        signal.signal(getattr(signal, name), on_signal)
+    signal.alarm(RUN_SECONDS)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # a Python worker's prints reach the pipe at once
+    for own in ("PYTHONPATH", "CHECK_FROM"):
+        env.pop(own, None)
+    copies = Copies(args.command, os.environ.get("CHECK_FROM", "."), env)
+    broker = Broker()
+    session = Session(broker, copies, args.copies)
+    status = 1
+    try:
+        ready, consumers = broker.counts()
+        if ready or consumers:
+            print(f"check-worker.sh: task_queue has {ready} tasks ready and {consumers} consumers with the lab's "
+                  "workers stopped (a worker of yours still running?): stop it, then run the check again",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        verdicts = run_checks(session, args, env)
+        status = summary(verdicts, args.strict)
+    except Stopped as exc:
+        print(f"\ncheck-worker.sh: {exc}; ending the copies", file=sys.stderr)
+        status = 130 if "SIGINT" in str(exc) else 143 if "SIGTERM" in str(exc) else 129 if "SIGHUP" in str(exc) else 1
+    except (AMQPError, OSError, BrokerError) as exc:
+        print(f"check-worker.sh: the broker stopped answering: {exc}", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)  # the clean-up is not cut short
+        copies.end_all()
+    if copies.all and session.sent:
+        path, png = timeline.save(session, args.name)
+        print(
+            f"Run saved: {Path(path).resolve()}"
+            + (f" and {Path(png).resolve()}" if png else "")
+            + f" ({timeline.SOURCE})"
+        )
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
