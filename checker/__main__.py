@@ -60,17 +60,7 @@ def run_checks(session, args, env):
     try:
         session.attach()
     except NotAttached as exc:
-        refused = str(exc) if REFUSED in str(exc) else None
-        verdicts = []
-        if not refused:
-            verdicts.append(report(checks.Verdict("1", "takes and finishes tasks", "FAIL", str(exc))))
-        skip = "could not run: the copies did not consume task_queue" + (" (see check 4)" if refused else "")
-        for number, title in (("2", "acknowledges after the work"), ("3", "fair dispatch")):
-            verdicts.append(report(checks.Verdict(number, title, "SKIP", skip)))
-        if refused:
-            verdicts.insert(0, report(checks.Verdict("1", "takes and finishes tasks", "SKIP", skip)))
-        verdicts.append(report(checks.durable(session, refused=refused or None, producer=producer)))
-        return verdicts
+        return not_attached(session, exc, producer)
     verdicts = [
         report(checks.takes_and_finishes(session)),
         report(checks.acknowledges_after_work(session)),
@@ -81,6 +71,20 @@ def run_checks(session, args, env):
         verdicts.append(report(checks.stops_on_sigterm(session)))
         verdicts.append(report(checks.back_after_restart(session)))
     return verdicts
+
+
+def not_attached(session, why, producer):
+    """The verdicts when the copies did not all consume task_queue: check 1 fails, or,
+    when the broker refused their declaration of the queue, check 4 does."""
+    refused = next((line.strip() for copy in session.current for _at, line in copy.lines if REFUSED in line), None)
+    skip = "could not run: the copies did not consume task_queue" + (" (see check 4)" if refused else "")
+    first = checks.Verdict("1", "takes and finishes tasks", *(("SKIP", skip) if refused else ("FAIL", str(why))))
+    return [
+        report(first),
+        report(checks.Verdict("2", "acknowledges after the work", "SKIP", skip)),
+        report(checks.Verdict("3", "fair dispatch", "SKIP", skip)),
+        report(checks.durable(session, refused=refused, producer=producer)),
+    ]
 
 
 def summary(verdicts, strict):

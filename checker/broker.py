@@ -104,9 +104,6 @@ class Broker:
         rows = self.ctl("list_queues", "name", "durable", "type", "messages_ready", "messages_unacknowledged")
         return {row["name"]: row for row in rows}
 
-    def task_queue(self):
-        return self.queues().get(QUEUE) or {"messages_ready": 0, "messages_unacknowledged": 0}
-
     def restart(self, timeout):
         """Restart the broker's container; True once it takes connections again within `timeout`."""
         subprocess.run(["docker", "compose", "restart", "rabbitmq"], capture_output=True, timeout=timeout, check=False)

@@ -27,7 +27,10 @@ PERSISTENT_FIX = (
     "publish with properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent) "
     "(Node: sendToQueue(queue, body, {persistent: true}))"
 )
-RECONNECT_FIX = "connect again when the connection is lost (catch pika.exceptions.AMQPConnectionError, wait, retry)"
+RECONNECT_FIX = (
+    "connect again when the connection is lost (pika: catch pika.exceptions.AMQPConnectionError, wait, "
+    "connect again; amqplib: on the connection's 'close' event)"
+)
 SIGTERM_FIX = "handle SIGTERM: stop consuming, finish or hand back the task in hand, close the connection"
 
 
@@ -52,9 +55,8 @@ def takes_and_finishes(session):
         return all(session.copies.done_by(task) for task in tasks)
 
     wait_until(all_done, 15 + len(tasks))
-    wait_until(lambda: session.broker.counts()[0] == 0, 5)
-    row = session.broker.task_queue()
-    ready, unacked = row["messages_ready"], row["messages_unacknowledged"]
+    wait_until(session.task_queue_empty, 5)
+    ready, unacked = session.held()
     if ready:
         return Verdict("1", title, "FAIL", f"{ready} of {len(tasks)} tasks still wait in task_queue", ACK_FIX)
     if unacked:
@@ -117,7 +119,7 @@ def fair_dispatch(session):
     if session.auto_ack():
         return Verdict("3", title, "SKIP", "with auto_ack the broker hands out tasks without limit (prefetch does not "
                        "apply), so it cannot show who hoards: fix check 2, then run again")  # fmt: skip
-    prefetch = {c["channel_pid"]: c["prefetch_count"] for c in session.consumers}
+    prefetch = {consumer["channel_pid"]: consumer["prefetch_count"] for consumer in session.consumers}
     tasks = session.send("Check 3 task", [4] + [0] * (2 * session.size + 1))
     most, hoard = 0, None
 
@@ -217,6 +219,6 @@ def back_after_restart(session):
     if back and not ended:
         return Verdict("5a", title, "PASS", f"all {session.size} copies consume task_queue again")
     consuming = session.broker.counts()[1]
-    why = f"; {ended[0].name} ended: {ended[0].tail(1)}" if ended else ""
+    why = f"; {ended[0].name} ended (exit status {ended[0].process.returncode}): {ended[0].tail(1)}" if ended else ""
     return Verdict("5a", title, "WARN", f"{consuming} of {session.size} copies consume task_queue 20 s after the "
                    f"broker came back{why}", RECONNECT_FIX)  # fmt: skip

@@ -77,10 +77,17 @@ class Session:
         except (AMQPError, OSError, BrokerError) as exc:
             raise NotAttached(f"the broker did not answer: {exc}") from exc
 
+    def channels(self):
+        """The channels the copies consume task_queue on (when they last attached)."""
+        return {consumer["channel_pid"] for consumer in self.consumers}
+
+    def held(self):
+        """(tasks ready in task_queue, tasks the copies hold unacknowledged): exact figures
+        (a quorum queue's own unacknowledged count, in list_queues, can lag by seconds)."""
+        return self.broker.counts()[0], sum(self.broker.unacknowledged(self.channels()).values())
+
     def task_queue_empty(self):
-        """Nothing ready and nothing unacknowledged in task_queue (rabbitmqctl)."""
-        row = self.broker.task_queue()
-        return row["messages_ready"] == 0 and row["messages_unacknowledged"] == 0
+        return self.held() == (0, 0)
 
     def auto_ack(self):
         return any(not consumer["ack_required"] for consumer in self.consumers)

@@ -3,6 +3,7 @@ what each copy printed ("[x] Received TASK" starts an attempt, "[x] Done" ends i
 since a student's worker sends the lab no records; the faults marked on it."""
 
 import os
+import warnings
 from pathlib import Path
 
 import runs
@@ -46,4 +47,6 @@ def save(session, name):
         "marks": session.marks,
         "source": SOURCE,
     }
-    return runs.TIMELINES / f"{name}.json", runs.save_run(name, run)
+    with warnings.catch_warnings():  # matplotlib's, about a crowded layout: the chart is still drawn
+        warnings.simplefilter("ignore", UserWarning)
+        return runs.TIMELINES / f"{name}.json", runs.save_run(name, run)
