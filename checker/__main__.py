@@ -22,13 +22,23 @@ RUN_SECONDS = 240  # the whole run, at most
 REFUSED = "PRECONDITION_FAILED"
 
 
-class Stopped(Exception):
-    """A signal (Ctrl+C, SIGTERM, a closed terminal) or the run's deadline."""
+class Stopped(BaseException):
+    """A signal (Ctrl+C, SIGTERM, a closed terminal) or the run's deadline. A BaseException,
+    like KeyboardInterrupt: a library's `except Exception` must not swallow it."""
+
+
+STATUS = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+stopped_by = []  # the first signal that came: the one reported
 
 
 def on_signal(number, _frame):
-    raise Stopped(f"stopped by {signal.Signals(number).name}" if number != signal.SIGALRM else
-                  f"gave up: the whole check took over {RUN_SECONDS} s")  # fmt: skip
+    """The first signal stops the run; one after it (bash's trap passes Ctrl+C on as
+    SIGTERM) must not cut the clean-up short."""
+    stopped_by.append(signal.Signals(number).name)
+    if len(stopped_by) > 1:
+        return
+    first = stopped_by[0]
+    raise Stopped(f"stopped by {first}" if first != "SIGALRM" else f"gave up: the check took over {RUN_SECONDS} s")
 
 
 def parse_args(argv):
@@ -38,6 +48,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--name", default="check-worker")
+    parser.add_argument("--refuse-if-busy", action="store_true", help="only say whether task_queue holds tasks")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -98,8 +109,26 @@ def summary(verdicts, strict):
     return 1 if failed else 0
 
 
+def refuse_if_busy(broker):
+    """Exit status 1, with why, when task_queue holds tasks, ready or in a worker's hands (exact
+    figures: a quorum queue's own count in list_queues can lag by seconds)."""
+    ready, _consumers = broker.counts()
+    channels = {consumer["channel_pid"] for consumer in broker.consumers()}
+    held = ready + sum(broker.unacknowledged(channels).values())
+    if held:
+        print(f"check-worker.sh: task_queue holds {held} task(s) (ready or being worked on): the check would take "
+              "them; let them be done (or remove them yourself), then run it again", file=sys.stderr)  # fmt: skip
+    return 1 if held else 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.refuse_if_busy:
+        try:
+            return refuse_if_busy(Broker())
+        except (AMQPError, OSError, BrokerError) as exc:
+            print(f"check-worker.sh: cannot read task_queue from the broker: {exc}", file=sys.stderr)
+            return 1
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGALRM"):
         signal.signal(getattr(signal, name), on_signal)
     signal.alarm(RUN_SECONDS)
@@ -121,7 +150,7 @@ def main(argv=None):
         status = summary(verdicts, args.strict)
     except Stopped as exc:
         print(f"\ncheck-worker.sh: {exc}; ending the copies", file=sys.stderr)
-        status = 130 if "SIGINT" in str(exc) else 143 if "SIGTERM" in str(exc) else 129 if "SIGHUP" in str(exc) else 1
+        status = STATUS.get(stopped_by[0], 1)
     except (AMQPError, OSError, BrokerError) as exc:
         print(f"check-worker.sh: the broker stopped answering: {exc}", file=sys.stderr)
     finally:

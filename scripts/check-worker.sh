@@ -60,11 +60,15 @@ shift  # the --
 require_running_lab
 ensure_venv
 workers="$(running_workers)"
-held="$(docker compose exec -T rabbitmq rabbitmqctl --quiet list_queues name messages 2>/dev/null \
-  | awk '$1 == "task_queue" { print $2 }')"
-[[ -n "$held" ]] || fail "cannot read task_queue from the broker; scripts/doctor.sh tells what is wrong" 1
-((held == 0)) || fail "task_queue holds $held tasks (ready or being worked on): the check would take them; \
-let them be done (or remove them yourself), then run it again" 1
+# For the orchestrator (checker/), run here; it runs the command where the caller stands.
+AMQP_PORT="$(setting AMQP_PORT)"
+LAB_BIND_ADDRESS="$(setting LAB_BIND_ADDRESS)"
+RABBITMQ_DEFAULT_USER="$(setting RABBITMQ_DEFAULT_USER)"
+RABBITMQ_DEFAULT_PASS="$(setting RABBITMQ_DEFAULT_PASS)"
+export AMQP_PORT LAB_BIND_ADDRESS RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS CHECK_FROM="$CALLER_DIR" \
+  PYTHONPATH="producer:." TIMELINES_DIR="${TIMELINES_DIR:-timelines}"
+checker=(.venv/bin/python -m checker)
+"${checker[@]}" --refuse-if-busy  # task_queue holds tasks: they are not the check's to take
 
 # shellcheck disable=SC2329  # run by the EXIT trap
 restore_workers() {  # the EXIT trap: the lab's workers back as they were
@@ -91,12 +95,8 @@ if ((workers > 0)); then
   compose_or_stop stop consumer
 fi
 
-# The orchestrator runs here (the lab's root) and runs the command where the caller stands.
 # In the background, so that a signal's trap runs at once; it ends its copies on SIGTERM.
-PYTHONPATH="producer:." CHECK_FROM="$CALLER_DIR" TIMELINES_DIR="${TIMELINES_DIR:-timelines}" \
-  AMQP_PORT="$(setting AMQP_PORT)" LAB_BIND_ADDRESS="$(setting LAB_BIND_ADDRESS)" \
-  RABBITMQ_DEFAULT_USER="$(setting RABBITMQ_DEFAULT_USER)" RABBITMQ_DEFAULT_PASS="$(setting RABBITMQ_DEFAULT_PASS)" \
-  .venv/bin/python -m checker ${options[@]+"${options[@]}"} -- "$@" &
+"${checker[@]}" ${options[@]+"${options[@]}"} -- "$@" &
 checking=$!
 status=0
 wait "$checking" || status=$?

@@ -1,5 +1,10 @@
 """The stack tests' fixtures: one lab stack for the session (stacklab.Lab), removed,
-with its volume, at the end, and the lab as each test finds it."""
+with its volume, at the end, the lab as each test finds it, and amqplib for the
+tutorial's JavaScript worker."""
+
+import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -23,3 +28,20 @@ def lab(stack):
     stack.purge()  # what a failed test left behind must not fail the next ones too
     stack.wait_for(lambda: stack.queue()[0] == 0, "an empty task_queue")
     return stack
+
+
+@pytest.fixture
+def amqplib(tmp_path):
+    """NODE_PATH for amqplib, installed with npm into a folder of the test's own."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("node and npm are needed for the JavaScript client in CI")
+        pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
+    modules = tmp_path / "npm"
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", modules, "amqplib"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return str(modules / "node_modules")

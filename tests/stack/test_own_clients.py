@@ -8,13 +8,10 @@ differs from 5672. They log in with the client libraries' default, guest/guest.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from stacklab import CONSUMERS
 
@@ -101,23 +98,6 @@ def test_a_queue_declared_without_a_type_is_quorum(lab):
     assert status == 200 and queue["type"] == "quorum"
     vhosts = lab.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "list_vhosts", "name", "default_queue_type")
     assert vhosts.stdout.split() == ["name", "default_queue_type", "/", "quorum"]
-
-
-@pytest.fixture
-def amqplib(tmp_path):
-    """NODE_PATH for amqplib, installed with npm into a folder of the test's own."""
-    if not (shutil.which("node") and shutil.which("npm")):
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are needed for the JavaScript client in CI")
-        pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
-    modules = tmp_path / "npm"
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--prefix", modules, "amqplib"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return str(modules / "node_modules")
 
 
 def test_tutorial_javascript_worker_works_beside_the_lab_workers(lab, tmp_path, amqplib):
