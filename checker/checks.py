@@ -102,7 +102,7 @@ def acknowledges_after_work(session):
             "2", title, "PASS", f"{victim.name} was killed 1 s into '{task}'; it came back and {other.name} did it"
         )
     if result == "lost":
-        session.mark(f"lost '{task}'", killed + 0.1)
+        session.mark(f"task {session.sent[task].rsplit('.', 1)[1]} lost", killed + 0.1)
         how = "auto_ack=True (ack_required false)" if session.auto_ack() else "it was acknowledged on receipt"
         return Verdict(
             "2", title, "FAIL",

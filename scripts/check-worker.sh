@@ -65,8 +65,9 @@ AMQP_PORT="$(setting AMQP_PORT)"
 LAB_BIND_ADDRESS="$(setting LAB_BIND_ADDRESS)"
 RABBITMQ_DEFAULT_USER="$(setting RABBITMQ_DEFAULT_USER)"
 RABBITMQ_DEFAULT_PASS="$(setting RABBITMQ_DEFAULT_PASS)"
+# Not TIMELINES_DIR: compose.yaml reads it (the orchestrator saves to timelines/ without it).
 export AMQP_PORT LAB_BIND_ADDRESS RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS CHECK_FROM="$CALLER_DIR" \
-  PYTHONPATH="producer:." TIMELINES_DIR="${TIMELINES_DIR:-timelines}"
+  PYTHONPATH="producer:."
 checker=(.venv/bin/python -m checker)
 "${checker[@]}" --refuse-if-busy  # task_queue holds tasks: they are not the check's to take
 
@@ -82,7 +83,7 @@ restore_workers() {  # the EXIT trap: the lab's workers back as they were
   if ((workers > 0)); then
     echo "==> Starting the lab's $workers workers again"
     compose_quietly up --detach --wait --wait-timeout "$WAIT_SECONDS" --no-recreate --scale "consumer=$workers" \
-      || echo "==> That failed; run: docker compose up -d --scale consumer=$workers" >&2
+      || { echo "==> That failed; run: docker compose up -d --scale consumer=$workers" >&2; status=1; }
   fi
   exit "$status"
 }
