@@ -72,15 +72,20 @@ def run_checks(session, args, env):
         session.attach()
     except NotAttached as exc:
         return not_attached(session, exc, producer)
-    verdicts = [
-        report(checks.takes_and_finishes(session)),
-        report(checks.acknowledges_after_work(session)),
-        report(checks.fair_dispatch(session)),
-        report(checks.durable(session, producer=producer)),
+    required = [
+        ("1", checks.takes_and_finishes),
+        ("2", checks.acknowledges_after_work),
+        ("3", checks.fair_dispatch),
+        ("4", lambda session: checks.durable(session, producer=producer)),
     ]
-    if not args.quick:
-        verdicts.append(report(checks.stops_on_sigterm(session)))
-        verdicts.append(report(checks.back_after_restart(session)))
+    extra = [("5b", checks.stops_on_sigterm), ("5a", checks.back_after_restart)]
+    verdicts = []
+    for number, check in required + ([] if args.quick else extra):
+        try:
+            verdicts.append(report(check(session)))
+        except NotAttached as exc:  # a copy started in place of an ended one did not consume
+            verdicts.append(report(checks.Verdict(number, "a new copy", "FAIL", str(exc))))
+            break
     return verdicts
 
 
@@ -94,8 +99,17 @@ def not_attached(session, why, producer):
         report(first),
         report(checks.Verdict("2", "acknowledges after the work", "SKIP", skip)),
         report(checks.Verdict("3", "fair dispatch", "SKIP", skip)),
-        report(checks.durable(session, refused=refused, producer=producer)),
+        report(durable_unknown(skip, producer) if not refused else checks.durable(session, refused, producer)),
     ]
+
+
+def durable_unknown(skip, producer):
+    """Check 4 when the copies consumed nothing: only the producer's part, if it ran, is known."""
+    if producer is None:
+        return checks.Verdict("4", "durable queue", "SKIP", skip)
+    seen = f"{producer.seen}; the worker's queue: {skip}"
+    status = "FAIL" if producer.status == "FAIL" else "SKIP"
+    return checks.Verdict("4", "durable queue and persistent messages", status, seen, producer.fix)
 
 
 def summary(verdicts, strict):

@@ -31,6 +31,7 @@ RECONNECT_FIX = (
     "connect again when the connection is lost (pika: catch pika.exceptions.AMQPConnectionError, wait, "
     "connect again; amqplib: on the connection's 'close' event)"
 )
+CONSUME_FIX = "consume task_queue and keep consuming: basic_consume(queue='task_queue', ...), then start_consuming()"
 SIGTERM_FIX = "handle SIGTERM: stop consuming, finish or hand back the task in hand, close the connection"
 
 
@@ -58,7 +59,7 @@ def takes_and_finishes(session):
     wait_until(session.task_queue_empty, 5)
     ready, unacked = session.held()
     if ready:
-        return Verdict("1", title, "FAIL", f"{ready} of {len(tasks)} tasks still wait in task_queue", ACK_FIX)
+        return Verdict("1", title, "FAIL", f"{ready} of {len(tasks)} tasks still wait in task_queue", CONSUME_FIX)
     if unacked:
         return Verdict("1", title, "FAIL", f"{unacked} tasks taken but never acknowledged", ACK_FIX)
     took = {copy.name: sum(bool(copy.received(task)) for task in tasks) for copy in session.copies.running()}

@@ -56,7 +56,10 @@ class Session:
         NotAttached says why not (a copy ended: its last lines)."""
         self.current = self.copies.running()
         while len(self.current) < self.size:
-            self.current.append(self.copies.start())
+            try:
+                self.current.append(self.copies.start())
+            except OSError as exc:  # no such program, not executable
+                raise NotAttached(f"cannot run {self.copies.command[0]!r}: {exc.strerror or exc}") from exc
 
         def attached():
             ended = [copy for copy in self.current if not copy.alive()]

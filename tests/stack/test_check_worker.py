@@ -168,3 +168,30 @@ def test_it_refuses_to_start_while_task_queue_holds_tasks(lab, tmp_path):
     assert result.stderr.startswith("check-worker.sh: task_queue holds 1 task(s)"), result.stderr
     assert lab.queue()[0] == 1  # left alone
     assert processes_of(tmp_path) == []
+
+
+@pytest.mark.timeout(300)
+def test_a_producer_that_sends_transient_messages_fails_check_4(lab, tmp_path):
+    persistent = "properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),\n"
+    producer = (CLIENTS / "tutorial_new_task.py").read_text()
+    assert persistent in producer
+    (tmp_path / "new_task.py").write_text(producer.replace(persistent, ""))
+    worker = variant("tutorial", tmp_path)
+    result = check_worker(
+        lab, tmp_path, "--quick", "--producer", f"{sys.executable} new_task.py", "--", sys.executable, worker.name
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    seen = verdicts(result.stdout)
+    assert [n for n, line in seen.items() if line.startswith("FAIL")] == ["4"], result.stdout
+    assert "'Hello World!' has delivery_mode None: not persistent" in seen["4"]
+    assert "delivery_mode=pika.DeliveryMode.Persistent" in seen["4"]
+    assert lab.queue()[0] == 0  # put back, then done by the copies
+    assert_lab_restored(lab, tmp_path)
+
+
+def test_a_command_that_does_not_run_fails_check_1_and_the_lab_is_restored(lab, tmp_path):
+    result = check_worker(lab, tmp_path, "--", "no-such-interpreter", "worker.py")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL  1. takes and finishes tasks: cannot run 'no-such-interpreter'" in result.stdout
+    assert [line[:4] for line in verdicts(result.stdout).values()] == ["FAIL", "SKIP", "SKIP", "SKIP"]
+    assert_lab_restored(lab, tmp_path)
