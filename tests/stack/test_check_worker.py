@@ -195,3 +195,47 @@ def test_a_command_that_does_not_run_fails_check_1_and_the_lab_is_restored(lab, 
     assert "FAIL  1. takes and finishes tasks: cannot run 'no-such-interpreter'" in result.stdout
     assert [line[:4] for line in verdicts(result.stdout).values()] == ["FAIL", "SKIP", "SKIP", "SKIP"]
     assert_lab_restored(lab, tmp_path)
+
+
+def test_the_courses_worker_passes(lab, tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text((CLIENTS / "course_worker.py").read_text())
+    result = check_worker(lab, tmp_path, "--quick", "--", sys.executable, worker.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line[:4] for line in verdicts(result.stdout).values()] == ["PASS"] * 4, result.stdout
+    assert_lab_restored(lab, tmp_path)
+
+
+RECONNECTING = """\
+import os, time
+import pika
+
+def callback(ch, method, properties, body):
+    print(f" [x] Received {body.decode()}", flush=True)
+    time.sleep(body.count(b"."))
+    print(" [x] Done", flush=True)
+    ch.basic_ack(delivery_tag=method.delivery_tag)
+
+while True:
+    try:
+        connection = pika.BlockingConnection(pika.ConnectionParameters("localhost", int(os.environ["AMQP_PORT"])))
+        channel = connection.channel()
+        channel.queue_declare(queue="task_queue", durable=True, arguments={"x-queue-type": "quorum"})
+        channel.basic_qos(prefetch_count=1)
+        channel.basic_consume(queue="task_queue", on_message_callback=callback)
+        channel.start_consuming()
+    except pika.exceptions.AMQPConnectionError:
+        time.sleep(1)
+"""
+
+
+@pytest.mark.timeout(400)
+def test_a_worker_that_reconnects_passes_check_5_too(lab, tmp_path):
+    (tmp_path / "worker.py").write_text(RECONNECTING)
+    result = check_worker(lab, tmp_path, "--strict", "--", sys.executable, "worker.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = verdicts(result.stdout)
+    assert [line[:4] for line in seen.values()] == ["PASS"] * 6, result.stdout
+    assert "all 2 copies consume task_queue again" in seen["5a"]
+    assert "Summary: 6 of 6 required checks passed" in result.stdout
+    assert_lab_restored(lab, tmp_path)
