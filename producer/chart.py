@@ -56,7 +56,8 @@ def timeline_figure(runs):
         axis.invert_yaxis()
         axis.set_title(f"{title}: makespan {makespan(records):.1f} s")
         axis.set_xlabel("seconds since the first task started")
-        axis.set_xlim(0, longest * 1.02)
+        # Wide enough for the marks too: a fault after the last task done (a task lost) still shows.
+        axis.set_xlim(0, max([longest] + [mark["at"] - start for mark in marks]) * 1.02)
         axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     return figure

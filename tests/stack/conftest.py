@@ -1,10 +1,15 @@
 """The stack tests' fixtures: one lab stack for the session (stacklab.Lab), removed,
-with its volume, at the end, and the lab as each test finds it. Every event its
-workers publish meanwhile is checked against the schema (stacklab.EventTap)."""
+with its volume, at the end, the lab as each test finds it, and amqplib for the
+tutorial's JavaScript clients. Every event the lab's workers publish meanwhile is
+checked against the schema (stacklab.EventTap)."""
+
+import os
+import shutil
+import subprocess
 
 import pytest
 
-from stacklab import CONSUMERS, EventTap, Lab
+from stacklab import CLIENTS, CONSUMERS, EventTap, Lab
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +31,19 @@ def lab(stack):
     stack.purge()  # what a failed test left behind must not fail the next ones too
     stack.wait_for(lambda: stack.queue()[0] == 0, "an empty task_queue")
     return stack
+
+
+@pytest.fixture
+def amqplib(tmp_path):
+    """NODE_PATH for amqplib as the clients' package.json pins it (the tutorial's 0.10.x),
+    installed with `npm ci` from their lock file into a folder of the test's own."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("node and npm are needed for the JavaScript client in CI")
+        pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
+    modules = tmp_path / "npm"
+    modules.mkdir()
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(CLIENTS / name, modules / name)
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=modules, check=True, capture_output=True, timeout=120)
+    return str(modules / "node_modules")

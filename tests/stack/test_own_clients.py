@@ -8,17 +8,12 @@ differs from 5672. They log in with the client libraries' default, guest/guest.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
-import pytest
+from stacklab import CLIENTS, CONSUMERS
 
-from stacklab import CONSUMERS
-
-CLIENTS = Path(__file__).parent / "clients"
 TASKS = [f"Own task {n}." for n in range(1, 13)]  # one dot: one second in a foreign worker
 
 
@@ -101,22 +96,6 @@ def test_a_queue_declared_without_a_type_is_quorum(lab):
     assert status == 200 and queue["type"] == "quorum"
     vhosts = lab.compose("exec", "rabbitmq", "rabbitmqctl", "--quiet", "list_vhosts", "name", "default_queue_type")
     assert vhosts.stdout.split() == ["name", "default_queue_type", "/", "quorum"]
-
-
-@pytest.fixture
-def amqplib(tmp_path):
-    """NODE_PATH for amqplib as the clients' package.json pins it (the tutorial's 0.10.x),
-    installed with `npm ci` from their lock file into a folder of the test's own."""
-    if not (shutil.which("node") and shutil.which("npm")):
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are needed for the JavaScript client in CI")
-        pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
-    modules = tmp_path / "npm"
-    modules.mkdir()
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(CLIENTS / name, modules / name)
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=modules, check=True, capture_output=True, timeout=120)
-    return str(modules / "node_modules")
 
 
 def test_tutorial_javascript_worker_and_new_task_work_beside_the_lab_workers(lab, tmp_path, amqplib):

@@ -24,6 +24,7 @@ from lab.schema import task_number
 from labstack import ROOT, LabStack
 
 CONSUMERS = 3
+CLIENTS = ROOT / "tests/stack/clients"  # the tutorial's and a course's clients, as published
 SECONDS_PER_DOT = 0.5
 STOP_GRACE_SECONDS = 5
 

@@ -30,3 +30,10 @@ def test_chart_has_a_legend_and_every_bar_label_reads_well_on_its_bar():
         (bar,) = [c for c in axis.collections if c.get_paths()[0].get_extents().contains(*text.get_position())]
         assert contrast(text.get_color(), bar.get_facecolor()[0]) >= 4.5, text.get_text()
     assert any(text.get_text() == "3" and text.get_color() == "black" for text in labels)  # on the grey cut bar
+
+
+def test_a_mark_after_the_last_task_done_is_inside_the_chart():
+    """A check-worker run can end with a lost task: its mark comes after every task done."""
+    done = [{"message_id": "b.1", "worker": "copy-1", "started": 0.0, "finished": 1.0, "redelivered": False}]
+    figure = chart.timeline_figure([("lost", done, [{"at": 5.0, "label": "task 2 lost"}])])
+    assert figure.axes[0].get_xlim()[1] >= 5.0

@@ -19,7 +19,7 @@ REPO_FOLDERS = ("consumer", "producer", "dashboard", "rabbitmq", "scripts", "tes
 REPO_FILES = ("compose.yaml", "compose.cluster.yaml", ".env", ".gitattributes", "pyproject.toml", "README.md")
 # Variables the lab reads from the environment that are not lines of .env.
 ENVIRONMENT = ("LAB_WAIT_SECONDS", "PYTHON_IMAGE", "RABBITMQ_IMAGE", "TIMELINES_DIR", "RABBITMQ_HOSTS")
-NOT_SETTINGS = ("PRECONDITION_FAILED", "NAME")  # an AMQP error; the placeholder in `NAME=default`
+NOT_SETTINGS = ("PRECONDITION_FAILED", "NAME", "PYTHONUNBUFFERED")  # an AMQP error; `NAME=default`; Python's own
 # Notes of the day belong in commit messages, not in the docs.
 DATED_NOTES = (
     "since that run",

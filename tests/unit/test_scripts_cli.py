@@ -37,6 +37,7 @@ def test_help_prints_usage_and_touches_nothing(sandbox, script, flag):
         ("demo-node-failure.sh", "three-node cluster"),
         ("bench.sh", "eight minutes"),
         ("dead-letters.sh", "moves every dead letter"),
+        ("check-worker.sh", "stops the lab's workers for the duration"),
     ],
 )
 def test_help_says_what_the_script_changes(sandbox, script, says):
@@ -64,6 +65,10 @@ def test_an_unknown_option_is_one_line_and_exit_2(sandbox, script):
         ["demo-crash.sh", "now"],
         ["admin.sh", "--open", "--no-open"],
         ["doctor.sh", "--fix"],
+        ["check-worker.sh", "--copies", "0", "--", "python", "worker.py"],
+        ["check-worker.sh", "--copies"],
+        ["check-worker.sh", "python", "worker.py"],
+        ["check-worker.sh", "--"],
         ["send.sh", "6", "7"],
         ["send.sh", "--bogus"],
         ["send.sh", "--poison", "6"],

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Check your own worker: runs your command (e.g. `python worker.py`) in several
+# copies against the running lab and checks what the course teaches, each
+# check with what it saw and, when it fails, the fix:
+#   1. it takes and finishes tasks (each copy some, none left unacknowledged)
+#   2. it acknowledges after the work (a copy is killed mid-task: the task
+#      must come back and be done by another copy)
+#   3. fair dispatch (a busy copy holds no more than one task: prefetch 1)
+#   4. the queue is durable (and, with --producer, your messages persistent)
+#   5. beyond the tutorial, a warning only: back after a broker restart?
+#      stops on SIGTERM without losing its task?
+#
+# Usage: scripts/check-worker.sh [OPTIONS] -- COMMAND...
+#   scripts/check-worker.sh -- python worker.py
+#   scripts/check-worker.sh --copies 3 -- node worker.js
+#   scripts/check-worker.sh --producer "python new_task.py" -- python worker.py
+# Options:
+#   --copies N          copies of your worker to run at once (default 2)
+#   --producer COMMAND  also run your producer once (COMMAND split as a shell
+#                       would, not run by one) and check its message is persistent
+#   --quick             leave out check 5 (no broker restart)
+#   --strict            check 5's warnings fail the run too
+#   --name NAME         save the run as timelines/NAME.json and NAME.png
+#                       (default check-worker)
+# Run it from your own folder, with the lab up: your command runs there, on this
+# machine, as you run it; it connects to localhost:AMQP_PORT with the lab's login.
+# Exit status: 0 when checks 1-4 pass, 1 when one fails (or the check cannot
+# run), 2 for bad arguments.
+# Takes: about a minute (--quick: half a minute); every check has a deadline.
+# Changes: stops the lab's workers for the duration (docker compose stop
+# consumer) and starts them again after, whatever happens (Ctrl+C included);
+# sends tasks of its own to task_queue; check 5 restarts the broker; saves the
+# run under timelines/. It refuses to start while task_queue holds tasks.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+if help_asked "$@"; then
+  usage
+  exit 0
+fi
+options=()
+while (($#)) && [[ "$1" != -- ]]; do
+  case "$1" in
+    --copies)
+      (($# >= 2)) || fail "--copies needs a number"
+      options+=(--copies "$(positive_whole_number --copies "$2")"); shift 2 ;;
+    --producer | --name)
+      (($# >= 2)) || fail "$1 needs a value"
+      [[ -n "${2//[[:space:]]/}" ]] || fail "$1 needs a value, got an empty one"
+      options+=("$1" "$2"); shift 2 ;;
+    --quick | --strict) options+=("$1"); shift ;;
+    -?*) refuse "$1" ;;
+    *) fail "put the command that runs your worker after --, e.g. scripts/check-worker.sh -- python worker.py" ;;
+  esac
+done
+(($# >= 2)) || fail "give the command that runs your worker after --, e.g. scripts/check-worker.sh -- python worker.py"
+shift  # the --
+
+require_running_lab
+ensure_venv
+workers="$(running_workers)"
+# For the orchestrator (checker/), run here; it runs the command where the caller stands.
+AMQP_PORT="$(setting AMQP_PORT)"
+LAB_BIND_ADDRESS="$(setting LAB_BIND_ADDRESS)"
+RABBITMQ_DEFAULT_USER="$(setting RABBITMQ_DEFAULT_USER)"
+RABBITMQ_DEFAULT_PASS="$(setting RABBITMQ_DEFAULT_PASS)"
+# Not TIMELINES_DIR: compose.yaml reads it (the orchestrator saves to timelines/ without it).
+export AMQP_PORT LAB_BIND_ADDRESS RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS CHECK_FROM="$CALLER_DIR" \
+  PYTHONPATH="producer:."
+checker=(.venv/bin/python -m checker)
+"${checker[@]}" --refuse-if-busy  # task_queue holds tasks: they are not the check's to take
+
+# shellcheck disable=SC2329  # run by the EXIT trap
+restore_workers() {  # the EXIT trap: the lab's workers back as they were
+  local status=$?
+  trap '' INT TERM HUP  # a second Ctrl+C must not cut this short
+  trap - EXIT
+  if [[ -n "${checking:-}" ]]; then  # the orchestrator ends the copies it started
+    kill -TERM "$checking" 2>/dev/null || true
+    wait "$checking" 2>/dev/null || true
+  fi
+  if ((workers > 0)); then
+    echo "==> Starting the lab's $workers workers again"
+    compose_quietly up --detach --wait --wait-timeout "$WAIT_SECONDS" --no-recreate --scale "consumer=$workers" \
+      || { echo "==> That failed; run: docker compose up -d --scale consumer=$workers" >&2; status=1; }
+  fi
+  exit "$status"
+}
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap restore_workers EXIT
+if ((workers > 0)); then
+  echo "==> Stopping the lab's $workers workers for the check (they come back after)"
+  compose_or_stop stop consumer
+fi
+
+# In the background, so that a signal's trap runs at once; it ends its copies on SIGTERM.
+"${checker[@]}" ${options[@]+"${options[@]}"} -- "$@" &
+checking=$!
+status=0
+wait "$checking" || status=$?
+checking=""
+exit "$status"
