@@ -19,8 +19,8 @@
 #   --name NAME     save the run as timelines/NAME.json and timelines/NAME.png
 # Input is checked before anything is sent: bad input exits 2, sending nothing.
 # Takes: a second or so for a few tasks; with --wait, until they are done.
-# Changes: adds the tasks to task_queue; with --wait --name, saves the run
-# under timelines/.
+# Changes: adds the tasks to task_queue; with --wait, saves the run under
+# timelines/ (as NAME with --name).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
