@@ -22,7 +22,8 @@ readonly TOPOLOGY=/etc/rabbitmq/lab-definitions.json
 readonly START_SETTINGS=/etc/rabbitmq/conf.d/40-lab-start.conf
 # The broker takes back a task not acknowledged within the consumer timeout
 # (30 min by default): keep it a minute above the longest task the lab accepts.
-CONSUMER_TIMEOUT_MS="$(awk -v dots="${MAX_DOTS_PER_TASK:-3600}" -v per_dot="${SECONDS_PER_DOT:-1}" \
+CONSUMER_TIMEOUT_MS="$(awk -v dots="${MAX_DOTS_PER_TASK:?compose.yaml passes it from .env}" \
+  -v per_dot="${SECONDS_PER_DOT:?compose.yaml passes it from .env}" \
   'BEGIN { printf "%d", (dots * per_dot + 60) * 1000 }')"
 readonly CONSUMER_TIMEOUT_MS
 readonly TASK_QUEUE_POLICY='{
