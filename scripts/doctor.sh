@@ -186,7 +186,7 @@ broker_gist() {
 broker_ok=0
 check_broker() {  # the single broker, or each node of the cluster
   local nodes=()
-  read -r -a nodes <<<"$(docker compose config --services 2>/dev/null | grep -x -E 'rabbitmq(-[0-9]+)?' | xargs)"
+  read -r -a nodes <<<"$(docker compose config --services 2>/dev/null | grep -x -E 'rabbitmq(-[0-9]+)?' | sort | xargs)"
   if ((${#nodes[@]} > 1)); then
     check_cluster_nodes "${nodes[@]}"
   else
