@@ -208,12 +208,16 @@ class EventTap:
                         if self.stop.is_set():
                             return
                         if body is not None:
-                            self.check(json.loads(body))
+                            self.check(body)
             except (pika.exceptions.AMQPError, OSError):
                 self.stop.wait(1)  # the broker restarts in some tests: listen again
 
-    def check(self, events):
-        for event in events:
+    def check(self, body):
+        try:
+            events = json.loads(body)
+        except (ValueError, RecursionError):
+            return  # not the lab's workers' (a test forges bodies like these on purpose)
+        for event in events if isinstance(events, list) else ():
             if isinstance(event, dict) and self.WORKER.fullmatch(str(event.get("worker"))):
                 self.seen += 1
                 if problem := schema.problem(event, event=True):
