@@ -155,11 +155,11 @@ def measure_consume(stack):
 def image_growth(stack):
     """Megabytes the consumer image adds to its base image."""
     base = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
+    worker = stack.output("docker", "compose", "config", "--images", "consumer").strip()  # compose.yaml names it
     size = {
-        image: int(stack.output("docker", "image", "inspect", "--format", "{{.Size}}", image))
-        for image in (base, "rabbitmq-lab-bench-consumer")
+        image: int(stack.output("docker", "image", "inspect", "--format", "{{.Size}}", image)) for image in (base, worker)
     }
-    return (size["rabbitmq-lab-bench-consumer"] - size[base]) / 1e6
+    return (size[worker] - size[base]) / 1e6
 
 
 def measure_scaling(stack):
