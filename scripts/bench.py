@@ -155,10 +155,10 @@ def measure_consume(stack):
 def image_growth(stack):
     """Megabytes the consumer image adds to its base image."""
     base = os.environ.get("PYTHON_IMAGE", "python:3.13-slim")
-    worker = stack.output("docker", "compose", "config", "--images", "consumer").strip()  # compose.yaml names it
-    size = {
-        image: int(stack.output("docker", "image", "inspect", "--format", "{{.Size}}", image)) for image in (base, worker)
-    }
+    worker = stack.output("docker", "compose", "config", "--format", "json")  # the name compose.yaml gives it
+    worker = json.loads(worker)["services"]["consumer"]["image"]
+    inspect = ("docker", "image", "inspect", "--format", "{{.Size}}")
+    size = {image: int(stack.output(*inspect, image)) for image in (base, worker)}
     return (size[worker] - size[base]) / 1e6
 
 
