@@ -86,6 +86,7 @@ export class Board {
     set(this.root, { viewBox: `0 0 ${width} ${AXIS_H + lanes.length * LANE_H + 4}`,
                      height: AXIS_H + lanes.length * LANE_H + 4 });
     this.drawAxis(width, span, pxPerSecond, T - t0);
+    this.drawFaults(batch, x, T, t0);
     const y = new Map(lanes.map((w, i) => [w, AXIS_H + i * LANE_H]));
     for (const [worker, lane] of this.lanes) if (!y.has(worker)) { lane.group.remove(); this.lanes.delete(worker); }
     lanes.forEach(worker => this.drawLane(worker, y.get(worker), width, workers.get(worker), x, T, t0));
@@ -121,6 +122,17 @@ export class Board {
       const at = PLOT_X + Math.min(elapsed, Math.max(span, MIN_SPAN)) * pxPerSecond;
       svg("line", { class: "now-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.axis);
     }
+  }
+
+  drawFaults(batch, x, T, t0) {
+    (batch.faults ?? []).forEach((fault, index) => {
+      if (fault.t < t0 || fault.t > T) return;
+      const at = x(fault.t);
+      svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.axis);
+      // Each label a line lower than the last, so that close faults' labels do not overlap.
+      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.axis);
+      label.textContent = fault.label;
+    });
   }
 
   drawLane(worker, top, width, info, x, T, t0) {

@@ -198,5 +198,9 @@ export function savedRun(run) {
     batch.cutShort(a, later.length ? Math.min(...later) : a.started);
   }
   batch.name = run.name;
+  // The faults a demo or check-worker.sh noted (a worker killed, a task lost), as the PNG marks them.
+  batch.faults = (Array.isArray(run.marks) ? run.marks : [])
+    .filter(m => Number.isFinite(m?.at) && typeof m?.label === "string")
+    .map(m => ({ t: m.at, label: m.label.slice(0, 80) }));
   return batch;
 }

@@ -65,3 +65,18 @@ for (const name of names) {
     );
   });
 }
+
+test("a replay keeps the faults a demo noted, as text, bounded, and only well-formed ones", () => {
+  const run = JSON.parse(readFileSync(new URL("crash.json", GOLDEN), "utf8")).run;
+  const marks = [
+    { at: 101.5, label: "killed consumer-1" },
+    { at: "soon", label: "not a time" },
+    { at: 102, label: { html: "<b>" } },
+    { at: 103, label: "x".repeat(500) },
+  ];
+  const batch = savedRun({ ...run, marks });
+  assert.deepEqual(batch.faults.map(f => f.t), [101.5, 103]);
+  assert.equal(batch.faults[0].label, "killed consumer-1");
+  assert.equal(batch.faults[1].label.length, 80);
+  assert.deepEqual(savedRun(run).faults, []);
+});

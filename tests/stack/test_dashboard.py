@@ -220,6 +220,11 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     for name in ("dashboard-replay-a", "dashboard-replay-b"):
         result = lab.send("6", "--dots", "1", "--wait", "--name", name)
         assert result.returncode == 0, result.stdout + result.stderr
+    # A fault as a demo marks one (a worker killed), half a second into the first run.
+    saved = lab.timelines / "dashboard-replay-a.json"
+    run = json.loads(saved.read_text())
+    start = min(event["started"] for event in run["events"])
+    saved.write_text(json.dumps({**run, "marks": [{"at": start + 0.5, "label": "killed consumer-2"}]}))
     page.click("#show-replay")
     expect(page.locator("#run-a option", has_text="dashboard-replay-b")).to_be_attached()
     page.select_option("#run-a", "dashboard-replay-a")
@@ -229,7 +234,10 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
     for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):
         expect(bars(page, "done", board)).to_have_count(6)
-    first, second = (page.locator(f'[data-board="replay-{n}"] svg .axis text').all_inner_texts() for n in (1, 2))
+    expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text("killed consumer-2")
+    expect(page.locator('[data-board="replay-2"] svg .fault-label')).to_have_count(0)
+    axis = "svg .axis text:not(.fault-label)"
+    first, second = (page.locator(f'[data-board="replay-{n}"] {axis}').all_inner_texts() for n in (1, 2))
     assert first == second  # one time axis for both
     expect(page.locator(LIVE)).to_be_hidden()
     expect(page.get_by_role("button", name="Replay a saved run")).to_have_attribute("aria-pressed", "true")
