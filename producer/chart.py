@@ -5,6 +5,9 @@ from analysis import makespan, per_worker, sequence_number, span
 from lab.colours import STATE_COLOURS
 
 DONE_COLOR, CUT_COLOR, FAULT_COLOR = STATE_COLOURS["done"], STATE_COLOURS["cut"], "crimson"
+# Past this many bars a chart has no room for their numbers, and drawing 100,000 of them
+# took minutes: the bars alone, a collection per worker and state.
+MAX_LABELLED_BARS = 300
 
 
 def label_color(face):
@@ -35,14 +38,20 @@ def timeline_figure(runs):
     for axis, (title, records, marks) in zip(axes[:, 0], runs, strict=True):
         start, _end = span(records)
         workers = per_worker(records)
+        labelled = sum(len(tasks) for tasks, _busy in workers.values()) <= MAX_LABELLED_BARS
         for row, (tasks, _busy) in enumerate(workers.values()):
+            bars = {}  # (colour, hatch) -> [(left, length)]: one collection each, not one per task
             for record in tasks:
                 left, length = record["started"] - start, record["finished"] - record["started"]
                 color = CUT_COLOR if record.get("cut") else DONE_COLOR  # by state, as on the dashboard
                 hatch = "xx" if record.get("cut") else "//" if record["redelivered"] else None
-                axis.broken_barh([(left, length)], (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
-                label = str(sequence_number(record))
-                axis.text(left + length / 2, row, label, ha="center", va="center", color=label_color(color), fontsize=8)
+                bars.setdefault((color, hatch), []).append((left, length))
+                if labelled:
+                    label = str(sequence_number(record))
+                    axis.text(left + length / 2, row, label, ha="center", va="center", color=label_color(color),
+                              fontsize=8)  # fmt: skip
+            for (color, hatch), ranges in bars.items():
+                axis.broken_barh(ranges, (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
         for index, mark in enumerate(marks):
             axis.axvline(mark["at"] - start, color=FAULT_COLOR, linestyle="--", linewidth=1.2)
             axis.annotate(  # each label a line lower than the last, so that close marks' labels do not overlap

@@ -2,7 +2,7 @@
 
 import analysis
 import chart
-from example_runs import CRASH, schedule
+from example_runs import CRASH, record, schedule
 
 
 def contrast(first, second):
@@ -37,3 +37,12 @@ def test_a_mark_after_the_last_task_done_is_inside_the_chart():
     done = [{"message_id": "b.1", "worker": "copy-1", "started": 0.0, "finished": 1.0, "redelivered": False}]
     figure = chart.timeline_figure([("lost", done, [{"at": 5.0, "label": "task 2 lost"}])])
     assert figure.axes[0].get_xlim()[1] >= 5.0
+
+
+def test_a_big_run_is_drawn_with_a_few_collections_and_no_labels():
+    """100,000 tasks drew a patch and a label each: minutes after the batch had ended."""
+    segments = [record(n, f"consumer-{n % 3 + 1}", n / 1000, n / 1000 + 0.0005) for n in range(1, 20_001)]
+    figure = chart.timeline_figure([("big", segments, [])])
+    axis = figure.axes[0]
+    assert len(axis.texts) == 0
+    assert len(axis.collections) == 3  # one per worker and state
