@@ -2,7 +2,7 @@
 # Print the management UI's address and the lab's login, and offer to open
 # the UI's Queues page in this machine's browser.
 #
-# Usage: scripts/admin.sh [--open | --no-open]
+# Usage: scripts/admin.sh [-h | --help] [--open | --no-open]
 #   --open      open the browser without asking
 #   --no-open   only print (the default when there is no terminal to ask on)
 # Takes: a second.

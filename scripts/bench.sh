@@ -8,7 +8,7 @@
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh              (about eight minutes; needs Docker and python3)
+# Usage: scripts/bench.sh [-h | --help]              (about eight minutes; needs Docker and python3)
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)

@@ -10,7 +10,7 @@
 #   5. beyond the tutorial, a warning only: back after a broker restart?
 #      stops on SIGTERM without losing its task?
 #
-# Usage: scripts/check-worker.sh [OPTIONS] -- COMMAND...
+# Usage: scripts/check-worker.sh [-h | --help] [OPTIONS] -- COMMAND...
 #   scripts/check-worker.sh -- python worker.py
 #   scripts/check-worker.sh --copies 3 -- node worker.js
 #   scripts/check-worker.sh --producer "python new_task.py" -- python worker.py

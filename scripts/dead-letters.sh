@@ -2,7 +2,7 @@
 # List the tasks in the dead-letter queue (tasks a worker rejected, or that
 # were delivered too many times), or move them back to task_queue.
 #
-# Usage: scripts/dead-letters.sh [list | requeue]     (default: list)
+# Usage: scripts/dead-letters.sh [-h | --help] [list | requeue]     (default: list)
 # Takes: a few seconds.
 # Changes: list: nothing (it takes each dead letter and puts it back);
 # requeue: moves every dead letter to task_queue, where the workers take it.

@@ -3,7 +3,7 @@
 # the task, so the broker gives it to another worker, flagged as redelivered,
 # and the batch completes: nothing is lost.
 #
-# Usage: scripts/demo-crash.sh
+# Usage: scripts/demo-crash.sh [-h | --help]
 # Takes: about half a minute.
 # Changes: starts the lab if needed (3 workers, prefetch 1), kills a worker and
 # starts it again; saves the run as timelines/crash.json and crash.png.

@@ -6,7 +6,7 @@
 # prints the two side by side: load per worker, makespan, the lower bound
 # max(total work / N, longest task) and each makespan's ratio to it.
 #
-# Usage: scripts/demo-fair-dispatch.sh [WORKERS]     (default 3)
+# Usage: scripts/demo-fair-dispatch.sh [-h | --help] [WORKERS]     (default 3)
 # Takes: about 40 s with 3 workers.
 # Changes: re-creates the workers twice (WORKERS of them, no prefetch limit,
 # then prefetch 1); saves the runs under timelines/.

@@ -5,7 +5,7 @@
 # to the dead node move to the others; nothing confirmed is lost. Then the node
 # starts again and catches up.
 #
-# Usage: scripts/demo-node-failure.sh    (uses compose.cluster.yaml; see docs/cluster.md)
+# Usage: scripts/demo-node-failure.sh [-h | --help]    (uses compose.cluster.yaml; see docs/cluster.md)
 # Takes: about two minutes (more the first time: the cluster starts).
 # Changes: turns the lab into a three-node cluster (and leaves it one), kills
 # the node that leads task_queue and starts it again; saves the run as

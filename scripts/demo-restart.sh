@@ -4,7 +4,7 @@
 # acknowledged, so they are delivered again; the workers and send.sh
 # reconnect by themselves. Every task is done anyway.
 #
-# Usage: scripts/demo-restart.sh
+# Usage: scripts/demo-restart.sh [-h | --help]
 # Takes: about half a minute.
 # Changes: starts the lab if needed (3 workers, prefetch 1) and restarts the
 # broker; saves the run as timelines/restart.json and restart.png.

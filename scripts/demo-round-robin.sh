@@ -3,7 +3,7 @@
 # in turn, like cards: with N workers, worker i gets tasks i, i+N, i+2N ...,
 # whether or not it is still busy with the previous ones.
 #
-# Usage: scripts/demo-round-robin.sh [WORKERS]     (default 3)
+# Usage: scripts/demo-round-robin.sh [-h | --help] [WORKERS]     (default 3)
 # Takes: about twenty seconds with 3 workers.
 # Changes: re-creates the workers (WORKERS of them, no prefetch limit) and
 # leaves them so; `docker compose up -d --scale consumer=3` brings back the

@@ -5,7 +5,7 @@
 # .env, line endings, the host ports, the broker, on a cluster task_queue's
 # members on each node, the workers and task_queue.
 #
-# Usage: scripts/doctor.sh
+# Usage: scripts/doctor.sh [-h | --help]
 # Exit status: 0 if every check is OK, 1 otherwise.
 # Takes: a few seconds.
 # Changes: nothing; it prints the fixes, it does not apply them.

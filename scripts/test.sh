@@ -4,7 +4,7 @@
 # stack through docker compose (a stack of the tests' own, with its own project
 # name and ports). A lint or unit failure is told in seconds, before any stack.
 #
-# Usage: scripts/test.sh [PATH...] [-- PYTEST_OPTIONS...]
+# Usage: scripts/test.sh [-h | --help] [PATH...] [-- PYTEST_OPTIONS...]
 #   scripts/test.sh                              every layer
 #   scripts/test.sh tests/unit                   only these
 #   scripts/test.sh tests/stack/test_faults.py -- -s
