@@ -42,6 +42,13 @@ usage() {  # usage: the script's header comment, from its second line to the fir
   awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "scripts/$(basename "$0")"
 }
 
+exit_if_help_asked() {  # exit_if_help_asked ARGS...: with -h or --help among ARGS, the usage and exit 0
+  if help_asked "$@"; then
+    usage
+    exit 0
+  fi
+}
+
 help_asked() {  # help_asked ARGS...: -h or --help is among ARGS (before a --)
   local arg
   for arg; do
@@ -70,10 +77,7 @@ check_arguments() {
   shift 2
   ((max != 1)) || most="one argument at most"
   ((max != 0)) || most="no arguments"
-  if help_asked "$@"; then
-    usage
-    exit 0
-  fi
+  exit_if_help_asked "$@"
   for arg; do
     count=$((count + 1))
     ((count <= max)) || fail "unexpected argument '$arg': it takes $most (see --help)"

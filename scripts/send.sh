@@ -25,10 +25,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-if help_asked "$@"; then
-  usage
-  exit 0
-fi
+exit_if_help_asked "$@"
 file=""
 poison=""
 argument=""

@@ -16,10 +16,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-if help_asked "$@"; then
-  usage
-  exit 0
-fi
+exit_if_help_asked "$@"
 paths=()
 while (($#)) && [[ "$1" != -- ]]; do
   [[ "$1" != -* ]] || fail "unknown option $1 (pytest's options go after --: scripts/test.sh -- $1)"
