@@ -25,9 +25,8 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFou
 import door
 from lab.metrics import fetch_queue_figures
 from lab.schema import MAX_NAME
-from lab.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, QUEUE
+from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, QUEUE, header_text
 
-BROKER_EVENTS = "amq.rabbitmq.event"
 CONSUMER_EVENTS = {"consumer.created": "attached", "consumer.deleted": "gone"}
 QUEUES = (QUEUE, DEAD_LETTER_QUEUE)
 POLL_SECONDS = 1.0
@@ -42,8 +41,7 @@ def worker_event(routing_key, headers, now):
     as a page event; None for anything else."""
 
     def text(name):
-        value = headers.get(name)
-        return value.decode(errors="replace") if isinstance(value, bytes) else value
+        return header_text(headers.get(name))
 
     kind, tag = CONSUMER_EVENTS.get(routing_key), text("consumer_tag")
     if kind is None or text("vhost") != "/" or text("queue") != QUEUE or not isinstance(tag, str) or not tag:
@@ -99,7 +97,7 @@ class Follower:
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange)
         for key in CONSUMER_EVENTS:
-            await queue.bind(BROKER_EVENTS, key)
+            await queue.bind(BROKER_EVENTS_EXCHANGE, key)
         await queue.consume(self.on_message, no_ack=True)
         self.hub.set_broker(host)
         node = f" (node {host})" if len(self.config.hosts) > 1 else ""
@@ -126,7 +124,7 @@ class Follower:
         return figures, channel
 
     async def on_message(self, message):
-        if message.exchange == BROKER_EVENTS:
+        if message.exchange == BROKER_EVENTS_EXCHANGE:
             event = worker_event(message.routing_key, message.headers or {}, time.time())
             if event:
                 self.hub.add_events([event])

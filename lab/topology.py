@@ -17,6 +17,14 @@ DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
 DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
 # The workers' events for whoever watches (the dashboard): fanout, nothing kept.
 EVENTS_EXCHANGE = "lab.events"
+# The broker's own events (the rabbitmq_event_exchange plugin): consumers attached and
+# gone, queues deleted; their details are in the messages' headers (header_text).
+BROKER_EVENTS_EXCHANGE = "amq.rabbitmq.event"
+
+
+def header_text(value):
+    """A header of a broker event as text: the AMQP clients hand some over as bytes."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def declare_task_queue(channel):

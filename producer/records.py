@@ -14,7 +14,7 @@ import time
 from analysis import FinishedTasks, in_progress
 from lab.brokers import broker_hosts, open_first
 from lab.metrics import fetch_queue_figures
-from lab.topology import QUEUE
+from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
 from publisher import reconnecting
 
 QUIET_SECONDS = 3
@@ -106,13 +106,13 @@ class BrokerWatch:
     """The broker's own events about task_queue while a batch runs (amq.rabbitmq.event,
     from the rabbitmq_event_exchange plugin): a consumer attached, the queue deleted."""
 
-    EXCHANGE, KEYS = "amq.rabbitmq.event", ("consumer.created", "queue.deleted")
+    KEYS = ("consumer.created", "queue.deleted")
 
     def __init__(self, channel):
         self.channel = channel
         self.queue = channel.queue_declare("", exclusive=True).method.queue
         for key in self.KEYS:
-            channel.queue_bind(self.queue, self.EXCHANGE, key)
+            channel.queue_bind(self.queue, BROKER_EVENTS_EXCHANGE, key)
 
     def news(self):
         """(kind, consumer tag or queue name) of each event about task_queue since the last call."""
@@ -120,17 +120,13 @@ class BrokerWatch:
             method, properties, _body = self.channel.basic_get(self.queue, auto_ack=True)
             if method is None:
                 return
-            headers = {key: text(value) for key, value in (properties.headers or {}).items()}
+            headers = {key: header_text(value) for key, value in (properties.headers or {}).items()}
             if headers.get("vhost") != "/":
                 continue
             if method.routing_key == "consumer.created" and headers.get("queue") == QUEUE:
                 yield method.routing_key, headers.get("consumer_tag") or ""
             elif method.routing_key == "queue.deleted":
                 yield method.routing_key, headers.get("name") or ""
-
-
-def text(value):
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 class SustainedIdle:
