@@ -143,8 +143,16 @@ def screenshot(page, name):
     page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png", full_page=True)
 
 
-def test_prefetch_0_deals_every_task_out_at_once_and_the_page_shows_them_waiting(lab, page):
+@pytest.fixture
+def no_prefetch_limit(lab):
+    """Workers with PREFETCH=0 for one test, and the lab's prefetch 1 again after it: the lab
+    fixture keeps a stack that runs, so a test that changes the workers puts them back."""
     start_workers(lab, prefetch=0)
+    yield
+    start_workers(lab, prefetch=1)
+
+
+def test_prefetch_0_deals_every_task_out_at_once_and_the_page_shows_them_waiting(lab, page, no_prefetch_limit):
     sending = send_in_background(lab, "9", "--dots", "2", "--name", "dashboard-prefetch-0")
     for worker in WORKERS:  # the broker deals out all nine at once: each lane's buffer holds tasks
         expect(lane(page, worker).locator('g[data-task][data-state="waiting"]').first).to_be_attached()
