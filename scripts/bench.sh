@@ -13,7 +13,7 @@
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
 #        scripts/bench.sh wait         (only send.sh --wait on 20,000 and 100,000 tasks)
-# Takes: about ten minutes (--cluster: about four; wait: three; dashboard: less; collect: a minute).
+# Takes: about ten minutes (--cluster: about six; wait: three; dashboard: less; collect: a minute).
 # Changes: nothing of the lab: it builds images and runs, then removes, a stack
 # of its own; installs the test requirements into .venv.
 set -euo pipefail
