@@ -1,4 +1,5 @@
-"""The stack tests' fixtures: one lab stack for the session (stacklab.Lab), removed,
+"""The stack tests' fixtures: the lab's images built once, one lab stack for the session
+(stacklab.Lab; one per pytest-xdist worker, each its own compose project), removed,
 with its volume, at the end, the lab as each test finds it, and amqplib for the
 tutorial's JavaScript clients. Every event the lab's workers publish meanwhile is
 checked against the schema (stacklab.EventTap)."""
@@ -6,17 +7,27 @@ checked against the schema (stacklab.EventTap)."""
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from stacklab import CLIENTS, CONSUMERS, EventTap, Lab
 
 
+def pytest_sessionstart(session):
+    """The lab's images built once, before any stack starts: with pytest-xdist each worker
+    process starts stacks of its own from these images (compose.yaml names them)."""
+    if not hasattr(session.config, "workerinput"):  # the controller, or a run without -n
+        with tempfile.TemporaryDirectory() as timelines:
+            Lab(Path(timelines)).compose("build", timeout=900)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     lab = Lab(tmp_path_factory.mktemp("timelines"))
     try:
-        lab.compose("up", "--detach", "--build", "--wait", "--scale", f"consumer={CONSUMERS}", timeout=900)
+        lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}", timeout=600)
         with EventTap(lab) as events:
             yield lab
         assert events.seen and not events.invalid, f"{events.seen} events, off the schema: {events.invalid[:3]}"

@@ -27,7 +27,7 @@ def cluster(tmp_path_factory):
     )
     try:
         started = time.monotonic()
-        lab.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=3", timeout=900)
+        lab.compose("up", "--detach", "--wait", "--scale", "consumer=3", timeout=600)
         print(f"\ncluster up in {time.monotonic() - started:.0f} s")
         yield lab
     finally:
