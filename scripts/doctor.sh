@@ -142,8 +142,9 @@ workers_to_keep() {  # as many workers as run now, or the usual 3
   echo $((running > 0 ? running : 3))
 }
 
-check_port() {  # check_port SETTING CONTAINER_PORT PROTOCOL
-  local name="$1" port published holder="" stop=""
+check_port() {  # check_port SETTING SERVICE CONTAINER_PORT PROTOCOL
+  local name="$1" service="$2" port published holder="" stop="" what="$2"
+  [[ "$service" != rabbitmq ]] || what=broker
   port="$(setting "$name" 2>/dev/null)"
   if ! [[ "$port" =~ ^[0-9]+$ ]]; then
     verdict FAIL "$name" "'$port' is not a port number" "set $name to a port number in .env (port changes belong in .env)"
@@ -151,22 +152,22 @@ check_port() {  # check_port SETTING CONTAINER_PORT PROTOCOL
   fi
   published=""
   if ((compose_ok && docker_ok)); then
-    published="$(docker compose port rabbitmq "$2" 2>/dev/null || true)"
+    published="$(docker compose port "$service" "$3" 2>/dev/null || true)"
   fi
   if [[ -n "$published" && "${published##*:}" == "$port" ]]; then
-    verdict OK "$name" "$port: this lab's broker"
+    verdict OK "$name" "$port: this lab's $what"
   elif [[ -n "$published" ]]; then
     local taken=""
     if port_in_use "$port"; then
-      describe_port_holder "$port" "$3"
+      describe_port_holder "$port" "$4"
       taken="; $port: $holder"
     fi
-    verdict FAIL "$name" "$port, but the running broker publishes ${published##*:}$taken" \
+    verdict FAIL "$name" "$port, but the running $what publishes ${published##*:}$taken" \
       "set $name in .env, not in the shell (the next command would undo it), then: docker compose up -d --scale consumer=$(workers_to_keep)"
   elif ! port_in_use "$port"; then
     verdict OK "$name" "$port: free"
   else
-    describe_port_holder "$port" "$3"
+    describe_port_holder "$port" "$4"
     verdict FAIL "$name" "$port: $holder" \
       "$stop, or set $name=$(next_free_port "$port") in .env (port changes belong in .env)"
   fi
@@ -319,8 +320,9 @@ check_docker
 check_compose
 check_env
 check_line_endings
-check_port AMQP_PORT 5672 amqp
-check_port MANAGEMENT_PORT 15672 http
+check_port AMQP_PORT rabbitmq 5672 amqp
+check_port MANAGEMENT_PORT rabbitmq 15672 http
+check_port DASHBOARD_PORT dashboard 8080 http
 if ((docker_ok && compose_ok)); then
   check_broker
 else

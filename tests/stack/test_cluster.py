@@ -229,7 +229,8 @@ def test_the_node_with_the_host_ports_killed_the_lab_works_on_and_doctor_names_i
 
 
 def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
-    image = cluster.run(["docker", "image", "inspect", "--format", "{{.Id}}", "rabbitmq-lab/broker"]).stdout.strip()
+    built = f"rabbitmq-lab/broker:{cluster.env['LAB_IMAGE_TAG']}"
+    image = cluster.run(["docker", "image", "inspect", "--format", "{{.Id}}", built]).stdout.strip()
     inspect = ["docker", "inspect", "--format", "{{.Image}}"]
     running = {node: cluster.run([*inspect, container(cluster, node)]).stdout.strip() for node in NODES}
     assert image and running == dict.fromkeys(NODES, image)

@@ -36,6 +36,8 @@ def test_send_wait_reports_every_task_once_with_its_worker(lab):
     # Saved by the producer as the caller's user, or, for root, as the image's own (never root).
     owner = (lab.timelines / "records.json").stat().st_uid
     assert owner != 0 and owner == (os.getuid() or owner)
+    # The session's tap (conftest.py) hears the workers' events, which it checks against the schema.
+    lab.wait_for(lambda: lab.events.seen >= 12, "the event tap to hear the batch's events", timeout=10)
 
 
 def test_tasks_with_no_work_are_each_recorded_and_their_log_lines_summed_up(lab):

@@ -18,6 +18,7 @@ CHECKS = [
     "line endings",
     "AMQP_PORT",
     "MANAGEMENT_PORT",
+    "DASHBOARD_PORT",
     "broker",
     "workers",
     "task_queue",
@@ -46,6 +47,7 @@ def test_every_check_is_ok_on_the_healthy_lab(lab):
     assert status == 0
     assert checks["AMQP_PORT"][1] == f"{lab.amqp_port}: this lab's broker"
     assert checks["MANAGEMENT_PORT"][1] == f"{lab.management_port}: this lab's broker"
+    assert checks["DASHBOARD_PORT"][1] == f"{lab.dashboard_port}: this lab's dashboard"
     assert checks["workers"][1] == f"{CONSUMERS} running, {CONSUMERS} attached to task_queue"
     assert checks["task_queue"][1] == "quorum, policy task-queue"
 
@@ -94,6 +96,11 @@ def test_a_rabbitmq_on_the_lab_ports_is_named_with_the_env_fix(lab):
         assert rest.startswith(f"{port}: a RabbitMQ already listens there: container {container} -> fix: "), rest
         assert f"stop that container (docker stop {container}), or set {name}=" in rest
         assert re.search(rf"or set {name}=\d+ in \.env \(port changes belong in \.env\)$", rest), rest
+    dashboard = f"{lab.env['COMPOSE_PROJECT_NAME']}-dashboard-1"
+    assert failed(checks, "DASHBOARD_PORT").startswith(
+        f"{lab.dashboard_port}: it is in use by another program: container {dashboard} -> fix: "
+        f"stop that container (docker stop {dashboard}), or set DASHBOARD_PORT="
+    )
     assert checks["broker"] == (
         "FAIL",
         "no broker container: the lab is not running -> fix: docker compose up -d --scale consumer=3",

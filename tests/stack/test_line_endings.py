@@ -38,7 +38,8 @@ def test_a_clone_with_autocrlf_keeps_lf_and_runs_the_lab(tmp_path):
     clone = tmp_path / "lab"
     assert checkout_with_autocrlf(clone) == []
     lab = Lab(tmp_path / "timelines", root=clone)
-    lab.env["COMPOSE_PROJECT_NAME"] = f"lab-eol-{os.getpid()}"
+    # Images of its own, built from the clone's files.
+    lab.env.update(COMPOSE_PROJECT_NAME=f"lab-eol-{os.getpid()}", LAB_IMAGE_TAG=f"eol-{os.getpid()}")
     try:
         lab.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=600)
         lab.wait_for(lambda: lab.queue()[1] == 1, "the worker attached")
@@ -48,4 +49,4 @@ def test_a_clone_with_autocrlf_keeps_lf_and_runs_the_lab(tmp_path):
         lab.wait_for(lambda: len(lab.done(since).get("consumer-1", [])) == 2, "2 tasks done", timeout=30)
         assert lab.done(since) == {"consumer-1": ["Task 1.", "Task 2."]}
     finally:
-        lab.compose("down", "--volumes", "--rmi", "local", "--timeout", "5", check=False)
+        lab.compose("down", "--volumes", "--rmi", "all", "--timeout", "5", check=False)

@@ -18,7 +18,7 @@ MAX_README_LINES = 250
 REPO_FOLDERS = ("consumer", "producer", "dashboard", "rabbitmq", "scripts", "tests", "docs", ".ci")
 REPO_FILES = ("compose.yaml", "compose.cluster.yaml", ".env", ".gitattributes", "pyproject.toml", "README.md")
 # Variables the lab reads from the environment that are not lines of .env.
-ENVIRONMENT = ("LAB_WAIT_SECONDS", "PYTHON_IMAGE", "RABBITMQ_IMAGE", "TIMELINES_DIR", "RABBITMQ_HOSTS")
+ENVIRONMENT = ("LAB_WAIT_SECONDS", "PYTHON_IMAGE", "RABBITMQ_IMAGE", "LAB_IMAGE_TAG", "TIMELINES_DIR", "RABBITMQ_HOSTS")
 NOT_SETTINGS = ("PRECONDITION_FAILED", "NAME", "PYTHONUNBUFFERED")  # an AMQP error; `NAME=default`; Python's own
 # Notes of the day belong in commit messages, not in the docs.
 DATED_NOTES = (
