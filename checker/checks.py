@@ -115,12 +115,37 @@ def acknowledges_after_work(session):
     )
 
 
+HELD_SECONDS = 2  # a quick task that waits this long was held behind a long one
+
+
+def held_behind(attempts, sent_at):
+    """The longest wait of a task held behind another on one copy while another copy had
+    nothing left to do, as the copies' own output shows: (copy, task, seconds), or None
+    if no task waited HELD_SECONDS. `attempts`: {copy name: its attempts at the batch, in
+    order}; a copy with none was idle from `sent_at` on. This sees what sampling the broker
+    misses when it answers slowly (a loaded machine)."""
+    idle_since = {
+        name: max((a["finished"] for a in mine), default=sent_at)
+        for name, mine in attempts.items()
+        if all(a["finished"] is not None for a in mine)
+    }
+    waits = [
+        (name, later["task"], later["started"] - since)
+        for name, mine in attempts.items()
+        for later in mine[1:]
+        for other, since in idle_since.items()
+        if other != name
+    ]
+    return max((wait for wait in waits if wait[2] >= HELD_SECONDS), key=lambda wait: wait[2], default=None)
+
+
 def fair_dispatch(session):
     title = "fair dispatch"
     if session.auto_ack():
         return Verdict("3", title, "SKIP", "with auto_ack the broker hands out tasks without limit (prefetch does not "
                        "apply), so it cannot show who hoards: fix check 2, then run again")  # fmt: skip
     prefetch = {consumer["channel_pid"]: consumer["prefetch_count"] for consumer in session.consumers}
+    sent_at = time.time()
     tasks = session.send("Check 3 task", [4] + [0] * (2 * session.size + 1))
     most, hoard = 0, None
 
@@ -136,9 +161,15 @@ def fair_dispatch(session):
     wait_until(sample, 25, interval=0)
     limits = sorted(set(prefetch.values()))
     shown = ", ".join("none (0)" if limit == 0 else str(limit) for limit in limits)
-    seen = f"prefetch {shown}; a 4-dot task and {len(tasks) - 1} quick ones: at most {most} unacknowledged per copy"
+    sampled = f"at most {most} unacknowledged per copy" if most else "no unacknowledged task sampled in time"
+    seen = f"prefetch {shown}; a 4-dot task and {len(tasks) - 1} quick ones: {sampled}"
     if hoard:
         return Verdict("3", title, "FAIL", f"{seen}; one copy held {hoard[0]} while another held none", PREFETCH_FIX)
+    attempts = {copy.name: [a for a in copy.attempts() if a["task"] in tasks] for copy in session.current}
+    if held := held_behind(attempts, sent_at):
+        copy, task, waited = held
+        return Verdict("3", title, "FAIL", f"{seen}; {copy} held '{task}' {waited:.1f} s behind its long task "
+                       "while another held none", PREFETCH_FIX)  # fmt: skip
     if 0 in limits:
         return Verdict("3", title, "FAIL", f"{seen}; with no prefetch limit a busy copy takes tasks it cannot start",
                        PREFETCH_FIX)  # fmt: skip

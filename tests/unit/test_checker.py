@@ -6,7 +6,7 @@ import sys
 import time
 
 from checker.__main__ import summary
-from checker.checks import Verdict
+from checker.checks import Verdict, held_behind
 from checker.copies import Copy, task_text
 from checker.timeline import records
 
@@ -94,3 +94,25 @@ def test_a_verdict_is_one_line_with_the_fix_when_it_fails():
         "FAIL  3. fair dispatch: held 3 Fix: prefetch 1"
     )
     assert "Fix" not in Verdict("1", "takes", "PASS", "ok", "never shown").line()
+
+
+def attempt(task, started, finished):
+    return {"task": task, "started": started, "finished": finished}
+
+
+def test_a_quick_task_held_behind_a_long_one_while_another_copy_idles_is_seen_from_the_output():
+    # No prefetch limit: copy-1 took the long task and two quick ones, which waited 4 s
+    # while copy-2 had finished its own at 0.1 s.
+    no_prefetch = {
+        "copy-1": [attempt("long", 0.0, 4.0), attempt("quick 2", 4.0, 4.0), attempt("quick 4", 4.0, 4.01)],
+        "copy-2": [attempt("quick 1", 0.0, 0.05), attempt("quick 3", 0.05, 0.1)],
+        "copy-3": [],
+    }
+    assert held_behind(no_prefetch, sent_at=0.0) == ("copy-1", "quick 2", 4.0)  # copy-3 idled from the start
+    # Prefetch 1: the quick ones go to the idle copies at once; nothing waits.
+    prefetch_1 = {
+        "copy-1": [attempt("long", 0.0, 4.0)],
+        "copy-2": [attempt("quick 1", 0.0, 0.05), attempt("quick 3", 0.05, 0.1), attempt("quick 4", 0.1, 0.15)],
+        "copy-3": [attempt("quick 2", 0.0, 0.05), attempt("quick 5", 0.05, 0.1)],
+    }
+    assert held_behind(prefetch_1, sent_at=0.0) is None
