@@ -3,6 +3,8 @@
 // attempt), so a redraw every frame costs little and tests can watch them.
 
 import { labelColour } from "./colour.js";
+import { stateAt } from "./model.js";
+import { barLabel, boardLabel, summaryText, tableRows } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 // A cue besides colour for each state (the legend shows the same glyphs).
@@ -31,14 +33,6 @@ function set(element, attributes) {
   for (const [key, value] of Object.entries(attributes)) {
     if (element.getAttribute(key) !== String(value)) element.setAttribute(key, value);
   }
-}
-
-// The state of an attempt at moment T, or null if nothing of it had happened yet.
-function stateAt(a, T) {
-  if (a.state !== null && a.finished <= T) return a.state;
-  if (a.started !== null && a.started <= T) return "running";
-  if (a.received !== null && a.received <= T) return "waiting";
-  return null;
 }
 
 // A table row of text cells (text nodes only: worker names come from the network).
@@ -195,10 +189,10 @@ export class Board {
       set(bar, { "data-state": state, "data-redelivered": a.redelivered });
       set(rect, { x: left, width });
       if (hatch) set(hatch, { x: left, width });
-      const text = `${GLYPHS[state]}${a.task}`;
+      const text = barLabel(GLYPHS[state], a.task, width);
       if (label.textContent !== text) label.textContent = text;
       label.style.fill = labelFill(state);
-      set(label, { x: left + width / 2, visibility: width >= 24 ? "visible" : "hidden" });
+      set(label, { x: left + width / 2, visibility: text ? "visible" : "hidden" });
       title.textContent = `${a.text ?? ""} — ${a.worker}, ${state}${a.redelivered ? ", redelivered" : ""}`;
     }
     for (const [worker, lane] of this.lanes) {
@@ -249,21 +243,14 @@ export class Board {
 
   drawFigures(batch, T) {
     const f = batch.figures(T);
-    const seconds = s => (s === null ? "–" : `${s.toFixed(1)} s`);
-    const ratio = f.makespan && f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound)` : "";
-    const done = `${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}`;
-    const running = batch.attempts.filter(a => stateAt(a, T) === "running").length;
-    const label = `${this.title}: ${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}, ` +
-      `${running} running, ${f.rows.size} workers`;
+    const label = boardLabel(this.title, f);
     if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
-    if (f.tasks === 0) this.summary.textContent = "No task done yet in this batch.";
-    else if (f.makespan === null) this.summary.textContent = `${done} (tasks with no work, counted per second)`;
-    else this.summary.textContent = `${done} · makespan ${seconds(f.makespan)}` +
-      ` · lower bound max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
-    const rows = [...f.rows].map(([w, r]) => [w, r.tasks.toLocaleString(), r.busy.toFixed(1)]);
-    const key = JSON.stringify(rows);
+    this.summary.textContent = summaryText(f);
+    this.summary.dataset.over = f.over;
+    const [header, ...rows] = tableRows(f);
+    const key = JSON.stringify([header, ...rows]);
     if (this.tableKey === key) return;
     this.tableKey = key;
-    this.table.replaceChildren(row(["worker", "tasks", "busy s"], "th"), ...rows.map(cells => row(cells)));
+    this.table.replaceChildren(row(header, "th"), ...rows.map(cells => row(cells)));
   }
 }
