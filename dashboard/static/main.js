@@ -147,6 +147,10 @@ async function loadRun(name) {
   return savedRun(await response.json());
 }
 
+function replayTitle(run) {
+  return ["Replay: " + runText(run), prefetchText(run.prefetch)].filter(Boolean).join(" · ");
+}
+
 // The runs chosen, loaded and drawn at their first moment, ready to play.
 let loads = 0;
 async function load() {
@@ -159,7 +163,7 @@ async function load() {
   const span = Math.max(...runs.map(run => run.end - run.start));
   dashboard.replay = {
     runs, span, began: null, finished: false,
-    boards: runs.map((run, i) => new Board(boards, `Replay: ${run.name} (batch ${run.id})`, `replay-${i + 1}`)),
+    boards: runs.map((run, i) => new Board(boards, replayTitle(run), `replay-${i + 1}`)),
   };
   dirty = true;
 }
