@@ -58,6 +58,7 @@ export class Board {
     this.axis = svg("g", { class: "axis" }, this.root);
     this.lanesGroup = svg("g", {}, this.root);
     this.linksGroup = svg("g", {}, this.root);
+    this.faultsGroup = svg("g", { class: "faults" }, this.root);  // last: painted over the lanes
     this.summary = document.createElement("div");
     this.summary.className = "summary";
     this.table = document.createElement("table");
@@ -119,12 +120,13 @@ export class Board {
   }
 
   drawFaults(batch, x, T, t0) {
+    this.faultsGroup.replaceChildren();
     (batch.faults ?? []).forEach((fault, index) => {
       if (fault.t < t0 || fault.t > T) return;
       const at = x(fault.t);
-      svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.axis);
+      svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.faultsGroup);
       // Each label a line lower than the last, so that close faults' labels do not overlap.
-      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.axis);
+      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.faultsGroup);
       label.textContent = fault.label;
     });
   }
@@ -246,7 +248,7 @@ export class Board {
     const label = boardLabel(this.title, f);
     if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
     this.summary.textContent = summaryText(f);
-    this.summary.dataset.over = f.over;
+    this.summary.dataset.over = this.over = f.over;
     const [header, ...rows] = tableRows(f);
     const key = JSON.stringify([header, ...rows]);
     if (this.tableKey === key) return;

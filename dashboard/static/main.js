@@ -102,15 +102,22 @@ function announce(board) {
   $("announce").textContent = text;
 }
 
-// The faults a demo notes for the run shown (timelines/NAME.marks): asked every 2 s.
+// Asked every 2 s for the named run shown: the faults a demo notes (timelines/NAME.marks),
+// and, while the batch seems unfinished, its saved run, which fills what events went missing.
 let asked = 0;
-function askFaults(batch) {
+function askAbout(batch, over) {
   if (!batch.name || performance.now() - asked < 2000) return;
   asked = performance.now();
-  fetch(`api/runs/${encodeURIComponent(batch.name)}/marks`)
+  const run = `api/runs/${encodeURIComponent(batch.name)}`;
+  fetch(`${run}/marks`)
     .then(response => (response.ok ? response.json() : []))
     .then(marks => { batch.faults = faultsOf(marks, batch.announcedAt); dirty = true; })
     .catch(() => {});  // the next ask tries again
+  if (over || batch.fromRecords) return;
+  fetch(run)
+    .then(response => (response.ok ? response.json() : null))
+    .then(saved => { if (saved?.batch === batch.id) { dashboard.live.settle(saved); dirty = true; } })
+    .catch(() => {});
 }
 
 function drawLive() {
@@ -122,8 +129,9 @@ function drawLive() {
   const end = open ? now : Math.max(batch.end, t0);
   const lanes = live.lanes(batch);
   liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
-  $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes))].filter(Boolean).join(" · ");
-  askFaults(batch);
+  $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
+    batch.fromRecords ? "drawn from its saved records (events were missed)" : ""].filter(Boolean).join(" · ");
+  askAbout(batch, liveBoard.over);
   announce(liveBoard);
   $("rejected-list").textContent = live.rejected.length
     ? `rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";

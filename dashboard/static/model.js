@@ -52,7 +52,7 @@ export class Batch {
     if (Number.isInteger(e.prefetch)) this.prefetch.set(e.worker, e.prefetch);
     switch (e.event) {
       case "received": this.attempt(e, e.at).received = e.at; break;
-      case "started": this.attempt(e, e.started).started = e.started; break;
+      case "started": this.movedOn(e); this.attempt(e, e.started).started = e.started; break;
       case "done":
         if (e.finished <= e.started) { this.count(e.worker, e.finished, 1); break; }
         this.end_(this.attempt(e, e.started), "done", e.started, e.finished);
@@ -105,11 +105,23 @@ export class Batch {
     // A "done" taken back (its acknowledgement never reached the broker) or a task handed back.
     const done = this.attempts.find(a => a.key === `${e.message_id}|${e.worker}` && a.started === e.started);
     if (done && done.state === "done") { done.state = "cut"; return; }
+    if (done && done.state === "cut") { done.guessed = false; return; }  // ended already, where its worker moved on
     this.cutShort(this.attempt(e, e.started), e.at ?? e.started);
   }
 
   cutShort(a, t) {
     this.end_(a, "cut", a.started ?? t, t);
+  }
+
+  // A worker works on one task at a time: one that starts a task has ended any it had
+  // started before (lost with its connection, say; its "cut" comes later, once it reconnects).
+  movedOn(e) {
+    for (const a of [...this.open.values()]) {
+      if (a.worker === e.worker && a.started !== null && a.started < e.started && a.messageId !== e.message_id) {
+        this.cutShort(a, e.started);
+        a.guessed = true;
+      }
+    }
   }
 
   cutAllOf(worker, t) {
@@ -234,6 +246,16 @@ export class Live {
   lanes(batch) {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
     return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
+  }
+
+  // A batch whose events did not all come (the dashboard lost its broker node: a gap), drawn
+  // from its saved run once send.sh --wait saved it: the records tell the whole batch.
+  settle(run) {
+    const batch = this.batches.get(run?.batch);
+    if (!batch || !Array.isArray(run.events)) return;
+    const saved = savedRun(run);
+    Object.assign(saved, { live: true, fromRecords: true, faults: batch.faults, announcedAt: batch.announcedAt });
+    this.batches.set(run.batch, saved);
   }
 
   // The prefetch of each of these workers, as its records or its attaching said.

@@ -68,3 +68,20 @@ test("the faults of a live run are those noted since the producer announced it",
   const marks = [{ at: 90, label: "killed rabbitmq" }, { at: 105, label: "killed rabbitmq-2" }, { at: "x", label: "y" }];
   assert.deepEqual(faultsOf(marks, 100), [{ t: 105, label: "killed rabbitmq-2" }]);
 });
+
+test("a live batch that missed events (a gap) is drawn from its saved run once saved", () => {
+  const live = new Live();
+  live.apply({ event: "sending", batch: "b1", name: "node-failure", tasks: 9, at: 99 });
+  live.apply({ event: "started", worker: "consumer-1", batch: "b1", message_id: "b1.1", task: "Task 1",
+               redelivered: false, started: 100, at: 100 });  // its "done" was lost with the node
+  assert.equal(live.batches.get("b1").figures(120).over, false);
+  const run = golden("fair").run;
+  live.settle({ ...run, name: "node-failure", sent: 9 });
+  const batch = live.batches.get("b1");
+  assert.equal(batch.fromRecords, true);
+  assert.equal(batch.figures(120).over, true);
+  assert.equal(batch.figures(120).tasks, 9);
+  assert.equal(live.newest(), batch);
+  live.settle({ ...run, batch: "other" });  // not a batch this page saw: nothing
+  assert.deepEqual([...live.batches.keys()], ["b1"]);
+});

@@ -3,9 +3,12 @@
 import shutil
 from contextlib import contextmanager
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = shutil.which("chromium")
+# How long expect() waits for the page (a wait, not a limit on the lab): on a loaded machine a
+# producer's container alone took over 5 s (playwright's default) to start.
+expect.set_options(timeout=20_000)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 
@@ -18,3 +21,15 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+ON_TOP = """element => {
+  const box = element.getBoundingClientRect();
+  return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2) === element;
+}"""
+
+
+def on_top(locator):
+    """Whether the element is what the page paints at its middle (nothing drawn over it)."""
+    locator.scroll_into_view_if_needed()
+    return locator.evaluate(ON_TOP)
