@@ -168,7 +168,7 @@ def the_page_showed_it_all(page, run, killed, capsys):
     expect(page.locator("#batch-name")).to_contain_text("run node-failure")
     expect(page.locator(f"{live} .summary")).to_contain_text(re.compile(rf"^{TASKS} tasks done · makespan"))
     expect(page.locator(f"{live} svg .fault-label")).to_have_text(f"killed {killed}")
-    assert on_top(page.locator(f"{live} svg .fault-label"))
+    assert on_top(page, f"{live} svg .fault-label")
     expect(page.locator("#connection")).to_have_attribute("data-state", "open")
     expect(page.locator("#connection")).to_have_text("live")
     gaps = page.evaluate("window.labDashboard.status.gaps")

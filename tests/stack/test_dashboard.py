@@ -289,7 +289,7 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):
         expect(bars(page, "done", board)).to_have_count(6)
     expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text("killed consumer-2")
-    assert on_top(page.locator('[data-board="replay-1"] svg .fault-label'))  # not under the lanes
+    assert on_top(page, '[data-board="replay-1"] svg .fault-label')  # not under the lanes
     expect(page.locator('[data-board="replay-2"] svg .fault-label')).to_have_count(0)
     axis = "svg .axis text:not(.fault-label)"
     first, second = (page.locator(f'[data-board="replay-{n}"] {axis}').all_inner_texts() for n in (1, 2))

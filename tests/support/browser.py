@@ -23,13 +23,15 @@ def chromium():
             browser.close()
 
 
-ON_TOP = """element => {
+ON_TOP = """selector => {
+  const element = document.querySelector(selector);
+  element.scrollIntoView({ block: "center" });
   const box = element.getBoundingClientRect();
   return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2) === element;
 }"""
 
 
-def on_top(locator):
-    """Whether the element is what the page paints at its middle (nothing drawn over it)."""
-    locator.scroll_into_view_if_needed()
-    return locator.evaluate(ON_TOP)
+def on_top(page, selector):
+    """Whether the page paints the element (the first that matches) at its middle: nothing drawn
+    over it. In one step: the board redraws some elements every frame."""
+    return page.evaluate(ON_TOP, selector)
