@@ -219,6 +219,8 @@ def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(l
     # A worker on its first task: its running time counts as busy (it said "0 tasks, 0.0 busy s").
     expect(table).to_contain_text(re.compile(r"0 \+ 1 running\s*(0\.[1-9]|[1-9])"))
     expect(page.locator("#batch-name")).to_contain_text("prefetch 1")
+    expect(summary).to_contain_text(re.compile(r"^[3-7] tasks done so far"))
+    screenshot(page, "fair-dispatch-midway")  # docs/dashboard-fair-dispatch.png
     output = finish(sending)
     expect(bars(page, "done")).to_have_count(9)
     expect(summary).not_to_contain_text("so far")
