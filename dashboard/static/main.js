@@ -123,7 +123,7 @@ function askAbout(batch, over) {
 function drawLive() {
   listBatches();
   const live = dashboard.live, batch = shownBatch();
-  const now = live.now(serverNow());
+  const now = live.now(serverNow(), batch);
   const t0 = Number.isFinite(batch.start) ? batch.start : now;
   const open = batch.attempts.some(a => a.state === null);
   const end = open ? now : Math.max(batch.end, t0);

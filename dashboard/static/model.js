@@ -193,7 +193,6 @@ export class Live {
     this.workers = new Map();  // name -> { attached, marks: [{ t, kind: "joined" | "left" }] }
     this.batches = new Map();  // batch id -> Batch, in the order their first events came
     this.rejected = [];
-    this.heard = -Infinity;  // the latest moment an event told of
   }
 
   batch(id) {
@@ -201,9 +200,11 @@ export class Live {
     return this.batches.get(id);
   }
 
-  // The moment to draw: the server's clock, never before what an event already told.
-  now(serverNow) {
-    return Math.max(serverNow, this.heard);
+  // The moment to draw a batch at: the server's clock as this page knows it, but never before
+  // what the batch's events told (a clock set late drew done tasks as running), up to a minute
+  // ahead of it (an event that claims the year 5000 moves nothing).
+  now(serverNow, batch) {
+    return Math.max(serverNow, Math.min(batch?.end ?? -Infinity, serverNow + 60));
   }
 
   worker(name) {
@@ -217,7 +218,6 @@ export class Live {
   }
 
   apply(e) {
-    if (Number.isFinite(e?.at)) this.heard = Math.max(this.heard, e.at);
     if (e?.event === "sending" && typeof e.batch === "string") {
       this.batch(e.batch).announced({ name: e.name, sent: e.tasks, at: e.at });
       return;

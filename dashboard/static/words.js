@@ -3,12 +3,13 @@
 // Pure functions, tested under Node (tests/js/).
 
 const seconds = s => `${s.toFixed(1)} s`;
+const tasks = n => `${n.toLocaleString()} ${n === 1 ? "task" : "tasks"}`;
 
 // f: Batch.figures(T). While the batch runs every figure is "so far", running tasks counted busy.
 export function summaryText(f) {
   const soFar = f.over ? "" : " so far";
   const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
-  const done = `${f.tasks.toLocaleString()} tasks done${soFar}${running ? `, ${running} running` : ""}`;
+  const done = `${tasks(f.tasks)} done${soFar}${running ? `, ${running} running` : ""}`;
   if (f.makespan === null) {
     return f.tasks === 0 ? "No task done yet in this batch." : `${done} (tasks with no work, counted per second)`;
   }
@@ -28,7 +29,7 @@ export function tableRows(f) {
 export function boardLabel(title, f) {
   const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
   const state = f.over ? "batch over" : "batch running";
-  return `${title}: ${state}, ${f.tasks.toLocaleString()} tasks done${f.over ? "" : " so far"}, ` +
+  return `${title}: ${state}, ${tasks(f.tasks)} done${f.over ? "" : " so far"}, ` +
     `${running} running, ${f.rows.size} workers`;
 }
 

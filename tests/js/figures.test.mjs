@@ -36,8 +36,8 @@ test("a worker on its first long task shows its running time as busy, so far", (
   const rows = tableRows(f);
   assert.deepEqual(rows[0], ["worker", "tasks so far", "busy s so far"]);
   assert.deepEqual(rows[1], ["consumer-1", "0 + 1 running", "4.0"]);
-  assert.match(summaryText(f), /^1 tasks done so far, 2 running · makespan so far 4\.0 s · lower bound so far .* \(1\.00× the bound so far\)$/);
-  assert.match(boardLabel("Live", f), /^Live: batch running, 1 tasks done so far, 2 running, 2 workers$/);
+  assert.match(summaryText(f), /^1 task done so far, 2 running · makespan so far 4\.0 s · lower bound so far .* \(1\.00× the bound so far\)$/);
+  assert.match(boardLabel("Live", f), /^Live: batch running, 1 task done so far, 2 running, 2 workers$/);
 });
 
 test("between two tasks a batch whose producer said how many it sent is not over", () => {

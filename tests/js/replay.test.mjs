@@ -52,9 +52,11 @@ test("the moment drawn is never before an event already heard (a late clock show
   const live = new Live();
   live.apply({ event: "done", worker: "consumer-1", batch: "b", message_id: "b.1", task: "Task 1",
                redelivered: false, started: 100, finished: 103, at: 103 });
-  const T = live.now(101);  // the server's clock as this page last set it, seconds behind
+  const T = live.now(101, live.newest());  // the server's clock as this page last set it, seconds behind
   assert.equal(T, 103);
   assert.equal(stateAt(live.newest().attempts[0], T), "done");
+  live.apply({ event: "quick", worker: "forger", batch: "b", count: 1, at: 95_000_000_000 });
+  assert.equal(live.now(101, live.newest()), 161);  // a forged time moves it a minute at most
 });
 
 test("a bar's label is its glyph and number if they fit, the number alone, or nothing", () => {
