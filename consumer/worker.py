@@ -92,6 +92,7 @@ class Worker:
             "batch": properties.correlation_id,
             "redelivered": method.redelivered,
             "started": time.time(),
+            "prefetch": self.config.prefetch,  # the page shows the prefetch in force, live and in replays
         }
         try:
             text = read_task(body, self.config.max_dots)
@@ -102,6 +103,7 @@ class Worker:
             return
         seconds = work_seconds(text, self.config.seconds_per_dot)
         if seconds:
+            record["received"] = record["started"]  # from now until it starts it waits in the buffer
             self.events.received(record)
             deliveries.put(Task(method.delivery_tag, properties.reply_to, text, seconds, record))
         else:

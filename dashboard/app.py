@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from config import Config
 from feeds import Follower
 from hub import Hub
+from lab.marks import read_marks
 
 HERE = Path(__file__).parent
 RUN_NAME = re.compile(r"^[\w.-]+$")
@@ -79,6 +80,13 @@ def create_app(env=None, follower=Follower):
             return JSONResponse({"error": f"no saved run {name!r}"}, 404)
         return FileResponse(path, media_type="application/json")
 
+    async def marks(request):
+        """The faults a demo has noted so far for a run (timelines/NAME.marks), for the live board."""
+        name = request.path_params["name"]
+        if not RUN_NAME.match(name):
+            return JSONResponse({"error": f"no saved run {name!r}"}, 404)
+        return JSONResponse(read_marks(timelines / f"{name}.marks"))
+
     async def health(_request):
         return JSONResponse({"serving": True, "broker": hub.status["broker"] is not None})
 
@@ -95,6 +103,7 @@ def create_app(env=None, follower=Follower):
             Route("/events", events),
             Route("/api/runs", runs),
             Route("/api/runs/{name}", saved_run),
+            Route("/api/runs/{name}/marks", marks),
             Route("/healthz", health),
             Mount("/", StaticFiles(directory=HERE / "static", html=True)),
         ],

@@ -109,7 +109,7 @@ class Follower:
             await self.sleep(POLL_SECONDS)
 
     async def figures(self, connection, channel, host):
-        figures = {"now": time.time(), "unacked_from": "prometheus"}
+        figures = {"unacked_from": "prometheus"}
         prometheus = await asyncio.to_thread(self.queue_figures, host)
         for name in QUEUES:
             try:

@@ -91,7 +91,9 @@ class Hub:
         self.tell(number, f'{{"type":"events","events":[{text}]}}')
 
     def set_queues(self, figures):
-        self.latest_queues = compact({"type": "queues", **figures})
+        # Stamped as it goes out: the page sets its clock by it (a figure that took seconds
+        # to gather, as on a cluster electing a leader, once set it seconds behind).
+        self.latest_queues = compact({"type": "queues", **figures, "now": self.clock()})
         self.tell(self.number(), self.latest_queues)
 
     def set_broker(self, host):

@@ -15,7 +15,9 @@ Every record has: worker (its name, e.g. "consumer-2"), task (the task's text),
 message_id ("<batch>.<n>", the n-th task of a batch; null for a client that
 sets none), batch (the batch id, the message's correlation_id; null likewise),
 redelivered (the broker had delivered it before), started (epoch seconds).
-An attempt is (message_id, worker, started).
+An attempt is (message_id, worker, started). A lab worker adds prefetch (its
+limit, 0 = none) to every record, and received (when the task reached it, to
+wait in its buffer) to those of a task with work; other clients may not.
 
 An *event* is what the dashboard hears on the exchange lab.events: each record
 as an event of the same kind, with "at" (when, epoch seconds) and the task's
@@ -27,6 +29,11 @@ text cut to TASK_TEXT_SHOWN characters; and
     leaving   the worker stopped consuming
     gone      the broker lost the worker's consumer without a word (the
               dashboard makes this one from the broker's own events)
+
+and one event from the producer, without a worker:
+
+    sending   send.sh is about to send "tasks" tasks of "batch", saved with
+              --wait as the run "name" (null without --wait)
 """
 
 import math
@@ -34,6 +41,8 @@ import math
 TASK_RECORDS = ("started", "done", "rejected", "cut")
 TASK_EVENTS = ("received", *TASK_RECORDS)
 WORKER_EVENTS = ("quick", "attached", "leaving", "gone")
+PRODUCER_EVENTS = ("sending",)
+EVENTS = TASK_EVENTS + WORKER_EVENTS + PRODUCER_EVENTS
 TASK_TEXT_SHOWN = 60  # characters of a task's text an event carries: a task may be 131,072
 # The most dots a task may ask for unless MAX_DOTS_PER_TASK says otherwise (send.sh
 # refuses more, a worker rejects more).
@@ -77,6 +86,10 @@ def _count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _prefetch(value):
+    return _count(value) and value <= 65_535
+
+
 _TASK = {
     "worker": _name,
     "task": _text(131_072),
@@ -85,16 +98,18 @@ _TASK = {
     "redelivered": lambda value: isinstance(value, bool),
     "started": _time,
 }
+_LAB_WORKER = {"received": _time, "prefetch": _prefetch}  # what a lab worker adds to a task's records
 _FIELDS = {  # kind -> (required fields and their checks, optional ones)
-    "started": (_TASK, {}),
-    "done": ({**_TASK, "finished": _time}, {}),
-    "rejected": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {}),
-    "cut": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {"finished": _time}),
-    "received": (_TASK, {}),
+    "started": (_TASK, _LAB_WORKER),
+    "done": ({**_TASK, "finished": _time}, _LAB_WORKER),
+    "rejected": ({**_TASK, "reason": _text(MAX_NAME * 4)}, _LAB_WORKER),
+    "cut": ({**_TASK, "reason": _text(MAX_NAME * 4)}, {**_LAB_WORKER, "finished": _time}),
+    "received": (_TASK, _LAB_WORKER),
     "quick": ({"worker": _name, "batch": _name_or_null, "count": _count}, {}),
-    "attached": ({"worker": _name, "prefetch": lambda value: _count(value) and value <= 65_535}, {}),
+    "attached": ({"worker": _name, "prefetch": _prefetch}, {}),
     "leaving": ({"worker": _name}, {}),
     "gone": ({"worker": _name}, {}),
+    "sending": ({"batch": _name, "name": _name_or_null, "tasks": _count}, {}),
 }
 
 
@@ -108,7 +123,7 @@ def _problems(item, event):
         yield f"not an object: {type(item).__name__}"
         return
     kind = item.get("event")
-    if not isinstance(kind, str) or kind not in (TASK_EVENTS + WORKER_EVENTS if event else TASK_RECORDS):
+    if not isinstance(kind, str) or kind not in (EVENTS if event else TASK_RECORDS):
         yield f"unknown kind {str(kind)[:40]!r}"
         return
     required, optional = _FIELDS[kind]

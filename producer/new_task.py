@@ -9,13 +9,16 @@ and when (display.py). The command line and the signals are in command_line.py;
 input is checked before anything is published (workload.py).
 """
 
+import contextlib
+import copy
+import json
 import logging
 import sys
 import time
 import uuid
 
 import pika
-from pika.exceptions import AMQPChannelError, AMQPConnectionError
+from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
 import runs
 from analysis import finished_tasks, tally
@@ -24,7 +27,7 @@ from connection import connection_parameters
 from display import Notices, SendProgress, WaitProgress, print_run
 from lab.brokers import open_first, short_error
 from lab.schema import message_id
-from lab.topology import QUEUE, declare_task_queue
+from lab.topology import EVENTS_EXCHANGE, QUEUE, declare_events_exchange, declare_task_queue
 from publisher import Publisher, SendFailed, StopRequested
 from records import EventListener, task_queue_is_idle
 from workload import WORKER_WAIT_SECONDS, InputError, read_tasks
@@ -67,7 +70,6 @@ def show_run(run, args, count):
     """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
     print()
     print_run(run, runs.marks_of(run))
-    run["name"] = args.name or time.strftime("run-%Y%m%d-%H%M%S")
     png = runs.save_run(run["name"], run)
     if png:
         print(f"\nTimeline chart: {runs.shown(png)}")
@@ -92,6 +94,9 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
         declare_task_queue(channel)
         workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
     listener = EventListener(parameters, batch) if args.wait else None  # before the first task goes
+    name = (args.name or time.strftime("run-%Y%m%d-%H%M%S")) if args.wait else None
+    if name:
+        announce(parameters, {"event": "sending", "batch": batch, "name": name, "tasks": count, "at": time.time()})
     started = time.monotonic()
     records_to = listener.queue if listener else None
     sent = SendProgress(count)
@@ -115,9 +120,23 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
         events, ended = listener.collect(count, args.timeout, progress, task_queue_is_idle, stop_requested)
     finally:
         progress.close()
-    run = {"name": args.name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
+    run = {"name": name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
     account_for_the_unseen(run, ended, listener, others_at_start=workers > args.expect_workers)
     return run
+
+
+def announce(parameters, event):
+    """Tell the live dashboard which run a batch is (lab.events, as the workers tell it
+    what they do): watching only, so no confirm, and a broker that blocks publishing
+    (an alarm) drops it; the connection then gives up after 2 s instead of waiting."""
+    impatient = [copy.copy(each) for each in parameters]
+    for each in impatient:
+        each.blocked_connection_timeout = 2
+    with contextlib.suppress(AMQPError, OSError), open_first(impatient) as connection:
+        channel = connection.channel()
+        declare_events_exchange(channel)
+        properties = pika.BasicProperties(content_type="application/json")
+        channel.basic_publish(EVENTS_EXCHANGE, "", json.dumps([event]), properties)
 
 
 def account_for_the_unseen(run, ended, listener, others_at_start):

@@ -3,11 +3,11 @@ NAME.png, and the fault marks a demo noted beside them in NAME.marks."""
 
 import json
 import os
-from datetime import datetime
 from pathlib import Path
 
 import chart
 from analysis import done_records, segments
+from lab.marks import read_marks
 
 TIMELINES = Path("timelines")
 
@@ -35,32 +35,6 @@ def save_run(name, run):
     png = TIMELINES / f"{name}.png"
     chart.save_png(png, [(name, segments(run["events"]), run["marks"])])
     return png
-
-
-def moment(value):
-    """Epoch seconds, from a number or from an ISO 8601 time such as docker inspect's."""
-    try:
-        return float(value)
-    except ValueError:
-        return datetime.fromisoformat(value).timestamp()
-
-
-def read_marks(path):
-    """The moments in a NAME.marks file, a JSON object a line: {"at": epoch seconds or
-    an ISO 8601 time, "label": "killed consumer-3"}. No file, or a line that is not
-    such an object, gives no mark: a chart without its marks beats no chart."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, ValueError):
-        return []
-    marks = []
-    for line in lines:
-        try:
-            mark = json.loads(line)
-            marks.append({"at": moment(mark["at"]), "label": str(mark["label"])})
-        except (ValueError, TypeError, KeyError):
-            continue
-    return marks
 
 
 def marks_of(run):

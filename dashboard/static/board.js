@@ -3,6 +3,8 @@
 // attempt), so a redraw every frame costs little and tests can watch them.
 
 import { labelColour } from "./colour.js";
+import { stateAt } from "./model.js";
+import { barLabel, boardLabel, summaryText, tableRows } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 // A cue besides colour for each state (the legend shows the same glyphs).
@@ -33,14 +35,6 @@ function set(element, attributes) {
   }
 }
 
-// The state of an attempt at moment T, or null if nothing of it had happened yet.
-function stateAt(a, T) {
-  if (a.state !== null && a.finished <= T) return a.state;
-  if (a.started !== null && a.started <= T) return "running";
-  if (a.received !== null && a.received <= T) return "waiting";
-  return null;
-}
-
 // A table row of text cells (text nodes only: worker names come from the network).
 function row(cells, tag = "td") {
   const tr = document.createElement("tr");
@@ -64,6 +58,7 @@ export class Board {
     this.axis = svg("g", { class: "axis" }, this.root);
     this.lanesGroup = svg("g", {}, this.root);
     this.linksGroup = svg("g", {}, this.root);
+    this.faultsGroup = svg("g", { class: "faults" }, this.root);  // last: painted over the lanes
     this.summary = document.createElement("div");
     this.summary.className = "summary";
     this.table = document.createElement("table");
@@ -125,12 +120,13 @@ export class Board {
   }
 
   drawFaults(batch, x, T, t0) {
+    this.faultsGroup.replaceChildren();
     (batch.faults ?? []).forEach((fault, index) => {
       if (fault.t < t0 || fault.t > T) return;
       const at = x(fault.t);
-      svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.axis);
+      svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.faultsGroup);
       // Each label a line lower than the last, so that close faults' labels do not overlap.
-      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.axis);
+      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.faultsGroup);
       label.textContent = fault.label;
     });
   }
@@ -195,10 +191,10 @@ export class Board {
       set(bar, { "data-state": state, "data-redelivered": a.redelivered });
       set(rect, { x: left, width });
       if (hatch) set(hatch, { x: left, width });
-      const text = `${GLYPHS[state]}${a.task}`;
+      const text = barLabel(GLYPHS[state], a.task, width);
       if (label.textContent !== text) label.textContent = text;
       label.style.fill = labelFill(state);
-      set(label, { x: left + width / 2, visibility: width >= 24 ? "visible" : "hidden" });
+      set(label, { x: left + width / 2, visibility: text ? "visible" : "hidden" });
       title.textContent = `${a.text ?? ""} — ${a.worker}, ${state}${a.redelivered ? ", redelivered" : ""}`;
     }
     for (const [worker, lane] of this.lanes) {
@@ -249,21 +245,14 @@ export class Board {
 
   drawFigures(batch, T) {
     const f = batch.figures(T);
-    const seconds = s => (s === null ? "–" : `${s.toFixed(1)} s`);
-    const ratio = f.makespan && f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound)` : "";
-    const done = `${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}`;
-    const running = batch.attempts.filter(a => stateAt(a, T) === "running").length;
-    const label = `${this.title}: ${f.tasks.toLocaleString()} tasks done${f.running ? " so far" : ""}, ` +
-      `${running} running, ${f.rows.size} workers`;
+    const label = boardLabel(this.title, f);
     if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
-    if (f.tasks === 0) this.summary.textContent = "No task done yet in this batch.";
-    else if (f.makespan === null) this.summary.textContent = `${done} (tasks with no work, counted per second)`;
-    else this.summary.textContent = `${done} · makespan ${seconds(f.makespan)}` +
-      ` · lower bound max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
-    const rows = [...f.rows].map(([w, r]) => [w, r.tasks.toLocaleString(), r.busy.toFixed(1)]);
-    const key = JSON.stringify(rows);
+    this.summary.textContent = summaryText(f);
+    this.summary.dataset.over = this.over = f.over;
+    const [header, ...rows] = tableRows(f);
+    const key = JSON.stringify([header, ...rows]);
     if (this.tableKey === key) return;
     this.tableKey = key;
-    this.table.replaceChildren(row(["worker", "tasks", "busy s"], "th"), ...rows.map(cells => row(cells)));
+    this.table.replaceChildren(row(header, "th"), ...rows.map(cells => row(cells)));
   }
 }

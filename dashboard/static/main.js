@@ -1,7 +1,8 @@
 // The page: the live board fed by /events (Server-Sent Events), and replays
 // of saved runs, one or two on one time axis.
 import { Board } from "./board.js";
-import { Live, savedRun } from "./model.js";
+import { Live, faultsOf, savedRun } from "./model.js";
+import { prefetchText, runText } from "./words.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
@@ -91,26 +92,49 @@ function listBatches() {
   select.value = ids.includes(chosen) ? chosen : "";
 }
 
-// The one live region: what the live board shows, in words, at most every 5 s.
+// The one live region: what the board shown says, in words, at most every 5 s. It is
+// given the board's words as they are when it speaks (drawn this frame, by this frame's clock).
 let announced = 0;
-function announce(text) {
+function announce(board) {
+  const text = board.root.getAttribute("aria-label");
   if (performance.now() - announced < 5000 || $("announce").textContent === text) return;
   announced = performance.now();
   $("announce").textContent = text;
 }
 
+// Asked every 2 s for the named run shown: the faults a demo notes (timelines/NAME.marks),
+// and, while the batch seems unfinished, its saved run, which fills what events went missing.
+let asked = 0;
+function askAbout(batch, over) {
+  if (!batch.name || performance.now() - asked < 2000) return;
+  asked = performance.now();
+  const run = `api/runs/${encodeURIComponent(batch.name)}`;
+  fetch(`${run}/marks`)
+    .then(response => (response.ok ? response.json() : []))
+    .then(marks => { batch.faults = faultsOf(marks, batch.announcedAt); dirty = true; })
+    .catch(() => {});  // the next ask tries again
+  if (over || batch.fromRecords) return;
+  fetch(run)
+    .then(response => (response.ok ? response.json() : null))
+    .then(saved => { if (saved?.batch === batch.id) { dashboard.live.settle(saved); dirty = true; } })
+    .catch(() => {});
+}
+
 function drawLive() {
   listBatches();
   const live = dashboard.live, batch = shownBatch();
-  const now = serverNow();
+  const now = live.now(serverNow(), batch);
   const t0 = Number.isFinite(batch.start) ? batch.start : now;
   const open = batch.attempts.some(a => a.state === null);
   const end = open ? now : Math.max(batch.end, t0);
-  liveBoard.draw({ batch, lanes: live.lanes(batch), workers: live.workers, T: now, t0, span: end - t0 });
-  $("batch-name").textContent = batch.id ? `batch ${batch.id}` : "";
-  announce(liveBoard.root.getAttribute("aria-label"));
+  const lanes = live.lanes(batch);
+  liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
+  $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
+    batch.fromRecords ? "drawn from its saved records (events were missed)" : ""].filter(Boolean).join(" · ");
+  askAbout(batch, liveBoard.over);
+  announce(liveBoard);
   $("rejected-list").textContent = live.rejected.length
-    ? `· rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
+    ? `rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
   return open;
 }
 
@@ -131,27 +155,45 @@ async function loadRun(name) {
   return savedRun(await response.json());
 }
 
-async function play() {
+function replayTitle(run) {
+  return ["Replay: " + runText(run), prefetchText(run.prefetch)].filter(Boolean).join(" · ");
+}
+
+// The runs chosen, loaded and drawn at their first moment, ready to play.
+let loads = 0;
+async function load() {
   const names = [$("run-a").value, $("run-b").value].filter(Boolean);
   if (!names.length) return;
+  const ticket = ++loads;
   const runs = await Promise.all(names.map(loadRun));
+  if (ticket !== loads) return;  // chosen again meanwhile: the later choice wins
   if (dashboard.replay) dashboard.replay.boards.forEach(board => board.remove());
   const span = Math.max(...runs.map(run => run.end - run.start));
   dashboard.replay = {
-    runs, span, speed: Number($("speed").value), began: performance.now(), finished: false,
-    boards: runs.map((run, i) => new Board(boards, `Replay: ${run.name} (batch ${run.id})`, `replay-${i + 1}`)),
+    runs, span, began: null, finished: false,
+    boards: runs.map((run, i) => new Board(boards, replayTitle(run), `replay-${i + 1}`)),
   };
+  dirty = true;
+}
+
+async function play() {
+  await load();
+  if (dashboard.replay) Object.assign(dashboard.replay, { speed: Number($("speed").value), began: performance.now() });
 }
 
 function drawReplay() {
   const replay = dashboard.replay;
   if (!replay) return false;
-  const elapsed = Math.min(((performance.now() - replay.began) / 1000) * replay.speed, replay.span);
+  const playing = replay.began !== null;
+  const elapsed = playing ? Math.min(((performance.now() - replay.began) / 1000) * replay.speed, replay.span) : 0;
+  replay.finished = playing && elapsed >= replay.span;
   replay.runs.forEach((run, i) => {
-    replay.boards[i].draw({ batch: run, lanes: run.workers(), T: run.start + elapsed, t0: run.start, span: replay.span });
+    // At the end, the end itself (start + span can fall a hair short of it in floating point).
+    const T = replay.finished ? Math.max(run.start + elapsed, run.end) : run.start + elapsed;
+    replay.boards[i].draw({ batch: run, lanes: run.workers(), T, t0: run.start, span: replay.span });
   });
-  replay.finished = elapsed >= replay.span;
-  boards.dataset.replay = replay.finished ? "finished" : "playing";
+  boards.dataset.replay = replay.finished ? "finished" : playing ? "playing" : "loaded";
+  announce(replay.boards[0]);
   return !replay.finished;
 }
 
@@ -181,7 +223,7 @@ function choose(mode) {
   $("replay-controls").hidden = mode !== "replay";
   liveBoard.wrap.hidden = mode !== "live";
   for (const board of dashboard.replay?.boards ?? []) board.wrap.hidden = mode !== "replay";
-  if (mode === "replay") listRuns();
+  if (mode === "replay") listRuns().then(() => (dashboard.replay ? null : loadChosen()));
   dirty = true;
 }
 
@@ -189,9 +231,20 @@ $("show-live").onclick = () => choose("live");
 $("live-batch").onchange = () => { dirty = true; };
 $("show-replay").onclick = () => choose("replay");
 $("speed").oninput = () => { $("speed-shown").textContent = `${$("speed").value}×`; };
+function replayFailed(error) {
+  $("replay-error").textContent = `Cannot replay: ${error.message}`;
+}
+
+function loadChosen() {
+  $("replay-error").textContent = "";
+  return load().catch(replayFailed);
+}
+
+$("run-a").onchange = loadChosen;
+$("run-b").onchange = loadChosen;
 $("play").onclick = () => {
   $("replay-error").textContent = "";
-  play().then(() => { dirty = true; }, error => { $("replay-error").textContent = `Cannot replay: ${error.message}`; });
+  play().then(() => { dirty = true; }, replayFailed);
 };
 follow();
 requestAnimationFrame(frame);

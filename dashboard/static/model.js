@@ -7,6 +7,14 @@ function taskNumber(messageId) {
   return String(messageId ?? "").split(".").pop();  // message_id is "<batch>.<n>"
 }
 
+// The state of an attempt at moment T, or null if nothing of it had happened yet.
+export function stateAt(a, T) {
+  if (a.state !== null && a.finished <= T) return a.state;
+  if (a.started !== null && a.started <= T) return "running";
+  if (a.received !== null && a.received <= T) return "waiting";
+  return null;
+}
+
 function naturalOrder(a, b) {
   return a.localeCompare(b, undefined, { numeric: true });
 }
@@ -19,8 +27,19 @@ export class Batch {
     this.latest = new Map();  // message_id -> its latest attempt (batches of 100,000 tasks: no scans)
     this.quick = new Map();  // worker -> Map(epoch second -> tasks with no work done)
     this.links = [];  // [attempt cut short, the next attempt at its task]
+    this.prefetch = new Map();  // worker -> the prefetch its records say it had
+    this.name = null;  // the run's name and how many tasks were sent, if the producer said
+    this.sent = null;
+    this.faults = [];  // [{ t, label }]: what a demo noted (a node killed ...)
     this.start = Infinity;
     this.end = -Infinity;
+  }
+
+  // The producer's word before it sends (a "sending" event, or a saved run's header).
+  announced({ name, sent, at }) {
+    this.name = typeof name === "string" ? name : null;
+    this.sent = Number.isInteger(sent) ? sent : null;
+    this.announcedAt = Number.isFinite(at) ? at : -Infinity;
   }
 
   touch(t) {
@@ -30,9 +49,10 @@ export class Batch {
   }
 
   apply(e) {
+    if (Number.isInteger(e.prefetch)) this.prefetch.set(e.worker, e.prefetch);
     switch (e.event) {
       case "received": this.attempt(e, e.at).received = e.at; break;
-      case "started": this.attempt(e, e.started).started = e.started; break;
+      case "started": this.movedOn(e); this.attempt(e, e.started).started = e.started; break;
       case "done":
         if (e.finished <= e.started) { this.count(e.worker, e.finished, 1); break; }
         this.end_(this.attempt(e, e.started), "done", e.started, e.finished);
@@ -58,6 +78,8 @@ export class Batch {
       this.latest.set(a.messageId, a);
       this.open.set(key, a);
     }
+    // A lab worker's records say when the task reached it: a replay draws its buffer from that.
+    if (a.received === null && Number.isFinite(e.received)) a.received = e.received;
     this.touch(t);
     return a;
   }
@@ -83,11 +105,23 @@ export class Batch {
     // A "done" taken back (its acknowledgement never reached the broker) or a task handed back.
     const done = this.attempts.find(a => a.key === `${e.message_id}|${e.worker}` && a.started === e.started);
     if (done && done.state === "done") { done.state = "cut"; return; }
+    if (done && done.state === "cut") { done.guessed = false; return; }  // ended already, where its worker moved on
     this.cutShort(this.attempt(e, e.started), e.at ?? e.started);
   }
 
   cutShort(a, t) {
     this.end_(a, "cut", a.started ?? t, t);
+  }
+
+  // A worker works on one task at a time: one that starts a task has ended any it had
+  // started before (lost with its connection, say; its "cut" comes later, once it reconnects).
+  movedOn(e) {
+    for (const a of [...this.open.values()]) {
+      if (a.worker === e.worker && a.started !== null && a.started < e.started && a.messageId !== e.message_id) {
+        this.cutShort(a, e.started);
+        a.guessed = true;
+      }
+    }
   }
 
   cutAllOf(worker, t) {
@@ -100,6 +134,7 @@ export class Batch {
     if (!this.quick.has(worker)) this.quick.set(worker, new Map());
     const seconds = this.quick.get(worker), second = Math.floor(t);
     seconds.set(second, (seconds.get(second) ?? 0) + n);
+    this.touch(second);  // its block covers the whole second: the board starts with it, not under the next
     this.touch(t);
   }
 
@@ -107,22 +142,37 @@ export class Batch {
     return [...new Set([...this.attempts.map(a => a.worker), ...this.quick.keys()])].sort(naturalOrder);
   }
 
-  // The --wait table's figures at moment T: tasks and busy seconds per worker, makespan, lower bound.
+  // The --wait table's figures at moment T: tasks and busy seconds per worker, makespan, lower
+  // bound. Until the batch is over they are so far: a task running counts as busy until T.
   figures(T = Infinity) {
-    const rows = new Map(this.workers().map(w => [w, { tasks: 0, busy: 0 }]));
+    const rows = new Map(this.workers().map(w => [w, { tasks: 0, running: 0, busy: 0 }]));
     const done = this.attempts.filter(a => a.state === "done" && a.finished <= T);
-    for (const a of done) { rows.get(a.worker).tasks += 1; rows.get(a.worker).busy += a.finished - a.started; }
+    const running = this.attempts.filter(a => stateAt(a, T) === "running");
+    const durations = [...done.map(a => a.finished - a.started), ...running.map(a => T - a.started)];
+    [...done, ...running].forEach((a, i) => { rows.get(a.worker).busy += durations[i]; });
+    for (const a of done) rows.get(a.worker).tasks += 1;
+    for (const a of running) rows.get(a.worker).running += 1;
     for (const [worker, seconds] of this.quick) {
       for (const [second, n] of seconds) if (second <= T) rows.get(worker).tasks += n;
     }
-    const durations = done.map(a => a.finished - a.started);
+    const tasks = [...rows.values()].reduce((s, r) => s + r.tasks, 0);
+    const over = this.overAt(T, tasks);
     const workers = this.workersBy(T).size;
     const started = this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.started);
-    const makespan = done.length ? Math.max(...done.map(a => a.finished)) - Math.min(...started) : null;
+    const last = running.length ? T : Math.max(...done.map(a => a.finished));
+    const makespan = done.length || running.length ? last - Math.min(...started) : null;
     const total = durations.reduce((s, d) => s + d, 0);
-    const lowerBound = done.length ? Math.max(total / Math.max(workers, 1), Math.max(...durations)) : null;
-    const running = this.attempts.some(a => a.state === null || a.finished > T);
-    return { rows, makespan, lowerBound, workers, running, tasks: [...rows.values()].reduce((s, r) => s + r.tasks, 0) };
+    const lowerBound = durations.length ? Math.max(total / Math.max(workers, 1), Math.max(...durations)) : null;
+    return { rows, makespan, lowerBound, workers, over, running: !over, tasks };
+  }
+
+  // Over at T: nothing running or waiting in a buffer, the end reached, and (live) every task
+  // sent accounted for, if the producer said how many (between two tasks nothing runs).
+  overAt(T, tasksDone) {
+    if (this.attempts.some(a => stateAt(a, T) === "running" || stateAt(a, T) === "waiting")) return false;
+    if (T < this.end) return false;
+    const rejected = new Set(this.attempts.filter(a => a.state === "rejected").map(a => a.messageId)).size;
+    return !this.live || this.sent === null || tasksDone + rejected >= this.sent;
   }
 
   // The workers that had started a task by moment T, one with only tasks without work too:
@@ -145,6 +195,18 @@ export class Live {
     this.rejected = [];
   }
 
+  batch(id) {
+    if (!this.batches.has(id)) this.batches.set(id, Object.assign(new Batch(id), { live: true }));
+    return this.batches.get(id);
+  }
+
+  // The moment to draw a batch at: the server's clock as this page knows it, but never before
+  // what the batch's events told (a clock set late drew done tasks as running), up to a minute
+  // ahead of it (an event that claims the year 5000 moves nothing).
+  now(serverNow, batch) {
+    return Math.max(serverNow, Math.min(batch?.end ?? -Infinity, serverNow + 60));
+  }
+
   worker(name) {
     if (!this.workers.has(name)) this.workers.set(name, { attached: true, marks: [] });
     return this.workers.get(name);
@@ -156,8 +218,13 @@ export class Live {
   }
 
   apply(e) {
+    if (e?.event === "sending" && typeof e.batch === "string") {
+      this.batch(e.batch).announced({ name: e.name, sent: e.tasks, at: e.at });
+      return;
+    }
     if (typeof e?.worker !== "string" || !e.worker) return;  // the dashboard checked it (schema.py); this page too
     const worker = this.worker(e.worker);
+    if (Number.isInteger(e.prefetch)) worker.prefetch = e.prefetch;
     if (e.event === "attached") {
       // The broker (consumer.created) and the worker itself both say so: one mark.
       if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
@@ -171,9 +238,8 @@ export class Live {
       return;
     }
     worker.attached = true;  // a worker that speaks is there, whatever the last poll said
-    if (!this.batches.has(e.batch)) this.batches.set(e.batch, new Batch(e.batch));
     if (e.event === "rejected") this.rejected = [...this.rejected.slice(-4), e];
-    this.batches.get(e.batch).apply(e);
+    this.batch(e.batch).apply(e);
   }
 
   // The lanes of a batch's board: the workers attached now, and those that worked on it.
@@ -181,6 +247,29 @@ export class Live {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
     return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
   }
+
+  // A batch whose events did not all come (the dashboard lost its broker node: a gap), drawn
+  // from its saved run once send.sh --wait saved it: the records tell the whole batch.
+  settle(run) {
+    const batch = this.batches.get(run?.batch);
+    if (!batch || !Array.isArray(run.events)) return;
+    const saved = savedRun(run);
+    Object.assign(saved, { live: true, fromRecords: true, faults: batch.faults, announcedAt: batch.announcedAt });
+    this.batches.set(run.batch, saved);
+  }
+
+  // The prefetch of each of these workers, as its records or its attaching said.
+  prefetchOf(batch, lanes) {
+    return new Map(lanes.map(w => [w, batch.prefetch.get(w) ?? this.workers.get(w)?.prefetch])
+      .filter(([, n]) => Number.isInteger(n)));
+  }
+}
+
+// The faults noted for a run, as text, bounded, only well-formed ones, none before `since`.
+export function faultsOf(marks, since = -Infinity) {
+  return (Array.isArray(marks) ? marks : [])
+    .filter(m => Number.isFinite(m?.at) && typeof m?.label === "string" && m.at >= since)
+    .map(m => ({ t: m.at, label: m.label.slice(0, 80) }));
 }
 
 // A saved run (timelines/NAME.json) as a batch: its records, each attempt cut short
@@ -197,10 +286,8 @@ export function savedRun(run) {
     const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started).filter(t => t > a.started);
     batch.cutShort(a, later.length ? Math.min(...later) : a.started);
   }
-  batch.name = run.name;
+  batch.announced({ name: run.name, sent: run.sent });
   // The faults a demo or check-worker.sh noted (a worker killed, a task lost), as the PNG marks them.
-  batch.faults = (Array.isArray(run.marks) ? run.marks : [])
-    .filter(m => Number.isFinite(m?.at) && typeof m?.label === "string")
-    .map(m => ({ t: m.at, label: m.label.slice(0, 80) }));
+  batch.faults = faultsOf(run.marks);
   return batch;
 }

@@ -63,3 +63,15 @@ test("a worker that goes hands back what it held in every batch", () => {
   }
   assert.equal(live.workers.get("consumer-1").attached, false);
 });
+
+test("an attempt lost with its worker's connection ends where the worker started its next task", () => {
+  // consumer-1's node was killed during task 21; it reconnected, did task 22, then said task 21 was cut.
+  const live = new Live();
+  const [, started21] = task("a", 21, "consumer-1", 100, 10);
+  const [received22, started22, done22] = task("a", 22, "consumer-1", 104, 2);
+  const cut21 = { ...started21, event: "cut", reason: "its delivery was lost with the channel", at: 107 };
+  for (const event of [started21, received22, started22, done22, cut21]) live.apply(event);
+  const [attempt21, attempt22] = live.batches.get("a").attempts;
+  assert.deepEqual([attempt21.state, attempt21.started, attempt21.finished], ["cut", 100, 104]);
+  assert.deepEqual([attempt22.state, attempt22.finished], ["done", 106]);
+});

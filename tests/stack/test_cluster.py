@@ -7,7 +7,9 @@ import subprocess
 import time
 
 import pytest
+from playwright.sync_api import expect
 
+from browser import CHROMIUM, chromium, on_top
 from stacklab import ROOT, Lab, completions
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -121,7 +123,19 @@ def report(capsys, what, numbers):
         print(f"\n{what}\n  " + ", ".join(f"{name} {value}" for name, value in numbers.items()))
 
 
-def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, capsys):
+@pytest.fixture
+def dashboard_page(healthy):
+    """The dashboard's page open in a headless Chromium, live."""
+    if not CHROMIUM and os.environ.get("CI") != "true":
+        pytest.skip("needs Chromium: apt-get install chromium")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 760})
+        page.goto(f"http://127.0.0.1:{healthy.dashboard_port}/")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        yield page
+
+
+def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, dashboard_page, capsys):
     started, since = time.monotonic(), healthy.now()
     # Tasks of 2 s, as a user runs it: the workers that lose their node have time to come back.
     result = healthy.script("demo-node-failure.sh", timeout=600, env={"SECONDS_PER_DOT": "1"})
@@ -143,6 +157,27 @@ def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, capsys):
     assert "lost 0" in result.stdout and f"^ killed {killed}" in result.stdout
     healthy.wait_for(lambda: consumers(healthy) == 3, "every worker consuming again")
     assert in_sync(healthy), members(healthy)  # the demo waited for the killed node to catch up
+    the_page_showed_it_all(dashboard_page, run, killed, capsys)
+
+
+def the_page_showed_it_all(page, run, killed, capsys):
+    """The page open through the demo: the batch's every task done, the kill marked, a gap in
+    the events (the dashboard's own node killed) marked, and live again."""
+    live = '[data-board="live"]'
+    expect(page.locator(f"{live} svg")).to_have_attribute("data-batch", run["batch"])
+    expect(page.locator("#batch-name")).to_contain_text("run node-failure")
+    expect(page.locator(f"{live} .summary")).to_contain_text(re.compile(rf"^{TASKS} tasks done · makespan"))
+    expect(page.locator(f"{live} svg .fault-label")).to_have_text(f"killed {killed}")
+    assert on_top(page, f"{live} svg .fault-label")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(page.locator("#connection")).to_have_text("live")
+    gaps = page.evaluate("window.labDashboard.status.gaps")
+    if gaps:
+        expect(page.locator("#gaps")).to_contain_text("no events from")
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=ROOT / "artifacts" / "dashboard-node-failure.png", full_page=True)
+    report(capsys, "the page through the demo", {"gaps in its events": len(gaps),
+           "drawn from the saved records": "saved records" in page.locator("#batch-name").inner_text()})  # fmt: skip
 
 
 def test_a_follower_killed_mid_batch_loses_nothing(healthy, capsys):

@@ -9,21 +9,18 @@ page's attributes and on send.sh.
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from browser import CHROMIUM, chromium, on_top
 from stacklab import CONSUMERS, ROOT
 
-CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
 WORKERS = [f"consumer-{n}" for n in range(1, CONSUMERS + 1)]
 LIVE = '[data-board="live"]'
 
@@ -56,10 +53,8 @@ RECORDER = """() => {
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -89,6 +84,21 @@ def finish(sending):
     output, _ = sending.communicate(timeout=120)
     assert sending.returncode == 0, output
     return output
+
+
+# The most tasks seen waiting at once in each lane of a replay board while it plays.
+REPLAY_WAITING = """board => {
+  const most = window.replayWaiting = {};
+  const look = () => {
+    for (const lane of document.querySelectorAll(`${board} svg .lane`)) {
+      const waiting = lane.querySelectorAll('g[data-task][data-state="waiting"]').length;
+      most[lane.dataset.worker] = Math.max(most[lane.dataset.worker] ?? 0, waiting);
+    }
+  };
+  new MutationObserver(look).observe(document.getElementById("boards"),
+    { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+  look();
+}"""
 
 
 def seen_in(page, batch):
@@ -162,6 +172,23 @@ def test_prefetch_0_deals_every_task_out_at_once_and_the_page_shows_them_waiting
     for worker in WORKERS:
         expect(lane(page, worker).locator('g[data-task][data-state="done"]')).to_have_count(3)
     screenshot(page, "prefetch-0-done")
+    expect(page.locator("#batch-name")).to_contain_text("run dashboard-prefetch-0")
+    expect(page.locator("#batch-name")).to_contain_text("prefetch 0 (no limit)")
+
+    # Replayed, its first frame is there before Play, each worker's buffer full as it was.
+    page.click("#show-replay")
+    page.select_option("#run-a", "dashboard-prefetch-0")
+    page.select_option("#run-b", "")
+    expect(page.locator("#boards")).to_have_attribute("data-replay", "loaded")
+    replay = '[data-board="replay-1"]'
+    expect(bars(page, "running", replay).first).to_be_attached()
+    expect(page.locator(f"{replay} h2")).to_contain_text("prefetch 0 (no limit)")
+    page.evaluate(REPLAY_WAITING, replay)
+    page.fill("#speed", "1")
+    page.click("#play")
+    expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
+    replayed = page.evaluate("window.replayWaiting")
+    assert all(replayed[worker] >= 2 for worker in WORKERS), replayed  # as the live board showed them
 
     run, done = lab.saved_run("dashboard-prefetch-0")
     states, most_waiting = seen_in(page, run["batch"])
@@ -186,8 +213,25 @@ def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(l
     screenshot(page, "fair-dispatch-running")
     assert_accessible(page, "the live page mid-batch")
     expect(page.get_by_role("img", name="Live")).to_have_attribute("aria-label", re.compile(r"\d+ running"))
-    finish(sending)
+    summary, table = page.locator(f"{LIVE} .summary"), page.locator(f"{LIVE} table.stats")
+    expect(summary).to_contain_text("so far")
+    expect(table.locator("th")).to_have_text(["worker", "tasks so far", "busy s so far"])
+    # A worker on its first task: its running time counts as busy (it said "0 tasks, 0.0 busy s").
+    expect(table).to_contain_text(re.compile(r"0 \+ 1 running\s*(0\.[1-9]|[1-9])"))
+    expect(page.locator("#batch-name")).to_contain_text("prefetch 1")
+    expect(summary).to_contain_text(re.compile(r"^[3-7] tasks done so far"))
+    screenshot(page, "fair-dispatch-midway")  # docs/dashboard-fair-dispatch.png
+    output = finish(sending)
     expect(bars(page, "done")).to_have_count(9)
+    expect(summary).not_to_contain_text("so far")
+    expect(table.locator("th")).to_have_text(["worker", "tasks", "busy s"])
+    terminal = re.search(r"makespan ([\d.]+) s for 9 tasks on 3 workers; lower bound ([\d.]+) s \(ratio ([\d.]+)\)",
+                         output)  # fmt: skip
+    assert terminal, output
+    makespan, bound, ratio = terminal.groups()
+    expect(summary).to_contain_text(f"makespan {makespan} s · lower bound max(total/3, longest) {bound} s ({ratio}×")
+    expect(page.locator("#batch-name")).to_contain_text("run dashboard-fair")
+    expect(page.locator("#announce")).to_contain_text("batch over, 9 tasks done", timeout=10_000)
     screenshot(page, "fair-dispatch-done")
     assert min(label_contrasts(page)) >= 4.5
 
@@ -237,12 +281,17 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     expect(page.locator("#run-a option", has_text="dashboard-replay-b")).to_be_attached()
     page.select_option("#run-a", "dashboard-replay-a")
     page.select_option("#run-b", "dashboard-replay-b")
+    expect(page.locator("#boards")).to_have_attribute("data-replay", "loaded")
+    for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):  # the first frame, before Play
+        expect(bars(page, "running", board).first).to_be_attached()
+        expect(page.locator(f"{board} h2")).to_contain_text("prefetch 1")
     page.fill("#speed", "10")
     page.click("#play")
     expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
     for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):
         expect(bars(page, "done", board)).to_have_count(6)
     expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text("killed consumer-2")
+    assert on_top(page, '[data-board="replay-1"] svg .fault-label')  # not under the lanes
     expect(page.locator('[data-board="replay-2"] svg .fault-label')).to_have_count(0)
     axis = "svg .axis text:not(.fault-label)"
     first, second = (page.locator(f'[data-board="replay-{n}"] {axis}').all_inner_texts() for n in (1, 2))
@@ -252,6 +301,95 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     expect(page.get_by_role("button", name="Live")).to_have_attribute("aria-pressed", "false")
     assert_accessible(page, "a replay")
     screenshot(page, "replay")
+
+
+def long_run(batch="long"):
+    """A saved run of half an hour, 120 tasks of 12 to 60 s on three workers: bars 6 to 28 px wide."""
+    events, clocks = [], dict.fromkeys(WORKERS, 1_000.0)
+    for number in range(1, 121):
+        worker, seconds = WORKERS[number % 3], (12, 20, 28, 36, 44, 60)[number % 6]
+        started = clocks[worker]
+        clocks[worker] += seconds
+        events.append({"event": "done", "worker": worker, "task": f"Task {number}", "batch": batch,
+                       "message_id": f"{batch}.{number}", "redelivered": False, "started": started,
+                       "finished": started + seconds})  # fmt: skip
+    return {"name": "dashboard-long", "batch": batch, "workers": 3, "sent": 120, "events": events}
+
+
+def quick_run(batch="quick"):
+    """A saved run of tasks without work, the first of them 0.7 s into a second."""
+    events = []
+    for number, at in enumerate([1_000.7] * 30 + [1_001.3] * 40 + [1_002.2] * 20, start=1):
+        events.append({"event": "done", "worker": "consumer-1", "task": "Quick", "message_id": f"{batch}.{number}",
+                       "batch": batch, "redelivered": False, "started": at, "finished": at})  # fmt: skip
+    return {"name": "dashboard-quick", "batch": batch, "workers": 1, "sent": len(events), "events": events}
+
+
+# Each visible label's width against its bar's, and against the next label in its lane.
+LABEL_FITS = """board => {
+  const out = [];
+  for (const lane of document.querySelectorAll(`${board} svg .lane`)) {
+    const labels = [...lane.querySelectorAll("g[data-task]")]
+      .map(bar => [bar.querySelector("rect"), bar.querySelector("text")])
+      .filter(([, text]) => text.getAttribute("visibility") !== "hidden" && text.textContent)
+      .map(([rect, text]) => ({ bar: rect.getBBox(), text: text.getBBox() }))
+      .sort((a, b) => a.bar.x - b.bar.x);
+    labels.forEach((l, i) => out.push({ fits: l.text.width <= l.bar.width,
+      clear: i === 0 || labels[i - 1].text.x + labels[i - 1].text.width <= l.text.x }));
+  }
+  return out;
+}"""
+
+BLOCKS = """board => [...document.querySelectorAll(`${board} svg .aggregate-block rect`)]
+  .map(rect => [Number(rect.getAttribute("x")), Number(rect.getAttribute("width"))]).sort((a, b) => a[0] - b[0])"""
+
+
+def replay_to_the_end(page, run):
+    page.select_option("#run-a", run)
+    page.select_option("#run-b", "")
+    page.fill("#speed", "10")
+    page.click("#play")
+    expect(page.locator("#boards")).to_have_attribute("data-replay", "playing")
+    page.evaluate("window.labDashboard.replay.began -= 1e9")  # half an hour at 10× is long: to the end
+    expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
+
+
+def test_labels_fit_their_bars_at_long_time_scales_and_no_block_of_quick_tasks_hides_another(lab, page):
+    lab.timelines.chmod(lab.timelines.stat().st_mode | 0o070)  # as send.sh leaves it: the dashboard reads it
+    for run in (long_run(), quick_run()):
+        (lab.timelines / f"{run['name']}.json").write_text(json.dumps(run))
+    page.click("#show-replay")
+    expect(page.locator("#run-a option", has_text="dashboard-quick")).to_be_attached()
+    replay_to_the_end(page, "dashboard-long")
+    expect(bars(page, "done", '[data-board="replay-1"]')).to_have_count(120)
+    labels = page.evaluate(LABEL_FITS, '[data-board="replay-1"]')
+    assert labels and all(label["fits"] and label["clear"] for label in labels), labels
+    assert len(labels) < 120  # some bars are too narrow for any label
+    screenshot(page, "long-run")
+    replay_to_the_end(page, "dashboard-quick")
+    blocks = page.evaluate(BLOCKS, '[data-board="replay-1"]')
+    assert len(blocks) == 3
+    for (x, width), (next_x, _) in zip(blocks, blocks[1:], strict=False):
+        assert x + width <= next_x, blocks  # the first second's block was under the second's
+
+
+def rejected(number, now):
+    text = f"poison {number} " + "x" * 50
+    return {"event": "rejected", "worker": "consumer-1", "task": text, "message_id": f"forged-rejects.{number}",
+            "batch": "forged-rejects", "redelivered": False, "started": now, "reason": "not valid",
+            "at": now}  # fmt: skip
+
+
+def test_a_long_list_of_rejected_tasks_scrolls_in_its_box_and_the_page_does_not_move(lab, page):
+    board = page.locator(LIVE)
+    before = board.bounding_box()["y"]
+    with lab.connect() as connection:
+        channel = connection.channel()
+        for number in range(1, 6):
+            channel.basic_publish("lab.events", "", json.dumps([rejected(number, time.time())]))
+    expect(page.locator("#rejected-list")).to_contain_text("poison 5")
+    assert board.bounding_box()["y"] == before
+    assert_accessible(page, "the live page with a long list of rejected tasks")
 
 
 FORGED_MEMORY_BOUND_MIB = 150  # the dashboard idles near 40 MiB; the hub keeps at most 16 MiB of history

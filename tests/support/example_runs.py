@@ -10,22 +10,26 @@ def record(number, worker, started, finished, redelivered=False):
     }  # fmt: skip
 
 
-def schedule(assignments):
-    """Records for tasks run back to back: {worker: [(number, seconds), ...]}."""
+def schedule(assignments, prefetch=None):
+    """Records for tasks run back to back: {worker: [(number, seconds), ...]}. With a
+    prefetch, as a lab worker writes them: at prefetch 0 every task reached its worker at
+    the start and waited in its buffer; at prefetch 1 each came as the one before ended."""
     records = []
     for worker, tasks in assignments.items():
         clock = 100.0
         for number, seconds in tasks:
             records.append(record(number, worker, clock, clock + seconds))
+            if prefetch is not None:
+                records[-1] |= {"received": 100.0 if prefetch == 0 else clock, "prefetch": prefetch}
             clock += seconds
     return records
 
 
 # GUIDE's example: tasks [1,1,6]x3 on 3 workers.
 ROUND_ROBIN = schedule({"consumer-1": [(1, 1), (4, 1), (7, 1)], "consumer-2": [(2, 1), (5, 1), (8, 1)],
-                        "consumer-3": [(3, 6), (6, 6), (9, 6)]})  # fmt: skip
+                        "consumer-3": [(3, 6), (6, 6), (9, 6)]}, prefetch=0)  # fmt: skip
 FAIR = schedule({"consumer-1": [(1, 1), (4, 1), (6, 6)], "consumer-2": [(2, 1), (5, 1), (7, 1), (8, 1), (9, 6)],
-                 "consumer-3": [(3, 6)]})  # fmt: skip
+                 "consumer-3": [(3, 6)]}, prefetch=1)  # fmt: skip
 
 
 def started(done_record):

@@ -88,6 +88,28 @@ def event(n):
     return {"event": "quick", "worker": "consumer-1", "batch": "b", "count": n, "at": 100.0 + n}
 
 
+def test_the_faults_a_demo_noted_for_a_run_are_served_for_the_live_board(tmp_path):
+    (tmp_path / "node-failure.marks").write_text(
+        '{"at": "2026-12-01T18:40:12.500000000Z", "label": "killed rabbitmq"}\nnot json\n{"at": 5, "label": "lost 3"}\n'
+    )
+    with client(tmp_path) as page:
+        assert page.get("/api/runs/node-failure/marks").json() == [
+            {"at": 1796150412.5, "label": "killed rabbitmq"},
+            {"at": 5.0, "label": "lost 3"},
+        ]
+        assert page.get("/api/runs/no-such-run/marks").json() == []
+        assert page.get("/api/runs/..%2Fx/marks").status_code == 404
+
+
+def test_the_queues_figures_carry_the_moment_they_are_sent_for_the_page_clock():
+    # Gathering them can take seconds (a cluster electing a leader): a moment taken before
+    # then set the page's clock behind, and it drew done tasks as running.
+    hub = Hub(clock=lambda: 250.0)
+    hub.set_queues({"task_queue": {"ready": 0, "unacked": 0, "consumers": 3}})
+    ((_, queues),) = [message for message in stream(hub.catch_up(None)) if message[1]["type"] == "queues"]
+    assert queues["now"] == 250.0
+
+
 def test_a_browser_that_reconnects_gets_what_it_missed_and_a_new_one_a_snapshot():
     hub = Hub()
     for n in (1, 2, 3):

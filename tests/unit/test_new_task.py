@@ -1,6 +1,7 @@
 """The producer's input handling, which must reject bad input before connecting."""
 
 import io
+import json
 from types import SimpleNamespace
 
 import pika
@@ -9,6 +10,7 @@ import pytest
 import analysis
 import new_task
 from example_runs import record
+from lab import schema
 
 
 @pytest.fixture
@@ -140,3 +142,47 @@ def test_stopped_looking_the_tasks_not_seen_done_are_not_called_lost():
     new_task.account_for_the_unseen(run, "stopped", listener(), others_at_start=False)
     tally = analysis.tally(run)
     assert "lost" not in tally and tally["not seen done (stopped looking)"] == 2
+
+
+class Recording:
+    """A BlockingConnection stand-in that keeps what is published on it."""
+
+    published = []
+
+    def __init__(self, parameters):
+        self.parameters = parameters
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def channel(self):
+        return self
+
+    def exchange_declare(self, *_args, **_kwargs):
+        pass
+
+    def basic_publish(self, exchange, routing_key, body, _properties):
+        self.published.append((exchange, routing_key, body, self.parameters.blocked_connection_timeout))
+
+
+def test_the_run_is_announced_to_the_dashboard_with_its_name_before_its_tasks(monkeypatch):
+    monkeypatch.setattr(pika, "BlockingConnection", Recording)
+    monkeypatch.setattr(Recording, "published", [])
+    parameters = [pika.ConnectionParameters(host="rabbitmq")]
+    event = {"event": "sending", "batch": "b", "name": "fair", "tasks": 9, "at": 1.0}
+    new_task.announce(parameters, event)
+    [(exchange, routing_key, body, patience)] = Recording.published
+    assert (exchange, routing_key, json.loads(body)) == ("lab.events", "", [event])
+    assert schema.problem(event, event=True) is None
+    assert patience == 2 and parameters[0].blocked_connection_timeout is None  # the caller's parameters kept
+
+
+def test_an_announcement_that_cannot_go_does_not_stop_the_send(monkeypatch):
+    def refused(_parameters):
+        raise pika.exceptions.AMQPConnectionError("refused")
+
+    monkeypatch.setattr(pika, "BlockingConnection", refused)
+    new_task.announce([pika.ConnectionParameters(host="rabbitmq")], {"event": "sending"})

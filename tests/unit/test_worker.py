@@ -24,6 +24,7 @@ import settlement
 import supervisor
 import tasks
 import worker
+from lab import schema
 from lab import tasks as lab_tasks
 from settings import Config, ConfigError, replica_name
 
@@ -269,6 +270,18 @@ def test_a_group_of_deliveries_is_settled_records_committed_first_in_one_message
     assert (task.delivery_tag, task.reply_to, task.text, task.seconds) == (2, "records.b", "Slow..", 2.0)
     session.settle()
     assert len(session.channel.sent) == 5  # nothing left to settle: nothing sent
+
+
+def test_every_record_says_the_workers_prefetch_and_a_task_with_work_when_it_arrived():
+    session, deliveries, deliver = session_of()
+    deliver(1, b"Quick")
+    deliver(2, b"Slow..")
+    session.settle()
+    (_, _, _, records), *_ = session.channel.sent
+    assert records[0]["prefetch"] == 1 and "received" not in records[0]  # no wait in a buffer: no work
+    task = deliveries.get_nowait()
+    assert task.record["prefetch"] == 1 and task.record["received"] == task.record["started"]
+    assert schema.problem({"event": "started", **task.record}, event=False) is None
 
 
 def test_one_multiple_ack_only_when_no_earlier_task_is_still_in_hand():

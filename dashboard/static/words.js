@@ -1,0 +1,59 @@
+// What the page says in words: the figures of a batch (so far, or final as the terminal
+// prints them), the prefetch in force, the run's name, and which bar labels fit their bar.
+// Pure functions, tested under Node (tests/js/).
+
+const seconds = s => `${s.toFixed(1)} s`;
+const tasks = n => `${n.toLocaleString()} ${n === 1 ? "task" : "tasks"}`;
+
+// f: Batch.figures(T). While the batch runs every figure is "so far", running tasks counted busy.
+export function summaryText(f) {
+  const soFar = f.over ? "" : " so far";
+  const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
+  const done = `${tasks(f.tasks)} done${soFar}${running ? `, ${running} running` : ""}`;
+  if (f.makespan === null) {
+    return f.tasks === 0 ? "No task done yet in this batch." : `${done} (tasks with no work, counted per second)`;
+  }
+  const ratio = f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound${soFar})` : "";
+  return `${done} · makespan${soFar} ${seconds(f.makespan)}` +
+    ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
+}
+
+// The per-worker table: a header and a row of text cells per worker.
+export function tableRows(f) {
+  const soFar = f.over ? "" : " so far";
+  const rows = [...f.rows].map(([w, r]) => [
+    w, `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]);
+  return [["worker", `tasks${soFar}`, `busy s${soFar}`], ...rows];
+}
+
+export function boardLabel(title, f) {
+  const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
+  const state = f.over ? "batch over" : "batch running";
+  return `${title}: ${state}, ${tasks(f.tasks)} done${f.over ? "" : " so far"}, ` +
+    `${running} running, ${f.rows.size} workers`;
+}
+
+// prefetch: Map(worker -> its prefetch). One value for all, or each worker's.
+export function prefetchText(prefetch) {
+  const say = n => (n === 0 ? "0 (no limit)" : String(n));
+  const values = new Set(prefetch.values());
+  if (!values.size) return "";
+  if (values.size === 1) return `prefetch ${say([...values][0])}`;
+  return `prefetch ${[...prefetch].map(([w, n]) => `${w} ${say(n)}`).join(", ")}`;
+}
+
+export function runText(batch) {
+  if (batch.id === undefined || batch.id === null) return "";
+  return batch.name ? `run ${batch.name} (batch ${batch.id})` : `batch ${batch.id}`;
+}
+
+// A bar's label: its glyph and task number if they fit the bar, else the number alone, else
+// nothing. Widths for the 15 px bold label, a little generous: labels must never run together.
+const DIGIT_PX = 9.5, OTHER_PX = 14, GLYPH_PX = 16, PADDING_PX = 6;
+export function barLabel(glyph, task, width) {
+  const number = String(task);
+  const text = [...number].reduce((px, c) => px + (c >= "0" && c <= "9" ? DIGIT_PX : OTHER_PX), PADDING_PX);
+  if (GLYPH_PX + text <= width) return `${glyph}${number}`;
+  if (text <= width) return number;
+  return "";
+}
