@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analysis import (
+    FinishedTasks,
     done_records,
     figures,
     interrupted,
@@ -133,11 +134,13 @@ class WaitProgress:
     the tasks running and the work done (units: dots) out of the batch's; piped, a line per
     task done (for more than 100 tasks, per tenth of them). A task rejected gets a line
     either way. No time left: tasks differ, and a rate of tasks done says nothing of the
-    work still to do."""
+    work still to do. The work done is that of the tasks done, each once: not again when a
+    task is done a second time, nor a "done" the broker took back (a "cut" record after it)."""
 
     def __init__(self, count, units=0, out=None):
         self.console, self.count, self.units = console(out), count, units
         self.units_done = 0
+        self.finished, self.counted = FinishedTasks(), {}  # each task's units in units_done
         self.started = time.monotonic()
         self.running = set()
         work = (
@@ -156,8 +159,11 @@ class WaitProgress:
             self.running.add(event["message_id"])
         else:
             self.running.discard(event["message_id"])
-        if event["event"] == "done":
-            self.units_done = min(self.units, self.units_done + event["task"].count("."))
+        self.finished.add(event)
+        task = event["message_id"]
+        units = event["task"].count(".") if self.finished.done(task) else 0
+        self.units_done += units - self.counted.get(task, 0)
+        self.counted[task] = units
         if event["event"] == "rejected":
             self.console.print(
                 f"  [!] {event['task']!r} rejected by {escaped(event['worker'])}: {escaped(event['reason'])}"
