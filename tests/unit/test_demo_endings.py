@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 from scripts_sandbox import RUNNING_LAB, Sandbox
+
 from sessions import end_session, wait_gone
 
 DEMOS = ["demo-crash.sh", "demo-restart.sh", "demo-node-failure.sh", "demo-round-robin.sh", "demo-fair-dispatch.sh"]
