@@ -80,20 +80,24 @@ class Notices(logging.Handler):
             print(self.format(record), file=sys.stderr, flush=True)
 
 
-class Rate(ProgressColumn):
-    """How many a second, e.g. "9,512 msg/s"."""
+class SendingRate(ProgressColumn):
+    """The rate of confirms, e.g. "9,512 msg/s", and from it the time left to send while the
+    tasks sent carry no work. Once one does, no time left: the batch lasts as long as its
+    work, not as its sending."""
 
-    def __init__(self, unit, decimals=0):
+    def __init__(self, sending):
         super().__init__()
-        self.unit, self.decimals = unit, decimals
+        self.sending, self.left = sending, TimeRemainingColumn()
 
     def render(self, task):
-        return Text(f"{task.speed or 0:,.{self.decimals}f} {self.unit}")
+        rate = Text(f"{task.speed or 0:,.0f} msg/s")
+        return rate if self.sending.units else rate + ", " + self.left.render(task) + " left"
 
 
 class SendProgress:
-    """Tutorial-style "[x] Sent" lines for a few tasks; for many, a bar with the rate and the
-    time left on a terminal, or a line every PIPED_EVERY_SECONDS when piped."""
+    """Tutorial-style "[x] Sent" lines for a few tasks; for many, a bar with the rate on a
+    terminal, or a line every PIPED_EVERY_SECONDS when piped, and the time left to send
+    while the tasks carry no work."""
 
     def __init__(self, count, out=None):
         self.console, self.count = console(out), count
@@ -101,8 +105,7 @@ class SendProgress:
         self.units = 0  # dots: the work the confirmed tasks ask for
         self.one_line_each = count <= SENT_LINES_UP_TO
         self.progress = Progress(
-            TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("sent,"), Rate("msg/s,"),
-            TimeRemainingColumn(), TextColumn("left"),
+            TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("sent,"), SendingRate(self),
             console=self.console, disable=self.one_line_each or not self.console.is_terminal,
         )  # fmt: skip
         self.task = self.progress.add_task("sent", total=count)
@@ -122,7 +125,8 @@ class SendProgress:
         if self.progress.disable and (now - self.shown >= PIPED_EVERY_SECONDS or self.confirmed == self.count):
             self.shown = now
             task = self.progress.tasks[0]
-            left = f", {task.time_remaining:.0f} s left" if task.time_remaining and not task.finished else ""
+            left = task.time_remaining and not task.finished and not self.units
+            left = f", {task.time_remaining:.0f} s left" if left else ""
             self.console.print(f"  {self.confirmed:,}/{self.count:,} sent, {task.speed or 0:,.0f} msg/s{left}")
 
     def close(self):

@@ -109,6 +109,19 @@ def test_piped_a_long_send_prints_lines_with_the_rate_not_a_bar(capsys, monkeypa
     assert len(lines) <= 2  # a line every few seconds, and the last
 
 
+@pytest.mark.parametrize("task", [b"Task.", b"Task"])
+def test_on_a_terminal_sending_shows_a_time_left_only_for_tasks_with_no_work(capsys, monkeypatch, task):
+    """Tasks with work: the batch lasts as long as the work, whatever the rate of confirms."""
+    monkeypatch.setenv("LAB_TERMINAL", "1")
+    progress = display.SendProgress(1000)
+    for _ in range(1000):
+        progress(("task_queue", task, None))
+    progress.close()
+    last = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out).strip().split("\r")[-1]
+    assert "1000/1000 sent," in last and " msg/s" in last
+    assert ("left" in last) == (task == b"Task")
+
+
 def test_piped_waiting_prints_a_line_per_task_done_and_each_rejected(capsys, monkeypatch):
     monkeypatch.delenv("LAB_TERMINAL", raising=False)
     progress = display.WaitProgress(2)
