@@ -282,13 +282,17 @@ readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 # $WAIT_SECONDS stop the script (exit 1) saying WHAT did not happen. COMMAND runs
 # in a background subshell the script waits for: bash 5.2 can botch a Ctrl+C trap
 # that comes while the shell itself runs command substitutions ("interrupt trap:
-# ... unexpected EOF", exit status 2), and the wait builtin takes it at once.
+# ... unexpected EOF", exit status 2), and the wait builtin takes it at once. In a
+# process group of its own (set -m), which end_demo ends whole: a background
+# subshell and what it runs would ignore Ctrl+C.
 polling=""
 wait_until() {
   local what="$1" status=0
   shift
+  set -m
   poll_until "$@" &
   polling=$!
+  set +m
   wait "$polling" || status=$?
   polling=""
   ((status == 0)) || fail "gave up after $WAIT_SECONDS s waiting for $what; scripts/doctor.sh tells what is wrong" 1
@@ -319,7 +323,7 @@ end_demo() {  # the EXIT trap of a demo: its exit status stays
   local status=$?
   trap '' INT HUP  # a second Ctrl+C must not cut the clean-up short
   trap - EXIT
-  [[ -z "$polling" ]] || kill "$polling" 2>/dev/null || true
+  [[ -z "$polling" ]] || kill -- "-$polling" 2>/dev/null || true
   stop_sender
   if ((${#undo[@]} > 1)); then
     echo "==> Stopped early: ${undo[0]}" >&2
