@@ -284,13 +284,14 @@ readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 # that comes while the shell itself runs command substitutions ("interrupt trap:
 # ... unexpected EOF", exit status 2), and the wait builtin takes it at once. In a
 # process group of its own (set -m), which end_demo ends whole: a background
-# subshell and what it runs would ignore Ctrl+C.
+# subshell and what it runs would ignore Ctrl+C. No stdin: a background group that
+# reads the terminal is stopped (docker compose exec -T reads it).
 polling=""
 wait_until() {
   local what="$1" status=0
   shift
   set -m
-  poll_until "$@" &
+  poll_until "$@" </dev/null &
   polling=$!
   set +m
   wait "$polling" || status=$?
