@@ -52,6 +52,10 @@ class FinishedTasks:
     def tasks(self):
         return set(self.finals)
 
+    def done(self, task):
+        """Whether task (a message id) has a "done" record that no "cut" took back."""
+        return any(kind == "done" for kind, _attempt in self.finals.get(task, ()))
+
 
 def in_progress(events):
     """Attempts a lab worker started and has not ended (done, rejected or cut)."""

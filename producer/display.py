@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analysis import (
+    FinishedTasks,
     done_records,
     figures,
     interrupted,
@@ -79,20 +80,24 @@ class Notices(logging.Handler):
             print(self.format(record), file=sys.stderr, flush=True)
 
 
-class Rate(ProgressColumn):
-    """How many a second, e.g. "9,512 msg/s"."""
+class SendingRate(ProgressColumn):
+    """The rate of confirms, e.g. "9,512 msg/s", and from it the time left to send while the
+    tasks sent carry no work. Once one does, no time left: the batch lasts as long as its
+    work, not as its sending."""
 
-    def __init__(self, unit, decimals=0):
+    def __init__(self, sending):
         super().__init__()
-        self.unit, self.decimals = unit, decimals
+        self.sending, self.left = sending, TimeRemainingColumn()
 
     def render(self, task):
-        return Text(f"{task.speed or 0:,.{self.decimals}f} {self.unit}")
+        rate = Text(f"{task.speed or 0:,.0f} msg/s")
+        return rate if self.sending.units else rate + ", " + self.left.render(task) + " left"
 
 
 class SendProgress:
-    """Tutorial-style "[x] Sent" lines for a few tasks; for many, a bar with the rate and the
-    time left on a terminal, or a line every PIPED_EVERY_SECONDS when piped."""
+    """Tutorial-style "[x] Sent" lines for a few tasks; for many, a bar with the rate on a
+    terminal, or a line every PIPED_EVERY_SECONDS when piped, and the time left to send
+    while the tasks carry no work."""
 
     def __init__(self, count, out=None):
         self.console, self.count = console(out), count
@@ -100,8 +105,7 @@ class SendProgress:
         self.units = 0  # dots: the work the confirmed tasks ask for
         self.one_line_each = count <= SENT_LINES_UP_TO
         self.progress = Progress(
-            TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("sent,"), Rate("msg/s,"),
-            TimeRemainingColumn(), TextColumn("left"),
+            TextColumn(" "), BarColumn(), MofNCompleteColumn(), TextColumn("sent,"), SendingRate(self),
             console=self.console, disable=self.one_line_each or not self.console.is_terminal,
         )  # fmt: skip
         self.task = self.progress.add_task("sent", total=count)
@@ -121,7 +125,8 @@ class SendProgress:
         if self.progress.disable and (now - self.shown >= PIPED_EVERY_SECONDS or self.confirmed == self.count):
             self.shown = now
             task = self.progress.tasks[0]
-            left = f", {task.time_remaining:.0f} s left" if task.time_remaining and not task.finished else ""
+            left = task.time_remaining and not task.finished and not self.units
+            left = f", {task.time_remaining:.0f} s left" if left else ""
             self.console.print(f"  {self.confirmed:,}/{self.count:,} sent, {task.speed or 0:,.0f} msg/s{left}")
 
     def close(self):
@@ -133,11 +138,13 @@ class WaitProgress:
     the tasks running and the work done (units: dots) out of the batch's; piped, a line per
     task done (for more than 100 tasks, per tenth of them). A task rejected gets a line
     either way. No time left: tasks differ, and a rate of tasks done says nothing of the
-    work still to do."""
+    work still to do. The work done is that of the tasks done, each once: not again when a
+    task is done a second time, nor a "done" the broker took back (a "cut" record after it)."""
 
     def __init__(self, count, units=0, out=None):
         self.console, self.count, self.units = console(out), count, units
         self.units_done = 0
+        self.finished, self.counted = FinishedTasks(), {}  # each task's units in units_done
         self.started = time.monotonic()
         self.running = set()
         work = (
@@ -156,8 +163,11 @@ class WaitProgress:
             self.running.add(event["message_id"])
         else:
             self.running.discard(event["message_id"])
-        if event["event"] == "done":
-            self.units_done = min(self.units, self.units_done + event["task"].count("."))
+        self.finished.add(event)
+        task = event["message_id"]
+        units = event["task"].count(".") if self.finished.done(task) else 0
+        self.units_done += units - self.counted.get(task, 0)
+        self.counted[task] = units
         if event["event"] == "rejected":
             self.console.print(
                 f"  [!] {event['task']!r} rejected by {escaped(event['worker'])}: {escaped(event['reason'])}"

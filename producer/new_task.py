@@ -29,7 +29,7 @@ from lab.brokers import open_first, short_error
 from lab.schema import message_id
 from lab.topology import EVENTS_EXCHANGE, QUEUE, declare_events_exchange, declare_task_queue
 from publisher import Publisher, SendFailed, StopRequested
-from records import EventListener, task_queue_is_idle
+from records import EventListener, broker_alarms, task_queue_is_idle
 from workload import WORKER_WAIT_SECONDS, InputError, read_tasks
 
 
@@ -117,7 +117,9 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
     progress = WaitProgress(count, units=sent.units)
     try:
-        events, ended = listener.collect(count, args.timeout, progress, task_queue_is_idle, stop_requested)
+        events, ended = listener.collect(
+            count, args.timeout, progress, task_queue_is_idle, stop_requested, alarms=broker_alarms
+        )
     finally:
         progress.close()
     run = {"name": name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}

@@ -7,17 +7,19 @@ fast. analysis.py says what they mean.
 """
 
 import json
+import logging
 import os
 import re
 import time
 
 from analysis import FinishedTasks, in_progress
 from lab.brokers import broker_hosts, open_first
-from lab.metrics import fetch_queue_figures
+from lab.metrics import fetch_alarms, fetch_queue_figures
 from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
 from publisher import reconnecting
 
 QUIET_SECONDS = 3
+log = logging.getLogger("records")
 # The lab's workers consume with their Compose name as consumer tag (consumer/worker.py).
 LAB_WORKER = re.compile(r"consumer-\d+")
 # A quorum queue's figures reach the Prometheus endpoint at its tick, up to 5 s late
@@ -50,17 +52,21 @@ class EventListener:
     def declare(self, channel):
         channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
 
-    def collect(self, count, timeout, progress, queue_is_idle=lambda: False, stop_requested=lambda: None):
+    def collect(self, count, timeout, progress, queue_is_idle=lambda: False, stop_requested=lambda: None, *,
+                alarms=lambda: ()):  # fmt: skip
         """The events of the batch until `count` different tasks are done (or rejected),
         or `timeout` seconds pass, or no record has come for QUIET_SECONDS while
         `queue_is_idle()` says task_queue holds nothing ready or unacknowledged: the
-        tasks not heard of were taken by consumers that send no records.
+        tasks not heard of were taken by consumers that send no records. When no record
+        has come for QUIET_SECONDS and `alarms()` names a broker alarm, one notice says
+        that the broker holds the workers' records back (they are blocked publishers).
 
         Returns (events, how it ended: "finished", "left the queue", "stopped" or "timed out")."""
         events, seen, finished = [], set(), FinishedTasks()
         deadline = time.monotonic() + timeout
         idle = SustainedIdle(queue_is_idle)
         heard = time.monotonic()
+        alarm = HeldBack(alarms)
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
             with attempt, open_first(self.parameters) as connection:
@@ -69,9 +75,12 @@ class EventListener:
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
                     self.hear(watch)
+                    if body is None and time.monotonic() - heard >= QUIET_SECONDS:
+                        alarm.check()
                     if body is not None:
                         heard = time.monotonic()
                         idle.reset()
+                        alarm.reset()
                         for event in json.loads(body):
                             key = (event["event"], event["message_id"], event["worker"], event["started"])
                             if event.get("batch") == self.batch and key not in seen:  # not one redelivered
@@ -129,6 +138,26 @@ class BrokerWatch:
                 yield method.routing_key, headers.get("name") or ""
 
 
+class HeldBack:
+    """One notice while a broker alarm holds the workers' records back, asked of `alarms()`
+    at most every QUIET_SECONDS; again only after a record has come through."""
+
+    def __init__(self, alarms):
+        self.alarms, self.told, self.asked = alarms, False, None
+
+    def reset(self):
+        self.told = False
+
+    def check(self):
+        if self.told or (self.asked is not None and time.monotonic() - self.asked < QUIET_SECONDS):
+            return
+        self.asked = time.monotonic()
+        if names := self.alarms():
+            self.told = True
+            log.warning("[!] the broker has a %s alarm: it holds back the workers' records (and so their "
+                        "acknowledgements) until it clears; still waiting", " and a ".join(names))  # fmt: skip
+
+
 class SustainedIdle:
     """Whether `looks_idle()` has said yes at every check for IDLE_FOR_SECONDS."""
 
@@ -144,6 +173,15 @@ class SustainedIdle:
             return False
         self.since = self.since or time.monotonic()
         return time.monotonic() - self.since >= IDLE_FOR_SECONDS
+
+
+def broker_alarms(env=os.environ):
+    """The alarms in effect on the first broker whose Prometheus endpoint answers (lab.metrics)."""
+    for host in broker_hosts(env):
+        names = fetch_alarms(host)
+        if names is not None:
+            return names
+    return []
 
 
 def task_queue_is_idle(env=os.environ):

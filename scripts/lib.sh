@@ -279,13 +279,30 @@ seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this l
 readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 
 # wait_until WHAT COMMAND...: COMMAND, once a second, until it succeeds; after
-# $WAIT_SECONDS stop the script (exit 1) saying WHAT did not happen.
+# $WAIT_SECONDS stop the script (exit 1) saying WHAT did not happen. COMMAND runs
+# in a background subshell the script waits for: bash 5.2 can botch a Ctrl+C trap
+# that comes while the shell itself runs command substitutions ("interrupt trap:
+# ... unexpected EOF", exit status 2), and the wait builtin takes it at once. In a
+# process group of its own (set -m), which end_demo ends whole: a background
+# subshell and what it runs would ignore Ctrl+C. No stdin: a background group that
+# reads the terminal is stopped (docker compose exec -T reads it).
+polling=""
 wait_until() {
-  local what="$1" deadline=$((SECONDS + WAIT_SECONDS))
+  local what="$1" status=0
   shift
+  set -m
+  poll_until "$@" </dev/null &
+  polling=$!
+  set +m
+  wait "$polling" || status=$?
+  polling=""
+  ((status == 0)) || fail "gave up after $WAIT_SECONDS s waiting for $what; scripts/doctor.sh tells what is wrong" 1
+}
+
+poll_until() {  # poll_until COMMAND...: COMMAND once a second until it succeeds (0) or $WAIT_SECONDS pass (1)
+  local deadline=$((SECONDS + WAIT_SECONDS))
   until "$@"; do
-    ((SECONDS < deadline)) \
-      || fail "gave up after $WAIT_SECONDS s waiting for $what; scripts/doctor.sh tells what is wrong" 1
+    ((SECONDS < deadline)) || return 1
     sleep 1
   done
 }
@@ -307,6 +324,7 @@ end_demo() {  # the EXIT trap of a demo: its exit status stays
   local status=$?
   trap '' INT HUP  # a second Ctrl+C must not cut the clean-up short
   trap - EXIT
+  [[ -z "$polling" ]] || kill -- "-$polling" 2>/dev/null || true
   stop_sender
   if ((${#undo[@]} > 1)); then
     echo "==> Stopped early: ${undo[0]}" >&2
@@ -353,10 +371,10 @@ stop_sender() {
 }
 
 # worker_running TASK: once a worker has received TASK since $since; sets
-# $received_by to that worker. In the demo's own shell, not in a $(...), which
-# would hold off a signal's trap until the wait ends.
+# $received_by to that worker.
 worker_running() {
   wait_until "a worker to receive '$1'" task_received "$1"
+  task_received "$1"  # in this shell: the wait's subshell cannot set $received_by here
 }
 
 task_received() {  # task_received TASK: a worker received TASK since $since; sets $received_by

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from browser import CHROMIUM, chromium, on_top
+from demos import ctrl_c, demo, forget_run, no_run_saved, output_until
 from stacklab import ROOT, Lab, completions
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -269,3 +270,19 @@ def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
     inspect = ["docker", "inspect", "--format", "{{.Image}}"]
     running = {node: cluster.run([*inspect, container(cluster, node)]).stdout.strip() for node in NODES}
     assert image and running == dict.fromkeys(NODES, image)
+
+
+def test_ctrl_c_after_the_node_failure_demo_killed_the_leader_starts_it_again(healthy):
+    """Ctrl+C at the node-failure demo's wait after the kill (for a new leader, then the
+    batch): nothing of the demo left within 10 s, the killed node started again, no run
+    saved. Only there: the waits before it change nothing (tests/stack/test_demo_endings.py
+    tries those on the crash demo), and each wait after a kill costs a node's resync."""
+    forget_run(healthy, "node-failure")
+    with demo(healthy, "demo-node-failure.sh") as process:
+        killed = output_until(process, "==> Killed ").split("==> Killed ", 1)[1].split()[0]
+        after = ctrl_c(healthy, process)
+    assert f"==> Stopped early: starting {killed} again" in after, after
+    assert no_run_saved(healthy, "node-failure")
+    assert healthy.compose("ps", "--status", "running", "--quiet", killed).stdout.strip()
+    healthy.wait_for(lambda: in_sync(healthy), f"{killed} back in sync", timeout=120)
+    healthy.wait_for(lambda: consumers(healthy) == 3, "3 workers consuming")

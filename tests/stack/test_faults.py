@@ -243,16 +243,20 @@ def test_a_memory_alarm_is_announced_by_the_sender_and_its_end_too(lab):
 
 
 def test_a_worker_whose_records_are_blocked_by_an_alarm_says_so_and_goes_on(lab):
+    """And send.sh --wait, which hears no record meanwhile, says why, once."""
     since = lab.now()
     held = "the broker holds its records back (publishing blocked: a memory or disk alarm?)"
+    told = "[!] the broker has a memory alarm: it holds back the workers' records"
     with lab.sending("6", "--dots", "4", "--wait", "--name", "alarm") as sending:
         lab.wait_for(lambda: "[x] Received" in lab.consumer_logs(since), "the batch to start")
         with memory_alarm(lab):
             lab.wait_for(lambda: held in lab.consumer_logs(since), "a worker to say its records are held back")
+            while told not in (line := readline_within(sending.stderr, 30)):
+                assert line, "send.sh --wait ended without a word of the alarm"
         out, err = sending.communicate(timeout=60)
     assert sending.returncode == 0, out + err
     assert "the broker took its records; going on" in lab.consumer_logs(since)
-    assert "lost 0" in out
+    assert "lost 0" in out and told not in err  # told once
 
 
 def test_a_send_ended_during_a_memory_alarm_ends_at_once_and_nothing_more_arrives(lab, capsys):

@@ -9,11 +9,12 @@ browser opener) are faked the same way, so a test sees every attempt to act.
 
 import os
 import shutil
-import signal
 import subprocess
 import textwrap
 import time
 from pathlib import Path
+
+from sessions import end_session
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKED = ["docker", "python3", "xdg-open", "open", "wslview", "curl"]
@@ -128,27 +129,3 @@ class Sandbox:
 
     def files(self):
         return sorted(str(path.relative_to(self.lab)) for path in self.lab.rglob("*"))
-
-
-def session_processes(session):
-    """The processes still running in SESSION (a script started by Sandbox.start), as 'pid command' lines
-    (not zombies: they have ended, their parent has yet to reap them)."""
-    listing = subprocess.run(["ps", "-eo", "sid=,stat=,pid=,args="], capture_output=True, text=True).stdout
-    rows = [line.split(None, 2) for line in listing.splitlines()]
-    return [row[2] for row in rows if row[0] == str(session) and not row[1].startswith("Z")]
-
-
-def wait_gone(session, timeout=10):
-    deadline = time.monotonic() + timeout
-    while session_processes(session) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return session_processes(session)
-
-
-def end_session(session):
-    """Whatever a failed test left of SESSION."""
-    for line in session_processes(session):
-        try:
-            os.kill(int(line.split()[0]), signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -9,7 +9,9 @@ import signal
 import subprocess
 
 import pytest
-from scripts_sandbox import RUNNING_LAB, Sandbox, end_session, wait_gone
+from scripts_sandbox import RUNNING_LAB, Sandbox
+
+from sessions import end_session, wait_gone
 
 DEMOS = ["demo-crash.sh", "demo-restart.sh", "demo-node-failure.sh", "demo-round-robin.sh", "demo-fair-dispatch.sh"]
 # Where each demo waits with its sender running: the call it makes there.

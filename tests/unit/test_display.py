@@ -109,12 +109,27 @@ def test_piped_a_long_send_prints_lines_with_the_rate_not_a_bar(capsys, monkeypa
     assert len(lines) <= 2  # a line every few seconds, and the last
 
 
+@pytest.mark.parametrize("task", [b"Task.", b"Task"])
+def test_on_a_terminal_sending_shows_a_time_left_only_for_tasks_with_no_work(capsys, monkeypatch, task):
+    """Tasks with work: the batch lasts as long as the work, whatever the rate of confirms."""
+    monkeypatch.setenv("LAB_TERMINAL", "1")
+    progress = display.SendProgress(1000)
+    for _ in range(1000):
+        progress(("task_queue", task, None))
+    progress.close()
+    last = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out).strip().split("\r")[-1]
+    assert "1000/1000 sent," in last and " msg/s" in last
+    assert ("left" in last) == (task == b"Task")
+
+
 def test_piped_waiting_prints_a_line_per_task_done_and_each_rejected(capsys, monkeypatch):
     monkeypatch.delenv("LAB_TERMINAL", raising=False)
     progress = display.WaitProgress(2)
-    progress({"event": "started", "message_id": "b.1", "task": "A.", "worker": "w1"}, 0)
-    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1"}, 1)
-    progress({"event": "rejected", "message_id": "b.2", "task": "B", "worker": "w2", "reason": "poison"}, 2)
+    progress({"event": "started", "message_id": "b.1", "task": "A.", "worker": "w1", "started": 1.0}, 0)
+    progress({"event": "done", "message_id": "b.1", "task": "A.", "worker": "w1", "started": 1.0}, 1)
+    progress(
+        {"event": "rejected", "message_id": "b.2", "task": "B", "worker": "w2", "reason": "poison", "started": 1.0}, 2
+    )
     progress.close()
     assert capsys.readouterr().out.splitlines() == [
         "  1/2 done: 'A.' by w1 (0.0 s)",
@@ -126,13 +141,30 @@ def test_on_a_terminal_waiting_shows_the_work_done_and_no_time_left(capsys, monk
     """Nine tasks of four units: one done says 4/36 units, never a time left from a rate of tasks."""
     monkeypatch.setenv("LAB_TERMINAL", "1")  # what scripts/send.sh passes when its output is a terminal
     progress = display.WaitProgress(9, units=36)
-    progress({"event": "started", "message_id": "b.2", "task": "B....", "worker": "w2"}, 0)
-    progress({"event": "done", "message_id": "b.1", "task": "A....", "worker": "w1"}, 1)
+    progress({"event": "started", "message_id": "b.2", "task": "B....", "worker": "w2", "started": 1.0}, 0)
+    progress({"event": "done", "message_id": "b.1", "task": "A....", "worker": "w1", "started": 1.0}, 1)
     progress.close()
     out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out)  # without the colours
     assert "1/9 done, 1 running, 4/36 units of work," in out
     assert "left" not in out and "/s" not in out
     assert "done: 'A....'" not in out
+
+
+def test_on_a_terminal_the_work_done_counts_each_task_once_and_not_a_done_taken_back(capsys, monkeypatch):
+    """As across a broker restart (demo-restart.sh): a task's "done" taken back by a "cut"
+    (its acknowledgement was lost), then the task redelivered and done again."""
+    monkeypatch.setenv("LAB_TERMINAL", "1")
+    progress = display.WaitProgress(2, units=8)
+    first = {"message_id": "b.1", "task": "A....", "worker": "w1", "started": 1.0}
+    again = {**first, "worker": "w2", "started": 5.0}
+    shown = []
+    for event, done in (("started", 0), ("done", 1), ("cut", 0), ("started", 0), ("done", 1)):
+        progress({"event": event, **(first if len(shown) < 3 else again)}, done)
+        progress.progress.refresh()
+        frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out).split("\r")
+        shown.append(frames[-1].split(" done, ", 1)[1].split(" units of work,")[0])
+    progress.close()
+    assert shown == ["1 running, 0/8", "0 running, 4/8", "0 running, 0/8", "1 running, 0/8", "0 running, 4/8"]
 
 
 def test_control_characters_from_the_network_reach_the_terminal_escaped():

@@ -106,6 +106,13 @@ def test_queue_figures_are_read_from_the_prometheus_text_of_the_vhost():
     }
 
 
+def test_the_alarms_in_effect_are_read_from_the_prometheus_text():
+    text = "rabbitmq_alarms_free_disk_space_watermark 0\nrabbitmq_alarms_memory_used_watermark 1\n"
+    assert metrics.alarms(text) == ["memory"]
+    assert metrics.alarms(text.replace(" 0", " 1")) == ["disk", "memory"]
+    assert metrics.alarms(PROMETHEUS_TEXT) == []
+
+
 def test_the_page_colours_each_state_as_the_png_does():
     css = (ROOT / "dashboard/static/style.css").read_text()
     page = dict(re.findall(r"--(\w+): (#[0-9a-f]{6})", css.split("}", 1)[0]))

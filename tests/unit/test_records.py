@@ -111,3 +111,18 @@ def test_the_broker_saying_task_queue_was_deleted_or_another_consumer_attached_i
     listener.other_consumers, listener.task_queue_deleted = set(), False
     listener.hear(records.BrokerWatch(RecordsChannel([[one]], broker_events=events)))
     assert listener.other_consumers == {"ctag1.f00"} and listener.task_queue_deleted
+
+
+def test_a_broker_alarm_is_told_once_while_no_record_comes(monkeypatch, caplog):
+    clock = [0.0]
+    monkeypatch.setattr(records.time, "monotonic", lambda: clock[0])
+    asked = []
+    held = records.HeldBack(lambda: asked.append(clock[0]) or ["memory"])
+    for _ in range(8):
+        held.check()
+        clock[0] += records.QUIET_SECONDS / 2
+    held.reset()  # a record came through
+    held.check()
+    notices = [r.getMessage() for r in caplog.records if r.name == "records"]
+    assert asked == [0.0, 12.0] and len(notices) == 2
+    assert notices[0].startswith("[!] the broker has a memory alarm: it holds back the workers' records")
