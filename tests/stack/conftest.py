@@ -19,7 +19,7 @@ def pytest_sessionstart(session):
     """The lab's images built once, before any stack starts, and tagged for this run alone
     (LAB_IMAGE_TAG): every stack of the run (one per pytest-xdist worker, the cluster's)
     starts from them, and no build in another clone or test run can swap them underneath."""
-    if is_xdist_worker(session):
+    if is_xdist_worker(session) or session.config.option.collectonly:
         return  # the controller built them; its environment, which the worker has, names the tag
     os.environ["LAB_IMAGE_TAG"] = f"test-{os.getpid()}"
     with tempfile.TemporaryDirectory() as timelines:
@@ -28,7 +28,7 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session):
     """The run's image tags removed; their layers stay, a cache for the next build."""
-    if is_xdist_worker(session):
+    if is_xdist_worker(session) or session.config.option.collectonly:
         return
     with tempfile.TemporaryDirectory() as timelines:
         lab = Lab(Path(timelines))

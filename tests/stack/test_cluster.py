@@ -275,7 +275,7 @@ def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
 def test_ctrl_c_after_the_node_failure_demo_killed_the_leader_starts_it_again(healthy):
     """Ctrl+C at the node-failure demo's wait after the kill (for a new leader, then the
     batch): nothing of the demo left within 10 s, the killed node started again, no run
-    saved. Only there: the waits before it change nothing (tests/stack/test_demo_endings.py
+    saved. Only there: the waits before it change nothing (tests/stack/test_demo_interrupted.py
     tries those on the crash demo), and each wait after a kill costs a node's resync."""
     forget_run(healthy, "node-failure")
     with demo(healthy, "demo-node-failure.sh") as process:
