@@ -278,7 +278,7 @@ seconds_of_work() {  # seconds_of_work DOTS: how long DOTS dots take with this l
 # node to rejoin) before it gives up; a test may shorten it.
 readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 
-# wait_until WHAT COMMAND...: COMMAND, once a second, until it succeeds; after
+# wait_until WHAT COMMAND...: COMMAND, every $poll_seconds (1 s), until it succeeds; after
 # $WAIT_SECONDS stop the script (exit 1) saying WHAT did not happen. COMMAND runs
 # in a background subshell the script waits for: bash 5.2 can botch a Ctrl+C trap
 # that comes while the shell itself runs command substitutions ("interrupt trap:
@@ -299,11 +299,12 @@ wait_until() {
   ((status == 0)) || fail "gave up after $WAIT_SECONDS s waiting for $what; scripts/doctor.sh tells what is wrong" 1
 }
 
-poll_until() {  # poll_until COMMAND...: COMMAND once a second until it succeeds (0) or $WAIT_SECONDS pass (1)
+poll_seconds=1  # how often poll_until tries; a wait for a moment that matters sets it lower
+poll_until() {  # poll_until COMMAND...: COMMAND every $poll_seconds until it succeeds (0) or $WAIT_SECONDS pass (1)
   local deadline=$((SECONDS + WAIT_SECONDS))
   until "$@"; do
     ((SECONDS < deadline)) || return 1
-    sleep 1
+    sleep "$poll_seconds"
   done
 }
 
@@ -373,6 +374,8 @@ stop_sender() {
 # worker_running TASK: once a worker has received TASK since $since; sets
 # $received_by to that worker.
 worker_running() {
+  # Often: the crash demo kills the worker half way through the task, timed from here.
+  local poll_seconds=0.2
   wait_until "a worker to receive '$1'" task_received "$1"
   task_received "$1"  # in this shell: the wait's subshell cannot set $received_by here
 }

@@ -102,7 +102,9 @@ class Lab(LabStack):
         self.wait_for(lambda: self.queue()[1] == consumers, f"{consumers} consumers attached")
 
     def is_up(self, consumers):
-        running = self.compose("ps", "--status", "running", "--format", "{{.Name}}", check=False).stdout.split()
+        rows = self.compose("ps", "--status", "running", "--format", "{{.Name}}\t{{.Health}}", check=False).stdout
+        # A service with a healthcheck counts once healthy (a broker just restarted is "starting").
+        running = [name for name, health in (row.split("\t") for row in rows.splitlines()) if health in ("", "healthy")]
         project = self.env["COMPOSE_PROJECT_NAME"]
         expected = {f"{project}-{service}-1" for service in ("rabbitmq", "dashboard")}
         expected |= {f"{project}-consumer-{number}" for number in range(1, consumers + 1)}
