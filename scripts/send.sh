@@ -5,6 +5,7 @@
 # Usage: scripts/send.sh COUNT | MESSAGE | --file PATH | --poison  [OPTIONS]
 #   scripts/send.sh 6                  six generated tasks, "Task 1." ... "Task 6."
 #   scripts/send.sh "Hello..."         one task; each dot is one unit of work
+#   scripts/send.sh -- six             one task of any text (one bare word is refused)
 #   scripts/send.sh --file tasks.csv   one task per row (one column, no header)
 #   scripts/send.sh --poison           one task the workers reject (not UTF-8),
 #                                      to follow to the dead-letter queue
@@ -29,6 +30,7 @@ exit_if_help_asked "$@"
 file=""
 poison=""
 argument=""
+literal=""  # the message came after --: taken as it is
 options=()
 waiting=""
 while (($#)); do
@@ -39,7 +41,7 @@ while (($#)); do
       shift 2 ;;
     --wait) options+=("$1"); waiting=1; shift ;;
     --poison) poison=1; shift ;;
-    --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; shift ;;
+    --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; literal=1; shift ;;
     -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, refused below
     -*) refuse "$1" ;;
     *) [[ -z "$argument" ]] || fail "expected one COUNT or MESSAGE, got more (quote a message with spaces)"
@@ -61,6 +63,9 @@ elif command -v iconv >/dev/null && ! iconv -f UTF-8 -t UTF-8 <<<"$argument" >/d
 elif [[ "$argument" =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]] \
   && ! [[ "$argument" =~ ^\+?[0-9]+$ && "$((10#${argument#+}))" -ge 1 ]]; then
   fail "the number of tasks must be a positive whole number, got '$argument'"
+elif [[ -z "$literal" && "$argument" =~ ^[[:alpha:]]+$ ]]; then
+  # One bare word (send.sh six): a count mistyped more often than a task meant.
+  fail "'$argument' is not a number of tasks; to send it as the text of one task: scripts/send.sh -- $argument"
 fi
 
 require_running_lab
