@@ -136,16 +136,20 @@ def interrupted(events):
     return cut
 
 
-def segments(events):
+def segments(events, marks=()):
     """What a timeline draws: each task done, and each attempt cut short (marked "cut",
-    drawn until the next attempt at the task started, or until its worker started
-    another task if that came first)."""
-    starts = {}
+    drawn until the next attempt at the task started, until its worker started another
+    task, or until a mark says its worker was killed ("killed consumer-2"), whichever
+    came first: the dashboard's live view ends it when the broker sees the worker go)."""
+    starts, kills = {}, {}
     for event in events:
         starts.setdefault(event["worker"], set()).add(event["started"])
+    for mark in marks:
+        kills.setdefault(mark["label"].removeprefix("killed "), set()).add(mark["at"])
 
     def cut_end(start, retry):
-        later = [moment for moment in starts[start["worker"]] if moment > start["started"]]
+        later = [moment for moment in starts[start["worker"]] | kills.get(start["worker"], set())
+                 if moment > start["started"]]  # fmt: skip
         ends = [moment for moment in (retry, min(later, default=None)) if moment is not None]
         return min(ends, default=start["started"])
 

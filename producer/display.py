@@ -266,7 +266,7 @@ def print_run(run, marks=()):
     out.print(", ".join(f"{name} {value}" for name, value in tally(run).items()))
     if records:
         out.print()
-        out.print(text_timeline(segments(run["events"]), marks=marks))
+        out.print(text_timeline(segments(run["events"], marks), marks=marks))
 
 
 def explain_round_robin(run):

@@ -21,7 +21,11 @@ def compare(first, second, name):
     """Print two runs of the same workload side by side; save both timelines as timelines/NAME.png."""
     display.print_comparison(first, second)
     png = runs.TIMELINES / f"{name}.png"
-    chart.save_png(png, [(run["name"], segments(run["events"]), runs.marks_of(run)) for run in (first, second)])
+    drawn = []
+    for run in (first, second):
+        marks = runs.marks_of(run)
+        drawn.append((run["name"], segments(run["events"], marks), marks))
+    chart.save_png(png, drawn)
     print(f"Timeline chart: {runs.shown(png)}")
 
 

@@ -33,7 +33,7 @@ def save_run(name, run):
     if not done_records(run["events"]):
         return None
     png = TIMELINES / f"{name}.png"
-    chart.save_png(png, [(name, segments(run["events"]), run["marks"])])
+    chart.save_png(png, [(name, segments(run["events"], run["marks"]), run["marks"])])
     return png
 
 

@@ -274,20 +274,23 @@ export function faultsOf(marks, since = -Infinity) {
 
 // A saved run (timelines/NAME.json) as a batch: its records, each attempt cut short
 // (never finished, handed back, or its "done" taken back) drawn as the terminal draws it
-// (segments in producer/analysis.py): until the next attempt at its task started, or until
-// its worker started another task if that came first. A "cut" record has no time of its own.
+// (segments in producer/analysis.py): until the next attempt at its task started, until
+// its worker started another task, or until a fault noted its worker killed, whichever came
+// first. A "cut" record has no time of its own.
 export function savedRun(run) {
   const batch = new Batch(run.batch);
+  // The faults a demo or check-worker.sh noted (a worker killed, a task lost), as the PNG marks them.
+  batch.faults = faultsOf(run.marks);
   const records = [...run.events].sort((a, b) => (a.finished ?? a.started) - (b.finished ?? b.started));
   for (const record of records) batch.apply(record);
   for (const a of batch.attempts) {
     if (a.state !== null && a.state !== "cut") continue;
     const retry = e => e.event === "started" && e.message_id === a.messageId;
-    const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started).filter(t => t > a.started);
-    batch.cutShort(a, later.length ? Math.min(...later) : a.started);
+    const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started);
+    const killed = batch.faults.filter(f => f.label === `killed ${a.worker}`).map(f => f.t);
+    const ends = [...later, ...killed].filter(t => t > a.started);
+    batch.cutShort(a, ends.length ? Math.min(...ends) : a.started);
   }
   batch.announced({ name: run.name, sent: run.sent });
-  // The faults a demo or check-worker.sh noted (a worker killed, a task lost), as the PNG marks them.
-  batch.faults = faultsOf(run.marks);
   return batch;
 }

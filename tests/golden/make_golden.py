@@ -14,11 +14,11 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1] / "producer"), str(HERE.parent / "support")]
 
 import analysis  # noqa: E402 (found through the path set above)
-from example_runs import BATCH, RUNS  # noqa: E402
+from example_runs import BATCH, MARKS, RUNS  # noqa: E402
 
 
-def golden(name, events):
-    """The run's records, and what analysis.py makes of them."""
+def golden(name, events, marks):
+    """The run's records and faults, and what analysis.py makes of them."""
     bars = [
         {
             "worker": segment["worker"],
@@ -27,11 +27,11 @@ def golden(name, events):
             "finished": segment["finished"],
             "state": "cut" if segment.get("cut") else "done",
         }
-        for segment in analysis.segments(events)
+        for segment in analysis.segments(events, marks)
     ]
     bars.sort(key=lambda bar: (bar["started"], analysis.natural_key(bar["worker"]), bar["message_id"]))
     return {
-        "run": {"name": name, "batch": BATCH, "events": events},
+        "run": {"name": name, "batch": BATCH, "events": events, "marks": marks},
         "segments": bars,
         "figures": analysis.figures(events),
     }
@@ -39,7 +39,10 @@ def golden(name, events):
 
 def files():
     """{file name: its text}."""
-    return {f"{name}.json": json.dumps(golden(name, events), indent=1) + "\n" for name, events in RUNS.items()}
+    return {
+        f"{name}.json": json.dumps(golden(name, events, MARKS.get(name, [])), indent=1) + "\n"
+        for name, events in RUNS.items()
+    }
 
 
 def main():

@@ -78,5 +78,5 @@ test("a replay keeps the faults a demo noted, as text, bounded, and only well-fo
   assert.deepEqual(batch.faults.map(f => f.t), [101.5, 103]);
   assert.equal(batch.faults[0].label, "killed consumer-1");
   assert.equal(batch.faults[1].label.length, 80);
-  assert.deepEqual(savedRun(run).faults, []);
+  assert.deepEqual(savedRun({ ...run, marks: undefined }).faults, []);  // a run saved before marks were kept
 });

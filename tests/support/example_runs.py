@@ -78,6 +78,9 @@ HANDED_BACK = [
 # consumer-3 did only a task with no work: it still counts towards the lower bound (6 s / 3 workers).
 ZERO_WORK_WORKER = schedule({"consumer-1": [(1, 2), (3, 2)], "consumer-2": [(2, 2)], "consumer-3": [(4, 0)]})
 
+# The faults a demo noted on a run ("killed WORKER" when it killed one), by run name.
+MARKS = {"crash": [{"at": 100.5, "label": "killed consumer-1"}]}
+
 # Every run above, by name: the golden files (tests/golden) are made of these.
 RUNS = {
     "round_robin": ROUND_ROBIN,

@@ -191,3 +191,11 @@ def test_a_cut_attempt_ends_where_its_worker_started_another_task():
     row = next(line for line in display.text_timeline(analysis.segments(CUT_THEN_OWN_TASK), width=30).splitlines()
                if line.startswith("consumer-1"))  # fmt: skip
     assert re.search(r"\[~+1~+\]\[=+2=+\]", row), row  # its closing bracket is not drawn over
+
+
+def test_an_attempt_cut_by_a_kill_ends_at_the_kill_the_demo_noted():
+    killed = [{"at": 100.5, "label": "killed consumer-1"}]
+    cut = [segment for segment in analysis.segments(CRASH, killed) if segment.get("cut")]
+    assert [(segment["worker"], segment["finished"]) for segment in cut] == [("consumer-1", 100.5)]
+    elsewhere = [{"at": 100.5, "label": "killed consumer-3"}, {"at": 99.0, "label": "killed consumer-1"}]
+    assert [s["finished"] for s in analysis.segments(CRASH, elsewhere) if s.get("cut")] == [101.0]
