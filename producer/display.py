@@ -194,14 +194,17 @@ def task_names(tasks):
     return names + (f", … and {len(tasks) - NAMES_SHOWN:,} more" if len(tasks) > NAMES_SHOWN else "")
 
 
-def worker_table(records):
-    """Who did which tasks, and how long each worker was busy."""
+def worker_table(events):
+    """Who did which tasks, and how long each worker was busy: every worker with an attempt,
+    as figures() lists them for the dashboard too (one whose only attempt was cut short: 0)."""
     table = Table(box=None, pad_edge=False)
     table.add_column("worker", min_width=11)  # the width the timeline gives a worker's name
     table.add_column("tasks", justify="right")
     table.add_column("busy s", justify="right")
     table.add_column("task names, in the order done")
-    for worker, (tasks, busy) in per_worker(records).items():
+    loads = per_worker(done_records(events))
+    for worker in figures(events)["per_worker"]:
+        tasks, busy = loads.get(worker, ([], 0.0))
         table.add_row(Text(escaped(worker)), str(len(tasks)), f"{busy:.1f}", Text(task_names(tasks)))
     return table
 
@@ -249,7 +252,7 @@ def print_run(run, marks=()):
     out = console()
     records = done_records(run["events"])
     if records:
-        out.print(worker_table(records))
+        out.print(worker_table(run["events"]))
         out.print(makespan_line(run["events"]))
     for start, _next_attempt in interrupted(run["events"]):
         again = next((r for r in records if r["message_id"] == start["message_id"]), None)

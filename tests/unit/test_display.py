@@ -16,7 +16,7 @@ from example_runs import BATCH, CRASH, CUT, CUT_FIRST, CUT_THEN_OWN_TASK, FAIR, 
 def table(events):
     """The table and the makespan line as print_run shows them, without the padding of the last column."""
     console = Console(file=io.StringIO(), width=120)
-    console.print(display.worker_table(analysis.done_records(events)))
+    console.print(display.worker_table(events))
     lines = [line.rstrip() for line in console.file.getvalue().splitlines()]
     return "\n".join([*lines, display.makespan_line(events)])
 
@@ -26,6 +26,12 @@ def test_table_names_each_workers_tasks_and_the_numbers():
     assert lines[1] == "consumer-1       3     3.0  Task 1, Task 4, Task 7"
     assert lines[3] == "consumer-3       3    18.0  Task 3, Task 6, Task 9"
     assert lines[-1] == "makespan 18.0 s for 9 tasks on 3 workers; lower bound 8.0 s (ratio 2.25)"
+
+
+def test_table_lists_a_worker_whose_only_attempt_was_cut_short_as_the_dashboard_does():
+    lines = table(CRASH).splitlines()
+    assert lines[1].split() == ["consumer-1", "0", "0.0"]  # killed in task 3: a row, as on the page
+    assert len(lines) == 5 and lines[-1].startswith("makespan 3.0 s for 2 tasks on 3 workers")
 
 
 def test_a_run_of_tasks_with_no_work_is_reported_with_its_chart(tmp_path, monkeypatch, capsys):
@@ -173,7 +179,7 @@ def test_control_characters_from_the_network_reach_the_terminal_escaped():
                 "redelivered": False, "started": 1.0, "finished": 2.0}]  # fmt: skip
     assert "\x1b" not in display.task_names(records) and "\\x1b]0;pwned\\x07" in display.task_names(records)
     shown = io.StringIO()
-    display.console(shown).print(display.worker_table(records))
+    display.console(shown).print(display.worker_table(records))  # done records are events too
     assert "\x1b" not in shown.getvalue() and "w\\x1b[31m1" in shown.getvalue()
 
 
