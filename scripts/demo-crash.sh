@@ -20,8 +20,11 @@ send_in_background 6 --dots 4 --name crash
 
 worker_running "Task 1...."
 victim="$received_by"
-sleep "$(seconds_of_work 2)"  # half way through the task
 container="$(container_of "$victim")"
+# Half way through the task, timed from when the worker said it received it (the wait
+# above sees the line a second or so late on a busy machine).
+sleep "$(awk -v half="$(seconds_of_work 2)" -v gone="$(seconds_since "$received_at")" \
+  'BEGIN { print (half > gone ? half - gone : 0) }')"
 undo_on_exit "starting $victim again" start consumer
 docker kill --signal KILL "$container" >/dev/null
 docker wait "$container" >/dev/null  # until it has stopped: then FinishedAt is when it died

@@ -381,9 +381,18 @@ worker_running() {
 }
 
 task_received() {  # task_received TASK: a worker received TASK since $since; sets $received_by
-  received_by="$(docker compose logs --no-color --no-log-prefix --since "$since" consumer 2>/dev/null \
-    | sed -n "s/^\[x\] Received '$1' (\([^,)]*\).*/\1/p" | head -n 1)"
+  # and $received_at (when its log line was written: docker's RFC 3339 UTC time)
+  # shellcheck disable=SC2034  # both for the demo that called
+  read -r received_by received_at < <(docker compose logs --timestamps --no-color --no-log-prefix --since "$since" \
+    consumer 2>/dev/null | sed -n "s/^\([^ ]*\) \[x\] Received '$1' (\([^,)]*\).*/\2 \1/p" | head -n 1) || true
   [[ -n "$received_by" ]]
+}
+
+seconds_since() {  # seconds_since TIME: seconds from TIME (docker's RFC 3339 UTC, within a day) to now
+  awk -v stamp="$1" -v now="$(now)" 'BEGIN {
+    split(stamp, part, /[T:Z]/)  # date, hours, minutes, seconds
+    print ((now % 86400) - (part[2] * 3600 + part[3] * 60 + part[4]) + 86400) % 86400
+  }'
 }
 
 container_of() {  # container_of WORKER: the container of worker "consumer-2"

@@ -26,7 +26,7 @@ WAITING_AT = {
 # The worker consumer-2 has Task 1 and is killed; the lab goes on.
 WORKER_HAS_TASK_1 = """\
 case "$*" in
-  "compose logs "*) echo "[x] Received 'Task 1....' (consumer-2, delivery 1)"; exit 0 ;;
+  "compose logs "*) echo "$(date -u +%FT%T.0Z) [x] Received 'Task 1....' (consumer-2, delivery 1)"; exit 0 ;;
   "compose ps --format {{.Name}} consumer") echo sandbox-consumer-2; exit 0 ;;
   "kill --signal KILL sandbox-consumer-2" | "wait sandbox-consumer-2") exit 0 ;;
   "inspect "*) echo 2026-01-01T00:00:00Z; exit 0 ;;
