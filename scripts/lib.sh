@@ -372,9 +372,9 @@ stop_sender() {
 }
 
 # worker_running TASK: once a worker has received TASK since $since; sets
-# $received_by to that worker.
+# $received_by to that worker and $received_at to when it logged that.
 worker_running() {
-  # Often: the crash demo kills the worker half way through the task, timed from here.
+  # Often: a demo acts on that moment (the crash demo's kill), so the sooner seen the better.
   local poll_seconds=0.2
   wait_until "a worker to receive '$1'" task_received "$1"
   task_received "$1"  # in this shell: the wait's subshell cannot set $received_by here
