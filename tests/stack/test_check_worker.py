@@ -119,7 +119,9 @@ def test_the_tutorials_javascript_worker_passes(lab, tmp_path, amqplib):
     [
         ("auto_ack", "2", ["LOST 'Check 2 task 1....'", "auto_ack=True", ACK_FIX]),
         ("ack_first", "2", ["LOST 'Check 2 task 1....'", "acknowledged on receipt", ACK_FIX]),
-        ("no_prefetch", "3", ["prefetch none (0)", "while another held none", "basic_qos(prefetch_count=1)"]),
+        # Why (a copy seen holding tasks) is said only when caught: on a loaded machine neither the broker's
+        # samples nor the copies' output may catch it; the prefetch and the fix are always said.
+        ("no_prefetch", "3", ["prefetch none (0)", "basic_qos(prefetch_count=1)"]),
         ("not_durable", "4", ["PRECONDITION_FAILED - inequivalent arg 'durable'", "durable=True"]),
     ],
 )
