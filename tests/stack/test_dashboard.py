@@ -15,6 +15,7 @@ import time
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from browser import CHROMIUM, chromium, on_top
@@ -426,6 +427,16 @@ def flood(now, messages=600, size=215_000):
         yield many if number % 2 else long_task
 
 
+def flood_diagnosis(lab, page):
+    """Where the events stopped: the page's stream, the broker's queues, the dashboard's log."""
+    state = page.evaluate("""() => { const d = window.labDashboard; return {
+        streaming: d.streaming, status: d.status, refused: d.refused, workers: [...d.live.workers.keys()] }; }""")
+    queues = lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "--quiet", "list_queues", "name", "messages",
+                         "consumers", check=False).stdout  # fmt: skip
+    log = lab.compose("logs", "--no-color", "--tail", "20", "dashboard", check=False).stdout
+    return f"page: {state}; queues: {queues!r}; dashboard log: {log}"
+
+
 def mebibytes(usage):
     """'45.3MiB / 7.6GiB' -> 45.3"""
     amount = usage.split("/")[0].strip()
@@ -469,7 +480,12 @@ def test_forged_events_are_refused_and_the_page_keeps_drawing_without_running_th
         # Read in order: once the page knows this worker, the dashboard has read the whole flood.
         marker = {"event": "attached", "worker": "after-flood", "prefetch": 1, "at": now}
         channel.basic_publish("lab.events", "", json.dumps([marker]))
-        page.wait_for_function("window.labDashboard.live.workers.has('after-flood')", timeout=120_000)
+        waited = time.monotonic()
+        try:
+            page.wait_for_function("window.labDashboard.live.workers.has('after-flood')", timeout=240_000)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"the page never heard the event after the flood; {flood_diagnosis(lab, page)}")
+        print(f"the page heard the event after the flood {time.monotonic() - waited:.1f} s after it was sent")
         expect(page.locator("#dropped")).to_contain_text("malformed events dropped")
         result = lab.send("3", "--dots", "1", "--wait", "--name", "dashboard-after-forgery")
         assert result.returncode == 0, result.stdout + result.stderr

@@ -102,14 +102,19 @@ class Lab(LabStack):
         self.wait_for(lambda: self.queue()[1] == consumers, f"{consumers} consumers attached")
 
     def is_up(self, consumers):
-        running = self.compose("ps", "--status", "running", "--format", "{{.Name}}", check=False).stdout.split()
-        project = self.env["COMPOSE_PROJECT_NAME"]
-        expected = {f"{project}-{service}-1" for service in ("rabbitmq", "dashboard")}
-        expected |= {f"{project}-consumer-{number}" for number in range(1, consumers + 1)}
+        running = self.compose("ps", "--status", "running", "--format", "{{.Service}}", check=False).stdout.split()
         try:
-            return set(running) == expected and self.queue()[1] == consumers
+            return sorted(running) == sorted(["rabbitmq", "dashboard", *["consumer"] * consumers]) and (
+                self.queue()[1] == consumers
+            )
         except (pika.exceptions.AMQPError, OSError):
             return False
+
+    def worker_names(self):
+        """The running workers' names, as they name themselves: "consumer-N", their Compose
+        replica names (the numbers a recreated stack gives need not start at 1)."""
+        running = self.compose("ps", "--status", "running", "--format", "{{.Name}}", "consumer").stdout.split()
+        return sorted(name.removeprefix(f"{self.env['COMPOSE_PROJECT_NAME']}-") for name in running)
 
     def broker_health(self):
         """The broker container's health: "starting" (just started or restarted), "healthy", ..."""
