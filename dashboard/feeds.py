@@ -5,7 +5,7 @@ plugin's metrics (a deprecated feature on RabbitMQ 4.x):
 - the broker's own word on task_queue's consumers, on amq.rabbitmq.event
   (rabbitmq_event_exchange): a consumer attached, or gone (a worker killed
   without a word is noticed this way); consumer tags are the workers' names;
-- every second, each queue's ready count and consumer count by AMQP passive
+- every second while a page is open, each queue's ready count and consumer count by AMQP passive
   declare (exact), and its unacknowledged count from the rabbitmq_prometheus
   endpoint (a quorum queue's figure there is up to 5 s old: the page says so).
 
@@ -102,10 +102,18 @@ class Follower:
         self.hub.set_broker(host)
         node = f" (node {host})" if len(self.config.hosts) > 1 else ""
         log.info("[*] dashboard following %s%s: open %s", EVENTS_EXCHANGE, node, self.config.address)
+        await self.keep_figures(connection, host)
+
+    async def keep_figures(self, connection, host):
+        """The queues' figures every second while a page watches (each reading costs the broker
+        and the dashboard CPU: with no page open, a student's laptop idles); until the connection goes."""
         figures_channel = await connection.channel()
         while True:
-            figures, figures_channel = await self.figures(connection, figures_channel, host)
-            self.hub.set_queues(figures)
+            if not connection.connected.is_set():
+                raise ConnectionResetError(f"the connection to {host} closed")
+            if self.hub.watched():
+                figures, figures_channel = await self.figures(connection, figures_channel, host)
+                self.hub.set_queues(figures)
             await self.sleep(POLL_SECONDS)
 
     async def figures(self, connection, channel, host):

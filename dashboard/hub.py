@@ -126,6 +126,9 @@ class Hub:
             if watcher.overflowed:
                 self.watchers.discard(watcher)  # the browser reconnects and gets a snapshot
 
+    def watched(self):
+        return bool(self.watchers)
+
     def catch_up(self, last_id):
         """What a browser gets first: what it missed since last_id, or the whole snapshot."""
         first = self.history[0][0] if self.history else self.latest + 1
@@ -153,3 +156,5 @@ class Hub:
                 yield text or ": keep-alive\n\n"  # proxies and browsers close silent streams
         finally:
             self.watchers.discard(watcher)
+            if not self.watchers:
+                self.latest_queues = None  # not kept fresh while no page watches: none for the next

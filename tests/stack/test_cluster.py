@@ -41,18 +41,6 @@ class NoNodeAnswers(OSError):
     """No running node could run the command (all down, or still booting): wait_for retries."""
 
 
-def ctl(lab, *command):
-    """rabbitmqctl or rabbitmq-queues on the first running node where it works, its rows split on tabs."""
-    running = lab.compose("ps", "--status", "running", "--format", "{{.Service}}").stdout.split()
-    errors = []
-    for node in (node for node in NODES if node in running):
-        result = lab.compose("exec", "-T", node, *command, "--silent", check=False)
-        if result.returncode == 0:
-            return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
-        errors.append(f"{node}: {result.stderr.strip()[:300]}")
-    raise NoNodeAnswers("; ".join(errors) or "no node runs")
-
-
 def members(lab):
     """{node: (raft state, commit index)} of task_queue's members, as the scripts read them (lib.sh)."""
     result = lab.run(["bash", "-c", "source scripts/lib.sh && task_queue_quorum"])
@@ -75,12 +63,16 @@ def leader(lab):
     return next((node for node, (state, _) in members(lab).items() if state == "leader"), None)
 
 
-def messages(lab):
-    rows = ctl(lab, "rabbitmqctl", "list_queues", "name", "messages")
-    counts = [int(row[1]) for row in rows if row[0] == "task_queue"]
-    if not counts:  # left out while the queue elects a leader
-        raise NoNodeAnswers("task_queue is not listed")
-    return counts[0]
+def wait_in_sync(lab, what):
+    """Until task_queue's three members are in sync; read every 2 s, as each reading starts an
+    Erlang VM in a node (a second or more of CPU) and the nodes catching up need that CPU."""
+    lab.wait_for(lambda: in_sync(lab), what, timeout=120, interval=2)
+
+
+def queued(lab):
+    """Tasks in task_queue, the workers stopped (all of them ready): over AMQP, through the node
+    with the host ports."""
+    return lab.queue()[0]
 
 
 def container(lab, node):
@@ -96,7 +88,7 @@ def kill(lab, node):
 def healthy(cluster):
     """Every node up, task_queue with three members in sync, three workers consuming, nothing queued."""
     cluster.compose("up", "--detach", "--wait", "--scale", "consumer=3")
-    cluster.wait_for(lambda: in_sync(cluster), "task_queue with three members in sync", timeout=120)
+    wait_in_sync(cluster, "task_queue with three members in sync")
     # Over AMQP, through the node with the host ports: a rabbitmqctl call costs seconds of CPU.
     cluster.wait_for(lambda: cluster.queue()[1] == 3, "3 workers consuming")
     cluster.purge()
@@ -195,7 +187,7 @@ def test_a_follower_killed_mid_batch_loses_nothing(healthy, capsys):
 
     assert numbers["confirmed"] == numbers["done"] == TASKS and numbers["lost"] == 0
     healthy.compose("start", follower)
-    healthy.wait_for(lambda: in_sync(healthy), f"{follower} back in sync", timeout=120)
+    wait_in_sync(healthy, f"{follower} back in sync")
     assert healthy.queue()[1] == 3
 
 
@@ -206,8 +198,8 @@ def test_the_whole_cluster_stopped_and_started_keeps_the_queued_tasks(healthy, c
     healthy.compose("stop", "--timeout", "30")
     started = time.monotonic()
     healthy.compose("up", "--detach", "--wait", *NODES)
-    healthy.wait_for(lambda: in_sync(healthy), "task_queue with three members in sync", timeout=120)
-    kept = messages(healthy)
+    wait_in_sync(healthy, "task_queue with three members in sync")
+    kept = queued(healthy)
     report(capsys, f"whole cluster stopped and started ({time.monotonic() - started:.0f} s to be back)",
            {"queued": 40, "kept": kept})  # fmt: skip
     assert kept == 40
@@ -231,8 +223,8 @@ def test_two_nodes_down_the_queue_waits_for_a_majority_and_keeps_what_it_confirm
     started = time.monotonic()
     out, err = sending.communicate(timeout=300)
     confirmed_after = time.monotonic() - started
-    healthy.wait_for(lambda: messages(healthy) >= 30, "30 tasks in task_queue", timeout=60)
-    kept = messages(healthy)
+    healthy.wait_for(lambda: queued(healthy) >= 30, "30 tasks in task_queue", timeout=60)
+    kept = queued(healthy)
     healthy.compose("start", "rabbitmq-3")
     report(capsys, "two of three nodes down, then one back",
            {"confirmed before": 20, "sent while no majority": 10, "send waited": waiting,
@@ -241,7 +233,7 @@ def test_two_nodes_down_the_queue_waits_for_a_majority_and_keeps_what_it_confirm
     assert waiting
     assert sending.returncode == 0, out[-2000:] + err[-2000:]
     assert kept == 30
-    healthy.wait_for(lambda: in_sync(healthy), "rabbitmq-3 back in sync", timeout=120)
+    wait_in_sync(healthy, "rabbitmq-3 back in sync")
 
 
 def test_the_node_with_the_host_ports_killed_the_lab_works_on_and_doctor_names_it(healthy, capsys):
@@ -281,5 +273,5 @@ def test_ctrl_c_after_the_node_failure_demo_killed_the_leader_starts_it_again(he
     assert f"==> Stopped early: starting {killed} again" in after, after
     assert no_run_saved(healthy, "node-failure")
     assert healthy.compose("ps", "--status", "running", "--quiet", killed).stdout.strip()
-    healthy.wait_for(lambda: in_sync(healthy), f"{killed} back in sync", timeout=120)
+    wait_in_sync(healthy, f"{killed} back in sync")
     healthy.wait_for(lambda: healthy.queue()[1] == 3, "3 workers consuming")

@@ -1,6 +1,7 @@
 """The dashboard's Python without a broker (issue 16): app.create_app on Starlette's
 TestClient, the hub's history, and the broker events that say a worker is gone."""
 
+import asyncio
 import base64
 import json
 import os
@@ -182,3 +183,20 @@ def test_the_brokers_consumer_events_say_which_worker_attached_and_which_is_gone
 )
 def test_other_consumers_and_other_broker_events_say_nothing(routing_key, headers):
     assert consumer(routing_key, **headers) is None
+
+
+def test_the_queues_figures_are_dropped_when_the_last_page_leaves():
+    # Not kept fresh while no page watches (feeds.Follower.keep_figures): the next page
+    # must not be shown figures from then.
+    async def open_and_leave():
+        hub = Hub()
+        stream_ = hub.watch(None)
+        await anext(stream_)
+        assert hub.watched()
+        hub.set_queues({"task_queue": {"ready": 0, "unacked": 0, "consumers": 3}})
+        await stream_.aclose()
+        return hub
+
+    hub = asyncio.run(open_and_leave())
+    assert not hub.watched() and hub.latest_queues is None
+    assert [message["type"] for _, message in stream(hub.catch_up(None))] == ["snapshot", "status"]

@@ -3,6 +3,7 @@ that answers, and the hub marks the time without events. A fake connect stands i
 aio-pika; tests/stack/test_dashboard.py follows a real broker."""
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -10,7 +11,7 @@ from aiormq.exceptions import ProbableAuthenticationError
 
 import feeds
 from config import Config
-from hub import Hub
+from hub import Hub, Watcher
 
 ENV = {"RABBITMQ_HOSTS": "rabbitmq, rabbitmq-2,rabbitmq-3", "RABBITMQ_DEFAULT_USER": "u", "RABBITMQ_DEFAULT_PASS": "p"}
 
@@ -98,3 +99,57 @@ def test_a_wrong_login_is_not_retried(monkeypatch):
     with pytest.raises(ProbableAuthenticationError):
         asyncio.run(follower.run())
     assert tried == ["rabbitmq"]
+
+
+class FiguresConnection:
+    """Enough of an aio-pika connection for keep_figures: passive declares answered, and
+    lost once `lose_after` declares have been made."""
+
+    def __init__(self, lose_after):
+        self.connected, self.declares, self.lose_after = asyncio.Event(), 0, lose_after
+        self.connected.set()
+
+    async def channel(self):
+        return self
+
+    async def declare_queue(self, name, passive):
+        assert passive
+        self.declares += 1
+        if self.declares >= self.lose_after:
+            self.connected.clear()
+        return type("Queue", (), {"declaration_result": type("Ok", (), {"message_count": 2, "consumer_count": 3})})
+
+
+def keep_figures(watched, rounds):
+    """keep_figures for `rounds` seconds, a page open or not: (the hub, Prometheus readings, connection)."""
+    hub, readings, connection = Hub(), [], FiguresConnection(lose_after=4)
+    if watched:
+        hub.watchers.add(Watcher(1 << 20))  # a page open
+
+    def queue_figures(host):
+        readings.append(host)
+        return {"task_queue": {"messages_unacked": 1}}
+
+    async def sleep(seconds):
+        if len(slept) == rounds:
+            raise Enough
+        slept.append(seconds)
+
+    slept = []
+    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures, sleep=sleep)
+    with pytest.raises((Enough, ConnectionResetError)) as ended:
+        asyncio.run(follower.keep_figures(connection, "rabbitmq"))
+    return hub, readings, connection, ended.type
+
+
+def test_with_no_page_open_it_asks_the_broker_for_no_figures():
+    hub, readings, connection, ended = keep_figures(watched=False, rounds=5)
+    assert ended is Enough and readings == [] and connection.declares == 0 and hub.latest_queues is None
+
+
+def test_with_a_page_open_it_reads_the_figures_every_second_until_the_connection_goes():
+    hub, readings, connection, ended = keep_figures(watched=True, rounds=5)
+    assert ended is ConnectionResetError  # two queues a round: lost in the second round
+    assert readings == ["rabbitmq", "rabbitmq"] and connection.declares == 4
+    figures = json.loads(hub.latest_queues)
+    assert figures["task_queue"] == {"ready": 2, "consumers": 3, "unacked": 1}
