@@ -247,7 +247,9 @@ def test_a_worker_whose_records_are_blocked_by_an_alarm_says_so_and_goes_on(lab)
     since = lab.now()
     held = "the broker holds its records back (publishing blocked: a memory or disk alarm?)"
     told = "[!] the broker has a memory alarm: it holds back the workers' records"
-    with lab.sending("6", "--dots", "4", "--wait", "--name", "alarm") as sending:
+    # Three rounds of 5-second tasks: tasks still end after the alarm is set, which takes
+    # rabbitmqctl seconds on a loaded machine (a batch of two 2-second rounds was over by then).
+    with lab.sending("9", "--dots", "10", "--wait", "--name", "alarm") as sending:
         lab.wait_for(lambda: "[x] Received" in lab.consumer_logs(since), "the batch to start")
         with memory_alarm(lab):
             lab.wait_for(lambda: held in lab.consumer_logs(since), "a worker to say its records are held back")
