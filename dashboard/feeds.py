@@ -66,10 +66,7 @@ class Follower:
         failures = 0
         for host in self.hosts():
             try:
-                connection = await asyncio.wait_for(
-                    self.connect(self.config.amqp_url(host), client_properties={"connection_name": "dashboard"}),
-                    CALL_TIMEOUT,
-                )
+                connection = await self.open(host, "dashboard")
             except ProbableAuthenticationError:
                 raise  # a wrong login stays wrong
             except LOST as error:
@@ -85,10 +82,12 @@ class Follower:
                 log.warning("[!] lost broker %s (%s); trying the next", host, error)
             finally:
                 self.hub.set_broker(None)
-                try:
-                    await asyncio.wait_for(connection.close(), 1)
-                except (*LOST, asyncio.CancelledError):
-                    pass
+                await close_quietly(connection)
+
+    async def open(self, host, name):
+        return await asyncio.wait_for(
+            self.connect(self.config.amqp_url(host), client_properties={"connection_name": name}), CALL_TIMEOUT
+        )
 
     async def follow(self, connection, host):
         channel = await connection.channel()
@@ -102,15 +101,23 @@ class Follower:
         self.hub.set_broker(host)
         node = f" (node {host})" if len(self.config.hosts) > 1 else ""
         log.info("[*] dashboard following %s%s: open %s", EVENTS_EXCHANGE, node, self.config.address)
-        await self.keep_figures(connection, host)
+        # The figures on a connection of their own: on the events' one, a declare's answer waits
+        # behind every event sent before it, and a flood of events made it late, the node
+        # counted as lost, and the events meanwhile were lost with the dashboard's queue.
+        figures_connection = await self.open(host, "dashboard figures")
+        try:
+            await self.keep_figures(connection, figures_connection, host)
+        finally:
+            await close_quietly(figures_connection)
 
-    async def keep_figures(self, connection, host):
+    async def keep_figures(self, events_connection, connection, host):
         """The queues' figures every second while a page watches (each reading costs the broker
-        and the dashboard CPU: with no page open, a student's laptop idles); until the connection goes."""
+        and the dashboard CPU: with no page open, a student's laptop idles); until either
+        connection goes."""
         figures_channel = await connection.channel()
         while True:
-            if not connection.connected.is_set():
-                raise ConnectionResetError(f"the connection to {host} closed")
+            if not (events_connection.connected.is_set() and connection.connected.is_set()):
+                raise ConnectionResetError(f"a connection to {host} closed")
             if self.hub.watched():
                 figures, figures_channel = await self.figures(connection, figures_channel, host)
                 self.hub.set_queues(figures)
@@ -141,3 +148,10 @@ class Follower:
         self.hub.drop(dropped)
         if events:
             self.hub.add_events(events)
+
+
+async def close_quietly(connection):
+    try:
+        await asyncio.wait_for(connection.close(), 1)
+    except (*LOST, asyncio.CancelledError):
+        pass

@@ -120,9 +120,14 @@ class FiguresConnection:
         return type("Queue", (), {"declaration_result": type("Ok", (), {"message_count": 2, "consumer_count": 3})})
 
 
-def keep_figures(watched, rounds):
-    """keep_figures for `rounds` seconds, a page open or not: (the hub, Prometheus readings, connection)."""
-    hub, readings, connection = Hub(), [], FiguresConnection(lose_after=4)
+def keep_figures(watched, rounds, lost="figures"):
+    """keep_figures for `rounds` seconds, a page open or not, until the `lost` connection goes
+    after 4 declares: (the hub, Prometheus readings, the events' connection, the figures' one)."""
+    hub, readings = Hub(), []
+    events, figures = FiguresConnection(lose_after=4), FiguresConnection(lose_after=4)
+    if lost == "events":
+        figures.lose_after = 99
+        events.connected.clear()
     if watched:
         hub.watchers.add(Watcher(1 << 20))  # a page open
 
@@ -138,18 +143,24 @@ def keep_figures(watched, rounds):
     slept = []
     follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures, sleep=sleep)
     with pytest.raises((Enough, ConnectionResetError)) as ended:
-        asyncio.run(follower.keep_figures(connection, "rabbitmq"))
-    return hub, readings, connection, ended.type
+        asyncio.run(follower.keep_figures(events, figures, "rabbitmq"))
+    return hub, readings, events, figures, ended.type
 
 
 def test_with_no_page_open_it_asks_the_broker_for_no_figures():
-    hub, readings, connection, ended = keep_figures(watched=False, rounds=5)
-    assert ended is Enough and readings == [] and connection.declares == 0 and hub.latest_queues is None
+    hub, readings, events, figures, ended = keep_figures(watched=False, rounds=5)
+    assert ended is Enough and readings == [] and figures.declares == events.declares == 0
+    assert hub.latest_queues is None
 
 
-def test_with_a_page_open_it_reads_the_figures_every_second_until_the_connection_goes():
-    hub, readings, connection, ended = keep_figures(watched=True, rounds=5)
+def test_with_a_page_open_it_reads_the_figures_on_their_own_connection_every_second_until_it_goes():
+    # Not on the events' connection: there an answer waits behind every event sent before it.
+    hub, readings, events, figures, ended = keep_figures(watched=True, rounds=5)
     assert ended is ConnectionResetError  # two queues a round: lost in the second round
-    assert readings == ["rabbitmq", "rabbitmq"] and connection.declares == 4
-    figures = json.loads(hub.latest_queues)
-    assert figures["task_queue"] == {"ready": 2, "consumers": 3, "unacked": 1}
+    assert readings == ["rabbitmq", "rabbitmq"] and figures.declares == 4 and events.declares == 0
+    assert json.loads(hub.latest_queues)["task_queue"] == {"ready": 2, "consumers": 3, "unacked": 1}
+
+
+def test_the_events_connection_lost_ends_the_figures_too():
+    _hub, readings, _events, _figures, ended = keep_figures(watched=True, rounds=5, lost="events")
+    assert ended is ConnectionResetError and readings == []
