@@ -5,9 +5,10 @@ plugin's metrics (a deprecated feature on RabbitMQ 4.x):
 - the broker's own word on task_queue's consumers, on amq.rabbitmq.event
   (rabbitmq_event_exchange): a consumer attached, or gone (a worker killed
   without a word is noticed this way); consumer tags are the workers' names;
-- every second while a page is open, each queue's ready count and consumer count by AMQP passive
-  declare (exact), and its unacknowledged count from the rabbitmq_prometheus
-  endpoint (a quorum queue's figure there is up to 5 s old: the page says so).
+- every second while a page is open, each queue's ready count and consumer
+  count by AMQP passive declare (exact; a connection of their own), and its
+  unacknowledged count from the rabbitmq_prometheus endpoint (a quorum
+  queue's figure there is up to 5 s old: the page says so).
 
 It follows one node at a time: when that node goes, the next one that answers
 (RABBITMQ_HOSTS: a cluster's nodes), and the hub marks the gap.
