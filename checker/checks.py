@@ -56,8 +56,7 @@ def takes_and_finishes(session):
         return all(session.copies.done_by(task) for task in tasks)
 
     wait_until(all_done, 15 + len(tasks))
-    wait_until(session.task_queue_empty, 5)
-    ready, unacked = session.held()
+    ready, unacked = session.held_until_empty(5)
     if ready:
         return Verdict("1", title, "FAIL", f"{ready} of {len(tasks)} tasks still wait in task_queue", CONSUME_FIX)
     if unacked:
@@ -156,7 +155,9 @@ def fair_dispatch(session):
         most = max(most, top)
         if top > 1 and min(held.values()) == 0 and hoard is None:
             hoard = (top, sorted(held.values()))
-        return all(session.copies.done_by(task) for task in tasks) or session.task_queue_empty()
+        if all(session.copies.done_by(task) for task in tasks):
+            return True
+        return not any(held.values()) and session.broker.counts()[0] == 0  # task_queue empty
 
     wait_until(sample, 25, interval=0)
     limits = sorted(set(prefetch.values()))

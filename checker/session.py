@@ -92,5 +92,13 @@ class Session:
     def task_queue_empty(self):
         return self.held() == (0, 0)
 
+    def held_until_empty(self, seconds):
+        """held() until task_queue is empty or `seconds` pass: the last reading (each reading
+        runs rabbitmqctl, an Erlang VM start in the broker's container)."""
+        deadline = time.monotonic() + seconds
+        while (held := self.held()) != (0, 0) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+        return held
+
     def auto_ack(self):
         return any(not consumer["ack_required"] for consumer in self.consumers)

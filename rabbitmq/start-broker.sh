@@ -19,6 +19,7 @@ set -euo pipefail
 
 readonly POLICY_SET=/tmp/lab-policy-set  # the healthcheck waits for it
 readonly TOPOLOGY=/etc/rabbitmq/lab-definitions.json
+readonly DEFINITIONS=/tmp/lab-definitions.json  # TOPOLOGY and the policy
 readonly START_SETTINGS=/etc/rabbitmq/conf.d/40-lab-start.conf
 # The broker takes back a task not acknowledged within the consumer timeout
 # (30 min by default): keep it a minute above the longest task the lab accepts.
@@ -88,19 +89,30 @@ refuse_weak_users_beyond_loopback() {
   return 1
 }
 
+# definitions.json with task_queue's policy added (its consumer timeout depends on .env):
+# one import sets all, as each rabbitmqctl call starts an Erlang VM, a second or more of CPU
+# (the broker's own boot takes about five).
+lab_definitions() {
+  local topology policy
+  topology="$(<"$TOPOLOGY")"
+  policy='{"vhost": "/", "name": "task-queue", "pattern": "^task_queue$", "apply-to": "quorum_queues",
+    "priority": 0, "definition": '"$TASK_QUEUE_POLICY"'}'
+  printf '%s,\n  "policies": [%s]\n}\n' "${topology%\}*}" "$policy"  # TOPOLOGY's object, one key more
+}
+
 set_policy() {
-  # await_startup waits for a booting node, but fails at once if the node's VM is not up yet.
-  until rabbitmqctl --quiet await_startup >/dev/null 2>&1; do sleep 2; done
+  # The node takes connections once it has booted (waited for in bash, not with rabbitmqctl).
+  until (</dev/tcp/127.0.0.1/5672) 2>/dev/null; do sleep 1; done
   refuse_weak_users_beyond_loopback || return
   if [[ -n "${LAB_CLUSTER_SIZE:-}" ]]; then
     until rabbitmqctl --quiet await_online_nodes "$LAB_CLUSTER_SIZE" --timeout 60 >/dev/null 2>&1; do sleep 1; done
   fi
-  # default_queue_type in 20-lab.conf reaches a new vhost; this one may predate it (an older volume).
-  rabbitmqctl --quiet update_vhost_metadata / --default-queue-type quorum >/dev/null
-  # Before the policy names dead_letters, so a task rejected before any worker ran is
-  # dead-lettered (and RabbitMQ 4.3 logs no "Cannot forward any dead-letter messages").
-  rabbitmqctl --quiet import_definitions "$TOPOLOGY" >/dev/null
-  rabbitmqctl --quiet set_policy --apply-to quorum_queues task-queue '^task_queue$' "$TASK_QUEUE_POLICY" >/dev/null
+  # The vhost's default queue type (20-lab.conf's reaches a new vhost; this one may predate it,
+  # an older volume), the exchanges and dead_letter_queue, and the policy. RabbitMQ imports
+  # policies before exchanges; a task_queue that exists already (the volume's) has its
+  # dead_letters too, so 4.3 logs no "Cannot forward any dead-letter messages".
+  lab_definitions >"$DEFINITIONS"
+  rabbitmqctl --quiet import_definitions "$DEFINITIONS" >/dev/null
   touch "$POLICY_SET"
 }
 

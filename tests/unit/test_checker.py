@@ -8,6 +8,7 @@ import time
 from checker.__main__ import summary
 from checker.checks import Verdict, held_behind
 from checker.copies import Copy, task_text
+from checker.session import Session
 from checker.timeline import records
 
 PY = sys.executable
@@ -116,3 +117,27 @@ def test_a_quick_task_held_behind_a_long_one_while_another_copy_idles_is_seen_fr
         "copy-3": [attempt("quick 2", 0.0, 0.05), attempt("quick 5", 0.05, 0.1)],
     }
     assert held_behind(prefetch_1, sent_at=0.0) is None
+
+
+class CountingBroker:
+    """The broker's answers to held(), one reading after another; counts the rabbitmqctl calls."""
+
+    def __init__(self, readings):
+        self.readings, self.ctl_calls = list(readings), 0
+
+    def counts(self):
+        return self.readings[0][0], 2
+
+    def unacknowledged(self, _channels):
+        self.ctl_calls += 1
+        _ready, unacked = self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+        return {"<0.1.0>": unacked}
+
+
+def test_held_until_empty_reads_until_nothing_is_held_and_says_what_it_read_last():
+    broker = CountingBroker([(1, 1), (0, 1), (0, 0)])
+    assert Session(broker, copies=None, size=2).held_until_empty(5) == (0, 0)
+    assert broker.ctl_calls == 3  # no reading after the empty one
+    stuck = CountingBroker([(0, 2)])
+    assert Session(stuck, copies=None, size=2).held_until_empty(0.5) == (0, 2)  # gave up
+    assert stuck.ctl_calls >= 2
