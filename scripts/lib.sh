@@ -240,9 +240,15 @@ end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, 
   exit "$2"
 }
 
-ensure_venv() {  # .venv with what the tests and the benchmark need on this machine
+# ensure_venv: .venv with what the tests, the benchmark and check-worker.sh need on this
+# machine; pip runs only when tests/requirements.txt differs from what it last installed
+# (a pip run that finds all installed still takes seconds).
+ensure_venv() {
+  local installed=.venv/installed-requirements.txt
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  cmp -s tests/requirements.txt "$installed" && return
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$installed"
 }
 
 # setting NAME: its value from the shell if set there, else from .env, as Compose

@@ -2,6 +2,8 @@
 on stderr, exit 2, both before the script acts: no docker (a fake that logs
 every call, scripts_sandbox.py), no .venv, no file written."""
 
+import subprocess
+
 import pytest
 from scripts_sandbox import ROOT, Sandbox
 
@@ -105,3 +107,24 @@ def test_one_bare_word_is_sent_as_a_task_only_after_double_dash(sandbox):
                                            "scripts/send.sh -- six")  # fmt: skip
     sent = sandbox.run("send.sh", "--", "six")
     assert sent.returncode == 1 and "the lab is not running" in sent.stderr  # past the checks
+
+
+def test_ensure_venv_runs_pip_only_when_the_requirements_changed(sandbox):
+    requirements = sandbox.lab / "tests/requirements.txt"
+    requirements.parent.mkdir()
+    requirements.write_text("pika==1.3.2\n")
+    python = sandbox.lab / ".venv/bin/python"  # a fake that logs its calls, as the sandbox's docker does
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "python $*" >>"{sandbox.path}/docker.log"\n')
+    python.chmod(0o755)
+
+    def ensure_venv():
+        result = subprocess.run(["bash", "-c", "source scripts/lib.sh && ensure_venv"], cwd=sandbox.lab,
+                                env=sandbox.env, capture_output=True, text=True, timeout=20, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return [call for call in sandbox.calls() if "pip install" in call]
+
+    assert len(ensure_venv()) == 1
+    assert len(ensure_venv()) == 1  # nothing changed: no pip
+    requirements.write_text("pika==1.3.2\ntenacity==9.1.2\n")
+    assert len(ensure_venv()) == 2
