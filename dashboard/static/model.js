@@ -33,6 +33,7 @@ export class Batch {
     this.faults = [];  // [{ t, label }]: what a demo noted (a node killed ...)
     this.start = Infinity;
     this.end = -Infinity;
+    this.doneCount = 0;  // "done" records applied so far: which came first
   }
 
   // The producer's word before it sends (a "sending" event, or a saved run's header).
@@ -97,6 +98,7 @@ export class Batch {
     a.started = started;
     a.finished = finished;
     a.state = state;
+    if (state === "done") a.doneOrder = this.doneCount++;
     this.open.delete(a.key);
     this.touch(finished);
   }
@@ -142,11 +144,24 @@ export class Batch {
     return [...new Set([...this.attempts.map(a => a.worker), ...this.quick.keys()])].sort(naturalOrder);
   }
 
+  // The first "done" of each task by moment T, as the terminal counts (analysis.done_records):
+  // a task done again (its acknowledgement lost with its node, so no "cut" took the first
+  // back) counts once, for the attempt whose "done" came first. Its second bar is drawn.
+  firstDones(T = Infinity) {
+    const first = new Map();
+    for (const a of this.attempts) {
+      if (a.state !== "done" || a.finished > T) continue;
+      const other = first.get(a.messageId);
+      if (!other || a.doneOrder < other.doneOrder) first.set(a.messageId, a);
+    }
+    return [...first.values()];
+  }
+
   // The --wait table's figures at moment T: tasks and busy seconds per worker, makespan, lower
   // bound. Until the batch is over they are so far: a task running counts as busy until T.
   figures(T = Infinity) {
     const rows = new Map(this.workers().map(w => [w, { tasks: 0, running: 0, busy: 0 }]));
-    const done = this.attempts.filter(a => a.state === "done" && a.finished <= T);
+    const done = this.firstDones(T);
     const running = this.attempts.filter(a => stateAt(a, T) === "running");
     const durations = [...done.map(a => a.finished - a.started), ...running.map(a => T - a.started)];
     [...done, ...running].forEach((a, i) => { rows.get(a.worker).busy += durations[i]; });

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { savedRun } from "../../dashboard/static/model.js";
+import { summaryText } from "../../dashboard/static/words.js";
 
 const GOLDEN = new URL("../golden/", import.meta.url);
 const names = readdirSync(GOLDEN).filter(name => name.endsWith(".json")).sort();
@@ -46,7 +47,10 @@ for (const name of names) {
   test(`${name}: the replay draws the terminal's bars`, () => {
     const batch = savedRun(expected.run);
     // Rejected tasks are marked on the page; the terminal lists them instead of drawing them.
-    const drawn = batch.attempts.filter(a => a.state === "done" || a.state === "cut")
+    // A task done again is drawn twice on the page, once in the terminal (its tally says
+    // "done more than once"): the bars of the first "done"s are the terminal's.
+    const firstDones = batch.firstDones();
+    const drawn = batch.attempts.filter(a => a.state === "cut" || firstDones.includes(a))
       .map(a => bar(a.worker, a.messageId, a.started, a.finished, a.state)).sort(inOrder);
     const bars = expected.segments.filter(s => !withoutWork(s))
       .map(s => bar(s.worker, s.message_id, s.started, s.finished, s.state)).sort(inOrder);
@@ -79,4 +83,13 @@ test("a replay keeps the faults a demo noted, as text, bounded, and only well-fo
   assert.equal(batch.faults[0].label, "killed consumer-1");
   assert.equal(batch.faults[1].label.length, 80);
   assert.deepEqual(savedRun({ ...run, marks: undefined }).faults, []);  // a run saved before marks were kept
+});
+
+test("a task done twice (its acknowledgement lost with its node) is drawn twice and counted once", () => {
+  const batch = savedRun(JSON.parse(readFileSync(new URL("done_twice.json", GOLDEN), "utf8")).run);
+  const task1 = batch.attempts.filter(a => a.messageId === "b1.1" && a.state === "done");
+  assert.deepEqual(task1.map(a => a.worker), ["consumer-1", "consumer-2"]);
+  const f = batch.figures();
+  assert.deepEqual([...f.rows].map(([w, r]) => [w, r.tasks]), [["consumer-1", 1], ["consumer-2", 1]]);
+  assert.match(summaryText(f), /^2 tasks done · makespan 2\.0 s/);
 });

@@ -78,6 +78,18 @@ HANDED_BACK = [
 # consumer-3 did only a task with no work: it still counts towards the lower bound (6 s / 3 workers).
 ZERO_WORK_WORKER = schedule({"consumer-1": [(1, 2), (3, 2)], "consumer-2": [(2, 2)], "consumer-3": [(4, 0)]})
 
+# consumer-1's node is killed as it acknowledges task 1: the acknowledgement is lost and no
+# "cut" record takes its "done" back (the worker cannot know); the broker gives task 1 to
+# consumer-2, which does it again. Task 1 is done once in the figures, by consumer-1, first.
+DONE_TWICE = [
+    started(record(1, "consumer-1", 100, 102)),
+    started(record(2, "consumer-2", 100, 101)),
+    record(2, "consumer-2", 100, 101),
+    record(1, "consumer-1", 100, 102),
+    started(record(1, "consumer-2", 103, 106, redelivered=True)),
+    record(1, "consumer-2", 103, 106, redelivered=True),
+]
+
 # The faults a demo noted on a run ("killed WORKER" when it killed one), by run name.
 MARKS = {"crash": [{"at": 100.5, "label": "killed consumer-1"}]}
 
@@ -90,4 +102,5 @@ RUNS = {
     "cut_then_own_task": CUT_THEN_OWN_TASK,
     "handed_back": HANDED_BACK,
     "zero_work_worker": ZERO_WORK_WORKER,
+    "done_twice": DONE_TWICE,
 }
