@@ -9,7 +9,7 @@
 #   scripts/test.sh tests/unit                   only these
 #   scripts/test.sh tests/stack/test_faults.py -- -s
 # Needs python3; the stack layer a running Docker engine with the Compose plugin.
-# Takes: 10 to 11 minutes in all on two cores; tests/lint and tests/unit: seconds.
+# Takes: 10 to 12 minutes in all on two cores; tests/lint and tests/unit: seconds.
 # Changes: installs the test requirements into .venv; the stack tests build the
 # lab's images and run, then remove, stacks of their own (not the lab's).
 set -euo pipefail
@@ -35,6 +35,6 @@ for layer in tests/lint tests/unit; do
 done
 echo "==> tests/stack"
 # Three stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
-# tasks and brokers. Measured on two cores: 10 to 11 minutes, against 13 to 15 with two at
+# tasks and brokers. Measured on two cores: 10 to 12 minutes, against 13 to 15 with two at
 # a time and about 18 one after another.
 exec "${pytest[@]}" tests/stack --numprocesses 3 --dist loadfile
