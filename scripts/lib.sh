@@ -401,10 +401,6 @@ seconds_since() {  # seconds_since TIME: seconds from TIME (docker's RFC 3339 UT
   }'
 }
 
-container_of() {  # container_of WORKER: the container of worker "consumer-2"
-  docker compose ps --format '{{.Name}}' consumer | grep -e "-$1\$"
-}
-
 # A demo notes the faults it causes in timelines/RUN.marks (a JSON line each),
 # where the producer (producer/runs.py) finds them to mark them on RUN's timelines.
 forget_faults() {  # forget_faults RUN: no marks left over from an earlier RUN

@@ -37,4 +37,4 @@ echo "==> tests/stack"
 # Three stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
 # tasks and brokers. Measured on two cores: 10 to 12 minutes, against 13 to 15 with two at
 # a time and about 18 one after another.
-exec "${pytest[@]}" tests/stack --numprocesses 3 --dist loadfile
+exec "${pytest[@]}" tests/stack --numprocesses 4 --dist loadfile

@@ -12,6 +12,7 @@ import pytest
 from scripts_sandbox import RUNNING_LAB, Sandbox
 
 from sessions import end_session, wait_gone
+from stacklab import readline_within
 
 DEMOS = ["demo-crash.sh", "demo-restart.sh", "demo-node-failure.sh", "demo-round-robin.sh", "demo-fair-dispatch.sh"]
 # Where each demo waits with its sender running: the call it makes there.
@@ -119,3 +120,28 @@ def test_ctrl_c_after_the_kill_starts_the_worker_again(tmp_path, started):
     calls = sandbox.calls()
     assert "compose start consumer" in calls[calls.index("kill --signal KILL sandbox-consumer-2") :]
     assert wait_gone(process.pid) == []
+
+
+# The killed worker's own log, read after the kill: it had said Task 1 was done.
+DONE_BEFORE_THE_KILL = """\
+case "$*" in
+  "logs --since "*" sandbox-consumer-2") echo " [x] Done 'Task 1....' (consumer-2, 0.4 s)"; exit 0 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("behaviour", "says"), [
+    ("", "Killed consumer-2 (SIGKILL) half way through Task 1"),
+    (DONE_BEFORE_THE_KILL, "Killed consumer-2 (SIGKILL), but only after it said Task 1 was done"),
+])  # fmt: skip
+def test_the_crash_demo_says_half_way_only_when_the_worker_had_not_finished_task_1(tmp_path, started, behaviour, says):
+    sandbox = Sandbox(tmp_path, behaviour + WORKER_HAS_TASK_1 + RUNNING_LAB)
+    process = start(sandbox, started, "demo-crash.sh")
+    seen = []
+    while not (line := readline_within(process.stdout, 15)).startswith("==> Killed"):
+        assert line, "".join(seen)
+        seen.append(line)
+    os.killpg(process.pid, signal.SIGINT)
+    finish(process)
+    assert line.startswith(f"==> {says}"), line
+    assert "half way" not in line or not behaviour
