@@ -6,7 +6,6 @@ checked against the schema (stacklab.EventTap)."""
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,10 +13,6 @@ from pathlib import Path
 import pytest
 
 from stacklab import CLIENTS, CONSUMERS, EventTap, Lab
-
-# A run started in the background (`scripts/test.sh &`, nohup) ignores SIGINT, and an ignored signal
-# is inherited: the demos' bash could not trap the Ctrl+C the tests send. A handler is not inherited.
-signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionstart(session):
