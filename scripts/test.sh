@@ -9,7 +9,7 @@
 #   scripts/test.sh tests/unit                   only these
 #   scripts/test.sh tests/stack/test_faults.py -- -s
 # Needs python3; the stack layer a running Docker engine with the Compose plugin.
-# Takes: 10 to 12 minutes in all on two cores; tests/lint and tests/unit: seconds.
+# Takes: about 10 minutes in all on two cores; tests/lint and tests/unit: seconds.
 # Changes: installs the test requirements into .venv; the stack tests build the
 # lab's images and run, then remove, stacks of their own (not the lab's).
 set -euo pipefail
@@ -34,7 +34,7 @@ for layer in tests/lint tests/unit; do
   "${pytest[@]}" "$layer"
 done
 echo "==> tests/stack"
-# Three stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
-# tasks and brokers. Measured on two cores: 10 to 12 minutes, against 13 to 15 with two at
-# a time and about 18 one after another.
+# Four stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
+# tasks and brokers. Measured on two cores (docs/testing.md): the stack layer 9 minutes,
+# against 9.5 to 10.5 with three at a time, 13 to 15 with two, about 18 one after another.
 exec "${pytest[@]}" tests/stack --numprocesses 4 --dist loadfile
