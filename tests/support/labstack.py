@@ -91,7 +91,8 @@ class LabStack:
         with self.connect() as connection:
             connection.channel().queue_purge("task_queue")
 
-    def wait_for(self, condition, what, timeout=60, interval=0.25):
+    def wait_for(self, condition, what, timeout=60, interval=0.25, seen=None):
+        """condition() until true; or fail, naming `what` and, if given, what `seen()` last saw."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -100,4 +101,4 @@ class LabStack:
             except (pika.exceptions.AMQPError, OSError):
                 pass  # not ready yet
             time.sleep(interval)
-        self.failed(f"timed out after {timeout} s waiting for {what}")
+        self.failed(f"timed out after {timeout} s waiting for {what}" + (f"; last seen: {seen()}" if seen else ""))
