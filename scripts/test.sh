@@ -36,5 +36,5 @@ done
 echo "==> tests/stack"
 # Three stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
 # tasks and brokers. Measured on two cores (docs/testing.md): four at a time saved under a
-# minute, and three of four such runs had a test fail on a step the load made late.
+# minute, and three of five such runs had a test fail on a step the load made late.
 exec "${pytest[@]}" tests/stack --numprocesses 3 --dist loadfile
