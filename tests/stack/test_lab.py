@@ -269,7 +269,7 @@ def test_stop_hands_back_a_task_longer_than_the_grace_period(lab):
     assert stopped_in < STOP_GRACE_SECONDS + 5  # and no later than Docker would kill it (its CLI's own time on top)
     assert f"Handed back '{task}'" in lab.consumer_logs(since)
     assert lab.queue() == (1, 0)  # back in the queue, not lost
-    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "task_queue")
+    lab.purge()
 
 
 # What RabbitMQ 4.3 logs on purpose at every boot of the lab's broker, and nothing else may be:

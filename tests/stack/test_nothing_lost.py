@@ -92,7 +92,7 @@ def drain(lab):
 
 
 def test_poison_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(lab):
-    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
+    lab.purge("dead_letter_queue")
     since = lab.now()
     lab.publish([("poison-1", b"\xff\xfe not text"), ("poison-2", b"   "), ("fine-1", b"Fine task.")])
     lab.wait_for(lambda: lab.consumer_logs(since).count("[!] Rejected") == 2, "both poison tasks rejected")
@@ -107,7 +107,7 @@ def test_poison_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(lab):
     requeued = lab.script("dead-letters.sh", "requeue")
     assert "Moved 2 tasks from dead_letter_queue back to task_queue" in requeued.stdout
     lab.wait_for(lambda: lab.consumer_logs(since).count("[!] Rejected") == 4, "the poison rejected again")
-    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
+    lab.purge("dead_letter_queue")
 
 
 def test_send_wait_ends_when_every_task_is_done_or_rejected(lab):
@@ -117,4 +117,4 @@ def test_send_wait_ends_when_every_task_is_done_or_rejected(lab):
     assert result.returncode == 0, result.stderr
     assert "was rejected by consumer-" in result.stdout and "more than the 3600 a task may ask for" in result.stdout
     assert "sent 1, done 0, rejected 1, lost 0" in result.stdout
-    lab.compose("exec", "rabbitmq", "rabbitmqctl", "purge_queue", "dead_letter_queue")
+    lab.purge("dead_letter_queue")

@@ -87,9 +87,10 @@ class LabStack:
             declared = connection.channel().queue_declare("task_queue", passive=True)
             return declared.method.message_count, declared.method.consumer_count
 
-    def purge(self):
+    def purge(self, queue="task_queue"):
+        """Empty `queue` over AMQP (a rabbitmqctl call would start an Erlang VM in the broker)."""
         with self.connect() as connection:
-            connection.channel().queue_purge("task_queue")
+            connection.channel().queue_purge(queue)
 
     def wait_for(self, condition, what, timeout=60, interval=0.25, seen=None):
         """condition() until true; or fail, naming `what` and, if given, what `seen()` last saw."""

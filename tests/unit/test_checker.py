@@ -6,7 +6,7 @@ import sys
 import time
 
 from checker.__main__ import summary
-from checker.checks import Verdict, held_behind
+from checker.checks import Verdict, back_after_restart, fair_dispatch, held_behind
 from checker.copies import Copy, task_text
 from checker.session import Session
 from checker.timeline import records
@@ -141,3 +141,88 @@ def test_held_until_empty_reads_until_nothing_is_held_and_says_what_it_read_last
     stuck = CountingBroker([(0, 2)])
     assert Session(stuck, copies=None, size=2).held_until_empty(0.5) == (0, 2)  # gave up
     assert stuck.ctl_calls >= 2
+
+
+class DispatchBroker:
+    """A broker for check 3: its copies' channels and what list_channels says they hold."""
+
+    def __init__(self, prefetch, held):
+        self.consumers = [
+            {"channel_pid": f"<0.{n}.0>", "consumer_tag": f"c{n}", "ack_required": True, "prefetch_count": prefetch}
+            for n in range(len(held))
+        ]
+        self.held, self.ctl_calls = held, 0
+
+    def publish(self, _messages):
+        pass
+
+    def counts(self):
+        return 0, len(self.consumers)
+
+    def unacknowledged(self, channels):
+        self.ctl_calls += 1
+        return {pid: count for pid, count in zip(sorted(channels), self.held, strict=True)}
+
+
+class DispatchCopies:
+    """Copies that each did their share of check 3's tasks, as their output says, once the
+    broker was read `reads_before_done` times."""
+
+    def __init__(self, broker, reads_before_done=0):
+        self.broker, self.reads_before_done = broker, reads_before_done
+        self.all = []
+
+    def done_by(self, _task):
+        return ["a copy"] if self.broker.ctl_calls >= self.reads_before_done else []
+
+
+def dispatch_session(broker, copies):
+    session = Session(broker, copies, size=2)
+    session.consumers = broker.consumers
+    return session
+
+
+def test_at_prefetch_1_check_3_reads_the_copies_output_not_the_broker():
+    broker = DispatchBroker(prefetch=1, held=[1, 1])
+    verdict = fair_dispatch(dispatch_session(broker, DispatchCopies(broker)))
+    assert verdict.status == "PASS"
+    assert verdict.seen == "prefetch 1; a 4-dot task and 5 quick ones; no task waited behind another"
+    assert broker.ctl_calls == 0  # the broker keeps each copy to one: nothing to sample
+
+
+def test_above_prefetch_1_check_3_samples_the_broker_and_fails_a_copy_that_hoards():
+    broker = DispatchBroker(prefetch=10, held=[4, 0])
+    verdict = fair_dispatch(dispatch_session(broker, DispatchCopies(broker, reads_before_done=2)))
+    assert verdict.status == "FAIL"
+    assert "prefetch 10; a 4-dot task and 5 quick ones: at most 4 unacknowledged per copy" in verdict.seen
+    assert "one copy held 4 while another held none" in verdict.seen
+    assert broker.ctl_calls == 2
+
+
+class RestartedBroker:
+    """A broker that restarts at once and, after, has no consumer; counts the readings."""
+
+    def __init__(self):
+        self.readings = 0
+
+    def restart(self, _timeout):
+        return True
+
+    def counts(self):
+        self.readings += 1
+        return 0, 0
+
+
+def test_check_5a_does_not_wait_for_a_copy_that_ended_when_the_broker_restarted(tmp_path):
+    script = "print('pika.exceptions.ConnectionClosedByBroker: (320, CONNECTION_FORCED)'); raise SystemExit(1)"
+    ended = finished(Copy("copy-1", [PY, "-c", script], tmp_path, None))
+    broker = RestartedBroker()
+    session = Session(broker, copies=None, size=1)
+    session.current = [ended]
+    verdict = back_after_restart(session)
+    assert verdict.status == "WARN"
+    assert verdict.seen == (
+        "0 of 1 copies consume task_queue after the broker came back; copy-1 ended (exit status 1): "
+        "pika.exceptions.ConnectionClosedByBroker: (320, CONNECTION_FORCED)"
+    )
+    assert broker.readings == 1  # no waiting for the 20 s a copy that still runs gets to come back
