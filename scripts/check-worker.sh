@@ -26,7 +26,7 @@
 # machine, as you run it; it connects to localhost:AMQP_PORT with the lab's login.
 # Exit status: 0 when checks 1-4 pass, 1 when one fails (or the check cannot
 # run), 2 for bad arguments.
-# Takes: about a minute (--quick: half a minute); every check has a deadline.
+# Takes: about 35 s (--quick: about 20 s); every check has a deadline.
 # Changes: stops the lab's workers for the duration (docker compose stop
 # consumer) and starts them again after, whatever happens (Ctrl+C included);
 # sends tasks of its own to task_queue; check 5 restarts the broker; saves the
