@@ -268,9 +268,11 @@ def back_after_restart(session):
     if back and not gone:
         return Verdict("5a", title, "PASS", f"all {session.size} copies consume task_queue again")
     consuming = session.broker.counts()[1]
+    seen = f"{consuming} of {session.size} copies consume task_queue"
     if gone:
-        why = f"{gone[0].name} ended (exit status {gone[0].process.returncode}): {gone[0].tail(1)}"
-        return Verdict("5a", title, "WARN", f"{consuming} of {session.size} copies consume task_queue after the "
-                       f"broker came back; {why}", RECONNECT_FIX)  # fmt: skip
-    return Verdict("5a", title, "WARN", f"{consuming} of {session.size} copies consume task_queue 20 s after the "
-                   "broker came back", RECONNECT_FIX)  # fmt: skip
+        copy = gone[0]
+        ended_how = f"exit status {copy.process.returncode}"
+        seen += f" after the broker came back; {copy.name} ended ({ended_how}): {copy.tail(1)}"
+    else:
+        seen += " 20 s after the broker came back"
+    return Verdict("5a", title, "WARN", seen, RECONNECT_FIX)

@@ -52,9 +52,12 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(items):
+    """Orders the stack tests alone: in a run with other layers, theirs come first, as collected."""
+    here = Path(__file__).parent
+
     def rank(item):
         name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return item.path.parent == here, LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: each module's tests keep their order
 
