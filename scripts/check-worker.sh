@@ -74,6 +74,10 @@ restore_workers() {  # the EXIT trap: the lab's workers back as they were
   trap '' INT TERM HUP  # a second Ctrl+C must not cut this short
   trap - EXIT
   if [[ -n "${checking:-}" ]]; then  # the orchestrator ends the copies it started
+    # The signal that stopped this script first, for the orchestrator to name (Ctrl+C: it said
+    # SIGTERM in one loaded run), then SIGTERM, which ends it even before it sets its handlers
+    # (a background job starts with SIGINT ignored). It names the first signal it handles.
+    if ((status > 128)); then kill "-$((status - 128))" "$checking" 2>/dev/null || true; fi
     kill -TERM "$checking" 2>/dev/null || true
     wait "$checking" 2>/dev/null || true
   fi
