@@ -86,6 +86,7 @@ def acknowledges_after_work(session):
     session.mark(f"killed {victim.name}", killed)
     wait_until(lambda: session.broker.counts()[1] < session.size, 5)  # the broker saw it go
     session.attach()  # a new copy in its place
+    replacement = session.current[-1]
 
     def outcome():
         if any(copy is not victim for copy in session.copies.done_by(task)):
@@ -99,8 +100,10 @@ def acknowledges_after_work(session):
     if result == "redone":
         (other,) = session.copies.done_by(task)[:1]
         return Verdict(
-            "2", title, "PASS", f"{victim.name} was killed 1 s into '{task}'; it came back and {other.name} did it"
-        )
+            "2", title, "PASS",
+            f"{victim.name} was killed 1 s into '{task}'; the task went back to task_queue and {other.name} did it "
+            f"({replacement.name} started in {victim.name}'s place)",
+        )  # fmt: skip
     if result == "lost":
         session.mark(f"task {session.sent[task].rsplit('.', 1)[1]} lost", killed + 0.1)
         how = "auto_ack=True (ack_required false)" if session.auto_ack() else "it was acknowledged on receipt"

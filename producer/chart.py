@@ -35,6 +35,7 @@ def timeline_figure(runs):
         Patch(facecolor=DONE_COLOR, edgecolor="white", hatch="//", label="redelivered (hatched)"),
         Patch(facecolor=CUT_COLOR, edgecolor="white", hatch="xx", label="cut short"),
     ]
+    labels = []  # (axis, text, left, length) of each bar's number
     for axis, (title, records, marks) in zip(axes[:, 0], runs, strict=True):
         start, _end = span(records)
         workers = per_worker(records)
@@ -48,8 +49,9 @@ def timeline_figure(runs):
                 bars.setdefault((color, hatch), []).append((left, length))
                 if labelled:
                     label = str(sequence_number(record))
-                    axis.text(left + length / 2, row, label, ha="center", va="center", color=label_color(color),
-                              fontsize=8)  # fmt: skip
+                    text = axis.text(left + length / 2, row, label, ha="center", va="center",
+                                     color=label_color(color), fontsize=8)  # fmt: skip
+                    labels.append((axis, text, left, length))
             for (color, hatch), ranges in bars.items():
                 axis.broken_barh(ranges, (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
         for index, mark in enumerate(marks):
@@ -69,7 +71,18 @@ def timeline_figure(runs):
         axis.set_xlim(0, max([longest] + [mark["at"] - start for mark in marks]) * 1.02)
         axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
+    drop_labels_wider_than_their_bars(figure, labels)
     return figure
+
+
+def drop_labels_wider_than_their_bars(figure, labels):
+    """Each bar's number only where it fits the bar, as on the dashboard: the quick tasks'
+    numbers would pile up on one another."""
+    renderer = figure.canvas.get_renderer()
+    for axis, text, left, length in labels:
+        start, end = axis.transData.transform([(left, 0), (left + length, 0)])[:, 0]
+        if text.get_window_extent(renderer).width > end - start:
+            text.remove()
 
 
 def save_png(path, runs):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Demo: round-robin dispatch. With no prefetch limit the broker deals tasks out
-# in turn, like cards: with N workers, worker i gets tasks i, i+N, i+2N ...,
-# whether or not it is still busy with the previous ones.
+# in turn, like cards: with N workers, the worker that gets task i also gets
+# tasks i+N, i+2N ..., whether or not it is still busy with the previous ones.
 #
 # Usage: scripts/demo-round-robin.sh [-h | --help] [WORKERS]     (default 3)
 # Takes: about twenty seconds with 3 workers.

@@ -6,7 +6,7 @@
 #   scripts/send.sh 6                  six generated tasks, "Task 1." ... "Task 6."
 #   scripts/send.sh "Hello..."         one task; each dot is one unit of work
 #   scripts/send.sh -- six             one task of any text (one bare word is refused)
-#   scripts/send.sh --file tasks.csv   one task per row (one column, no header)
+#   scripts/send.sh --file my.csv      your own file, one task per row (one column, no header)
 #   scripts/send.sh --poison           one task the workers reject (not UTF-8),
 #                                      to follow to the dead-letter queue
 # Options for generated tasks (one of):

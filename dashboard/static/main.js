@@ -60,10 +60,17 @@ function receive(message) {
   if (message.type === "events") noteDelay(message.events);
 }
 
+// An EventSource reconnects by itself (with Last-Event-ID) after a network error, but gives
+// up for good on an HTTP error (a 502 from a proxy, a 503): then a new one, after a pause.
+const RETRY_MS = 3000;
 function follow() {
-  const source = new EventSource("events");  // reconnects by itself, with Last-Event-ID
+  const source = new EventSource("events");
   source.onopen = () => { dashboard.streaming = true; showConnection(); };
-  source.onerror = () => { dashboard.streaming = false; showConnection(); };
+  source.onerror = () => {
+    dashboard.streaming = false;
+    showConnection();
+    if (source.readyState === EventSource.CLOSED) setTimeout(follow, RETRY_MS);
+  };
   source.onmessage = ({ data }) => {
     try { receive(JSON.parse(data)); } catch (error) { dashboard.refused += 1; console.warn("message refused", error); }
     dirty = true;

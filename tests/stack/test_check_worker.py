@@ -88,7 +88,8 @@ def test_the_tutorials_python_worker_passes_and_its_run_is_saved(lab, tmp_path):
     seen = verdicts(result.stdout)
     assert [seen[n][:4] for n in "1234"] == ["PASS"] * 4, result.stdout
     assert "copy-1 took" in seen["1"] and "copy-2 took" in seen["1"]
-    assert "was killed 1 s into" in seen["2"] and "it came back" in seen["2"]
+    assert "was killed 1 s into" in seen["2"] and "the task went back to task_queue" in seen["2"]
+    assert "(copy-3 started in copy-" in seen["2"]
     assert "prefetch 1" in seen["3"] and "no task waited behind another" in seen["3"]
     assert "durable (quorum)" in seen["4"] and "'Hello World!' is persistent (delivery_mode 2)" in seen["4"]
     assert seen["5b"].startswith("PASS")  # the default SIGTERM ends it; its task comes back

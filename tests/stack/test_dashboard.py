@@ -519,3 +519,30 @@ def test_forged_events_are_refused_and_the_page_keeps_drawing_without_running_th
         f"dashboard memory during the forgery: at most {max(memory.samples):.1f} MiB over {len(memory.samples)} samples"
     )
     assert memory.samples and max(memory.samples) < FORGED_MEMORY_BOUND_MIB, memory.samples
+
+
+def test_after_an_http_error_on_events_the_page_follows_again(lab, browser):
+    """A browser's EventSource gives up for good on an HTTP error (here a 503, as a proxy in
+    front of a restarting dashboard gives): the page makes a new one and is live again."""
+    page = browser.new_page()
+    refused = []
+
+    def refuse_twice(route):
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            route.fulfill(status=503, body="restarting")
+        else:
+            route.continue_()
+
+    page.route("**/events", refuse_twice)
+    try:
+        page.goto(f"http://127.0.0.1:{lab.dashboard_port}/")
+        expect(page.locator("#connection")).to_have_text("reconnecting…")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        assert len(refused) == 2
+        result = lab.send("2", "--dots", "0", "--wait", "--name", "dashboard-after-503")
+        assert result.returncode == 0, result.stdout + result.stderr
+        run, _done = lab.saved_run("dashboard-after-503")
+        expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+    finally:
+        page.close()

@@ -32,6 +32,13 @@ def test_chart_has_a_legend_and_every_bar_label_reads_well_on_its_bar():
     assert any(text.get_text() == "3" and text.get_color() == "black" for text in labels)  # on the grey cut bar
 
 
+def test_quick_tasks_have_no_number_piled_on_their_thin_bars_and_the_long_task_keeps_its_own():
+    """check-worker's check 3: a 4-dot task, and five quick ones done one after another on the other copy."""
+    events = schedule({"copy-1": [(1, 4.0)], "copy-2": [(n, 0.01) for n in range(2, 7)]})
+    figure = chart.timeline_figure([("check 3", analysis.segments(events), [])])
+    assert [text.get_text() for text in figure.axes[0].texts if text.get_text().isdigit()] == ["1"]
+
+
 def test_a_mark_after_the_last_task_done_is_inside_the_chart():
     """A check-worker run can end with a lost task: its mark comes after every task done."""
     done = [{"message_id": "b.1", "worker": "copy-1", "started": 0.0, "finished": 1.0, "redelivered": False}]
