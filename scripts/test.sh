@@ -9,7 +9,7 @@
 #   scripts/test.sh tests/unit                   only these
 #   scripts/test.sh tests/stack/test_faults.py -- -s
 # Needs python3; the stack layer a running Docker engine with the Compose plugin.
-# Takes: 8 to 10 minutes in all on two cores; tests/lint and tests/unit: seconds.
+# Takes: 7 to 10 minutes in all on two cores; tests/lint and tests/unit: seconds.
 # Changes: installs the test requirements into .venv; the stack tests build the
 # lab's images and run, then remove, stacks of their own (not the lab's).
 set -euo pipefail
