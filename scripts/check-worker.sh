@@ -55,7 +55,7 @@ done
 shift  # the --
 
 require_running_lab
-ensure_venv
+ensure_venv producer/requirements.txt  # pika and matplotlib, as the producer's image has them
 workers="$(running_workers)"
 # For the orchestrator (checker/), run here; it runs the command where the caller stands.
 AMQP_PORT="$(setting AMQP_PORT)"

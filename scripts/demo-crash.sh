@@ -4,7 +4,7 @@
 # and the batch completes: nothing is lost.
 #
 # Usage: scripts/demo-crash.sh [-h | --help]
-# Takes: about half a minute.
+# Takes: about 20 s.
 # Changes: starts the lab if needed (3 workers, prefetch 1), kills a worker and
 # starts it again; saves the run as timelines/crash.json and crash.png.
 set -euo pipefail

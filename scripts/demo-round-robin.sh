@@ -4,7 +4,7 @@
 # tasks i+N, i+2N ..., whether or not it is still busy with the previous ones.
 #
 # Usage: scripts/demo-round-robin.sh [-h | --help] [WORKERS]     (default 3)
-# Takes: about twenty seconds with 3 workers.
+# Takes: about 10 s with 3 workers.
 # Changes: re-creates the workers (WORKERS of them, no prefetch limit) and
 # leaves them so; `docker compose up -d --scale consumer=3` brings back the
 # default (prefetch 1). Saves the run as timelines/round-robin.json and .png.
@@ -22,3 +22,5 @@ wait_for_sender
 echo
 echo "==> Who got which task"
 producer report.py round-robin timelines/round-robin.json
+echo
+echo "The workers keep running with no prefetch limit; docker compose up -d --scale consumer=3 brings back prefetch 1."

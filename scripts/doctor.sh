@@ -245,8 +245,12 @@ check_cluster_nodes() {  # check_cluster_nodes NODE...: healthy ones, and those 
 
 broker_ctl() { cluster_ctl rabbitmqctl "$@" --no-table-headers 2>&1; }
 
+prefetch_in_words() {  # prefetch_in_words COUNTS: the consumers' prefetch counts (one a line) in words
+  sort -n -u <<<"$1" | awk '{ printf "%s%s", (NR > 1 ? " and " : "prefetch "), ($1 == 0 ? "unlimited (round-robin)" : $1) }'
+}
+
 check_workers_and_queue() {
-  local queues row type policy consumers running
+  local queues row type policy prefetches consumers running
   if ! queues="$(broker_ctl list_queues name type policy)"; then
     verdict FAIL workers "rabbitmqctl list_queues failed: $(first_line "$queues")" "docker compose restart rabbitmq"
     verdict SKIP task_queue "not checked"
@@ -262,11 +266,12 @@ check_workers_and_queue() {
   fi
   IFS=$'\t' read -r _ type policy <<<"$row"
   # list_consumers, not list_queues' consumers column: that one lags seconds behind.
-  consumers="$(broker_ctl list_consumers queue_name | grep -c -x task_queue || true)"
+  prefetches="$(broker_ctl list_consumers queue_name prefetch_count | awk -F '\t' '$1 == "task_queue" { print $2 }')"
+  consumers="$(grep -c . <<<"$prefetches" || true)"
   if ((running == 0)); then
     verdict WARN workers "no worker running: tasks wait in task_queue" "docker compose up -d --scale consumer=3"
   elif ((consumers == running)); then
-    verdict OK workers "$running running, $consumers attached to task_queue"
+    verdict OK workers "$running running, $consumers attached to task_queue, $(prefetch_in_words "$prefetches")"
   elif ((consumers < running)); then
     verdict FAIL workers "$running running, only $consumers attached to task_queue" \
       "give them a few seconds; if it stays so, see why: docker compose logs consumer"

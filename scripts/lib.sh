@@ -240,15 +240,36 @@ end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, 
   exit "$2"
 }
 
-# ensure_venv: .venv with what the tests, the benchmark and check-worker.sh need on this
-# machine; pip runs only when tests/requirements.txt differs from what it last installed
-# (a pip run that finds all installed still takes seconds).
+# ensure_venv [REQUIREMENTS]: .venv with what REQUIREMENTS (default tests/requirements.txt,
+# all the tests and the benchmark need) names, on this machine. pip runs only when that file,
+# or one it includes with -r, differs from what was last installed from it (a pip run that
+# finds all installed still takes seconds).
 ensure_venv() {
-  local installed=.venv/installed-requirements.txt
+  local requirements="${1:-tests/requirements.txt}" file
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
-  cmp -s tests/requirements.txt "$installed" && return
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-  cp tests/requirements.txt "$installed"
+  cmp -s <(requirements_text "$requirements") "$(installed_from "$requirements")" 2>/dev/null && return
+  echo "Setting up .venv (pip install -r $requirements): the first time takes up to a minute" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  mkdir -p .venv/installed
+  { echo "$requirements"; included_by "$requirements"; } | while read -r file; do
+    requirements_text "$file" >"$(installed_from "$file")"  # what it includes is installed too
+  done
+}
+
+installed_from() { echo ".venv/installed/${1//\//_}"; }  # installed_from FILE: its record in .venv
+
+requirements_text() {  # requirements_text FILE: its text, then that of each file it includes
+  cat "$1"
+  included_by "$1" | while read -r file; do cat "$file"; done
+}
+
+included_by() {  # included_by FILE: the files it includes (-r), from the repo's root
+  local include path
+  sed -n 's/^-r[[:space:]]*//p' "$1" | while read -r include; do
+    path="$(dirname "$1")/$include"
+    while [[ "$path" =~ [^/.][^/]*/\.\./ ]]; do path="${path/"${BASH_REMATCH[0]}"/}"; done
+    echo "$path"
+  done
 }
 
 # setting NAME: its value from the shell if set there, else from .env, as Compose

@@ -72,6 +72,10 @@ def test_round_robin_demo_deals_tasks_out_in_turn(lab):
         first = numbers[0]
         assert numbers == [first, first + CONSUMERS, first + 2 * CONSUMERS], (worker, numbers)
     assert (lab.timelines / "round-robin.png").exists()
+    # The workers stay so, the demo says how to bring prefetch 1 back, and doctor.sh tells it.
+    assert result.stdout.rstrip().endswith("docker compose up -d --scale consumer=3 brings back prefetch 1.")
+    doctor = lab.script("doctor.sh", timeout=60)
+    assert "attached to task_queue, prefetch unlimited (round-robin)" in doctor.stdout, doctor.stdout
 
 
 @pytest.mark.timeout(420)

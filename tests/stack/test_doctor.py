@@ -50,7 +50,7 @@ def test_every_check_is_ok_on_the_healthy_lab(lab):
     assert checks["AMQP_PORT"][1] == f"{lab.amqp_port}: this lab's broker"
     assert checks["MANAGEMENT_PORT"][1] == f"{lab.management_port}: this lab's broker"
     assert checks["DASHBOARD_PORT"][1] == f"{lab.dashboard_port}: this lab's dashboard"
-    assert checks["workers"][1] == f"{CONSUMERS} running, {CONSUMERS} attached to task_queue"
+    assert checks["workers"][1] == f"{CONSUMERS} running, {CONSUMERS} attached to task_queue, prefetch 1"
     assert checks["task_queue"][1] == "quorum, policy task-queue"
 
 

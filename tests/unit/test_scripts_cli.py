@@ -109,22 +109,33 @@ def test_one_bare_word_is_sent_as_a_task_only_after_double_dash(sandbox):
     assert sent.returncode == 1 and "the lab is not running" in sent.stderr  # past the checks
 
 
-def test_ensure_venv_runs_pip_only_when_the_requirements_changed(sandbox):
+def test_ensure_venv_runs_pip_only_when_the_requirements_or_a_file_they_include_changed(sandbox):
     requirements = sandbox.lab / "tests/requirements.txt"
     requirements.parent.mkdir()
-    requirements.write_text("pika==1.3.2\n")
+    requirements.write_text("-r ../producer/requirements.txt\npytest==9.2.0\n")
+    included = sandbox.lab / "producer/requirements.txt"
+    included.parent.mkdir()
+    included.write_text("pika==1.3.2\n")
     python = sandbox.lab / ".venv/bin/python"  # a fake that logs its calls, as the sandbox's docker does
     python.parent.mkdir(parents=True)
     python.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "python $*" >>"{sandbox.path}/docker.log"\n')
     python.chmod(0o755)
 
-    def ensure_venv():
-        result = subprocess.run(["bash", "-c", "source scripts/lib.sh && ensure_venv"], cwd=sandbox.lab,
-                                env=sandbox.env, capture_output=True, text=True, timeout=20, check=False)  # fmt: skip
+    def ensure_venv(*requirements):
+        result = subprocess.run(["bash", "-c", f"source scripts/lib.sh && ensure_venv {' '.join(requirements)}"],
+                                cwd=sandbox.lab, env=sandbox.env, capture_output=True, text=True, timeout=20,
+                                check=False)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        return [call for call in sandbox.calls() if "pip install" in call]
+        return [call.split(" -r ")[1] for call in sandbox.calls() if "pip install" in call], result.stderr
 
-    assert len(ensure_venv()) == 1
-    assert len(ensure_venv()) == 1  # nothing changed: no pip
-    requirements.write_text("pika==1.3.2\ntenacity==9.1.2\n")
-    assert len(ensure_venv()) == 2
+    pips, said = ensure_venv()
+    assert pips == ["tests/requirements.txt"]
+    assert said == "Setting up .venv (pip install -r tests/requirements.txt): the first time takes up to a minute\n"
+    assert ensure_venv() == (pips, "")  # nothing changed: no pip, not a word
+    included.write_text("pika==1.4.4\n")  # a file it includes
+    assert ensure_venv()[0] == ["tests/requirements.txt"] * 2
+    # check-worker.sh's, the producer's alone: installed with the tests' already
+    assert ensure_venv("producer/requirements.txt") == (pips * 2, "")
+    included.write_text("pika==1.4.4\nrich==15.0.0\n")
+    assert ensure_venv("producer/requirements.txt")[0][-1] == "producer/requirements.txt"
+    assert len(ensure_venv("producer/requirements.txt")[0]) == 3  # once
