@@ -61,15 +61,21 @@ function receive(message) {
 }
 
 // An EventSource reconnects by itself (with Last-Event-ID) after a network error, but gives
-// up for good on an HTTP error (a 502 from a proxy, a 503): then a new one, after a pause.
-const RETRY_MS = 3000;
+// up for good on an HTTP error (a 502 from a proxy, a 503), and waits for ever on a request
+// nobody answers: then a new one, after a pause.
+const RETRY_MS = 3000, OPEN_WITHIN_MS = 8000;
 function follow() {
-  const source = new EventSource("events");
-  source.onopen = () => { dashboard.streaming = true; showConnection(); };
+  const source = dashboard.source = new EventSource("events");
+  const unanswered = setTimeout(() => {
+    if (source.readyState !== EventSource.CONNECTING) return;
+    source.close();
+    follow();
+  }, OPEN_WITHIN_MS);
+  source.onopen = () => { clearTimeout(unanswered); dashboard.streaming = true; showConnection(); };
   source.onerror = () => {
     dashboard.streaming = false;
     showConnection();
-    if (source.readyState === EventSource.CLOSED) setTimeout(follow, RETRY_MS);
+    if (source.readyState === EventSource.CLOSED) { clearTimeout(unanswered); setTimeout(follow, RETRY_MS); }
   };
   source.onmessage = ({ data }) => {
     try { receive(JSON.parse(data)); } catch (error) { dashboard.refused += 1; console.warn("message refused", error); }
