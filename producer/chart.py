@@ -8,6 +8,8 @@ DONE_COLOR, CUT_COLOR, FAULT_COLOR = STATE_COLOURS["done"], STATE_COLOURS["cut"]
 # Past this many bars a chart has no room for their numbers, and drawing 100,000 of them
 # took minutes: the bars alone, a collection per worker and state.
 MAX_LABELLED_BARS = 300
+# A task with no work is drawn this share of the time axis wide: seen, not nothing.
+THINNEST_BAR = 1 / 150
 
 
 def label_color(face):
@@ -38,12 +40,15 @@ def timeline_figure(runs):
     labels = []  # (axis, text, left, length) of each bar's number
     for axis, (title, records, marks) in zip(axes[:, 0], runs, strict=True):
         start, _end = span(records)
+        # Wide enough for the marks too: a fault after the last task done (a task lost) still shows.
+        right = max([longest] + [mark["at"] - start for mark in marks]) * 1.02
         workers = per_worker(records)
         labelled = sum(len(tasks) for tasks, _busy in workers.values()) <= MAX_LABELLED_BARS
         for row, (tasks, _busy) in enumerate(workers.values()):
             bars = {}  # (colour, hatch) -> [(left, length)]: one collection each, not one per task
             for record in tasks:
-                left, length = record["started"] - start, record["finished"] - record["started"]
+                left = record["started"] - start
+                length = max(record["finished"] - record["started"], right * THINNEST_BAR)
                 color = CUT_COLOR if record.get("cut") else DONE_COLOR  # by state, as on the dashboard
                 hatch = "xx" if record.get("cut") else "//" if record["redelivered"] else None
                 bars.setdefault((color, hatch), []).append((left, length))
@@ -55,10 +60,12 @@ def timeline_figure(runs):
             for (color, hatch), ranges in bars.items():
                 axis.broken_barh(ranges, (row - 0.4, 0.8), facecolors=color, hatch=hatch, edgecolor="white")
         for index, mark in enumerate(marks):
-            axis.axvline(mark["at"] - start, color=FAULT_COLOR, linestyle="--", linewidth=1.2)
+            at = mark["at"] - start
+            axis.axvline(at, color=FAULT_COLOR, linestyle="--", linewidth=1.2)
+            late = at > right / 2  # its label to the left of its line, inside the chart (not over the legend)
             axis.annotate(  # each label a line lower than the last, so that close marks' labels do not overlap
-                mark["label"], (mark["at"] - start, 1), xycoords=("data", "axes fraction"), xytext=(3, -3 - 11 * index),
-                textcoords="offset points", ha="left", va="top", color=FAULT_COLOR, fontsize=8,
+                mark["label"], (at, 1), xycoords=("data", "axes fraction"), xytext=(-3 if late else 3, -3 - 11 * index),
+                textcoords="offset points", ha="right" if late else "left", va="top", color=FAULT_COLOR, fontsize=8,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
             )  # fmt: skip
         fault = [Line2D([], [], color=FAULT_COLOR, linestyle="--", label="fault")] if marks else []
@@ -67,8 +74,7 @@ def timeline_figure(runs):
         axis.invert_yaxis()
         axis.set_title(f"{title}: makespan {makespan(records):.1f} s")
         axis.set_xlabel("seconds since the first task started")
-        # Wide enough for the marks too: a fault after the last task done (a task lost) still shows.
-        axis.set_xlim(0, max([longest] + [mark["at"] - start for mark in marks]) * 1.02)
+        axis.set_xlim(0, right)
         axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     drop_labels_wider_than_their_bars(figure, labels)

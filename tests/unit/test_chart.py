@@ -32,11 +32,28 @@ def test_chart_has_a_legend_and_every_bar_label_reads_well_on_its_bar():
     assert any(text.get_text() == "3" and text.get_color() == "black" for text in labels)  # on the grey cut bar
 
 
-def test_quick_tasks_have_no_number_piled_on_their_thin_bars_and_the_long_task_keeps_its_own():
+def test_tasks_with_no_work_are_seen_and_their_numbers_not_piled_on_their_thin_bars():
     """check-worker's check 3: a 4-dot task, and five quick ones done one after another on the other copy."""
-    events = schedule({"copy-1": [(1, 4.0)], "copy-2": [(n, 0.01) for n in range(2, 7)]})
+    events = schedule({"copy-1": [(1, 4.0)], "copy-2": [(n, 0.0003) for n in range(2, 7)]})
     figure = chart.timeline_figure([("check 3", analysis.segments(events), [])])
-    assert [text.get_text() for text in figure.axes[0].texts if text.get_text().isdigit()] == ["1"]
+    axis = figure.axes[0]
+    assert [text.get_text() for text in axis.texts if text.get_text().isdigit()] == ["1"]
+    (quick,) = [c for c in axis.collections if len(c.get_paths()) == 5]
+    widths = [path.get_extents().width for path in quick.get_paths()]
+    assert min(widths) >= axis.get_xlim()[1] / 400, widths  # a thin bar each, not nothing
+
+
+def test_a_mark_late_in_the_run_has_its_label_inside_the_chart_not_over_the_legend():
+    """check-worker's check 5: the broker restarted near the end of the run."""
+    events = schedule({"copy-1": [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)], "copy-2": [(5, 3.0)]})
+    marks = [{"at": 100.5, "label": "killed copy-2"}, {"at": 103.9, "label": "broker restarted"}]
+    figure = chart.timeline_figure([("check 5", analysis.segments(events), marks)])
+    figure.canvas.draw()
+    axis = figure.axes[0]
+    inside = axis.get_window_extent()
+    for label in [text for text in axis.texts if not text.get_text().isdigit()]:
+        box = label.get_window_extent()
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, label.get_text()
 
 
 def test_a_mark_after_the_last_task_done_is_inside_the_chart():
