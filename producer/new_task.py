@@ -108,8 +108,8 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
         resent = publisher.run()
     finally:
         sent.close()
-    plural = "task" if count == 1 else "tasks"
-    print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
+    plural, each = ("task", "") if count == 1 else ("tasks", "each ")
+    print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, {each}persistent and confirmed.")
     if resent:
         print(f"[!] {resent} were sent again after a lost connection; those the broker already had arrive twice.")
     if not listener:

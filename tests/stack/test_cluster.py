@@ -15,7 +15,7 @@ from stacklab import ROOT, Lab, completions
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 TASKS = 30
-CONFIRMED = r"Sent (\d+) tasks? to task_queue in .*, each persistent and confirmed"
+CONFIRMED = r"Sent (\d+) tasks? to task_queue in .*, (each )?persistent and confirmed"
 # A node killed or stopped, then waited for until back in sync: minutes each.
 pytestmark = pytest.mark.timeout(900)
 

@@ -15,7 +15,7 @@ from stacklab import CONSUMERS, SECONDS_PER_DOT, completions, readline_within
 
 TASKS = 120
 SEED = 7
-CONFIRMED = "each persistent and confirmed"  # send.sh's line once the whole batch is in task_queue
+CONFIRMED = "persistent and confirmed"  # send.sh's line once the whole batch is in task_queue
 
 
 def running_workers(lab):

@@ -34,10 +34,13 @@ def test_send_sends_one_message_text_and_file_rows(lab, tmp_path):
     tasks = tmp_path / "tasks.csv"
     tasks.write_text('First task.\n\n"Second, task."\n')
     since = lab.now()
-    assert lab.send("Hello.").returncode == 0
+    one = lab.send("Hello.")
+    assert one.returncode == 0, one.stderr
+    one_line = r"^Sent 1 task to task_queue in [0-9.]+ s, persistent and confirmed\.$"
+    assert re.search(one_line, one.stdout, re.M), one.stdout
     sent = lab.send("--file", str(tasks))
     assert sent.returncode == 0, sent.stderr
-    assert "Sent 2 tasks" in sent.stdout
+    assert re.search(r"^Sent 2 tasks to task_queue in [0-9.]+ s, each persistent and confirmed\.$", sent.stdout, re.M)
     lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 3, "3 tasks done", timeout=30)
     assert sorted(t for tasks in lab.done(since).values() for t in tasks) == ["First task.", "Hello.", "Second, task."]
 
