@@ -264,11 +264,10 @@ requirements_text() {  # requirements_text FILE: its text, then that of each fil
 }
 
 included_by() {  # included_by FILE: the files it includes (-r), from the repo's root
-  local include path
+  local include folder
   sed -n 's/^-r[[:space:]]*//p' "$1" | while read -r include; do
-    path="$(dirname "$1")/$include"
-    while [[ "$path" =~ [^/.][^/]*/\.\./ ]]; do path="${path/"${BASH_REMATCH[0]}"/}"; done
-    echo "$path"
+    folder="$(cd "$(dirname "$1")/$(dirname "$include")" && pwd)"
+    echo "${folder#"$PWD"/}/$(basename "$include")"
   done
 }
 

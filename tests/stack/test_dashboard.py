@@ -452,11 +452,14 @@ def stream_diagnosis(lab, page):
     except OSError as error:
         probe = f"{error!r} after {time.monotonic() - started:.1f} s"
     container = lab.compose("ps", "--all", "--format", "{{.Status}}", "dashboard", check=False).stdout.strip()
-    log = lab.compose("logs", "--no-color", "--tail", "20", "dashboard", check=False).stdout
     return (
         f"page's EventSource [readyState, streaming]: {source}; /events from here: {probe}; "
-        f"dashboard: {container}; its log: {log}"
+        f"dashboard: {container}; its log: {dashboard_log(lab)}"
     )
+
+
+def dashboard_log(lab):
+    return lab.compose("logs", "--no-color", "--tail", "20", "dashboard", check=False).stdout
 
 
 def flood_diagnosis(lab, page):
@@ -465,8 +468,7 @@ def flood_diagnosis(lab, page):
         streaming: d.streaming, status: d.status, refused: d.refused, workers: [...d.live.workers.keys()] }; }""")
     queues = lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "--quiet", "list_queues", "name", "messages",
                          "consumers", check=False).stdout  # fmt: skip
-    log = lab.compose("logs", "--no-color", "--tail", "20", "dashboard", check=False).stdout
-    return f"page: {state}; queues: {queues!r}; dashboard log: {log}"
+    return f"page: {state}; queues: {queues!r}; dashboard log: {dashboard_log(lab)}"
 
 
 def mebibytes(usage):
