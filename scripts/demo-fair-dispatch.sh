@@ -9,7 +9,8 @@
 # Usage: scripts/demo-fair-dispatch.sh [-h | --help] [WORKERS]     (default 3)
 # Takes: about 40 s with 3 workers.
 # Changes: re-creates the workers twice (WORKERS of them, no prefetch limit,
-# then prefetch 1); saves the runs under timelines/.
+# then prefetch 1); saves the runs under timelines/. Stopped early (Ctrl+C), it
+# gives the workers back the prefetch of .env.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -20,11 +21,15 @@ begin_demo
 workload=("$((3 * workers))" --heavy "$workers:6")
 
 start_workers "$workers" 0
+# Stopped before the fair half, the workers would stay round-robin for the student's next send.
+undo_on_exit "bringing back the workers' prefetch ($(setting PREFETCH), from .env)" \
+  up --detach --wait --scale "consumer=$workers"
 echo "==> Round-robin: $((3 * workers)) tasks; tasks $workers, $((2 * workers)) and $((3 * workers)) are six times heavier"
 send_in_background "${workload[@]}" --name round-robin-skewed
 wait_for_sender
 echo
 start_workers "$workers" 1
+undo_on_exit
 echo "==> Fair dispatch: the same tasks"
 send_in_background "${workload[@]}" --name fair-skewed
 wait_for_sender

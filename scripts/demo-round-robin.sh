@@ -7,7 +7,7 @@
 # Takes: about 10 s with 3 workers.
 # Changes: re-creates the workers (WORKERS of them, no prefetch limit) and
 # leaves them so; `docker compose up -d --scale consumer=3` brings back the
-# default (prefetch 1). Saves the run as timelines/round-robin.json and .png.
+# default (prefetch 1). Stopped early (Ctrl+C), it brings it back itself. Saves the run as timelines/round-robin.json and .png.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -16,9 +16,12 @@ check_arguments 1 "" "$@"
 workers="$(positive_whole_number WORKERS "${1:-3}")"
 begin_demo
 start_workers "$workers" 0
+undo_on_exit "bringing back the workers' prefetch ($(setting PREFETCH), from .env)" \
+  up --detach --wait --scale "consumer=$workers"
 echo "==> Sending $((3 * workers)) equal tasks and waiting for them"
 send_in_background "$((3 * workers))" --name round-robin
 wait_for_sender
+undo_on_exit  # done: the workers stay round-robin, as the last line says
 echo
 echo "==> Who got which task"
 producer report.py round-robin timelines/round-robin.json

@@ -145,3 +145,26 @@ def test_the_crash_demo_says_half_way_only_when_the_worker_had_not_finished_task
     finish(process)
     assert line.startswith(f"==> {says}"), line
     assert "half way" not in line or not behaviour
+
+
+# The lab's `up` works; each `up` notes the PREFETCH the workers would get.
+NOTING_PREFETCH = """\
+case "$*" in
+  "compose up "*) echo "PREFETCH=${PREFETCH:-unset} $*" >>"$here/ups.log"; exit 0 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("demo", ["demo-fair-dispatch.sh", "demo-round-robin.sh"])
+def test_ctrl_c_during_round_robin_gives_the_workers_their_prefetch_back(tmp_path, started, demo):
+    sandbox = Sandbox(tmp_path, NOTING_PREFETCH + RUNNING_LAB)
+    process = start(sandbox, started, demo)
+    sandbox.wait_for_call("compose run")  # sending, the workers at no prefetch limit
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = finish(process)
+    assert process.returncode == 130, stderr
+    assert "==> Stopped early: bringing back the workers' prefetch (1, from .env)" in stderr
+    ups = (tmp_path / "ups.log").read_text().splitlines()
+    assert ups[0].startswith("PREFETCH=0 compose up --detach --wait"), ups
+    assert ups[-1].startswith("PREFETCH=unset compose up --detach --wait"), ups  # .env's, as compose reads it
+    assert ups[-1].endswith("--scale consumer=3"), ups
