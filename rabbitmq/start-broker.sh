@@ -13,7 +13,7 @@
 #
 # It refuses to start when the ports are published beyond this machine
 # (LAB_BIND_ADDRESS not loopback) while the login is still the tutorial's guest,
-# and stops once started if the broker's own users (its volume's) include one
+# and halts once started (status 1 too) if the broker's own users (its volume's) include one
 # whose password is guest or its name.
 set -euo pipefail
 
@@ -85,7 +85,9 @@ refuse_weak_users_beyond_loopback() {
   done < <(rabbitmqctl --quiet list_users --no-table-headers)
   ((${#weak[@]} == 0)) && return 0
   echo "start-broker.sh: refusing to run: LAB_BIND_ADDRESS=$LAB_BIND_ADDRESS publishes the broker beyond this machine while its user(s) ${weak[*]} have the password guest or their own name (kept in the broker's volume from an earlier start); fix: docker compose down -v (drops queued tasks), or delete those users, or LAB_BIND_ADDRESS=127.0.0.1" >&2
-  rabbitmqctl --quiet stop >/dev/null 2>&1
+  # Halted with status 1, as the refusal before the start exits: `rabbitmqctl stop` exits 0,
+  # and a broker stopped with status 0 reads as `docker compose stop` to doctor.sh and to Docker.
+  rabbitmqctl --quiet eval 'init:stop(1).' >/dev/null 2>&1
   return 1
 }
 

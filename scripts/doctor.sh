@@ -184,6 +184,13 @@ broker_gist() {
   echo "${gist:+its last log line: $gist}"
 }
 
+# start-broker.sh's refusal to publish the broker beyond loopback with a guest login, if
+# that is why the broker exited: "CAUSE; FIX" as the broker itself words it.
+broker_refusal() {
+  docker compose logs --no-color --no-log-prefix --tail 200 rabbitmq 2>/dev/null \
+    | sed -n 's/^start-broker\.sh: refusing to [a-z]*: //p' | tail -n 1
+}
+
 broker_ok=0
 check_broker() {  # the single broker, or each node of the cluster
   local nodes=()
@@ -200,7 +207,7 @@ node_state() {  # node_state SERVICE: state|health|exit code of its container
 }
 
 check_single_broker() {
-  local state health exit_code
+  local state health exit_code refusal ways_out
   IFS='|' read -r state health exit_code <<<"$(node_state rabbitmq)"
   case "$state|$health" in
     "|") verdict FAIL broker "no broker container: the lab is not running" "docker compose up -d --scale consumer=3" ;;
@@ -209,7 +216,12 @@ check_single_broker() {
     running\|*) verdict FAIL broker "running but $health; $(broker_gist)" \
       "see docker compose logs rabbitmq, then: docker compose restart rabbitmq" ;;
     exited\|*)
-      if [[ "$exit_code" == 0 ]]; then
+      refusal="$(broker_refusal)"
+      if [[ -n "$refusal" ]]; then
+        ways_out="${refusal#*; }"
+        verdict FAIL broker "refused to start: ${refusal%%; *}" \
+          "${ways_out#fix: }; then: docker compose up -d --scale consumer=3"
+      elif [[ "$exit_code" == 0 ]]; then
         verdict FAIL broker "stopped (docker compose stop)" "docker compose up -d --scale consumer=3"
       else
         verdict FAIL broker "exited (code $exit_code); $(broker_gist)" \

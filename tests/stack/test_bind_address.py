@@ -74,3 +74,14 @@ def test_beyond_loopback_a_volume_that_keeps_the_guest_user_refuses_to_run(broke
     assert "docker compose down -v" in logs
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker_alone.amqp_port))  # guest/guest
+    # A refusal, not a stop: the broker's own status, and doctor.sh names the cause and the ways out.
+    exit_code = broker_alone.run(["docker", "inspect", "--format", "{{.State.ExitCode}}",
+                                  f"{broker_alone.env['COMPOSE_PROJECT_NAME']}-rabbitmq-1"]).stdout.strip()  # fmt: skip
+    assert exit_code == "1"
+    doctor = broker_alone.script("doctor.sh", env=env, timeout=60).stdout
+    broker = next(line for line in doctor.splitlines() if line.startswith("FAIL  broker"))
+    assert "refused to start: LAB_BIND_ADDRESS=0.0.0.0 publishes the broker beyond this machine while its " \
+           "user(s) guest have the password guest or their own name" in broker, doctor  # fmt: skip
+    assert "-> fix: docker compose down -v (drops queued tasks), or delete those users, or " \
+           "LAB_BIND_ADDRESS=127.0.0.1; then: docker compose up -d" in broker, doctor  # fmt: skip
+    assert "stopped (docker compose stop)" not in doctor
