@@ -51,6 +51,9 @@ write_start_settings() {
   esac
   {
     echo "deprecated_features.permit.management_metrics_collection = ${MANAGEMENT_METRICS:-true}"
+    # Without those metrics, each queue's message counts (total, ready, unacknowledged)
+    # still reach the UI and /api/queues from the core figures Prometheus reads too.
+    [[ "${MANAGEMENT_METRICS:-true}" == true ]] || echo "management.enable_queue_totals = true"
     if beyond_loopback; then echo "loopback_users.guest = true"; else echo "loopback_users = none"; fi
   } >"$START_SETTINGS"
 }

@@ -62,3 +62,56 @@ def test_queues_page_shows_task_queue_with_its_consumers(ui_figures):
             page.screenshot(path=ARTIFACTS / "management-ui-task_queue.png", full_page=True)
         finally:
             browser.close()
+
+
+@pytest.fixture
+def three_held_one(lab):
+    """A quorum queue of the test's own holding 3 messages, 1 of them delivered and not yet
+    acknowledged (its channel open), deleted at the end."""
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("ui_totals", durable=True, arguments={"x-queue-type": "quorum"})
+        channel.confirm_delivery()
+        for body in (b"one", b"two", b"three"):
+            channel.basic_publish("", "ui_totals", body)
+        assert channel.basic_get("ui_totals")[0] is not None  # held, unacknowledged
+        try:
+            yield "ui_totals"
+        finally:
+            channel.queue_delete("ui_totals")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM and os.environ.get("CI") != "true", reason="needs Chromium: apt-get install chromium"
+)
+def test_without_metrics_the_ui_still_shows_each_queues_message_counts(lab, three_held_one):
+    # The tests' broker runs with MANAGEMENT_METRICS=false (the management-only mode).
+    assert lab.env["MANAGEMENT_METRICS"] == "false"
+
+    def totals():
+        _status, queue = lab.management(f"queues/%2F/{three_held_one}")
+        return queue and (queue.get("messages"), queue.get("messages_ready"), queue.get("messages_unacknowledged"))
+
+    lab.wait_for(lambda: totals() == (3, 2, 1), "ui_totals read 3 / 2 / 1 in /api/queues", timeout=30)
+    assert lab.management("consumers")[0] == 400  # still absent in this mode, as docs/dashboard.md says
+    base = f"http://127.0.0.1:{lab.management_port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/")
+            page.fill("input[name=username]", lab.user)
+            page.fill("input[name=password]", lab.password)
+            page.click("input[type=submit]")
+            expect(page.locator("#logout")).to_be_visible()
+            page.goto(base + "/#/queues")
+            row = page.locator("table.list tbody tr", has_text=three_held_one)
+            expect(row).to_contain_text("quorum")
+            cells = row.locator("td")  # vhost, name, type, features, state, ready, unacked, total
+            expect(cells.nth(5)).to_have_text("2", timeout=20_000)
+            expect(cells.nth(6)).to_have_text("1")
+            expect(cells.nth(7)).to_have_text("3")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "management-ui-queues-without-metrics.png", full_page=True)
+        finally:
+            browser.close()
