@@ -5,6 +5,7 @@ A record is {"event": "started" | "done" | "rejected" | "cut", "worker",
 "task", "message_id": "<batch>.<n>", "started", "finished", "redelivered", ...}.
 """
 
+import itertools
 import re
 from operator import itemgetter
 
@@ -91,6 +92,19 @@ def per_worker(records):
         worker: (tasks, sum(r["finished"] - r["started"] for r in tasks))
         for worker, tasks in sorted(workers.items(), key=lambda item: natural_key(item[0]))
     }
+
+
+def held_in_buffer(records):
+    """[(done record, seconds it waited)] for each task that reached its worker while the
+    worker was still busy with the one before, so it waited in the worker's prefetch
+    buffer: what round-robin does and prefetch 1 never does. Records without "received"
+    (not a lab worker's) are left out."""
+    return [
+        (record, record["started"] - record["received"])
+        for tasks, _busy in per_worker(records).values()
+        for before, record in itertools.pairwise(tasks)
+        if "received" in record and before["finished"] > record["received"]
+    ]
 
 
 def tally(run):

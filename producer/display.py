@@ -31,6 +31,7 @@ from analysis import (
     FinishedTasks,
     done_records,
     figures,
+    held_in_buffer,
     interrupted,
     makespan,
     natural_key,
@@ -219,6 +220,29 @@ def makespan_line(events):
     return f"makespan {took:.1f} s for {tasks} tasks on {on}; lower bound {bound:.1f} s{ratio}"
 
 
+def dispatch_line(records):
+    """Why each worker got the tasks it got, from when each task reached its worker;
+    None when no record says (clients that are not lab workers)."""
+    if not any("received" in record for record in records):
+        return None
+    held, prefetch = held_in_buffer(records), {record.get("prefetch") for record in records}
+    if held:
+        rule = (
+            "no prefetch limit: the broker dealt the tasks out in turn, busy or not"
+            if prefetch == {0}
+            else "a prefetch above 1: the broker gives a worker tasks before it has finished the last"
+        )
+        waited = sum(seconds for _record, seconds in held)
+        return (
+            f"Why: {len(held)} of {len(records)} tasks reached a worker still busy with another and "
+            f"waited in its buffer, {waited:.1f} s in all ({rule})."
+        )
+    rule = " (prefetch 1: the broker gives a worker a new task only once it has acknowledged the last)"
+    equal = len({record["task"].count(".") for record in records}) == 1  # a dot is the work
+    turns = "; with tasks of equal length that looks like taking turns" if equal and len(records) > 1 else ""
+    return f"Why: every task went to a worker with nothing else in hand{rule if prefetch == {1} else ''}{turns}."
+
+
 def text_timeline(records, width=TIMELINE_WIDTH, marks=()):
     """One row per worker, each task a [==n==] bar as long as it ran; [~~n~~] if cut short;
     under the time axis a ^ where each mark is, with its label."""
@@ -254,6 +278,8 @@ def print_run(run, marks=()):
     if records:
         out.print(worker_table(run["events"]))
         out.print(makespan_line(run["events"]))
+        if why := dispatch_line(records):
+            out.print(why)
     for start, _next_attempt in interrupted(run["events"]):
         again = next((r for r in records if r["message_id"] == start["message_id"]), None)
         after = f"; redelivered to {again['worker']}, which did it" if again and again["redelivered"] else ""

@@ -10,6 +10,10 @@ from playwright.sync_api import expect, sync_playwright
 from stacklab import CONSUMERS, ROOT
 
 CHROMIUM = shutil.which("chromium")
+# In CI a missing browser fails the tests instead.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM and os.environ.get("CI") != "true", reason="needs Chromium: apt-get install chromium"
+)
 ARTIFACTS = ROOT / "artifacts"
 # Chromium as these machines run it (no sandbox as root, no background traffic).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -27,9 +31,7 @@ def ui_figures(lab):
     lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}")  # the tests' broker again
 
 
-@pytest.mark.skipif(
-    not CHROMIUM and os.environ.get("CI") != "true", reason="needs Chromium: apt-get install chromium"
-)  # in CI a missing browser fails the test instead
+@NEEDS_CHROMIUM
 def test_queues_page_shows_task_queue_with_its_consumers(ui_figures):
     lab = ui_figures
     base = f"http://127.0.0.1:{lab.management_port}"
@@ -81,9 +83,7 @@ def three_held_one(lab):
             channel.queue_delete("ui_totals")
 
 
-@pytest.mark.skipif(
-    not CHROMIUM and os.environ.get("CI") != "true", reason="needs Chromium: apt-get install chromium"
-)
+@NEEDS_CHROMIUM
 def test_without_metrics_the_ui_still_shows_each_queues_message_counts(lab, three_held_one):
     # The tests' broker runs with MANAGEMENT_METRICS=false (the management-only mode).
     assert lab.env["MANAGEMENT_METRICS"] == "false"

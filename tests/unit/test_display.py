@@ -205,3 +205,40 @@ def test_an_attempt_cut_by_a_kill_ends_at_the_kill_the_demo_noted():
     assert [(segment["worker"], segment["finished"]) for segment in cut] == [("consumer-1", 100.5)]
     elsewhere = [{"at": 100.5, "label": "killed consumer-3"}, {"at": 99.0, "label": "killed consumer-1"}]
     assert [s["finished"] for s in analysis.segments(CRASH, elsewhere) if s.get("cut")] == [101.0]
+
+
+def equal_tasks_at_prefetch_1():
+    """Six one-second tasks on three workers at prefetch 1: each next task received as the last was acknowledged."""
+    events = []
+    for slot in range(2):
+        for worker in range(1, 4):
+            number, started = slot * 3 + worker, 100.0 + slot
+            done = record(number, f"consumer-{worker}", started, started + 1.0)
+            events.append(done | {"task": f"Task {number}.", "received": started, "prefetch": 1})
+    return events
+
+
+def test_the_wait_report_says_why_each_worker_got_its_tasks():
+    # Equal tasks at prefetch 1: the table reads like round-robin, and the line says why it is not.
+    fair_equal = display.dispatch_line(analysis.done_records(equal_tasks_at_prefetch_1()))
+    assert fair_equal == (
+        "Why: every task went to a worker with nothing else in hand (prefetch 1: the broker gives a worker "
+        "a new task only once it has acknowledged the last); with tasks of equal length that looks like taking turns."
+    )
+    skewed = [r | {"task": r["task"] + "." * round(r["finished"] - r["started"])} for r in FAIR]  # a dot a second
+    skewed_line = display.dispatch_line(analysis.done_records(skewed))
+    assert skewed_line.startswith("Why: every task went to a worker with nothing else in hand (prefetch 1")
+    assert "taking turns" not in skewed_line
+    # Round-robin: consumer-1 and -2 each held 2 tasks behind another (1 s and 2 s), consumer-3 2 (6 s and 12 s).
+    assert display.dispatch_line(analysis.done_records(ROUND_ROBIN)) == (
+        "Why: 6 of 9 tasks reached a worker still busy with another and waited in its buffer, 24.0 s in all "
+        "(no prefetch limit: the broker dealt the tasks out in turn, busy or not)."
+    )
+    assert display.dispatch_line([record(1, "consumer-1", 100.0, 101.0)]) is None  # no receipt times: no claim
+
+
+def test_print_run_shows_the_why_line_under_the_makespan(capsys):
+    display.print_run({"workers": 3, "sent": 6, "events": equal_tasks_at_prefetch_1()})
+    lines = capsys.readouterr().out.splitlines()
+    makespan = next(i for i, line in enumerate(lines) if line.startswith("makespan "))
+    assert lines[makespan + 1].startswith("Why: every task went to a worker with nothing else in hand")
