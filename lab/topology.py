@@ -4,8 +4,9 @@ task_queue is declared exactly as RabbitMQ's tutorial two declares it, so its
 scripts work against the lab; everything else about it (delivery limit,
 dead-lettering, consumer timeout) is a policy the broker sets at start
 (rabbitmq/start-broker.sh). The broker also declares the exchanges and the
-dead-letter queue at start (rabbitmq/definitions.json, checked against these
-names by tests/unit/test_lab_package.py), so they exist before any client.
+dead-letter queue and the history stream at start (rabbitmq/definitions.json,
+checked against these names by tests/unit/test_lab_package.py), so they exist
+before any client.
 """
 
 QUEUE = "task_queue"
@@ -17,6 +18,18 @@ DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE = "dead_letters", "dead_letter_queue"
 DEAD_LETTER_QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
 # The workers' events for whoever watches (the dashboard): fanout, nothing kept.
 EVENTS_EXCHANGE = "lab.events"
+# Every event of lab.events, kept: a stream bound to the exchange, which any number of
+# readers read in full from an offset of their choosing (a page opened after a batch, a
+# dashboard restarted in the middle of one, scripts/history.sh). Retention: whichever
+# comes first of a week and 100 MB, applied a segment (5 MB here) at a time, the last
+# segment always kept.
+HISTORY_STREAM = "lab.history"
+HISTORY_ARGUMENTS = {
+    "x-queue-type": "stream",
+    "x-max-age": "7D",
+    "x-max-length-bytes": 100_000_000,
+    "x-stream-max-segment-size-bytes": 5_000_000,
+}
 # The broker's own events (the rabbitmq_event_exchange plugin): consumers attached and
 # gone, queues deleted; their details are in the messages' headers (header_text).
 BROKER_EVENTS_EXCHANGE = "amq.rabbitmq.event"

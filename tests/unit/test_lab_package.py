@@ -22,10 +22,16 @@ def test_the_broker_declares_at_start_what_the_clients_declare():
     definitions = json.loads((ROOT / "rabbitmq/definitions.json").read_text())
     exchanges = {each["name"]: each["type"] for each in definitions["exchanges"]}
     assert exchanges == {topology.DEAD_LETTER_EXCHANGE: "fanout", topology.EVENTS_EXCHANGE: "fanout"}
-    [queue] = definitions["queues"]
-    assert (queue["name"], queue["arguments"]) == (topology.DEAD_LETTER_QUEUE, topology.DEAD_LETTER_QUEUE_ARGUMENTS)
-    [binding] = definitions["bindings"]
-    assert (binding["source"], binding["destination"]) == (topology.DEAD_LETTER_EXCHANGE, topology.DEAD_LETTER_QUEUE)
+    queues = {queue["name"]: queue["arguments"] for queue in definitions["queues"]}
+    assert queues == {
+        topology.DEAD_LETTER_QUEUE: topology.DEAD_LETTER_QUEUE_ARGUMENTS,
+        topology.HISTORY_STREAM: topology.HISTORY_ARGUMENTS,
+    }
+    bindings = {(binding["source"], binding["destination"]) for binding in definitions["bindings"]}
+    assert bindings == {
+        (topology.DEAD_LETTER_EXCHANGE, topology.DEAD_LETTER_QUEUE),
+        (topology.EVENTS_EXCHANGE, topology.HISTORY_STREAM),
+    }
 
 
 def test_short_error_names_the_innermost_cause():

@@ -1,0 +1,70 @@
+"""The lab's history, the stream lab.history, on the real broker: declared by the broker
+with its retention, fed by lab.events, and read in full by every reader (a stream's
+readers do not compete, as task_queue's workers do)."""
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pika
+
+from lab.topology import EVENTS_EXCHANGE, HISTORY_ARGUMENTS, HISTORY_STREAM
+
+
+def read_stream(lab, offset, until):
+    """[(offset, event)] of lab.history from OFFSET (x-stream-offset), read over AMQP 0.9.1
+    as RabbitMQ's docs say (a prefetch, manual acks), until until(events) or 30 s."""
+    events = []
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=100)  # required: a stream refuses a consumer without one
+        deliveries = channel.consume(HISTORY_STREAM, arguments={"x-stream-offset": offset}, inactivity_timeout=1)
+        deadline = time.monotonic() + 30
+        for method, properties, body in deliveries:
+            if method is not None:
+                events += [(properties.headers["x-stream-offset"], event) for event in json.loads(body)]
+                channel.basic_ack(method.delivery_tag)  # credit, not deletion
+            if until(events) or time.monotonic() > deadline:
+                break
+        channel.cancel()
+    return events
+
+
+def done_in(batch):
+    return lambda events: {e["message_id"] for _o, e in events if e["event"] == "done" and e["batch"] == batch}
+
+
+def batch_of(lab, name):
+    run = json.loads((lab.timelines / f"{name}.json").read_text())
+    return run["batch"]
+
+
+def test_the_broker_declares_the_history_stream_with_its_retention_bound_to_lab_events(lab):
+    status, stream = lab.management(f"queues/%2F/{HISTORY_STREAM}")
+    assert status == 200 and stream["type"] == "stream" and stream["durable"], stream
+    assert stream["arguments"] == HISTORY_ARGUMENTS
+    status, bindings = lab.management(f"exchanges/%2F/{EVENTS_EXCHANGE}/bindings/source")
+    assert HISTORY_STREAM in [binding["destination"] for binding in bindings]  # the dashboard's queue beside it
+
+
+def test_every_reader_reads_every_event_of_a_batch_and_again(lab):
+    sent = lab.send("6", "--wait", "--name", "history-six")
+    assert sent.returncode == 0, sent.stderr
+    batch = batch_of(lab, "history-six")
+    six_done = lambda events: len(done_in(batch)(events)) == 6  # noqa: E731
+    first, second = (read_stream(lab, "first", six_done) for _ in range(2))  # two readers, one after the other
+    assert done_in(batch)(first) == done_in(batch)(second) == {f"{batch}.{n}" for n in range(1, 7)}
+    assert [offset for offset, _e in first] == [offset for offset, _e in second]  # the same log, in order
+
+
+def test_a_reader_from_a_time_gets_the_events_after_it(lab):
+    early = lab.send("2", "--wait", "--name", "history-early")
+    assert early.returncode == 0, early.stderr
+    time.sleep(1.5)  # the broker attaches at a chunk boundary at or before the time: leave a gap
+    since = datetime.now(UTC)
+    late = lab.send("2", "--wait", "--name", "history-late")
+    assert late.returncode == 0, late.stderr
+    early_batch, late_batch = batch_of(lab, "history-early"), batch_of(lab, "history-late")
+    events = read_stream(lab, since, lambda events: len(done_in(late_batch)(events)) == 2)
+    assert len(done_in(late_batch)(events)) == 2
+    assert not done_in(early_batch)(events)
