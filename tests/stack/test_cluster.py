@@ -1,6 +1,7 @@
 """The lab on a three-node cluster (compose.cluster.yaml): task_queue has a member on
 every node, and a node killed or stopped mid-batch loses no task. Prints the figures."""
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ from playwright.sync_api import expect
 
 from browser import CHROMIUM, chromium, on_top
 from demos import ctrl_c, demo, forget_run, no_run_saved, output_until
+from lab.topology import HISTORY_STREAM
 from stacklab import ROOT, Lab, completions
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -263,6 +265,14 @@ def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
     inspect = ["docker", "inspect", "--format", "{{.Image}}"]
     running = {node: cluster.run([*inspect, container(cluster, node)]).stdout.strip() for node in NODES}
     assert image and running == dict.fromkeys(NODES, image)
+
+
+def test_the_history_stream_has_a_replica_on_every_node(cluster):
+    listed = cluster.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "list_queues", "name", "type", "members",
+                             "--formatter", "json", "--silent").stdout  # fmt: skip
+    history = next(queue for queue in json.loads(listed) if queue["name"] == HISTORY_STREAM)
+    assert history["type"] == "stream"
+    assert sorted(history["members"]) == sorted(f"rabbit@{node}" for node in NODES)
 
 
 def test_ctrl_c_after_the_node_failure_demo_killed_the_leader_starts_it_again(healthy):
