@@ -41,10 +41,18 @@ while (($#)) && [[ "$1" != -- ]]; do
   case "$1" in
     --copies)
       (($# >= 2)) || fail "--copies needs a number"
-      options+=(--copies "$(positive_whole_number --copies "$2")"); shift 2 ;;
-    --producer | --name)
+      copies="$(positive_whole_number --copies "$2")"
+      ((copies <= 8)) || fail "--copies takes 1 to 8, got $2"
+      options+=(--copies "$copies"); shift 2 ;;
+    --producer)
       (($# >= 2)) || fail "$1 needs a value"
       [[ -n "${2//[[:space:]]/}" ]] || fail "$1 needs a value, got an empty one"
+      options+=("$1" "$2"); shift 2 ;;
+    --name)
+      (($# >= 2)) || fail "$1 needs a value"
+      # A file name under timelines/: no path, nothing a shell or a terminal would read otherwise.
+      [[ "$2" =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ ]] \
+        || fail "--name takes 1 to 64 letters, digits, '-' or '_', starting with a letter or digit"
       options+=("$1" "$2"); shift 2 ;;
     --quick | --strict) options+=("$1"); shift ;;
     -?*) refuse "$1" ;;
@@ -56,6 +64,22 @@ shift  # the --
 
 require_running_lab
 ensure_venv producer/requirements.txt  # pika and matplotlib, as the producer's image has them
+checker=(.venv/bin/python -m checker)
+export PYTHONPATH="producer:."
+
+# One run at a time per lab: a second one refuses and touches nothing (not even the workers).
+lock=".venv/check-worker-${COMPOSE_PROJECT_NAME:-lab}.lock"
+if ! mkdir "$lock" 2>/dev/null; then
+  holder="$(cat "$lock/pid" 2>/dev/null || true)"
+  if [[ -n "$holder" ]] && kill -0 "$holder" 2>/dev/null; then
+    fail "another check-worker.sh is running (process $holder) against this lab: wait for it to end, then run this again" 1
+  fi
+  rm -rf "$lock"  # left by a run that was killed outright
+  mkdir "$lock" || fail "cannot take $lock: another check-worker.sh may have just started" 1
+fi
+echo "$$" >"$lock/pid"
+trap 'rm -rf "$lock"' EXIT
+
 workers="$(running_workers)"
 # For the orchestrator (checker/), run here; it runs the command where the caller stands.
 AMQP_PORT="$(setting AMQP_PORT)"
@@ -63,9 +87,7 @@ LAB_BIND_ADDRESS="$(setting LAB_BIND_ADDRESS)"
 RABBITMQ_DEFAULT_USER="$(setting RABBITMQ_DEFAULT_USER)"
 RABBITMQ_DEFAULT_PASS="$(setting RABBITMQ_DEFAULT_PASS)"
 # Not TIMELINES_DIR: compose.yaml reads it (the orchestrator saves to timelines/ without it).
-export AMQP_PORT LAB_BIND_ADDRESS RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS CHECK_FROM="$CALLER_DIR" \
-  PYTHONPATH="producer:."
-checker=(.venv/bin/python -m checker)
+export AMQP_PORT LAB_BIND_ADDRESS RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS CHECK_FROM="$CALLER_DIR"
 "${checker[@]}" --refuse-if-busy  # task_queue holds tasks: they are not the check's to take
 
 # shellcheck disable=SC2329  # run by the EXIT trap
@@ -83,9 +105,14 @@ restore_workers() {  # the EXIT trap: the lab's workers back as they were
   fi
   if ((workers > 0)); then
     echo "==> Starting the lab's $workers workers again"
-    compose_quietly up --detach --wait --wait-timeout "$WAIT_SECONDS" --no-recreate --scale "consumer=$workers" \
+    # In a session of its own (checker/detached.py): no signal from the terminal reaches it.
+    .venv/bin/python -m checker.detached bash -c 'source scripts/lib.sh && compose_quietly "$@"' restore \
+      up --detach --wait --wait-timeout "$WAIT_SECONDS" --no-recreate --scale "consumer=$workers" \
       || { echo "==> That failed; run: docker compose up -d --scale consumer=$workers" >&2; status=1; }
+    echo "==> They run in the background now: a 'docker compose up' in another terminal no longer shows" \
+      "their lines; follow them with: docker compose logs --follow consumer"
   fi
+  rm -rf "$lock"
   exit "$status"
 }
 trap 'exit 130' INT
