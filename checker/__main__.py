@@ -6,9 +6,13 @@ checks 1-4 pass (and, with --strict, check 5), 1 otherwise, 130/143/129 on a sig
 Whatever happens, every copy it started is ended before it exits."""
 
 import argparse
+import json
 import os
 import signal
+import subprocess
 import sys
+from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 
 from pika.exceptions import AMQPError
@@ -16,6 +20,7 @@ from pika.exceptions import AMQPError
 from . import checks, timeline
 from .broker import Broker, BrokerError
 from .copies import Copies
+from .sandbox import Sandbox, SandboxError
 from .session import NotAttached, Session
 
 RUN_SECONDS = 240  # the whole run, at most
@@ -49,6 +54,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--name", default="check-worker")
+    parser.add_argument("--container", action="store_true", help="each copy in a throwaway container (sandbox.py)")
+    parser.add_argument("--report", help="also write the verdicts to this file, as JSON")
     parser.add_argument("--refuse-if-busy", action="store_true", help="only say whether task_queue holds tasks")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -63,11 +70,10 @@ def report(verdict):
 
 def run_checks(session, args, env):
     """The verdicts, in order; a check that cannot run is SKIP with the reason."""
-    cwd = os.environ.get("CHECK_FROM", ".")
     producer = None
     if args.producer:  # first: task_queue is empty and nothing consumes it yet
         print(f"==> Running your producer once: {args.producer}", flush=True)
-        producer = checks.producer_persistent(session.broker, args.producer, cwd, env)
+        producer = checks.producer_persistent(session.broker, args.producer, session.copies, env)
     print(f"==> Starting {args.copies} copies of: {' '.join(args.command)}", flush=True)
     try:
         session.attach()
@@ -186,9 +192,23 @@ def main(argv=None):
         env.pop(own, None)
     broker = Broker()
     session = Session(broker, None, args.copies)
-    copies = Copies(args.command, os.environ.get("CHECK_FROM", "."), env, mark=session.batch)
-    session.copies = copies
-    status = 1
+    with ExitStack() as stack:
+        try:
+            sandbox = stack.enter_context(Sandbox(f"check-worker-{session.batch}")) if args.container else None
+        except (SandboxError, OSError, subprocess.SubprocessError) as exc:
+            print(f"check-worker.sh: cannot set up the containers the copies run in: {exc}", file=sys.stderr)
+            return 1
+        if sandbox:
+            print(f"==> Each copy runs in a container of its own ({sandbox.image}, the folder read-only, "
+                  "1 CPU, 256 MB, the broker its only network peer)", flush=True)  # fmt: skip
+        copies = Copies(args.command, os.environ.get("CHECK_FROM", "."), env, session.batch, sandbox)
+        session.copies = copies
+        return check(session, copies, args, env)
+
+
+def check(session, copies, args, env):
+    """Run the checks, clean up, save the run; the exit status."""
+    broker, status, verdicts = session.broker, 1, []
     try:
         ready, consumers = broker.counts()
         if ready or consumers:
@@ -209,6 +229,8 @@ def main(argv=None):
             signal.signal(getattr(signal, name), signal.SIG_IGN)  # the clean-up is not cut short
         for line in clean_up(session, copies):
             print(f"==> Clean-up: {line}", flush=True)
+    if args.report:
+        Path(args.report).write_text(json.dumps({"status": status, "verdicts": [asdict(v) for v in verdicts]}))
     if copies.all and session.sent:
         path, png = timeline.save(session, args.name)
         print(

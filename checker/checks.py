@@ -50,6 +50,7 @@ LONGER_DOTS = 40  # check 2's task when a copy finished the first before the kil
 QUIET_SECONDS = 3  # task_queue empty, no copy holding the task, this long: not coming back
 WAIT_SECONDS = 25  # for a check's tasks to be done (with the tutorial's second a dot, about 5 s)
 HOLDER_SECONDS = 15  # for a copy to take the one task in flight
+AUTO_ACK_GRACE_SECONDS = 3  # check 1's one-dot tasks, handed out with auto_ack: a copy that ends within this
 
 
 @dataclass
@@ -115,6 +116,13 @@ def takes_and_finishes(session):
         return crashed("1", session, copy)
     if not last.empty():
         return not_done("1", session, last, tasks, WAIT_SECONDS)
+    if session.auto_ack():  # the broker counted each task done as it handed it out: watch the work end
+        wait_until(lambda: ended(session), AUTO_ACK_GRACE_SECONDS)
+        if copy := ended(session):
+            return crashed("1", session, copy)
+        return Verdict("1", TITLES["1"], "SKIP", f"{len(tasks)} tasks sent, all taken; with auto_ack the broker counts "
+                       "a task done when it hands it out, so whether the copies finish theirs cannot be seen",
+                       ACK_FIX)  # fmt: skip
     took = {copy.name: sum(bool(copy.named(task)) for task in tasks) for copy in session.current}
     seen_holding = {name for reading in samples for name in reading.holding()}
     shares = ", ".join(
@@ -333,10 +341,12 @@ def durable(session, refused=None, producer=None):
     return Verdict("4", title, "PASS", f"{seen}{'; ' + producer.seen if producer else ''}")
 
 
-def producer_persistent(broker, command, cwd, env):
-    """Run the student's producer once (task_queue empty, no consumer): its message's delivery_mode."""
+def producer_persistent(broker, command, copies, env):
+    """Run the student's producer once (task_queue empty, no consumer), where the copies run
+    (here or in the sandbox): its message's delivery_mode."""
     try:
-        result = subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=30,
+        argv, _container = copies.wrap(shlex.split(command), "producer")
+        result = subprocess.run(argv, cwd=copies.cwd, env=env, capture_output=True, text=True, timeout=60,
                                 stdin=subprocess.DEVNULL, check=False)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return Verdict("4", "", "FAIL", f"your producer did not run: {exc}", "")

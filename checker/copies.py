@@ -33,8 +33,8 @@ def printable(text):
 class Copy:
     """One copy of the command: `name`, its process, and what it printed."""
 
-    def __init__(self, name, command, cwd, env):
-        self.name = name
+    def __init__(self, name, command, cwd, env, container=None):
+        self.name, self.container = name, container  # the container it runs in, if any (sandbox.py)
         self.lines = []  # (epoch seconds, line)
         self.process = subprocess.Popen(
             command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -52,7 +52,10 @@ class Copy:
         return self.process.poll() is None
 
     def signal(self, number):
-        """Send `number` to the copy's whole process group; the moment it was sent."""
+        """Send `number` to the copy's whole process group, or its container's; the moment it was sent."""
+        if self.container and self.alive():
+            subprocess.run(["docker", "kill", "--signal", str(int(number)), self.container], capture_output=True,
+                           timeout=30, check=False)  # fmt: skip
         try:
             os.killpg(self.process.pid, number)
         except ProcessLookupError:
@@ -114,15 +117,24 @@ def marked_processes(mark, proc=Path("/proc")):
 class Copies:
     """The copies running now and those ended, all ended by end_all()."""
 
-    def __init__(self, command, cwd, env, mark):
-        self.command, self.cwd, self.mark = command, cwd, mark
+    def __init__(self, command, cwd, env, mark, sandbox=None):
+        self.command, self.cwd, self.mark, self.sandbox = command, cwd, mark, sandbox
         self.env = {**env, RUN_MARK: mark}
         self.all = []
 
     def start(self):
-        copy = Copy(f"copy-{len(self.all) + 1}", self.command, self.cwd, self.env)
+        name = f"copy-{len(self.all) + 1}"
+        command, container = self.wrap(self.command, name)
+        copy = Copy(name, command, self.cwd, self.env, container)
         self.all.append(copy)
         return copy
+
+    def wrap(self, command, name):
+        """(the command line that runs `command`, here or in a container of the sandbox; the container)."""
+        if self.sandbox is None:
+            return command, None
+        container = f"{self.sandbox.name}-{name}"
+        return self.sandbox.command(container, self.cwd, command), container
 
     def running(self):
         return [copy for copy in self.all if copy.alive()]

@@ -219,6 +219,7 @@ def quick_checks(monkeypatch):
     monkeypatch.setattr(checks, "HELD_SECONDS", 0.25)
     monkeypatch.setattr(checks, "WAIT_SECONDS", 6)
     monkeypatch.setattr(checks, "HOLDER_SECONDS", 3)
+    monkeypatch.setattr(checks, "AUTO_ACK_GRACE_SECONDS", 0.5)
 
 
 def run(worker, *, latency=0.1, durable=True, quick=True):
@@ -263,7 +264,7 @@ def test_a_worker_that_hangs_after_three_tasks_does_not_pass(quick_checks):
     ("mistake", "case"),
     [
         # (the worker; the verdicts of checks 1-4; the check that fails: words it says, words of its fix)
-        ("auto-ack", (Worker(ack="auto"), "PFFP", "2", "auto_ack=True (ack_required false)", "basic_ack")),
+        ("auto-ack", (Worker(ack="auto"), "SFFP", "2", "auto_ack=True (ack_required false)", "basic_ack")),
         ("ack before the work", (Worker(ack="before", seconds_per_dot=0.3), "PFFP", "2",
                                  "acknowledged on receipt, before the work", "basic_ack")),
         ("no prefetch", (Worker(prefetch=0), "PPFP", "3", "prefetch none (0)", "basic_qos(prefetch_count=1)")),
