@@ -42,11 +42,12 @@ def parse_args(argv):
 
 
 def named_file(command):
-    """The file the command names: its first argument that is not an option (worker.py in
-    `python worker.py`), or the program itself when it is a path (./worker)."""
+    """The file the command names: the program itself when it is a path (./worker), else its
+    first argument that is not an option and looks like a file (worker.py in `python worker.py`,
+    worker.go in `go run worker.go`); None when none does (then no folder is reported missing)."""
     if "/" in command[0]:
         return command[0]
-    return next((arg for arg in command[1:] if not arg.startswith("-")), None)
+    return next((arg for arg in command[1:] if not arg.startswith("-") and ("." in arg or "/" in arg)), None)
 
 
 def student_name(folder):
