@@ -176,10 +176,29 @@ def replace(session, copy):
     session.attach()
 
 
-def after_kill(session, victim, seconds):
-    """What became of the only task in flight once `victim` ended: ("redone", copy name) when
-    another copy held it and it was then acknowledged; ("lost", None) when task_queue stayed
-    empty, no copy holding it, for 3 s; ("held", copy name) when one still held it at the end."""
+def after_ending(session, victim, task, since, seconds):
+    """What became of the only task in flight once `victim` was ended, watched at once (a copy
+    in its place is started first only when no other runs): ("redone", copy name) when another
+    copy held it (the broker) or named it after `since`, the kill (its output), and it was then
+    acknowledged; ("lost", None) when task_queue stayed empty, no copy holding it, for
+    QUIET_SECONDS; ("held", copy name) when one still held it at the end."""
+    others = [copy for copy in session.current if copy is not victim and copy.alive()]
+    if not others:
+        replace(session, victim)
+    outcome = after_kill(session, victim, task, since, seconds)
+    if others:
+        replace(session, victim)
+    return outcome
+
+
+def redone_by(session, victim, task, since):
+    """The first copy but `victim` that named `task` after `since`, or None."""
+    named = [(moment, copy.name) for copy in session.copies.all if copy is not victim
+             for moment in copy.named(task) if moment > since]  # fmt: skip
+    return min(named)[1] if named else None
+
+
+def after_kill(session, victim, task, since, seconds):
     other, empty_since = None, None
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -187,7 +206,9 @@ def after_kill(session, victim, seconds):
         holders = [name for name in reading.holding() if name != victim.name]
         if holders:
             other, empty_since = holders[0], None
-        elif reading.empty():
+        elif other is None:
+            other = redone_by(session, victim, task, since)
+        if not holders and reading.empty():
             if other:
                 return "redone", other
             empty_since = empty_since or time.monotonic()
@@ -233,9 +254,8 @@ def kill_mid_task(session, label, dots):
     killed = victim.signal(signal.SIGKILL)
     victim.process.wait()
     session.mark(f"killed {victim.name}", killed)
-    replace(session, victim)
     waited = max(WAIT_SECONDS, 1.5 * dots)  # the task again, from the start
-    outcome, by = after_kill(session, victim, waited)
+    outcome, by = after_ending(session, victim, task, killed, waited)
     verdict = None
     if outcome == "redone":
         session.long_dots = dots
@@ -378,8 +398,7 @@ def survives_sigterm(session):
     if not stopped:
         copy.end(0)
     took = time.time() - sent
-    replace(session, copy)
-    outcome, by = after_kill(session, copy, WAIT_SECONDS)
+    outcome, by = after_ending(session, copy, task, sent, WAIT_SECONDS)
     if not stopped:
         return Verdict("5b", title, "WARN", f"{copy.name} still ran 10 s after SIGTERM (killed)", SIGTERM_FIX)
     if outcome == "redone":

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
+from .checks import TITLES
+
 CHECKS = ["1", "2", "3", "4", "5b", "5a"]
 MAX_FILES, MAX_BYTES = 200, 5_000_000  # hashed per student, at most
 STUDENT_SECONDS = 300  # one student's check, at most (the check itself gives up after 240 s)
@@ -94,8 +96,9 @@ def check_one(folder, out, args):
 
 
 def missing(name_of_file):
-    return {number: {"number": number, "title": "", "status": "SKIP", "seen": f"missing: no {name_of_file} in the "
-                     "folder", "fix": f"hand in {name_of_file}"} for number in CHECKS[:4]}  # fmt: skip
+    """SKIP for each required check of a student who handed in no such file."""
+    seen, fix = f"missing: no {name_of_file} in the folder", f"hand in {name_of_file}"
+    return {n: {"number": n, "title": TITLES[n], "status": "SKIP", "seen": seen, "fix": fix} for n in CHECKS[:4]}
 
 
 def required(args):
@@ -151,8 +154,15 @@ def write_summary(path, rows, numbers, started):
 
 
 def lab_commit():
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return result.stdout.strip() or "unknown (not a git checkout)"
+    """The lab's commit, and whether files differ from it."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                             check=False).stdout.strip()  # fmt: skip
+    return (commit + (" with uncommitted changes" if changed else "")) or "unknown (not a git checkout)"
+
+
+def time_left(seconds):
+    return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
 
 
 def library_version(on_host):
@@ -202,8 +212,8 @@ def main(argv=None):
         times.append(time.monotonic() - began)
         left = (len(students) - index) * sum(times) / len(times)
         shown = " ".join(f"{n}:{verdicts.get(n, {}).get('status', '-')}" for n in numbers)
-        print(f"[{index}/{len(students)}] {name}: {shown} — {result} ({times[-1]:.0f} s; about {left / 60:.0f} min "
-              "left)", flush=True)  # fmt: skip
+        print(f"[{index}/{len(students)}] {name}: {shown} — {result} ({times[-1]:.0f} s; {time_left(left)})",
+              flush=True)  # fmt: skip
     write_csv(out / "results.csv", rows, numbers)
     write_junit(out / "junit.xml", rows, numbers, needed)
     write_summary(out / "summary.md", rows, numbers, started)

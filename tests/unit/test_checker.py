@@ -310,3 +310,19 @@ def test_check_5a_does_not_wait_for_a_copy_that_ended_when_the_broker_restarted(
         "0 of 1 consumers of the copies are back on task_queue after the broker came back; copy-1 ended (exit "
         "status 1): pika.exceptions.ConnectionClosedByBroker: (320, CONNECTION_FORCED)"
     )
+
+
+def test_a_task_done_again_before_the_broker_is_next_read_counts_as_done_again(quick_checks):
+    # The broker answers slowly on a loaded machine: the surviving copy has taken the killed
+    # copy's task and finished it before the first reading after the kill. Its output says so.
+    lab = SimulatedLab(Worker(seconds_per_dot=0.05))
+    session = Session(lab, lab, 2)
+    session.attach()
+    (task,) = session.send("Check 2 task", [4])
+    victim, how = checks.holder_of(session, task)
+    assert how == "the broker"
+    killed = victim.signal(signal.SIGKILL)
+    lab.counts()  # the broker hands the task back, to the other copy
+    time.sleep(0.5)  # which does it (0.2 s) before anyone looks
+    outcome, by = checks.after_ending(session, victim, task, killed, seconds=3)
+    assert (outcome, by) == ("redone", next(c.name for c in session.current if c is not victim and c.named(task)))
