@@ -64,9 +64,10 @@ def verdicts(output):
     return {line.split()[1].rstrip("."): line for line in lines}
 
 
-def processes_of(folder):
+def processes_of(folder, root):
     """Processes still running in `folder` (the copies run where the student stands), or
-    whose command line names it, or the check's orchestrator."""
+    whose command line names it, or the check's orchestrator run from this lab's `root`
+    (not another clone's, on a shared machine)."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -74,7 +75,7 @@ def processes_of(folder):
             cwd = os.readlink(proc / "cwd")
         except OSError:
             continue
-        if cwd == str(folder) or str(folder) in cmdline or "-m checker" in cmdline:
+        if cwd == str(folder) or str(folder) in cmdline or ("-m checker" in cmdline and cwd == str(root)):
             found.append(cmdline)
     return found
 
@@ -83,7 +84,7 @@ def assert_lab_restored(lab, folder):
     lab.wait_for(lambda: lab.queue()[1] == CONSUMERS, f"the lab's {CONSUMERS} workers attached again", timeout=30)
     assert len(lab.compose("ps", "--status", "running", "--quiet", "consumer").stdout.split()) == CONSUMERS
     assert lab.queue()[0] == 0  # none of the check's tasks left
-    assert processes_of(folder) == []
+    assert processes_of(folder, lab.root) == []
 
 
 @pytest.mark.timeout(400)
@@ -181,7 +182,7 @@ def test_a_second_run_refuses_and_ctrl_c_ends_every_copy_and_brings_the_workers_
     try:
         while not (line := readline_within(check.stdout, 120)).startswith("PASS  1."):
             assert line, check.stderr.read()
-        assert len(processes_of(tmp_path)) >= 2  # the copies run
+        assert len(processes_of(tmp_path, lab.root)) >= 2  # the copies run
         second = check_worker(lab, tmp_path, "--quick", "--", sys.executable, worker.name, timeout=60)
         assert second.returncode == 1 and second.stdout == ""
         assert second.stderr.startswith("check-worker.sh: another check-worker.sh is running"), second.stderr
@@ -247,4 +248,4 @@ def test_it_refuses_to_start_while_task_queue_holds_tasks(lab, tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("check-worker.sh: task_queue holds 1 task(s)"), result.stderr
     assert lab.queue()[0] == 1  # left alone
-    assert processes_of(tmp_path) == []
+    assert processes_of(tmp_path, lab.root) == []
