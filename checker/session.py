@@ -142,11 +142,3 @@ class Session:
             if condition(reading) or time.monotonic() >= deadline:
                 return reading
             time.sleep(POLL_SECONDS)
-
-    def held_until_empty(self, seconds):
-        """(ready, unacknowledged) once task_queue is empty or `seconds` pass."""
-        reading = self.sample_until(Sample.empty, seconds)
-        return reading.ready, sum(reading.held.values())
-
-    def task_queue_empty(self):
-        return self.sample().empty()
