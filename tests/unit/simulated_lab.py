@@ -27,6 +27,7 @@ class Worker:
     hangs_after: int | None = None  # tasks done, then it stops acknowledging for good
     refuses: str | None = None  # ends at once with this line (a refused declaration, a refused connection)
     on_sigterm: str = "dies"  # "dies" (no handler) or "finishes" (finishes its task, then ends)
+    consumers: int = 1  # consumers it opens on task_queue, each on a channel of its own (the first gets the tasks)
 
 
 class FakeProcess:
@@ -142,16 +143,16 @@ class SimulatedLab:
     def counts(self):
         with self.lock:
             self.advance()
-            return len(self.ready), sum(copy.running for copy in self.all)
+            return len(self.ready), sum(self.worker.consumers for copy in self.all if copy.running)
 
     def consumers(self):
         with self.lock:
             self.advance()
             ack_required = not self.worker.ack.startswith("auto")
             return [
-                {"channel_pid": c.channel, "consumer_tag": c.name, "ack_required": ack_required,
+                {"channel_pid": f"{c.channel}{n or ''}", "consumer_tag": f"{c.name}.{n}", "ack_required": ack_required,
                  "prefetch_count": self.worker.prefetch}
-                for c in self.all if c.running
+                for c in self.all if c.running for n in range(self.worker.consumers)
             ]  # fmt: skip
 
     def unacknowledged(self, channels):
@@ -160,6 +161,7 @@ class SimulatedLab:
             self.advance()
             self.ctl_calls += 1
             answer = {c.channel: c.unacked() for c in self.all if c.running and c.channel in channels}
+            answer |= {f"{c.channel}{n}": 0 for c in self.all if c.running for n in range(1, self.worker.consumers)}
         time.sleep(self.latency)
         return answer
 

@@ -10,13 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from simulated_lab import SimulatedLab, Worker
 
 from checker import checks, diagnose
 from checker import session as session_module
-from checker.__main__ import run_checks, summary
+from checker.__main__ import clean_up, run_checks, summary
+from checker.broker import Broker
 from checker.checks import Verdict, held_behind
 from checker.copies import RUN_MARK, Copies, Copy, naming, printable
 from checker.session import Sample, Session
@@ -243,6 +245,12 @@ def test_the_tutorials_worker_passes_in_each_languages_wording(quick_checks, say
     assert "none held behind another while a copy idled" in verdicts["3"].seen
 
 
+def test_a_worker_with_two_consumers_in_one_process_is_attached_and_graded(quick_checks):
+    verdicts = run(Worker(consumers=2))
+    assert statuses(verdicts) == "PPPP", verdicts
+    assert "copy-1 took 2, copy-2 took 2" in verdicts["1"].seen
+
+
 def test_a_quick_correct_worker_is_given_a_longer_task_never_reported_as_losing_one(quick_checks):
     # 0.05 s a dot, answers in 0.5 s: check 2's first task is over before the kill.
     verdicts = run(Worker(seconds_per_dot=0.05), latency=0.5)
@@ -326,3 +334,60 @@ def test_a_task_done_again_before_the_broker_is_next_read_counts_as_done_again(q
     time.sleep(0.5)  # which does it (0.2 s) before anyone looks
     outcome, by = checks.after_ending(session, victim, task, killed, seconds=3)
     assert (outcome, by) == ("redone", next(c.name for c in session.current if c is not victim and c.named(task)))
+
+
+class QueueChannel:
+    """A channel on task_queue holding messages (message id, text): basic_get, ack and nack as pika's."""
+
+    def __init__(self, ids):
+        self.ready = list(ids)
+        self.taken, self.acked, self.requeued = [], [], []
+
+    def queue_declare(self, _queue, passive):
+        assert passive
+        return argparse.Namespace(method=argparse.Namespace(message_count=len(self.ready)))
+
+    def basic_get(self, _queue):
+        if not self.ready:
+            return None, None, None
+        self.taken.append(self.ready.pop(0))
+        return argparse.Namespace(delivery_tag=len(self.taken)), argparse.Namespace(message_id=self.taken[-1]), b""
+
+    def basic_ack(self, tag):
+        self.acked.append(self.taken[tag - 1])
+
+    def basic_nack(self, tag, multiple, requeue):
+        assert multiple and requeue
+        self.requeued = [m for m in self.taken[:tag] if m not in self.acked]
+
+
+def test_the_checks_own_tasks_are_taken_out_of_task_queue_and_anything_else_put_back(monkeypatch):
+    channel = QueueChannel(["abc.3", "students-own.1", "abc.4", None, "abcd.1"])
+    broker = Broker.__new__(Broker)
+    monkeypatch.setattr(Broker, "channel", contextmanager(lambda _self: (yield channel)))
+    assert broker.remove_batch("abc") == 2
+    assert channel.acked == ["abc.3", "abc.4"]
+    assert channel.requeued == ["students-own.1", None, "abcd.1"]  # another batch's "abcd.1" is not "abc.*"
+
+
+def test_the_clean_up_names_what_it_removed_and_a_consumer_that_escaped():
+    class LeftoverBroker:
+        def remove_batch(self, _batch):
+            return 3
+
+        def consumers(self):
+            return [{"channel_pid": "<0.7.0>"}, {"channel_pid": "<0.9.0>"}]  # the second: not the check's
+
+    class Escaping:
+        def end_all(self):
+            return {4242: "python -c import time; time.sleep(60)"}
+
+    session = Session(LeftoverBroker(), Escaping(), 2)
+    session.owner = {"<0.7.0>": "copy-1"}
+    lines = clean_up(session, session.copies)
+    assert lines == [
+        "ended 1 process(es) your worker started outside its process group: 4242 python -c import time; time.sleep(60)",
+        "removed the check's 3 task(s) left in task_queue",
+        "1 consumer(s) the copies opened still consume task_queue, from a process the check could not end (it left "
+        "the copies' process group): find it with ps and end it",
+    ]
