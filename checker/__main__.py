@@ -6,9 +6,13 @@ checks 1-4 pass (and, with --strict, check 5), 1 otherwise, 130/143/129 on a sig
 Whatever happens, every copy it started is ended before it exits."""
 
 import argparse
+import json
 import os
 import signal
+import subprocess
 import sys
+from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 
 from pika.exceptions import AMQPError
@@ -16,6 +20,7 @@ from pika.exceptions import AMQPError
 from . import checks, timeline
 from .broker import Broker, BrokerError
 from .copies import Copies
+from .sandbox import Sandbox, SandboxError
 from .session import NotAttached, Session
 
 RUN_SECONDS = 240  # the whole run, at most
@@ -42,12 +47,15 @@ def on_signal(number, _frame):
 
 
 def parse_args(argv):
+    """The arguments as check-worker.sh passes them, already checked there."""
     parser = argparse.ArgumentParser(prog="check-worker")
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--producer")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--name", default="check-worker")
+    parser.add_argument("--container", action="store_true", help="each copy in a throwaway container (sandbox.py)")
+    parser.add_argument("--report", help="also write the verdicts to this file, as JSON")
     parser.add_argument("--refuse-if-busy", action="store_true", help="only say whether task_queue holds tasks")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -62,43 +70,52 @@ def report(verdict):
 
 def run_checks(session, args, env):
     """The verdicts, in order; a check that cannot run is SKIP with the reason."""
-    cwd = os.environ.get("CHECK_FROM", ".")
     producer = None
     if args.producer:  # first: task_queue is empty and nothing consumes it yet
         print(f"==> Running your producer once: {args.producer}", flush=True)
-        producer = checks.producer_persistent(session.broker, args.producer, cwd, env)
+        producer = checks.producer_persistent(session.broker, args.producer, session.copies, env)
     print(f"==> Starting {args.copies} copies of: {' '.join(args.command)}", flush=True)
     try:
         session.attach()
     except NotAttached as exc:
         return not_attached(session, exc, producer)
-    required = [
+    order = [
         ("1", checks.takes_and_finishes),
         ("2", checks.acknowledges_after_work),
         ("3", checks.fair_dispatch),
         ("4", lambda session: checks.durable(session, producer=producer)),
     ]
-    extra = [("5b", checks.stops_on_sigterm), ("5a", checks.back_after_restart)]
-    verdicts = []
-    for number, check in required + ([] if args.quick else extra):
-        try:
-            verdicts.append(report(check(session)))
-        except NotAttached as exc:  # a copy started in place of an ended one did not consume
-            verdicts.append(report(checks.Verdict(number, "a new copy", "FAIL", str(exc))))
-            break
+    if not args.quick:
+        order += [("5b", checks.survives_sigterm), ("5a", checks.back_after_restart)]
+    verdicts, cannot = [], None
+    for number, check in order:
+        if cannot and number != "4":  # check 4 reads the queue: it needs no copy
+            verdicts.append(report(checks.Verdict(number, checks.TITLES[number], "SKIP", cannot)))
+            continue
+        verdict = report(checks.runs_on(session, number, check))
+        verdicts.append(verdict)
+        if not cannot and (checks.ended(session) or verdict.title == "a new copy"):
+            cannot = f"could not run: the copies did not keep running (see check {number})"
     return verdicts
 
 
 def not_attached(session, why, producer):
-    """The verdicts when the copies did not all consume task_queue: check 1 fails, or,
-    when the broker refused their declaration of the queue, check 4 does."""
-    refused = next((line.strip() for copy in session.current for _at, line in copy.lines if REFUSED in line), None)
+    """The verdicts when the copies did not all consume task_queue: check 1 fails with the
+    copy's own error and its fix, or, when the broker refused their declaration of the
+    queue, check 4 does."""
+    copy = checks.ended(session)
+    refused = copy and next((line.strip() for _at, line in copy.lines if REFUSED in line), None)
     skip = "could not run: the copies did not consume task_queue" + (" (see check 4)" if refused else "")
-    first = checks.Verdict("1", "takes and finishes tasks", *(("SKIP", skip) if refused else ("FAIL", str(why))))
+    if refused:
+        first = checks.Verdict("1", checks.TITLES["1"], "SKIP", skip)
+    elif copy:
+        first = checks.crashed("1", session, copy)
+    else:
+        first = checks.Verdict("1", checks.TITLES["1"], "FAIL", str(why), checks.CONSUME_FIX)
     return [
         report(first),
-        report(checks.Verdict("2", "acknowledges after the work", "SKIP", skip)),
-        report(checks.Verdict("3", "fair dispatch", "SKIP", skip)),
+        report(checks.Verdict("2", checks.TITLES["2"], "SKIP", skip)),
+        report(checks.Verdict("3", checks.TITLES["3"], "SKIP", skip)),
         report(durable_unknown(skip, producer) if not refused else checks.durable(session, refused, producer)),
     ]
 
@@ -106,7 +123,7 @@ def not_attached(session, why, producer):
 def durable_unknown(skip, producer):
     """Check 4 when the copies consumed nothing: only the producer's part, if it ran, is known."""
     if producer is None:
-        return checks.Verdict("4", "durable queue", "SKIP", skip)
+        return checks.Verdict("4", checks.TITLES["4"], "SKIP", skip)
     seen = f"{producer.seen}; the worker's queue: {skip}"
     status = "FAIL" if producer.status == "FAIL" else "SKIP"
     return checks.Verdict("4", "durable queue and persistent messages", status, seen, producer.fix)
@@ -135,6 +152,30 @@ def refuse_if_busy(broker):
     return 1 if held else 0
 
 
+def clean_up(session, copies):
+    """Every copy ended, and whatever of theirs escaped its process group; the check's own
+    tasks out of task_queue; consumers of the copies the broker still shows, named. Lines
+    for the report."""
+    lines = []
+    escaped = copies.end_all()
+    if escaped:
+        shown = "; ".join(f"{pid} {command[:80]}" for pid, command in sorted(escaped.items()))
+        lines.append(f"ended {len(escaped)} process(es) your worker started outside its process group: {shown}")
+    try:
+        removed = session.broker.remove_batch(session.batch)
+        if removed:
+            lines.append(f"removed the check's {removed} task(s) left in task_queue")
+        left = [c for c in session.broker.consumers() if c["channel_pid"] in session.owner]
+    except (AMQPError, OSError, BrokerError) as exc:
+        return [*lines, f"could not tidy task_queue (the broker did not answer: {exc}); scripts/doctor.sh tells more"]
+    if left:
+        lines.append(
+            f"{len(left)} consumer(s) the copies opened still consume task_queue, from a process the check could not "
+            "end (it left the copies' process group): find it with ps and end it"
+        )
+    return lines
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.refuse_if_busy:
@@ -149,10 +190,25 @@ def main(argv=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # a Python worker's prints reach the pipe at once
     for own in ("PYTHONPATH", "CHECK_FROM"):
         env.pop(own, None)
-    copies = Copies(args.command, os.environ.get("CHECK_FROM", "."), env)
     broker = Broker()
-    session = Session(broker, copies, args.copies)
-    status = 1
+    session = Session(broker, None, args.copies)
+    with ExitStack() as stack:
+        try:
+            sandbox = stack.enter_context(Sandbox(f"check-worker-{session.batch}")) if args.container else None
+        except (SandboxError, OSError, subprocess.SubprocessError) as exc:
+            print(f"check-worker.sh: cannot set up the containers the copies run in: {exc}", file=sys.stderr)
+            return 1
+        if sandbox:
+            print(f"==> Each copy runs in a container of its own ({sandbox.image}, the folder read-only, "
+                  "1 CPU, 256 MB, the broker its only network peer)", flush=True)  # fmt: skip
+        copies = Copies(args.command, os.environ.get("CHECK_FROM", "."), env, session.batch, sandbox)
+        session.copies = copies
+        return check(session, copies, args, env)
+
+
+def check(session, copies, args, env):
+    """Run the checks, clean up, save the run; the exit status."""
+    broker, status, verdicts = session.broker, 1, []
     try:
         ready, consumers = broker.counts()
         if ready or consumers:
@@ -171,7 +227,10 @@ def main(argv=None):
         signal.alarm(0)
         for name in ("SIGINT", "SIGTERM", "SIGHUP"):
             signal.signal(getattr(signal, name), signal.SIG_IGN)  # the clean-up is not cut short
-        copies.end_all()
+        for line in clean_up(session, copies):
+            print(f"==> Clean-up: {line}", flush=True)
+    if args.report:
+        Path(args.report).write_text(json.dumps({"status": status, "verdicts": [asdict(v) for v in verdicts]}))
     if copies.all and session.sent:
         path, png = timeline.save(session, args.name)
         print(

@@ -67,6 +67,24 @@ class Broker:
             channel.basic_nack(method.delivery_tag, requeue=True)
             return properties, body.decode(errors="replace")
 
+    def remove_batch(self, batch, most=1000):
+        """Take the check's own tasks (message ids "<batch>.<n>") out of task_queue, leaving any
+        other message where it was; how many were taken."""
+        with self.channel() as channel:
+            ready = channel.queue_declare(QUEUE, passive=True).method.message_count
+            removed, last = 0, None
+            for _ in range(min(ready, most)):
+                method, properties, _body = channel.basic_get(QUEUE)
+                if method is None:
+                    break
+                last = method.delivery_tag
+                if str(properties.message_id or "").startswith(f"{batch}."):
+                    channel.basic_ack(method.delivery_tag)
+                    removed += 1
+            if last is not None:
+                channel.basic_nack(last, multiple=True, requeue=True)  # the others, back
+            return removed
+
     def ctl(self, *args):
         """rabbitmqctl ARGS in the broker's container, its JSON answer."""
         command = [

@@ -1,6 +1,8 @@
 """The student's worker, run as they run it: each copy of their command in a
 process group of its own (so that ending it ends whatever it started), its
-output read line by line with the moment each line came."""
+output read line by line with the moment each line came. Every process a copy
+starts inherits RUN_MARK in its environment, so that one that left the copy's
+process group (setsid, a daemon) is found and ended too (Linux: /proc)."""
 
 import os
 import re
@@ -8,24 +10,31 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
-RECEIVED = re.compile(r"\[x\] Received:?\s*(.*)")
-DONE = re.compile(r"\[x\] Done")
-QUOTED = re.compile(r"""^b?(['"])(.*)\1$""")  # print(body) shows b'Task 1.'
+RUN_MARK = "CHECK_WORKER_RUN"
+MAX_LINES = 5000  # a copy's output kept, at most (a worker printing without end is not stored whole)
+MAX_LINE = 2000
+DONE = re.compile(r"\bdone\b", re.IGNORECASE)  # the tutorials' "[x] Done" (Go: "Done"): drawing only
 
 
-def task_text(shown):
-    """The task's text as a worker printed it: 'Task 1.', b'Task 1.' or Task 1."""
-    shown = shown.strip()
-    quoted = QUOTED.match(shown)
-    return quoted.group(2) if quoted else shown
+def naming(task):
+    """A pattern for a line that names `task` in any wording: "[x] Received Task 1.",
+    "Received a message: Task 1.", "b'Task 1.'", 'Ok("Task 1.")'; not "Task 1.." or "Task 10"."""
+    return re.compile(re.escape(task) + r"(?![\d.])")
+
+
+def printable(text):
+    """A line of a copy's output as plain text: no terminal escapes, no control characters."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:MAX_LINE]
 
 
 class Copy:
     """One copy of the command: `name`, its process, and what it printed."""
 
-    def __init__(self, name, command, cwd, env):
-        self.name = name
+    def __init__(self, name, command, cwd, env, container=None):
+        self.name, self.container = name, container  # the container it runs in, if any (sandbox.py)
         self.lines = []  # (epoch seconds, line)
         self.process = subprocess.Popen(
             command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -36,13 +45,17 @@ class Copy:
 
     def _read(self):
         for raw in self.process.stdout:
-            self.lines.append((time.time(), raw.decode(errors="replace").rstrip()))
+            if len(self.lines) < MAX_LINES:
+                self.lines.append((time.time(), printable(raw.decode(errors="replace").rstrip())))
 
     def alive(self):
         return self.process.poll() is None
 
     def signal(self, number):
-        """Send `number` to the copy's whole process group; the moment it was sent."""
+        """Send `number` to the copy's whole process group, or its container's; the moment it was sent."""
+        if self.container and self.alive():
+            subprocess.run(["docker", "kill", "--signal", str(int(number)), self.container], capture_output=True,
+                           timeout=30, check=False)  # fmt: skip
         try:
             os.killpg(self.process.pid, number)
         except ProcessLookupError:
@@ -61,54 +74,85 @@ class Copy:
         self.process.wait()
         self.reader.join(2)
 
-    def attempts(self):
-        """Each task the copy said it received: {task, started, finished (None if it never said Done)}.
-        A worker prints "[x] Done" without the task: it closes the latest attempt still open."""
+    def named(self, task):
+        """The moments the copy printed a line naming `task`."""
+        pattern = naming(task)
+        return [moment for moment, line in list(self.lines) if pattern.search(line)]
+
+    def attempts(self, tasks):
+        """For the timeline: each of `tasks` the copy named, {task, started, finished}; finished
+        when a line saying "done" came before it named another task (None if none did)."""
+        patterns = [(task, naming(task)) for task in tasks]
         attempts = []
         for moment, line in list(self.lines):
-            if received := RECEIVED.search(line):
-                attempts.append({"task": task_text(received.group(1)), "started": moment, "finished": None})
+            task = next((task for task, pattern in patterns if pattern.search(line)), None)
+            if task is not None:
+                attempts.append({"task": task, "started": moment, "finished": None})
             elif DONE.search(line) and attempts and attempts[-1]["finished"] is None:
                 attempts[-1]["finished"] = moment
         return attempts
-
-    def received(self, task):
-        return [a for a in self.attempts() if a["task"] == task]
-
-    def done(self, task):
-        return [a for a in self.received(task) if a["finished"] is not None]
 
     def tail(self, count=3):
         """Its last lines of output, as one line for a report."""
         lines = [line.strip() for _moment, line in self.lines[-count:] if line.strip()]
         return " | ".join(lines) or "(no output)"
 
+    def output(self):
+        return "\n".join(line for _moment, line in self.lines)
+
+
+def marked_processes(mark, proc=Path("/proc")):
+    """{pid: command line} of the processes whose environment carries RUN_MARK=mark (Linux)."""
+    wanted = f"{RUN_MARK}={mark}".encode()
+    found = {}
+    for entry in proc.glob("[0-9]*"):
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return found
+
 
 class Copies:
     """The copies running now and those ended, all ended by end_all()."""
 
-    def __init__(self, command, cwd, env):
-        self.command, self.cwd, self.env = command, cwd, env
+    def __init__(self, command, cwd, env, mark, sandbox=None):
+        self.command, self.cwd, self.mark, self.sandbox = command, cwd, mark, sandbox
+        self.env = {**env, RUN_MARK: mark}
         self.all = []
 
     def start(self):
-        copy = Copy(f"copy-{len(self.all) + 1}", self.command, self.cwd, self.env)
+        name = f"copy-{len(self.all) + 1}"
+        command, container = self.wrap(self.command, name)
+        copy = Copy(name, command, self.cwd, self.env, container)
         self.all.append(copy)
         return copy
+
+    def wrap(self, command, name):
+        """(the command line that runs `command`, here or in a container of the sandbox; the container)."""
+        if self.sandbox is None:
+            return command, None
+        container = f"{self.sandbox.name}-{name}"
+        return self.sandbox.command(container, self.cwd, command), container
 
     def running(self):
         return [copy for copy in self.all if copy.alive()]
 
     def end_all(self):
+        """End every copy, then any process of theirs that left its process group: what
+        those were ({pid: command line}), for the report."""
         for copy in self.all:
             copy.end()
+        escaped = {pid: cmd for pid, cmd in marked_processes(self.mark).items() if pid != os.getpid()}
+        for pid in escaped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return escaped
 
-    def holder(self, task):
-        """The running copy that received `task` and has not said it is done, or None."""
-        for copy in self.running():
-            if any(a["finished"] is None for a in copy.received(task)):
-                return copy
-        return None
-
-    def done_by(self, task):
-        return [copy for copy in self.all if copy.done(task)]
+    def first_named(self, task):
+        """(moment, copy) of the first line any copy printed naming `task`, or None."""
+        seen = [(moment, copy) for copy in self.all for moment in copy.named(task)[:1]]
+        return min(seen, key=lambda item: item[0], default=None)

@@ -1,8 +1,11 @@
 """One check run: the broker, the copies of the student's worker, the tasks the
-check sent (each with a message id of the run's batch) and the faults it caused."""
+check sent (each with a message id of the run's batch), the faults it caused, and
+what the broker showed of them: which copy's channels hold how many tasks
+unacknowledged (a sample), each channel traced to the copy that opened it."""
 
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from pika.exceptions import AMQPError
 
@@ -11,6 +14,7 @@ from lab.schema import message_id
 from .broker import BrokerError
 
 ATTACH_SECONDS = 20
+SETTLE_SECONDS = 0.5  # a copy that opens a second consumer does so within this
 POLL_SECONDS = 0.3
 
 
@@ -29,14 +33,35 @@ class NotAttached(Exception):
     """The copies did not all consume task_queue (the reason, one line)."""
 
 
+@dataclass
+class Sample:
+    """What the broker showed at one moment: tasks ready in task_queue, and how many each
+    running copy holds unacknowledged on its channels."""
+
+    at: float
+    ready: int
+    held: dict = field(default_factory=dict)  # copy name -> unacknowledged
+
+    def idle(self):
+        return [name for name, count in self.held.items() if count == 0]
+
+    def holding(self):
+        return {name: count for name, count in self.held.items() if count}
+
+    def empty(self):
+        return self.ready == 0 and not self.holding()
+
+
 class Session:
     def __init__(self, broker, copies, size):
         self.broker, self.copies, self.size = broker, copies, size
         self.batch = uuid.uuid4().hex[:12]
         self.sent = {}  # task text -> message id
         self.marks = []  # {"at", "label"}: faults, for the timeline
-        self.consumers = []  # task_queue's consumers when the copies last attached
+        self.consumers = []  # task_queue's consumers, as last read
+        self.owner = {}  # channel pid -> the copy that opened it
         self.current = []  # the copies that should be consuming
+        self.samples = []
 
     def send(self, label, dots_per_task):
         """Publish tasks "<label> <k>" with that many dots each; their texts."""
@@ -52,53 +77,68 @@ class Session:
         self.marks.append({"at": at or time.time(), "label": label})
 
     def attach(self):
-        """Start copies until `size` run, and wait until as many consume task_queue;
-        NotAttached says why not (a copy ended: its last lines)."""
+        """Start copies, one at a time, until `size` run; each is waited for until task_queue
+        has a consumer more, and the channels that appeared are its own (however many it
+        opens). NotAttached says why not (a copy ended: its last lines)."""
         self.current = self.copies.running()
-        while len(self.current) < self.size:
-            try:
-                self.current.append(self.copies.start())
-            except OSError as exc:  # no such program, not executable
-                raise NotAttached(f"cannot run {self.copies.command[0]!r}: {exc.strerror or exc}") from exc
-
-        def attached():
-            ended = [copy for copy in self.current if not copy.alive()]
-            if ended:
-                copy = ended[0]
-                raise NotAttached(f"{copy.name} ended (exit status {copy.process.returncode}): {copy.tail()}")
-            return self.broker.counts()[1] == self.size
-
         try:
-            if not wait_until(attached, ATTACH_SECONDS):
-                consuming = self.broker.counts()[1]
-                raise NotAttached(
-                    f"{consuming} of {self.size} copies consume task_queue after {ATTACH_SECONDS} s "
-                    f"(does your worker consume task_queue on localhost:{self.broker.port}?); "
-                    f"their output: {self.current[-1].tail()}"
-                )
-            self.consumers = self.broker.consumers()
+            while len(self.current) < self.size:
+                self._start_one()
         except (AMQPError, OSError, BrokerError) as exc:
+            if isinstance(exc, OSError) and exc.filename is not None:
+                raise NotAttached(f"cannot run {self.copies.command[0]!r}: {exc.strerror or exc}") from exc
             raise NotAttached(f"the broker did not answer: {exc}") from exc
 
-    def channels(self):
-        """The channels the copies consume task_queue on (when they last attached)."""
-        return {consumer["channel_pid"] for consumer in self.consumers}
+    def _start_one(self):
+        before = self.broker.counts()[1]
+        copy = self.copies.start()
+        self.current.append(copy)
 
-    def held(self):
-        """(tasks ready in task_queue, tasks the copies hold unacknowledged): exact figures
-        (a quorum queue's own unacknowledged count, in list_queues, can lag by seconds)."""
-        return self.broker.counts()[0], sum(self.broker.unacknowledged(self.channels()).values())
+        def attached():
+            if not copy.alive():
+                raise NotAttached(f"{copy.name} ended (exit status {copy.process.returncode}): {copy.tail()}")
+            return self.broker.counts()[1] > before
 
-    def task_queue_empty(self):
-        return self.held() == (0, 0)
+        if not wait_until(attached, ATTACH_SECONDS):
+            raise NotAttached(
+                f"{copy.name} did not consume task_queue within {ATTACH_SECONDS} s (the broker shows no new consumer: "
+                f"does your worker call basic_consume on task_queue, on localhost:{self.broker.port}?); "
+                f"its output: {copy.tail()}"
+            )
+        time.sleep(SETTLE_SECONDS)
+        self.consumers = self.broker.consumers()
+        for consumer in self.consumers:
+            self.owner.setdefault(consumer["channel_pid"], copy)
 
-    def held_until_empty(self, seconds):
-        """held() until task_queue is empty or `seconds` pass: the last reading (each reading
-        runs rabbitmqctl, an Erlang VM start in the broker's container)."""
-        deadline = time.monotonic() + seconds
-        while (held := self.held()) != (0, 0) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-        return held
+    def prefetch(self):
+        """{copy name: its consumers' prefetch limits}."""
+        limits = {}
+        for consumer in self.consumers:
+            if copy := self.owner.get(consumer["channel_pid"]):
+                limits.setdefault(copy.name, set()).add(consumer["prefetch_count"])
+        return limits
 
     def auto_ack(self):
         return any(not consumer["ack_required"] for consumer in self.consumers)
+
+    def sample(self):
+        """One reading of the broker (one rabbitmqctl call): a Sample of the running copies."""
+        unacked = self.broker.unacknowledged(set(self.owner))
+        ready = self.broker.counts()[0]
+        held = {copy.name: 0 for copy in self.current if copy.alive()}
+        for pid, count in unacked.items():
+            copy = self.owner[pid]
+            if copy.name in held:
+                held[copy.name] += count
+        reading = Sample(time.time(), ready, held)
+        self.samples.append(reading)
+        return reading
+
+    def sample_until(self, condition, seconds):
+        """Samples until condition(sample) or `seconds` pass: the last sample."""
+        deadline = time.monotonic() + seconds
+        while True:
+            reading = self.sample()
+            if condition(reading) or time.monotonic() >= deadline:
+                return reading
+            time.sleep(POLL_SECONDS)

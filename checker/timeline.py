@@ -1,5 +1,5 @@
 """The check's run as the lab saves a batch (producer/runs.py): records drawn from
-what each copy printed ("[x] Received TASK" starts an attempt, "[x] Done" ends it),
+what each copy printed (a line naming a task starts an attempt, one saying done ends it),
 since a student's worker sends the lab no records; the faults marked on it."""
 
 import os
@@ -8,14 +8,15 @@ from pathlib import Path
 
 import runs
 
-SOURCE = "drawn from the copies' output ('[x] Received' / '[x] Done' lines and when they came)"
+SOURCE = "drawn from the copies' output (a line naming a task starts it, a line saying done ends it)"
 
 
 def records(session):
     """The records of each attempt at a task the check sent, as a lab worker sends them:
     "started", then "done" when the copy said so (without it the lab draws it cut short)."""
     result, seen = [], set()
-    attempts = [(copy.name, attempt) for copy in session.copies.all for attempt in copy.attempts()]
+    tasks = list(session.sent)
+    attempts = [(copy.name, attempt) for copy in session.copies.all for attempt in copy.attempts(tasks)]
     for worker, attempt in sorted(attempts, key=lambda item: item[1]["started"]):
         if attempt["task"] not in session.sent:
             continue  # not one of the check's (a producer's message): it has no number

@@ -1,0 +1,151 @@
+"""check-worker.sh --class without a broker: the options refused before anything (no docker,
+no .venv), the file a command names, students' names as cells and file names, the
+reports (CSV, JUnit, Markdown, manifest) and the exit status from the verdicts, the
+progress lines, and each copy's container as sandbox.py starts it."""
+
+import csv
+import json
+import re
+from xml.etree import ElementTree
+
+import pytest
+from scripts_sandbox import Sandbox
+
+from checker import classroom, sandbox
+
+
+@pytest.fixture
+def scripts(tmp_path):
+    return Sandbox(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--name", "../x", "--", "python", "worker.py"],
+        ["--name", "a" * 65, "--", "python", "worker.py"],
+        ["--name", "tab\there", "--", "python", "worker.py"],
+        ["--copies", "9", "--", "python", "worker.py"],
+        ["--class"],
+        ["--class", "no-such-folder", "--", "python", "worker.py"],
+        ["--out", "report", "--", "python", "worker.py"],
+        ["--on-host", "--", "python", "worker.py"],
+    ],
+    ids=" ".join,
+)
+def test_a_wrong_option_is_one_line_exit_2_before_anything(scripts, arguments):
+    result = scripts.run("check-worker.sh", *arguments)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert scripts.calls() == [] and scripts.files() == scripts.files_before
+
+
+def test_producer_and_name_are_for_one_workers_check(scripts, tmp_path):
+    (tmp_path / "lab" / "students").mkdir()
+    result = scripts.run("check-worker.sh", "--class", "students", "--name", "x", "--", "python", "worker.py")
+    assert result.returncode == 2 and "--name is for one worker's check, not with --class" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "file"),
+    [
+        (["python", "worker.py"], "worker.py"),
+        (["python", "-u", "worker.py"], "worker.py"),
+        (["node", "worker.js"], "worker.js"),
+        (["go", "run", "worker.go"], "worker.go"),
+        (["./worker"], "./worker"),
+        (["java", "Worker"], None),  # names no file: no folder is reported missing
+    ],
+)
+def test_the_file_a_command_names(command, file):
+    assert classroom.named_file(command) == file
+
+
+def test_a_students_name_is_a_plain_cell_and_file_name(tmp_path):
+    assert classroom.student_name(tmp_path / "Ann Smith") == "Ann_Smith"
+    assert classroom.student_name(tmp_path / "=HYPERLINK(x)") == "HYPERLINK_x_"  # no spreadsheet formula
+    assert classroom.student_name(tmp_path / "--") == "student"
+
+
+def verdict(number, status, seen="seen", fix=""):
+    return {"number": number, "title": f"check {number}", "status": status, "seen": seen, "fix": fix}
+
+
+PASSED = {n: verdict(n, "PASS") for n in "1234"}
+FAILED = {**PASSED, "3": verdict("3", "FAIL", "copy-1 held 3 tasks <while> another held none", "prefetch 1")}
+
+
+@pytest.fixture
+def class_run(tmp_path, monkeypatch):
+    """A class of three: ann passes, bob fails check 3, cy has no worker.py; the checks faked."""
+    folder = tmp_path / "class"
+    for name in ("ann", "bob", "cy"):
+        (folder / name).mkdir(parents=True)
+    (folder / "ann" / "worker.py").write_text("print('ann')\n")
+    (folder / "bob" / "worker.py").write_text("print('bob')\n")
+    ran = []
+
+    def check_one(student, out, _args):
+        ran.append(student.name)
+        out.mkdir(parents=True)
+        return (PASSED if student.name == "ann" else FAILED), 0
+
+    monkeypatch.setattr(classroom, "check_one", check_one)
+    monkeypatch.setattr(classroom, "library_version", lambda _on_host: "pika 1.4.4 in the test")
+    return folder, tmp_path / "report", ran
+
+
+def test_a_class_run_writes_every_report_and_fails_when_a_student_fails(class_run, capsys):
+    folder, out, ran = class_run
+    status = classroom.main(["--class", str(folder), "--out", str(out), "--quick", "--", "python", "worker.py"])
+    assert status == 1
+    assert ran == ["ann", "bob"]  # cy's check is not run: reported missing
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.split(" —")[0] for line in progress] == [
+        "[1/3] ann: 1:PASS 2:PASS 3:PASS 4:PASS",
+        "[2/3] bob: 1:PASS 2:PASS 3:FAIL 4:PASS",
+        "[3/3] cy: 1:SKIP 2:SKIP 3:SKIP 4:SKIP",
+    ]
+    assert re.search(r"\(\d+ s; about \d+ s left\)$", progress[0]), progress[0]
+    with (out / "results.csv").open() as file:
+        assert list(csv.reader(file)) == [
+            ["student", "check 1", "check 2", "check 3", "check 4", "result"],
+            ["ann", "PASS", "PASS", "PASS", "PASS", "passed"],
+            ["bob", "PASS", "PASS", "FAIL", "PASS", "not passed: 3"],
+            ["cy", "SKIP", "SKIP", "SKIP", "SKIP", "missing worker.py"],
+        ]
+    suites = ElementTree.parse(out / "junit.xml").getroot()
+    assert [(s.get("name"), s.get("tests"), s.get("failures")) for s in suites] == [
+        ("ann", "4", "0"), ("bob", "4", "1"), ("cy", "4", "4"),
+    ]  # fmt: skip
+    (failure,) = suites[1].iter("failure")
+    assert failure.text == "copy-1 held 3 tasks <while> another held none\nFix: prefetch 1"  # escaped, read back
+    assert "missing: no worker.py in the folder" in next(suites[2].iter("failure")).text
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# check-worker: 1 of 3 students passed")
+    assert "- **bob**, 3 (FAIL): copy-1 held 3 tasks <while> another held none. Fix: prefetch 1" in summary
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["client_library"] == "pika 1.4.4 in the test" and manifest["command"] == ["python", "worker.py"]
+    assert set(manifest["students"]["ann"]["files"]) == {"worker.py"}
+    assert len(manifest["students"]["ann"]["files"]["worker.py"]) == 64
+
+
+def test_a_class_where_everyone_passes_exits_0(class_run, monkeypatch):
+    folder, out, _ran = class_run
+    monkeypatch.setattr(classroom, "check_one", lambda _student, _out, _args: (PASSED, 0))
+    (folder / "cy" / "worker.py").write_text("print('cy')\n")
+    assert classroom.main(["--class", str(folder), "--out", str(out), "--quick", "--", "python", "worker.py"]) == 0
+
+
+def test_each_copy_runs_bounded_read_only_not_root_with_the_broker_its_only_peer(tmp_path):
+    box = sandbox.Sandbox.__new__(sandbox.Sandbox)  # no docker: only the command line it builds
+    box.name, box.image, box.forwarder = "check-worker-abc", "rabbitmq-lab/worker:latest", "f0rward"
+    command = box.command("check-worker-abc-copy-1", tmp_path, ["python", "worker.py"])
+    text = " ".join(command)
+    assert command[:4] == ["docker", "run", "--rm", "--init"]
+    assert "--network container:f0rward" in text  # the forwarder's network: the internal one, the broker alone
+    assert f"--volume {tmp_path}:/student:ro" in text and "--read-only" in text
+    assert "--cpus 1 --memory 256m --pids-limit 128" in text and "--cap-drop ALL" in text
+    user = command[command.index("--user") + 1]
+    assert user.split(":")[0] != "0"
+    assert command[command.index("--entrypoint") + 1 :] == ["python", "rabbitmq-lab/worker:latest", "worker.py"]
