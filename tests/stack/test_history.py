@@ -6,8 +6,6 @@ import json
 import time
 from datetime import UTC, datetime
 
-import pika
-
 from lab.topology import EVENTS_EXCHANGE, HISTORY_ARGUMENTS, HISTORY_STREAM
 
 
