@@ -20,9 +20,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-check_arguments 1 "--cluster" "$@"
+exit_if_help_asked "$@"
 case "${1:-}" in
-  "" | dashboard | collect | wait | --cluster) ;;
+  "" | dashboard | collect | wait | --cluster) (($# <= 1)) || refuse "$2" ;;
   *) refuse "$1" ;;
 esac
 ensure_venv

@@ -13,7 +13,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-check_arguments 0 "" "$@"
+exit_if_help_asked "$@"
+(($# == 0)) || refuse "$1"
 
 all_ok=1
 verdict() {  # verdict OK|WARN|FAIL|SKIP CHECK WHAT [FIX]

@@ -27,6 +27,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
+from_caller() {  # from_caller PATH: PATH as the caller meant it, from the repo root (also C:/... on Windows)
+  case "$1" in /* | [A-Za-z]:*) echo "$1" ;; *) echo "$CALLER_DIR/${1#./}" ;; esac
+}
 file=""
 poison=""
 argument=""
