@@ -118,7 +118,7 @@ producer() {
   callers_traps="$(trap -p INT TERM HUP)" && set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2. Compose adds an empty line to stderr on failure.
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
-    --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=${columns#0}" --env "TIMELINES_SHOWN_AS=$shown_as" \
+    --env "LAB_COMMAND=scripts/$(basename "$0")" --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=${columns#0}" --env "TIMELINES_SHOWN_AS=$shown_as" \
     --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" 2> >(grep --line-buffered -v '^$' >&2) &
   producer_run=$! && set +m
   trap 'end_producer INT 130' INT

@@ -149,6 +149,11 @@ def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, dashboar
     workers = {f"consumer-{number}" for number in (1, 2, 3)}
     assert after == workers, f"every worker took tasks after the kill:\n{healthy.consumer_logs(since)[-3000:]}"
     assert "lost 0" in result.stdout and f"^ killed {killed}" in result.stdout
+    # From the broker's connections: the workers that were on the killed node, and where they went.
+    moved = result.stdout.split("==> Workers that moved to another node:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert moved == [f"  (none: no worker was connected to {killed})"] or all(
+        re.fullmatch(rf"  consumer-\d connected to (?!{killed}$)rabbitmq(-\d)?", line) for line in moved
+    ), moved
     healthy.wait_for(lambda: healthy.queue()[1] == 3, "every worker consuming again")
     assert in_sync(healthy), members(healthy)  # the demo waited for the killed node to catch up
     the_page_showed_it_all(dashboard_page, run, killed, capsys)
