@@ -1,9 +1,11 @@
 """The lab on a three-node cluster (compose.cluster.yaml): task_queue has a member on
 every node, and a node killed or stopped mid-batch loses no task. Prints the figures."""
 
+import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -47,12 +49,12 @@ class NoNodeAnswers(OSError):
 
 
 def members(lab):
-    """{node: (raft state, commit index)} of task_queue's members, as the scripts read them (lib.sh)."""
-    result = lab.run(["bash", "-c", "source scripts/lib.sh && task_queue_quorum"])
-    if result.returncode != 0:
-        raise NoNodeAnswers(result.stderr.strip()[:300] or "no node runs")
-    rows = [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
-    return {node: (state, commit) for node, state, _up, commit in rows}
+    """{node: (raft state, commit index)} of task_queue's members, as the demos read them (labctl/cluster.py)."""
+    code = "import json; from labctl import cluster; print(json.dumps(cluster.members()))"
+    result = lab.run([sys.executable, "-c", code])
+    if result.returncode != 0 or not (rows := json.loads(result.stdout or "[]")):
+        raise NoNodeAnswers(result.stderr.strip()[:300] or "no node answers")
+    return {node: (state, commit) for node, state, commit in rows}
 
 
 def in_sync(lab):
