@@ -8,7 +8,7 @@
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh [-h | --help]              (about eight minutes; needs Docker and python3)
+# Usage: scripts/bench.sh [-h | --help]              (needs Docker and python3)
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
@@ -26,5 +26,5 @@ case "${1:-}" in
   *) refuse "$1" ;;
 esac
 ensure_venv
-# The stack helper and the fake broker are the tests' (tests/support); records.py the producer's.
-PYTHONPATH="tests/support:producer:." exec .venv/bin/python scripts/bench.py "$@"
+# Its stack helper and fake broker are in bench/ (the tests use them too); records.py is the producer's.
+PYTHONPATH="bench:producer:." exec .venv/bin/python bench/bench.py "$@"

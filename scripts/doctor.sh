@@ -76,7 +76,9 @@ check_env() {
 
 check_line_endings() {
   local with_cr count
-  with_cr="$(grep -l $'\r' .env compose.yaml scripts/* rabbitmq/* consumer/* producer/* 2>/dev/null || true)"
+  # Every folder the containers copy (their Dockerfiles' COPY lines) and what runs on this machine.
+  with_cr="$(grep -rlI --exclude-dir=node_modules --exclude-dir=__pycache__ $'\r' .env compose.yaml compose.cluster.yaml \
+    scripts rabbitmq consumer producer dashboard lab labctl checker 2>/dev/null || true)"
   if [[ -z "$with_cr" ]]; then
     verdict OK "line endings" "LF in the scripts and in what the containers run"
     return

@@ -37,7 +37,7 @@ def test_help_prints_usage_and_touches_nothing(sandbox, script, flag):
         ("demo-crash.sh", "kills a\nworker"),
         ("demo-restart.sh", "restarts the\nbroker"),
         ("demo-node-failure.sh", "three-node cluster"),
-        ("bench.sh", "eight minutes"),
+        ("bench.sh", "runs, then removes, a stack of its own"),
         ("dead-letters.sh", "moves every dead letter"),
         ("check-worker.sh", "stops the lab's workers for the duration"),
     ],
