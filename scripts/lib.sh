@@ -67,7 +67,7 @@ require_running_lab() {  # or stop with why: Docker's error, the broker's state,
     why="docker compose: $(head -n 1 <<<"$why")"
   else
     [[ -z "$why" ]] || why="its broker container is '$why'"
-    ours="$(docker compose ps --format '{{range .Publishers}}{{.PublishedPort}}{{"\n"}}{{end}}' 2>/dev/null)"
+    ours="$(docker compose ps --format '{{range .Publishers}}{{.PublishedPort}}{{"\n"}}{{end}}' 2>/dev/null || true)"
     for name in AMQP_PORT MANAGEMENT_PORT DASHBOARD_PORT; do
       port="$(setting "$name")"
       if port_in_use "$port" && ! grep -q -x "$port" <<<"$ours"; then

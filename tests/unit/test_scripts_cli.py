@@ -128,3 +128,12 @@ def test_ensure_venv_runs_pip_only_when_the_requirements_or_a_file_they_include_
     included.write_text("pika==1.4.4\nrich==15.0.0\n")
     assert ensure_venv("producer/requirements.txt")[0][-1] == "producer/requirements.txt"
     assert len(ensure_venv("producer/requirements.txt")[0]) == 3  # once
+
+
+def test_a_lab_never_started_is_said_so_even_when_compose_lists_no_ports(tmp_path):
+    """docker compose ps answers for the broker (no container) but fails to list ports:
+    send.sh still says why it stops, in one line."""
+    sandbox = Sandbox(tmp_path, 'case "$*" in "compose ps --all "*) exit 0 ;; esac\n')
+    result = sandbox.run("send.sh", "6")
+    assert result.returncode == 1
+    assert result.stderr.startswith("send.sh: the lab is not running; start it with") and result.stderr.count("\n") == 1
