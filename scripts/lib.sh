@@ -89,15 +89,6 @@ compose_or_stop() {  # compose_or_stop ARGS...: compose_quietly ARGS..., or stop
   compose_quietly "$@" || fail "docker compose $1 failed (its error is above); scripts/doctor.sh tells what is wrong and the fix" 1
 }
 
-show_dashboard() {  # the live dashboard's address, once per run (a demo's send.sh does not repeat it), if it runs
-  [[ -z "${LAB_DASHBOARD_SHOWN:-}" && -n "$(docker compose ps --status running --quiet dashboard 2>/dev/null)" ]] || return 0
-  export LAB_DASHBOARD_SHOWN=1
-  local host
-  host="$(setting LAB_BIND_ADDRESS)"
-  [[ "$host" != 127.0.0.1 && "$host" != 0.0.0.0 && -n "$host" ]] || host=localhost
-  echo "Dashboard: http://$host:$(setting DASHBOARD_PORT) (who is doing what, live)"
-}
-
 # producer PROGRAM ARGS...: a program of the producer image, as the caller's user (root: the
 # image's, in group 0), saving runs to $TIMELINES_DIR. In a process group of its own (set -m):
 # a signal reaches it through end_producer, for it to say what it had done (`docker compose

@@ -31,6 +31,15 @@ from_caller() {  # from_caller PATH: PATH as the caller meant it, from the repo 
   case "$1" in /* | [A-Za-z]:*) echo "$1" ;; *) echo "$CALLER_DIR/${1#./}" ;; esac
 }
 
+show_dashboard() {  # the live dashboard's address, once per run (a demo's sends after its first say it no more)
+  [[ -z "${LAB_DASHBOARD_SHOWN:-}" && -n "$(docker compose ps --status running --quiet dashboard 2>/dev/null)" ]] || return 0
+  export LAB_DASHBOARD_SHOWN=1
+  local host
+  host="$(setting LAB_BIND_ADDRESS)"
+  [[ "$host" != 127.0.0.1 && "$host" != 0.0.0.0 && -n "$host" ]] || host=localhost
+  echo "Dashboard: http://$host:$(setting DASHBOARD_PORT) (who is doing what, live)"
+}
+
 # Which argument is what; whether it is good is new_task.py's to say (producer/workload.py's
 # rules, exit 2 and nothing sent). The COUNT or MESSAGE goes to it on its standard input,
 # byte for byte: on its way into a container as an argument, Docker would turn bytes that
