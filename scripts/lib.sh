@@ -19,18 +19,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 # shellcheck disable=SC2034  # check-worker.sh's: the longest a script waits for the lab; a test may shorten it
 readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 
-fail() {  # fail MESSAGE [STATUS]: one line on stderr, exit STATUS (default 2: bad input)
-  echo "$(basename "$0"): $1" >&2
-  exit "${2:-2}"
-}
+fail() { echo "$(basename "$0"): $1" >&2; exit "${2:-2}"; }  # fail MESSAGE [STATUS]: one line, exit STATUS (2: bad input)
 
 exit_if_help_asked() {  # exit_if_help_asked ARGS...: with -h or --help (before a --), the header comment and exit 0
   local arg
   for arg; do
-    case "$arg" in
-      --) return 0 ;;
-      -h | --help) header "scripts/$(basename "$0")"; exit 0 ;;
-    esac
+    [[ "$arg" != -- ]] || return 0
+    [[ "$arg" != -h && "$arg" != --help ]] || { header "scripts/$(basename "$0")"; exit 0; }
   done
 }
 
@@ -46,11 +41,7 @@ positive_whole_number() {  # positive_whole_number WHAT VALUE: VALUE, or fail
 
 # setting NAME: from the shell if set there, else from .env's plain NAME=value lines, as
 # Compose resolves it. Not `docker compose config`: doctor.sh reads ports when Compose fails.
-setting() {
-  local value="${!1:-}"
-  [[ -n "$value" ]] || value="$(sed -n "s/^$1=//p" .env | tail -n 1)"
-  echo "$value"
-}
+setting() { local value="${!1:-}"; [[ -n "$value" ]] || value="$(sed -n "s/^$1=//p" .env | tail -n 1)"; echo "$value"; }
 
 port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }  # port_in_use PORT: something here accepts on PORT
 
@@ -109,12 +100,11 @@ producer() {
   callers_traps="$(trap -p INT TERM HUP)" && set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2. Compose adds an empty line to stderr on failure.
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
-    --env "LAB_COMMAND=scripts/$(basename "$0")" --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=${columns#0}" --env "TIMELINES_SHOWN_AS=$shown_as" \
+    --env "LAB_COMMAND=scripts/$(basename "$0")" --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=${columns#0}" \
+    --env "TIMELINES_SHOWN_AS=$shown_as" \
     --volume "$(cd "$timelines" && pwd):/app/timelines" producer "$@" <"$input" 2> >(grep --line-buffered -v '^$' >&2) &
   producer_run=$! && set +m
-  trap 'end_producer INT 130' INT
-  trap 'end_producer TERM 143' TERM
-  trap 'end_producer HUP 129' HUP
+  trap 'end_producer INT 130' INT && trap 'end_producer TERM 143' TERM && trap 'end_producer HUP 129' HUP
   wait "$producer_run" || status=$?
   trap - INT TERM HUP
   eval "$callers_traps"
@@ -146,10 +136,7 @@ ensure_venv() {
   done
 }
 
-requirements_text() {  # requirements_text FILE: its text, then that of each file it includes
-  cat "$1"
-  included_by "$1" | while read -r file; do cat "$file"; done
-}
+requirements_text() { cat "$1"; included_by "$1" | while read -r file; do cat "$file"; done; }  # FILE's text and its includes'
 
 included_by() {  # included_by FILE: the files it includes (-r), from the repo's root
   local include folder
