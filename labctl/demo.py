@@ -14,7 +14,6 @@ from labctl import settings
 from labctl.docker import DOCTOR, Stop, compose_or_stop, compose_quietly, docker
 
 SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
-TIMELINES = settings.ROOT / os.environ.get("TIMELINES_DIR", "timelines")
 
 
 class Ended(Exception):  # noqa: N818 (a signal, not an error)
@@ -28,8 +27,8 @@ class Demo:
         self.name = name  # the run's name, timelines/NAME.json
         self.settings = settings.read()
         # How long the demo waits for anything (the lab to start, a task to arrive, a
-        # node to rejoin) before it gives up; a test may shorten it.
-        self.wait_seconds = float(os.environ.get("LAB_WAIT_SECONDS", "180"))
+        # node to rejoin) before it gives up.
+        self.wait_seconds = self.settings.wait_seconds
         self.sender = None
         self.undo = None  # (what it does, docker compose arguments)
 
@@ -86,7 +85,7 @@ class Demo:
         send.sh, which removes a container created meanwhile."""
         if self.sender is None:
             return
-        container = f"{os.environ.get('COMPOSE_PROJECT_NAME', 'rabbitmq-lab')}-producer-{self.sender.pid}"
+        container = f"{self.settings.project}-producer-{self.sender.pid}"  # as scripts/lib.sh's producer names it
         docker("rm", "--force", container)
         self.sender.terminate()
         self.sender.wait()
@@ -107,12 +106,12 @@ class Demo:
         raise Stop(f"gave up after {self.wait_seconds:g} s waiting for {what}; {DOCTOR}")
 
     def forget_faults(self):
-        (TIMELINES / f"{self.name}.marks").unlink(missing_ok=True)
+        (self.settings.timelines / f"{self.name}.marks").unlink(missing_ok=True)
 
     def note_fault(self, at, label):
         """A mark on the run's timelines (lab/marks.py): AT in epoch seconds or ISO 8601."""
-        TIMELINES.mkdir(exist_ok=True)
-        add_mark(TIMELINES / f"{self.name}.marks", at, label)
+        self.settings.timelines.mkdir(exist_ok=True)
+        add_mark(self.settings.timelines / f"{self.name}.marks", at, label)
 
 
 def run_bash(function, *args):

@@ -24,6 +24,9 @@ class Settings:
     password: str
     prefetch: int  # the workers' limit of unacknowledged tasks in .env; 0: none
     seconds_per_dot: float
+    project: str  # docker compose's project name, which names the containers
+    timelines: Path  # where runs and their fault marks are saved
+    wait_seconds: float  # the longest a program waits for the lab (LAB_WAIT_SECONDS: a test may shorten it)
 
 
 def lab_environment(env=os.environ, dotenv=ROOT / ".env"):
@@ -48,6 +51,9 @@ def read(env=os.environ):
         password=values.get("RABBITMQ_DEFAULT_PASS", "guest"),
         prefetch=_number(values, "PREFETCH", "1", int),
         seconds_per_dot=_number(values, "SECONDS_PER_DOT", "1", float),
+        project=values.get("COMPOSE_PROJECT_NAME") or "rabbitmq-lab",
+        timelines=ROOT / (values.get("TIMELINES_DIR") or "timelines"),
+        wait_seconds=_number(values, "LAB_WAIT_SECONDS", "180", float),
     )
 
 
