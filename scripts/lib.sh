@@ -19,6 +19,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 # shellcheck disable=SC2034  # check-worker.sh's: the longest a script waits for the lab; a test may shorten it
 readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 
+from_caller() {  # from_caller PATH: PATH as the caller meant it, from the repo root (also C:/... on Windows)
+  case "$1" in /* | [A-Za-z]:*) echo "$1" ;; *) echo "$CALLER_DIR/${1#./}" ;; esac
+}
+
 fail() { echo "$(basename "$0"): $1" >&2; exit "${2:-2}"; }  # fail MESSAGE [STATUS]: one line, exit STATUS (2: bad input)
 
 exit_if_help_asked() {  # exit_if_help_asked ARGS...: with -h or --help (before a --), the header comment and exit 0

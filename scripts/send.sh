@@ -27,9 +27,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
-from_caller() {  # from_caller PATH: PATH as the caller meant it, from the repo root (also C:/... on Windows)
-  case "$1" in /* | [A-Za-z]:*) echo "$1" ;; *) echo "$CALLER_DIR/${1#./}" ;; esac
-}
 
 show_dashboard() {  # the live dashboard's address, once per run (a demo's sends after its first say it no more)
   [[ -z "${LAB_DASHBOARD_SHOWN:-}" && -n "$(docker compose ps --status running --quiet dashboard 2>/dev/null)" ]] || return 0
