@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lab.marks import add_mark, read_marks
 from labctl import cluster, events, settings
 
 
@@ -102,3 +103,14 @@ def test_each_worker_is_placed_on_the_node_its_connection_reached(monkeypatch):
     monkeypatch.setattr(cluster, "output", output)
     monkeypatch.setattr(cluster, "ctl", lambda *_args: listed)
     assert cluster.workers_by_node() == {"consumer-1": "rabbitmq", "consumer-2": "rabbitmq-2"}
+
+
+def test_fault_marks_are_json_whatever_the_label_holds(tmp_path):
+    """A label with quotes and a newline (printf-made JSON broke on them) reads back as written."""
+    path = tmp_path / "crash.marks"
+    add_mark(path, "2026-12-07T10:00:00.5+00:00", 'killed "consumer-2"\nfor good')
+    add_mark(path, 1765101600.25, "broker started again")
+    assert read_marks(path) == [
+        {"at": 1796637600.5, "label": 'killed "consumer-2"\nfor good'},
+        {"at": 1765101600.25, "label": "broker started again"},
+    ]
