@@ -10,7 +10,7 @@ import time
 
 from labctl import cluster
 from labctl.demo import Demo, Ended, run_bash
-from labctl.docker import Stop, compose_or_stop, output
+from labctl.docker import DOCTOR, Stop, compose_or_stop, docker, output
 from labctl.events import Events
 from labctl.settings import SettingsError
 
@@ -112,7 +112,8 @@ def task_reached_a_worker(demo, events, number, dots):
 
 def kill(container):
     """SIGKILL to CONTAINER; when it died, as docker inspect tells it."""
-    output("kill", "--signal", "KILL", container)
+    if not docker("kill", "--signal", "KILL", container):
+        raise Stop(f"docker kill {container} failed; {DOCTOR}")
     output("wait", container)  # until it has stopped: then FinishedAt is when it died
     return output("inspect", "--format", "{{.State.FinishedAt}}", container).strip()
 

@@ -166,3 +166,15 @@ def test_ctrl_c_during_round_robin_gives_the_workers_their_prefetch_back(tmp_pat
     assert ups[0].startswith("PREFETCH=0 compose up --detach --wait"), ups
     assert ups[-1].startswith("PREFETCH=unset compose up --detach --wait"), ups  # .env's, as compose reads it
     assert ups[-1].endswith("--scale consumer=3"), ups
+
+
+def test_a_kill_that_fails_stops_the_crash_demo_and_starts_the_worker_again(tmp_path, started):
+    """docker kill refused: the demo says so and claims no kill, ends its sender, undoes."""
+    behaviour = 'case "$*" in "compose ps --format {{.Name}} consumer") echo sandbox-consumer-2; exit 0 ;; esac\n'
+    sandbox = Sandbox(tmp_path, behaviour + RUNNING_LAB)
+    task_1_reached(sandbox)
+    _, stderr = finish(start(sandbox, started, "demo-crash.sh"))
+    assert started[0].returncode == 1, stderr
+    assert "Stopped early: starting consumer-2 again" in stderr and "Stopped the sender (no run saved)" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("demo-crash.sh: docker kill sandbox-consumer-2 failed")
+    assert "compose start consumer" in sandbox.calls()
