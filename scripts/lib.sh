@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Shared by the lab's bash entry points, which source it: the repo root as the
-# working directory, argument checks and errors, the running lab, the producer
-# image run from bash (send.sh needs no Python on this machine), and the .venv
-# where the host-side programs (labctl/) run.
+# Shared by the lab's bash entry points, which source it: the repo root as the working
+# directory, argument checks and errors, the running lab, the producer image run from
+# bash (send.sh needs no Python here), and the .venv the host's programs (labctl/) run in.
 #
 # Usage: source "$(dirname "$0")/lib.sh"     (from a script in scripts/)
 # Takes: no time.
@@ -14,8 +13,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   echo "lib.sh: source it from a script; it does nothing on its own" >&2 && exit 2
 fi
 
-readonly CALLER_DIR="$PWD"  # paths the caller gives are relative to it, not to the repo root
-cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+readonly CALLER_DIR="$PWD" && cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1  # the caller's paths are from CALLER_DIR
 # shellcheck disable=SC2034  # check-worker.sh's: the longest a script waits for the lab; a test may shorten it
 readonly WAIT_SECONDS="${LAB_WAIT_SECONDS:-180}"
 
@@ -100,8 +98,7 @@ producer() {
     on_terminal=1
     columns="$(stty size </dev/tty 2>/dev/null | cut -d ' ' -f 2)" || true
   fi
-  local callers_traps
-  callers_traps="$(trap -p INT TERM HUP)" && set -m
+  local callers_traps && callers_traps="$(trap -p INT TERM HUP)" && set -m
   # ${user[@]+...}: an empty array under `set -u` in macOS's bash 3.2. Compose adds an empty line to stderr on failure.
   docker compose run --rm --no-deps -T --name "$producer_container" ${user[@]+"${user[@]}"} \
     --env "LAB_COMMAND=scripts/$(basename "$0")" --env "LAB_TERMINAL=$on_terminal" --env "COLUMNS=${columns#0}" \
@@ -126,9 +123,8 @@ end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, 
   exit "$2"
 }
 
-# ensure_venv [REQUIREMENTS]: .venv with what REQUIREMENTS (default tests/requirements.txt)
-# names; pip runs only when that file, or one it includes with -r, changed since it last ran.
-ensure_venv() {
+# ensure_venv [REQUIREMENTS]: .venv with what they name (default tests/requirements.txt)
+ensure_venv() {  # pip runs only when the file, or one it includes with -r, changed since it last ran
   local requirements="${1:-tests/requirements.txt}" file
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   cmp -s <(requirements_text "$requirements") ".venv/installed/${requirements//\//_}" 2>/dev/null && return
