@@ -1,9 +1,11 @@
 """The demos, one function each, run by scripts/demo-*.sh:
     python -m labctl.demos crash|restart|node-failure|round-robin|fair-dispatch [ARGS]
-They learn what happened from the lab's own events (labctl/events.py) and the broker
-(labctl/cluster.py), never from the containers' logs."""
+Each function's docstring is its demo's --help. They learn what happened from the
+lab's own events (labctl/events.py) and the broker (labctl/cluster.py), never from
+the containers' logs."""
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -14,63 +16,6 @@ from labctl.docker import DOCTOR, Stop, compose_or_stop, docker, output
 from labctl.events import Events
 from labctl.settings import SettingsError
 
-HELP = {
-    "crash": """\
-Demo: a worker dies (SIGKILL) in the middle of a task. It never acknowledged
-the task, so the broker gives it to another worker, flagged as redelivered,
-and the batch completes: nothing is lost.
-
-Usage: scripts/demo-crash.sh [-h | --help]
-Takes: about 20 s.
-Changes: starts the lab if needed (3 workers, prefetch 1), kills a worker and
-starts it again; saves the run as timelines/crash.json and crash.png.""",
-    "restart": """\
-Demo: the broker restarts in the middle of a batch. Queued tasks are on disk
-(a durable quorum queue, persistent messages); tasks in progress were never
-acknowledged, so they are delivered again; the workers and send.sh
-reconnect by themselves. Every task is done anyway.
-
-Usage: scripts/demo-restart.sh [-h | --help]
-Takes: about half a minute.
-Changes: starts the lab if needed (3 workers, prefetch 1) and restarts the
-broker; saves the run as timelines/restart.json and restart.png.""",
-    "node-failure": """\
-Demo: a three-node cluster loses the node that leads task_queue (SIGKILL) in
-the middle of a batch. task_queue has a member on every node: the two left
-are a majority, elect a new leader and go on; the workers that were connected
-to the dead node move to the others; nothing confirmed is lost. Then the node
-starts again and catches up.
-
-Usage: scripts/demo-node-failure.sh [-h | --help]    (uses compose.cluster.yaml; see docs/cluster.md)
-Takes: about two minutes (more the first time: the cluster starts).
-Changes: turns the lab into a three-node cluster (and leaves it one), kills
-the node that leads task_queue and starts it again; saves the run as
-timelines/node-failure.json and node-failure.png.""",
-    "round-robin": """\
-Demo: round-robin dispatch. With no prefetch limit the broker deals tasks out
-in turn, like cards: with N workers, the worker that gets task i also gets
-tasks i+N, i+2N ..., whether or not it is still busy with the previous ones.
-
-Usage: scripts/demo-round-robin.sh [-h | --help] [WORKERS]     (default 3)
-Takes: about 10 s with 3 workers.
-Changes: re-creates the workers (WORKERS of them, no prefetch limit) and
-leaves them so; `docker compose up -d --scale consumer=3` brings back the
-default (prefetch 1). Stopped early (Ctrl+C), it brings it back itself.
-Saves the run as timelines/round-robin.json and .png.""",
-    "fair-dispatch": """\
-Demo: fair dispatch (prefetch 1) against round-robin, on a skewed workload:
-every N-th of 3N tasks is six times heavier. Round-robin deals every heavy
-task to the same worker; with prefetch 1 a busy worker gets no new task, so
-the heavy ones spread out. Runs the same tasks on the same workers twice and
-prints the two side by side: load per worker, makespan, the lower bound
-max(total work / N, longest task) and each makespan's ratio to it.
-
-Usage: scripts/demo-fair-dispatch.sh [-h | --help] [WORKERS]     (default 3)
-Takes: about 40 s with 3 workers.
-Changes: re-creates the workers twice (WORKERS of them, no prefetch limit,
-then prefetch 1); saves the runs under timelines/. Stopped early (Ctrl+C), it
-gives the workers back the prefetch of .env.""",
-}
 TAKES_WORKERS = ("round-robin", "fair-dispatch")
 
 
@@ -90,7 +35,7 @@ def positive_whole_number(text):
 
 def parse(argv):
     demo = argv[0]
-    parser = Parser(prog=f"demo-{demo}.sh", description=HELP[demo], add_help=True)
+    parser = Parser(prog=f"demo-{demo}.sh", description=inspect.getdoc(DEMOS[demo]), add_help=True)
     if demo in TAKES_WORKERS:
         parser.add_argument("workers", nargs="?", default=3, type=positive_whole_number)
     return demo, parser.parse_args(argv[1:])
@@ -119,6 +64,15 @@ def kill(container):
 
 
 def crash(demo, _args):
+    """Demo: a worker dies (SIGKILL) in the middle of a task. It never acknowledged
+    the task, so the broker gives it to another worker, flagged as redelivered,
+    and the batch completes: nothing is lost.
+
+    Usage: scripts/demo-crash.sh [-h | --help]
+    Takes: about 20 s.
+    Changes: starts the lab if needed (3 workers, prefetch 1), kills a worker and
+    starts it again; saves the run as timelines/crash.json and crash.png.
+    """
     demo.start_workers(3, 1)
     # Looked up now: once a worker has Task 1, the kill must not wait for docker compose.
     containers = output("compose", "ps", "--format", "{{.Name}}", "consumer").split()
@@ -147,6 +101,16 @@ def crash(demo, _args):
 
 
 def restart(demo, _args):
+    """Demo: the broker restarts in the middle of a batch. Queued tasks are on disk
+    (a durable quorum queue, persistent messages); tasks in progress were never
+    acknowledged, so they are delivered again; the workers and send.sh
+    reconnect by themselves. Every task is done anyway.
+
+    Usage: scripts/demo-restart.sh [-h | --help]
+    Takes: about half a minute.
+    Changes: starts the lab if needed (3 workers, prefetch 1) and restarts the
+    broker; saves the run as timelines/restart.json and restart.png.
+    """
     demo.start_workers(3, 1)
     demo.forget_faults()
     events = Events(demo.settings)
@@ -167,6 +131,18 @@ def restart(demo, _args):
 
 
 def node_failure(demo, _args):
+    """Demo: a three-node cluster loses the node that leads task_queue (SIGKILL) in
+    the middle of a batch. task_queue has a member on every node: the two left
+    are a majority, elect a new leader and go on; the workers that were connected
+    to the dead node move to the others; nothing confirmed is lost. Then the node
+    starts again and catches up.
+
+    Usage: scripts/demo-node-failure.sh [-h | --help]    (uses compose.cluster.yaml; see docs/cluster.md)
+    Takes: about two minutes (more the first time: the cluster starts).
+    Changes: turns the lab into a three-node cluster (and leaves it one), kills
+    the node that leads task_queue and starts it again; saves the run as
+    timelines/node-failure.json and node-failure.png.
+    """
     if not os.environ.get("COMPOSE_FILE"):  # the cluster, unless COMPOSE_FILE says otherwise
         # ":" on every platform (Compose's default separator on Windows is ";").
         os.environ.update(COMPOSE_FILE="compose.yaml:compose.cluster.yaml", COMPOSE_PATH_SEPARATOR=":")
@@ -206,6 +182,17 @@ def node_failure(demo, _args):
 
 
 def round_robin(demo, args):
+    """Demo: round-robin dispatch. With no prefetch limit the broker deals tasks out
+    in turn, like cards: with N workers, the worker that gets task i also gets
+    tasks i+N, i+2N ..., whether or not it is still busy with the previous ones.
+
+    Usage: scripts/demo-round-robin.sh [-h | --help] [WORKERS]     (default 3)
+    Takes: about 10 s with 3 workers.
+    Changes: re-creates the workers (WORKERS of them, no prefetch limit) and
+    leaves them so; `docker compose up -d --scale consumer=3` brings back the
+    default (prefetch 1). Stopped early (Ctrl+C), it brings it back itself.
+    Saves the run as timelines/round-robin.json and .png.
+    """
     workers = args.workers
     demo.start_workers(workers, 0)
     demo.undo_on_exit(f"bringing back the workers' prefetch ({demo.settings.prefetch}, from .env)",
@@ -221,6 +208,19 @@ def round_robin(demo, args):
 
 
 def fair_dispatch(demo, args):
+    """Demo: fair dispatch (prefetch 1) against round-robin, on a skewed workload:
+    every N-th of 3N tasks is six times heavier. Round-robin deals every heavy
+    task to the same worker; with prefetch 1 a busy worker gets no new task, so
+    the heavy ones spread out. Runs the same tasks on the same workers twice and
+    prints the two side by side: load per worker, makespan, the lower bound
+    max(total work / N, longest task) and each makespan's ratio to it.
+
+    Usage: scripts/demo-fair-dispatch.sh [-h | --help] [WORKERS]     (default 3)
+    Takes: about 40 s with 3 workers.
+    Changes: re-creates the workers twice (WORKERS of them, no prefetch limit,
+    then prefetch 1); saves the runs under timelines/. Stopped early (Ctrl+C), it
+    gives the workers back the prefetch of .env.
+    """
     workers = args.workers
     workload = (3 * workers, "--heavy", f"{workers}:6")
     demo.start_workers(workers, 0)
