@@ -147,6 +147,7 @@ included_by() {  # included_by FILE: the files it includes (-r), from the repo's
 }
 
 run_host_python() {  # run_host_python MODULE ARGS...: python -m MODULE ARGS... in .venv, as this script's process
+  [[ -x .venv/bin/python ]] || command -v python3 >/dev/null || fail "it needs python3 (3.11 or newer) here; see the README's What you need" 1
   ensure_venv labctl/requirements.txt
   exec .venv/bin/python -m "$@"
 }
