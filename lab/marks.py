@@ -1,5 +1,5 @@
-"""The faults a demo notes beside a run, in timelines/NAME.marks (scripts/lib.sh's
-note_fault): a JSON object a line, {"at": epoch seconds or an ISO 8601 time such as
+"""The faults a demo notes beside a run, in timelines/NAME.marks (add_mark, which
+labctl/demo.py calls): a JSON object a line, {"at": epoch seconds or an ISO 8601 time such as
 docker inspect's, "label": "killed consumer-3"}. The producer marks them on the run's
 timelines; the dashboard shows them on the live board while the run goes on."""
 
@@ -31,3 +31,9 @@ def read_marks(path):
         except (ValueError, TypeError, KeyError):
             continue
     return marks
+
+
+def add_mark(path, at, label):
+    """One mark more in a NAME.marks file (a demo notes the faults it causes there)."""
+    with path.open("a") as marks:
+        marks.write(json.dumps({"at": at, "label": label}) + "\n")

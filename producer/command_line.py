@@ -3,12 +3,17 @@ asks for are checked before anything is sent, and Ctrl+C, SIGTERM or SIGHUP ask 
 to stop cleanly, saying what the broker had confirmed."""
 
 import argparse
+import os
 import re
 import signal
+import sys
 
-from workload import WORKER_WAIT_SECONDS
+from workload import WORKER_WAIT_SECONDS, InputError, check_argument
 
 MAX_NAME = 100  # characters of --name: the run's file names under timelines/
+# The command a student typed, named in the refusals: scripts/send.sh sets it.
+COMMAND = os.environ.get("LAB_COMMAND") or "new_task.py"
+BARE_WORD = re.compile(r"[^\W\d_]+")  # letters only: "six"
 
 USAGE = """Send tasks to the lab's work queue (RabbitMQ tutorial two's new_task.py, grown up).
 
@@ -59,10 +64,15 @@ def seconds(text):
 
 def parse_args(argv):
     parser = OneLineErrorParser(
-        prog="new_task.py", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=os.path.basename(COMMAND), description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("message_or_count", nargs="?", help="a task's text, or how many tasks to generate")
+    source.add_argument(
+        "--message-on-stdin", action="store_true",
+        help="read the COUNT or MESSAGE from stdin, byte for byte (scripts/send.sh: Docker would turn bytes that "
+        "are not UTF-8 in an argument into U+FFFD)",
+    )  # fmt: skip
     source.add_argument("--file", metavar="PATH", help="send one task per row of this file (- for stdin)")
     source.add_argument("--poison", action="store_true", help="send one task the workers reject (not UTF-8)")
     shape = parser.add_mutually_exclusive_group()
@@ -70,6 +80,9 @@ def parse_args(argv):
     shape.add_argument("--heavy", type=pair(":", 1), metavar="K:H", help="every K-th generated task has H dots")
     shape.add_argument("--random", dest="spread", type=pair("-", 0), metavar="LO-HI", help="LO to HI dots at random")
     parser.add_argument("--seed", type=int, help="seed for --random (default 1): the same seed, the same tasks")
+    parser.add_argument(
+        "--as-text", action="store_true", help="with --message-on-stdin: one bare word is a task's text"
+    )
     parser.add_argument("--wait", action="store_true", help="wait until the tasks are done; show who did what")
     parser.add_argument("--timeout", type=seconds, default=600, help="seconds --wait waits at most (default 600)")
     parser.add_argument("--name", help="with --wait, save the run as timelines/NAME.json and NAME.png")
@@ -78,6 +91,16 @@ def parse_args(argv):
         help=f"wait up to {WORKER_WAIT_SECONDS} s for N workers to attach before sending (scripts/send.sh sets it)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.message_on_stdin:
+        args.message_or_count = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
+        try:
+            check_argument(args.message_or_count)
+        except InputError as exc:
+            parser.exit(2, f"{parser.prog}: {exc}\n")
+        word = args.message_or_count.strip()
+        if BARE_WORD.fullmatch(word) and not args.as_text:  # a count mistyped more often than a task meant
+            parser.exit(2, f"{parser.prog}: '{word}' is not a number of tasks; to send it as the text of one task: "
+                        f"{COMMAND} -- {word}\n")  # fmt: skip
     if args.seed is not None and not args.spread:
         parser.error("--seed goes with --random")
     if args.spread and args.spread[0] > args.spread[1]:

@@ -50,28 +50,35 @@ def too_much_work(dots, max_dots):
     return f"{dots:,} dots, more than the {max_dots:,} a task may ask for (MAX_DOTS_PER_TASK)"
 
 
+def check_argument(argument):
+    """A COUNT or MESSAGE as given, or InputError: empty, not UTF-8 (undecodable bytes come
+    as surrogates, from argv or surrogateescape), or a number that is no positive whole one."""
+    argument = argument.strip()
+    if not argument:
+        raise InputError("the message is empty")
+    try:
+        argument.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("the message is not UTF-8 text") from None
+    if LOOKS_LIKE_A_NUMBER.fullmatch(argument) and (not argument.lstrip("+").isdigit() or int(argument) < 1):
+        raise InputError(f"the number of tasks must be a positive whole number, got {argument!r}")
+    return argument
+
+
 def tasks_from_argument(argument, *, max_dots, **shape):
     """A positive whole number N means N generated tasks; any other text is one task.
 
     Returns (how many, the task texts).
     """
-    argument = argument.strip()
-    if not argument:
-        raise InputError("the message is empty")
+    argument = check_argument(argument)
     if not LOOKS_LIKE_A_NUMBER.fullmatch(argument):
         if shape:
             raise InputError("--dots, --heavy, --random and --seed shape generated tasks: give a COUNT")
-        try:
-            argument.encode("utf-8")
-        except UnicodeEncodeError:  # Python passes on undecodable bytes of argv as surrogates
-            raise InputError("the message is not UTF-8 text") from None
         if len(argument) > MAX_TASK_CHARS:
             raise InputError(f"the message has {len(argument):,} characters; a task may have {MAX_TASK_CHARS:,}")
         if argument.count(".") > max_dots:
             raise InputError(f"the message asks for {too_much_work(argument.count('.'), max_dots)}")
         return 1, [argument]
-    if not argument.lstrip("+").isdigit() or int(argument) < 1:
-        raise InputError(f"the number of tasks must be a positive whole number, got {argument!r}")
     if "heavy" in shape:
         option, most = "--heavy", shape["heavy"][1]
     elif "spread" in shape:

@@ -107,7 +107,7 @@ lab_definitions() {
 
 set_policy() {
   # The node takes connections once it has booted (waited for in bash, not with rabbitmqctl).
-  until (</dev/tcp/127.0.0.1/5672) 2>/dev/null; do sleep 1; done
+  until (: </dev/tcp/127.0.0.1/5672) 2>/dev/null; do sleep 1; done
   refuse_weak_users_beyond_loopback || return
   if [[ -n "${LAB_CLUSTER_SIZE:-}" ]]; then
     until rabbitmqctl --quiet await_online_nodes "$LAB_CLUSTER_SIZE" --timeout 60 >/dev/null 2>&1; do sleep 1; done

@@ -8,7 +8,7 @@
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
-# Usage: scripts/bench.sh [-h | --help]              (about eight minutes; needs Docker and python3)
+# Usage: scripts/bench.sh [-h | --help]              (needs Docker and python3)
 #        scripts/bench.sh dashboard    (only what the live dashboard costs the workers)
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
@@ -20,11 +20,11 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-check_arguments 1 "--cluster" "$@"
+exit_if_help_asked "$@"
 case "${1:-}" in
-  "" | dashboard | collect | wait | --cluster) ;;
+  "" | dashboard | collect | wait | --cluster) (($# <= 1)) || refuse "$2" ;;
   *) refuse "$1" ;;
 esac
 ensure_venv
-# The stack helper and the fake broker are the tests' (tests/support); records.py the producer's.
-PYTHONPATH="tests/support:producer:." exec .venv/bin/python scripts/bench.py "$@"
+# Its stack helper and fake broker are in bench/ (the tests use them too); records.py is the producer's.
+PYTHONPATH="bench:producer:." exec .venv/bin/python bench/bench.py "$@"

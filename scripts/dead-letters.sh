@@ -10,10 +10,12 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-check_arguments 1 "" "$@"
+exit_if_help_asked "$@"
+(($# <= 1)) || fail "unexpected argument '$2': it takes one action at most (see --help)"
 action="${1:-list}"
 case "$action" in
   list | requeue) ;;
+  -?*) refuse "$action" ;;
   *) fail "unknown action '$action' (list or requeue)" ;;
 esac
 require_running_lab

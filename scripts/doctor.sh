@@ -13,7 +13,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-check_arguments 0 "" "$@"
+exit_if_help_asked "$@"
+(($# == 0)) || refuse "$1"
 
 all_ok=1
 verdict() {  # verdict OK|WARN|FAIL|SKIP CHECK WHAT [FIX]
@@ -75,7 +76,9 @@ check_env() {
 
 check_line_endings() {
   local with_cr count
-  with_cr="$(grep -l $'\r' .env compose.yaml scripts/* rabbitmq/* consumer/* producer/* 2>/dev/null || true)"
+  # Every folder the containers copy (their Dockerfiles' COPY lines) and what runs on this machine.
+  with_cr="$(grep -rlI --exclude-dir=node_modules --exclude-dir=__pycache__ $'\r' .env compose.yaml compose.cluster.yaml \
+    scripts rabbitmq consumer producer dashboard lab labctl checker 2>/dev/null || true)"
   if [[ -z "$with_cr" ]]; then
     verdict OK "line endings" "LF in the scripts and in what the containers run"
     return
@@ -253,6 +256,33 @@ check_cluster_nodes() {  # check_cluster_nodes NODE...: healthy ones, and those 
   else
     verdict FAIL broker "cluster: no node is running (${down[*]})" "docker compose up -d --wait --scale consumer=3"
   fi
+}
+
+# rabbitmqctl or rabbitmq-queues on a running node (any), quietly: the single broker or a cluster's.
+cluster_ctl() {  # cluster_ctl TOOL ARGS...
+  local node
+  for node in rabbitmq rabbitmq-2 rabbitmq-3; do
+    if [[ -n "$(docker compose ps --status running --quiet "$node" 2>/dev/null)" ]]; then
+      docker compose exec -T "$node" "$@" --silent
+      return
+    fi
+  done
+  echo "no node of the cluster is running" >&2
+  return 1
+}
+
+# task_queue_quorum: one line per member of task_queue, tab-separated: node (without
+# rabbit@), Raft state, up or down, commit index. A member is up only while its node answers
+# with a Raft state; a node that is gone shows `noconnection` (RabbitMQ 4.3, or a killed node
+# on 4.0) or `{nodedown,...}` (a stopped node on 4.0).
+task_queue_quorum() {
+  local status
+  status="$(cluster_ctl rabbitmq-queues quorum_status task_queue --formatter table)" || return
+  awk -F '\t' -v OFS='\t' 'NF {
+    sub(/^rabbit@/, "", $1)
+    up = $2 ~ /^(leader|follower|candidate|pre_vote|await_condition|receive_snapshot)$/ ? "up" : "down"
+    print $1, $2, up, $7
+  }' <<<"$status"
 }
 
 broker_ctl() { cluster_ctl rabbitmqctl "$@" --no-table-headers 2>&1; }

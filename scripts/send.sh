@@ -27,54 +27,51 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
+
+show_dashboard() {  # the live dashboard's address, once per run (a demo's sends after its first say it no more)
+  [[ -z "${LAB_DASHBOARD_SHOWN:-}" && -n "$(docker compose ps --status running --quiet dashboard 2>/dev/null)" ]] || return 0
+  export LAB_DASHBOARD_SHOWN=1
+  local host
+  host="$(setting LAB_BIND_ADDRESS)"
+  [[ "$host" != 127.0.0.1 && "$host" != 0.0.0.0 && -n "$host" ]] || host=localhost
+  echo "Dashboard: http://$host:$(setting DASHBOARD_PORT) (who is doing what, live)"
+}
+
+# Which argument is what; whether it is good is new_task.py's to say (producer/workload.py's
+# rules, exit 2 and nothing sent). The COUNT or MESSAGE goes to it on its standard input,
+# byte for byte: on its way into a container as an argument, Docker would turn bytes that
+# are not UTF-8 into U+FFFD. --file's rows go the same way.
 file=""
-poison=""
-argument=""
-literal=""  # the message came after --: taken as it is
+message=""
 options=()
-waiting=""
 while (($#)); do
   case "$1" in
     --file | --dots | --heavy | --random | --seed | --timeout | --name)
       (($# >= 2)) || fail "$1 needs a value"
       if [[ "$1" == --file ]]; then file="$(from_caller "$2")"; else options+=("$1" "$2"); fi
       shift 2 ;;
-    --wait) options+=("$1"); waiting=1; shift ;;
-    --poison) poison=1; shift ;;
-    --) shift; (($# == 1)) || fail "expected one message after --"; argument="$1"; literal=1; shift ;;
-    -[0-9]* | -.[0-9]*) argument="$1"; shift ;;  # a negative count, refused below
-    -*) refuse "$1" ;;
-    *) [[ -z "$argument" ]] || fail "expected one COUNT or MESSAGE, got more (quote a message with spaces)"
-       argument="$1"; shift ;;
+    --wait | --poison) options+=("$1"); shift ;;
+    --) (($# == 2)) || fail "expected one message after --"; options+=(--as-text); message="$2"; shift 2 ;;
+    -[0-9]* | -.[0-9]* | [^-]* | "")  # a COUNT or MESSAGE (a negative count too: refused by new_task.py)
+      [[ -z "$message" ]] || fail "expected one COUNT or MESSAGE, got more (quote a message with spaces)"
+      message="$1"; shift ;;
+    *) refuse "$1" ;;
   esac
 done
-
-if [[ -n "$poison" ]]; then
-  [[ -z "$argument$file" ]] || fail "give --poison alone, without a COUNT, MESSAGE or --file"
-elif [[ -n "$file" ]]; then
-  [[ -z "$argument" ]] || fail "give either --file or a COUNT/MESSAGE, not both"
+[[ -z "$file" || -z "$message" ]] || fail "give either --file or a COUNT/MESSAGE, not both"
+if [[ -n "$file" ]]; then
   [[ -f "$file" && -r "$file" ]] || fail "cannot read $file (a missing or unreadable file)"
-  grep -q '[^[:space:],"]' "$file" || fail "$file has no tasks (expected one task per row)"
-elif [[ -z "${argument//[[:space:]]/}" ]]; then
+  options+=(--file -)
+elif [[ -n "$message" ]]; then
+  options+=(--message-on-stdin)
+elif [[ " ${options[*]} " != *" --poison "* ]]; then
   fail "give a COUNT, a MESSAGE or --file PATH (see --help)"
-elif command -v iconv >/dev/null && ! iconv -f UTF-8 -t UTF-8 <<<"$argument" >/dev/null 2>&1; then
-  # Checked here: on its way into the container, Docker would turn the bytes into U+FFFD.
-  fail "the message is not UTF-8 text"
-elif [[ "$argument" =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]] \
-  && ! [[ "$argument" =~ ^\+?[0-9]+$ && "$((10#${argument#+}))" -ge 1 ]]; then
-  fail "the number of tasks must be a positive whole number, got '$argument'"
-elif [[ -z "$literal" && "$argument" =~ ^[[:alpha:]]+$ ]]; then
-  # One bare word (send.sh six): a count mistyped more often than a task meant.
-  fail "'$argument' is not a number of tasks; to send it as the text of one task: scripts/send.sh -- $argument"
 fi
 
 require_running_lab
-options+=(--expect-workers "$(running_workers)")
-[[ -z "$waiting" ]] || show_dashboard
-if [[ -n "$poison" ]]; then
-  producer new_task.py --poison "${options[@]}"
-elif [[ -n "$file" ]]; then
-  producer new_task.py --file - "${options[@]}" <"$file"
+[[ " ${options[*]} " != *" --wait "* ]] || show_dashboard
+if [[ -n "$file" ]]; then
+  producer new_task.py --expect-workers "$(running_workers)" "${options[@]}" <"$file"
 else
-  producer new_task.py "${options[@]}" -- "$argument"
+  producer new_task.py --expect-workers "$(running_workers)" "${options[@]}" < <(printf '%s' "$message")
 fi

@@ -1,4 +1,4 @@
-"""Golden files: for each run of tests/support/example_runs.py, what the terminal and the PNG
+"""Golden files: for each run of bench/example_runs.py, what the terminal and the PNG
 draw (the timeline's segments) and the figures they print, as producer/analysis.py computes
 them. tests/js/ feeds the same records to the dashboard's model.js and expects the same.
 

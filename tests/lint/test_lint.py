@@ -20,7 +20,7 @@ def files(pattern):
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["shellcheck", *files("scripts/*.sh"), ".ci/run"],
+        ["shellcheck", *files("scripts/*.sh"), "rabbitmq/start-broker.sh", ".ci/run"],
         ["hadolint", "--failure-threshold", "warning", *files("*/Dockerfile")],
         [
             "yamllint",

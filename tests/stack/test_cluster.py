@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -49,12 +50,12 @@ class NoNodeAnswers(OSError):
 
 
 def members(lab):
-    """{node: (raft state, commit index)} of task_queue's members, as the scripts read them (lib.sh)."""
-    result = lab.run(["bash", "-c", "source scripts/lib.sh && task_queue_quorum"])
-    if result.returncode != 0:
-        raise NoNodeAnswers(result.stderr.strip()[:300] or "no node runs")
-    rows = [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
-    return {node: (state, commit) for node, state, _up, commit in rows}
+    """{node: (raft state, commit index)} of task_queue's members, as the demos read them (labctl/cluster.py)."""
+    code = "import json; from labctl import cluster; print(json.dumps(cluster.members()))"
+    result = lab.run([sys.executable, "-c", code])
+    if result.returncode != 0 or not (rows := json.loads(result.stdout or "[]")):
+        raise NoNodeAnswers(result.stderr.strip()[:300] or "no node answers")
+    return {node: (state, commit) for node, state, commit in rows}
 
 
 def in_sync(lab):
@@ -151,6 +152,11 @@ def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, dashboar
     workers = {f"consumer-{number}" for number in (1, 2, 3)}
     assert after == workers, f"every worker took tasks after the kill:\n{healthy.consumer_logs(since)[-3000:]}"
     assert "lost 0" in result.stdout and f"^ killed {killed}" in result.stdout
+    # From the broker's connections: the workers that were on the killed node, and where they went.
+    moved = result.stdout.split("==> Workers that moved to another node:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert moved == [f"  (none: no worker was connected to {killed})"] or all(
+        re.fullmatch(rf"  consumer-\d connected to (?!{killed}$)rabbitmq(-\d)?", line) for line in moved
+    ), moved
     healthy.wait_for(lambda: healthy.queue()[1] == 3, "every worker consuming again")
     assert in_sync(healthy), members(healthy)  # the demo waited for the killed node to catch up
     the_page_showed_it_all(dashboard_page, run, killed, capsys)

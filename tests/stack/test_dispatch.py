@@ -114,10 +114,3 @@ def test_send_warns_when_fewer_workers_are_attached_and_waits_for_them(lab):
     assert f"{expected} of {expected} workers attached; sending now" in err
     assert "Sent 2 tasks" in out
     lab.up()  # back to the usual number of workers
-
-
-def test_admin_prints_the_address_and_the_login(lab):
-    result = lab.script("admin.sh", "--no-open")
-    assert result.returncode == 0
-    assert f"http://localhost:{lab.management_port}/#/queues" in result.stdout
-    assert f"{lab.user} / {lab.password}" in result.stdout

@@ -64,14 +64,14 @@ def test_send_takes_a_file_from_the_callers_folder_and_prints_paths_usable_there
 
 def test_send_refuses_bad_input_with_one_line_and_publishes_nothing(lab, tmp_path):
     lab.compose("stop", "consumer")  # so anything published would stay in the queue
-    empty = tmp_path / "empty.csv"
-    empty.write_text("\n \n")
     for args in (
         ["0"],
         ["-3"],
         ["2.5"],
+        ["six"],  # a count mistyped, most likely
+        [b"T\xe2che."],  # bytes that are not UTF-8, checked by new_task.py in its container
+        ["--poison", "6"],
         ["--file", str(tmp_path / "missing.csv")],
-        ["--file", str(empty)],
         ["--bogus"],
         ["6", "7"],
         [],
@@ -89,6 +89,7 @@ def test_send_refuses_bad_tasks_naming_the_row_and_publishes_nothing(lab, tmp_pa
     not_utf8[999] = "Task 1000 café.".encode("latin-1")
     too_long[1499] = b"Task 1500" + b"." * (128 * 1024)
     for content, error in [
+        ([b"", b" "], "standard input has no tasks"),
         (not_utf8, "standard input line 1000 is not UTF-8 text"),
         (too_long, "standard input line 1500: field larger than field limit"),
     ]:

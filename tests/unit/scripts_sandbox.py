@@ -1,5 +1,7 @@
-"""The lab's scripts run in a copy of the repo's scripts/ (and .env) under a
-temporary folder, with a fake `docker` first on PATH: no engine is touched.
+"""The lab's scripts run in a copy of the repo's scripts/, labctl/, lab/ and .env under
+a temporary folder, with a fake `docker` first on PATH: no engine is touched. The
+host-side programs (labctl/) run in the repo's own .venv, with a fake pika first on
+their path (fakes/pika: a broker whose events a test writes, $FAKE_EVENTS).
 
 The fake logs every call (one line each, in docker.log) and, unless a test's
 `behaviour` says otherwise, fails like an engine that does not answer. The
@@ -7,6 +9,7 @@ commands a script could act with besides docker (python3 for the .venv, a
 browser opener) are faked the same way, so a test sees every attempt to act.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +20,7 @@ from pathlib import Path
 from sessions import end_session
 
 ROOT = Path(__file__).resolve().parents[2]
+FAKES = Path(__file__).resolve().parent / "fakes"
 FAKED = ["docker", "python3", "xdg-open", "open", "wslview", "curl"]
 
 # `docker compose run --name NAME ...` runs "the container" as a process whose
@@ -57,14 +61,13 @@ exit 1
 """
 
 # A lab whose `up` works and whose broker and workers run, but whose workers
-# log nothing: a demo waits for its first task to arrive.
+# say nothing (no event): a demo waits for its first task to arrive.
 RUNNING_LAB = """\
 case "$*" in
   "compose up "* | "compose start "* | "compose restart "*) exit 0 ;;
   "compose ps --status running --quiet"*) echo 0123abc; exit 0 ;;
   "compose ps --status running --services"*) printf 'rabbitmq\nconsumer\n'; exit 0 ;;
   "compose ps "*) exit 0 ;;
-  "compose logs "*) exit 0 ;;
   "compose exec "*) exit 0 ;;
 esac
 """
@@ -75,8 +78,11 @@ class Sandbox:
         self.path = path
         self.lab = path / "lab"
         self.bin = path / "bin"
-        shutil.copytree(ROOT / "scripts", self.lab / "scripts")
+        for folder in ("scripts", "labctl", "lab"):
+            shutil.copytree(ROOT / folder, self.lab / folder, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / ".env", self.lab / ".env")
+        (self.lab / ".venv").symlink_to(ROOT / ".venv")
+        self.events = path / "events.jsonl"
         (path / "containers").mkdir()
         self.bin.mkdir()
         self.fake("docker", FAKE_DOCKER.format(here=path, behaviour=textwrap.dedent(behaviour)))
@@ -93,7 +99,13 @@ class Sandbox:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("COMPOSE_", "DOCKER_"))}
         env["PATH"] = f"{self.bin}:{env['PATH']}"
         env["COMPOSE_PROJECT_NAME"] = "sandbox"
+        env.update(PYTHONPATH=str(FAKES), PYTHONDONTWRITEBYTECODE="1", FAKE_EVENTS=str(self.events))
         return env
+
+    def tell(self, *events):
+        """Events the fake broker's queue holds from now on, one message each."""
+        with self.events.open("a") as file:
+            file.writelines(json.dumps([event]) + "\n" for event in events)
 
     def run(self, script, *args, timeout=20, **env):
         """The script to its end (or killed, with all it started, after TIMEOUT s: the test fails)."""

@@ -1,5 +1,6 @@
-"""Demos end cleanly or not at all (issue 19), against a fake docker
-(scripts_sandbox.py): a failed `up` stops a demo with the reason and the fix;
+"""Demos end cleanly or not at all (issue 19), against a fake docker and a fake
+broker whose events the test writes (scripts_sandbox.py): a failed `up` stops a demo
+with the reason and the fix;
 every wait has a deadline; Ctrl+C or SIGTERM ends what the demo started (the
 background send.sh and its producer "container") within 10 s, undoes what it
 changed, and leaves no run saved."""
@@ -7,6 +8,7 @@ changed, and leaves no run saved."""
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from scripts_sandbox import RUNNING_LAB, Sandbox
@@ -15,19 +17,9 @@ from sessions import end_session, wait_gone
 from stacklab import readline_within
 
 DEMOS = ["demo-crash.sh", "demo-restart.sh", "demo-node-failure.sh", "demo-round-robin.sh", "demo-fair-dispatch.sh"]
-# Where each demo waits with its sender running: the call it makes there.
-WAITING_AT = {
-    "demo-crash.sh": "compose logs",
-    "demo-restart.sh": "compose logs",
-    "demo-node-failure.sh": "compose logs",
-    "demo-round-robin.sh": "compose run",
-    "demo-fair-dispatch.sh": "compose run",
-}
-
-# The worker consumer-2 has Task 1 and is killed; the lab goes on.
-WORKER_HAS_TASK_1 = """\
+# The worker consumer-2 is killed; the lab goes on.
+KILLABLE_WORKER = """\
 case "$*" in
-  "compose logs "*) echo "$(date -u +%FT%T.0Z) [x] Received 'Task 1....' (consumer-2, delivery 1)"; exit 0 ;;
   "compose ps --format {{.Name}} consumer") echo sandbox-consumer-2; exit 0 ;;
   "kill --signal KILL sandbox-consumer-2" | "wait sandbox-consumer-2") exit 0 ;;
   "inspect "*) echo 2026-01-01T00:00:00Z; exit 0 ;;
@@ -44,6 +36,17 @@ def started():
         end_session(process.pid)
         process.kill()
         process.communicate()
+
+
+def task_1_reached(sandbox, worker="consumer-2", done=False):
+    """The events of the crash demo's batch: sent, Task 1 received by WORKER (and done)."""
+    at = time.time()
+    task = {"worker": worker, "task": "Task 1....", "message_id": "b1.1", "batch": "b1", "redelivered": False,
+            "started": at, "at": at}  # fmt: skip
+    sandbox.tell({"event": "sending", "batch": "b1", "name": "crash", "tasks": 6, "at": at})
+    sandbox.tell({"event": "received", **task})
+    if done:
+        sandbox.tell({"event": "done", **task, "finished": at})
 
 
 def start(sandbox, started, script, **env):
@@ -88,7 +91,7 @@ def test_waiting_for_a_task_has_a_deadline(tmp_path, started):
 def test_ctrl_c_ends_the_sender_and_its_container(tmp_path, started, demo):
     sandbox = Sandbox(tmp_path, RUNNING_LAB)
     process = start(sandbox, started, demo)
-    sandbox.wait_for_call(WAITING_AT[demo])
+    sandbox.wait_for_call("compose run")  # the sender started: the demo waits
     os.killpg(process.pid, signal.SIGINT)  # Ctrl+C: to the terminal's foreground group
     _, stderr = finish(process)
     assert process.returncode == 130, stderr
@@ -101,7 +104,7 @@ def test_ctrl_c_ends_the_sender_and_its_container(tmp_path, started, demo):
 def test_sigterm_to_the_demo_alone_ends_it_too(tmp_path, started):
     sandbox = Sandbox(tmp_path, RUNNING_LAB)
     process = start(sandbox, started, "demo-crash.sh")
-    sandbox.wait_for_call("compose logs")
+    sandbox.wait_for_call("compose run")
     process.terminate()
     _, stderr = finish(process)
     assert process.returncode == 143, stderr
@@ -110,7 +113,8 @@ def test_sigterm_to_the_demo_alone_ends_it_too(tmp_path, started):
 
 
 def test_ctrl_c_after_the_kill_starts_the_worker_again(tmp_path, started):
-    sandbox = Sandbox(tmp_path, WORKER_HAS_TASK_1 + RUNNING_LAB)
+    sandbox = Sandbox(tmp_path, KILLABLE_WORKER + RUNNING_LAB)
+    task_1_reached(sandbox)
     process = start(sandbox, started, "demo-crash.sh")
     sandbox.wait_for_call("inspect ")  # killed; now waiting for the sender
     os.killpg(process.pid, signal.SIGINT)
@@ -122,20 +126,14 @@ def test_ctrl_c_after_the_kill_starts_the_worker_again(tmp_path, started):
     assert wait_gone(process.pid) == []
 
 
-# The killed worker's own log, read after the kill: it had said Task 1 was done.
-DONE_BEFORE_THE_KILL = """\
-case "$*" in
-  "logs --since "*" sandbox-consumer-2") echo " [x] Done 'Task 1....' (consumer-2, 0.4 s)"; exit 0 ;;
-esac
-"""
-
-
-@pytest.mark.parametrize(("behaviour", "says"), [
-    ("", "Killed consumer-2 (SIGKILL) half way through Task 1"),
-    (DONE_BEFORE_THE_KILL, "Killed consumer-2 (SIGKILL), but only after it said Task 1 was done"),
+@pytest.mark.parametrize(("done", "says"), [
+    (False, "Killed consumer-2 (SIGKILL) half way through Task 1"),
+    (True, "Killed consumer-2 (SIGKILL), but only after it said Task 1 was done"),
 ])  # fmt: skip
-def test_the_crash_demo_says_half_way_only_when_the_worker_had_not_finished_task_1(tmp_path, started, behaviour, says):
-    sandbox = Sandbox(tmp_path, behaviour + WORKER_HAS_TASK_1 + RUNNING_LAB)
+def test_the_crash_demo_says_half_way_only_when_the_worker_had_not_finished_task_1(tmp_path, started, done, says):
+    """From the worker's own events: a `done` of Task 1 heard before the kill."""
+    sandbox = Sandbox(tmp_path, KILLABLE_WORKER + RUNNING_LAB)
+    task_1_reached(sandbox, done=done)
     process = start(sandbox, started, "demo-crash.sh")
     seen = []
     while not (line := readline_within(process.stdout, 15)).startswith("==> Killed"):
@@ -144,7 +142,7 @@ def test_the_crash_demo_says_half_way_only_when_the_worker_had_not_finished_task
     os.killpg(process.pid, signal.SIGINT)
     finish(process)
     assert line.startswith(f"==> {says}"), line
-    assert "half way" not in line or not behaviour
+    assert "half way" not in line or not done
 
 
 # The lab's `up` works; each `up` notes the PREFETCH the workers would get.
@@ -168,3 +166,15 @@ def test_ctrl_c_during_round_robin_gives_the_workers_their_prefetch_back(tmp_pat
     assert ups[0].startswith("PREFETCH=0 compose up --detach --wait"), ups
     assert ups[-1].startswith("PREFETCH=unset compose up --detach --wait"), ups  # .env's, as compose reads it
     assert ups[-1].endswith("--scale consumer=3"), ups
+
+
+def test_a_kill_that_fails_stops_the_crash_demo_and_starts_the_worker_again(tmp_path, started):
+    """docker kill refused: the demo says so and claims no kill, ends its sender, undoes."""
+    behaviour = 'case "$*" in "compose ps --format {{.Name}} consumer") echo sandbox-consumer-2; exit 0 ;; esac\n'
+    sandbox = Sandbox(tmp_path, behaviour + RUNNING_LAB)
+    task_1_reached(sandbox)
+    _, stderr = finish(start(sandbox, started, "demo-crash.sh"))
+    assert started[0].returncode == 1, stderr
+    assert "Stopped early: starting consumer-2 again" in stderr and "Stopped the sender (no run saved)" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("demo-crash.sh: docker kill sandbox-consumer-2 failed")
+    assert "compose start consumer" in sandbox.calls()

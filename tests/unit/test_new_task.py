@@ -8,6 +8,7 @@ import pika
 import pytest
 
 import analysis
+import command_line
 import new_task
 from example_runs import record
 from lab import schema
@@ -50,6 +51,41 @@ def test_bad_input_exits_2_with_one_line_and_never_connects(no_broker, capsys, a
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+SIX = "send.sh: 'six' is not a number of tasks; to send it as the text of one task: scripts/send.sh -- six"
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ((b"six",), SIX),
+        ((b"T\xe2che.",), "send.sh: the message is not UTF-8 text"),  # the bytes as the shell had them
+        ((b"-3",), "send.sh: the number of tasks must be a positive whole number, got '-3'"),
+        ((b"2.5",), "send.sh: the number of tasks must be a positive whole number, got '2.5'"),
+        ((b" ",), "send.sh: the message is empty"),
+        ((b"6", "--poison"), "send.sh: argument --poison: not allowed with argument --message-on-stdin"),
+    ],
+)
+def test_a_message_on_stdin_is_checked_by_the_same_rules_naming_the_callers_command(
+    no_broker, monkeypatch, capsys, given, message
+):
+    """scripts/send.sh hands the COUNT or MESSAGE over on stdin, byte for byte (and options), and names itself."""
+    monkeypatch.setattr("command_line.COMMAND", "scripts/send.sh")
+    stdin, *options = given
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    with pytest.raises(SystemExit) as exit_:
+        new_task.main(["--message-on-stdin", *options])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_one_bare_word_on_stdin_is_a_task_only_as_text(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"six")))
+    assert command_line.parse_args(["--message-on-stdin", "--as-text"]).message_or_count == "six"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Caf\xc3\xa9...")))
+    assert command_line.parse_args(["--message-on-stdin"]).message_or_count == "Café..."
 
 
 def test_missing_login_is_refused_before_connecting(no_broker, monkeypatch, capsys):

@@ -37,7 +37,7 @@ def test_help_prints_usage_and_touches_nothing(sandbox, script, flag):
         ("demo-crash.sh", "kills a\nworker"),
         ("demo-restart.sh", "restarts the\nbroker"),
         ("demo-node-failure.sh", "three-node cluster"),
-        ("bench.sh", "eight minutes"),
+        ("bench.sh", "runs, then removes, a stack of its own"),
         ("dead-letters.sh", "moves every dead letter"),
         ("check-worker.sh", "stops the lab's workers for the duration"),
     ],
@@ -65,7 +65,6 @@ def test_an_unknown_option_is_one_line_and_exit_2(sandbox, script):
         ["demo-round-robin.sh", "3", "4"],
         ["demo-fair-dispatch.sh", "--workers"],
         ["demo-crash.sh", "now"],
-        ["admin.sh", "--open", "--no-open"],
         ["doctor.sh", "--fix"],
         ["check-worker.sh", "--copies", "0", "--", "python", "worker.py"],
         ["check-worker.sh", "--copies"],
@@ -73,9 +72,6 @@ def test_an_unknown_option_is_one_line_and_exit_2(sandbox, script):
         ["check-worker.sh", "--"],
         ["send.sh", "6", "7"],
         ["send.sh", "--bogus"],
-        ["send.sh", "--poison", "6"],
-        ["send.sh", "T\udce2che."],  # a byte that is not UTF-8 (argv as os.fsencode passes it)
-        ["send.sh", "six"],  # a count mistyped, most likely
         ["test.sh", "-k", "dispatch"],
         ["test.sh", "tests/unit", "-x"],
     ],
@@ -101,14 +97,6 @@ def test_a_message_after_double_dash_may_look_like_help(sandbox):
     assert "Usage:" not in result.stdout
 
 
-def test_one_bare_word_is_sent_as_a_task_only_after_double_dash(sandbox):
-    refused = sandbox.run("send.sh", "six")
-    assert refused.stderr.strip().endswith("'six' is not a number of tasks; to send it as the text of one task: "
-                                           "scripts/send.sh -- six")  # fmt: skip
-    sent = sandbox.run("send.sh", "--", "six")
-    assert sent.returncode == 1 and "the lab is not running" in sent.stderr  # past the checks
-
-
 def test_ensure_venv_runs_pip_only_when_the_requirements_or_a_file_they_include_changed(sandbox):
     requirements = sandbox.lab / "tests/requirements.txt"
     requirements.parent.mkdir()
@@ -116,6 +104,7 @@ def test_ensure_venv_runs_pip_only_when_the_requirements_or_a_file_they_include_
     included = sandbox.lab / "producer/requirements.txt"
     included.parent.mkdir()
     included.write_text("pika==1.3.2\n")
+    (sandbox.lab / ".venv").unlink()  # the repo's own: not this test's to touch
     python = sandbox.lab / ".venv/bin/python"  # a fake that logs its calls, as the sandbox's docker does
     python.parent.mkdir(parents=True)
     python.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "python $*" >>"{sandbox.path}/docker.log"\n')
@@ -139,3 +128,12 @@ def test_ensure_venv_runs_pip_only_when_the_requirements_or_a_file_they_include_
     included.write_text("pika==1.4.4\nrich==15.0.0\n")
     assert ensure_venv("producer/requirements.txt")[0][-1] == "producer/requirements.txt"
     assert len(ensure_venv("producer/requirements.txt")[0]) == 3  # once
+
+
+def test_a_lab_never_started_is_said_so_even_when_compose_lists_no_ports(tmp_path):
+    """docker compose ps answers for the broker (no container) but fails to list ports:
+    send.sh still says why it stops, in one line."""
+    sandbox = Sandbox(tmp_path, 'case "$*" in "compose ps --all "*) exit 0 ;; esac\n')
+    result = sandbox.run("send.sh", "6")
+    assert result.returncode == 1
+    assert result.stderr.startswith("send.sh: the lab is not running; start it with") and result.stderr.count("\n") == 1

@@ -1,6 +1,6 @@
 """Fakes of the pika connections records.EventListener opens: each delivers its
 messages of records, then nothing more (as pika's inactivity timeout does) or
-an error (a lost connection). For the unit tests and scripts/bench.py; the unit
+an error (a lost connection). For the unit tests and bench/bench.py; the unit
 tests wrap other fake channels in FakeConnection too.
 """
 

@@ -70,7 +70,9 @@ class Stack(LabStack):
         return result.stdout
 
     def producer(self, *args):
-        return self.output("docker", "compose", "run", "--rm", "--no-deps", "-T", "producer", *args)
+        # benchmark.py is not in the producer's image (students run that image): lent to it for the run.
+        lent = f"{ROOT / 'bench' / 'benchmark.py'}:/app/benchmark.py:ro"
+        return self.output("docker", "compose", "run", "--rm", "--no-deps", "-T", "--volume", lent, "producer", *args)
 
     def workers(self, count, dashboard=True, **settings):
         """`count` workers with these settings (PREFETCH, SECONDS_PER_DOT), all attached."""

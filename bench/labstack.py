@@ -1,5 +1,5 @@
 """A lab stack of its own, for the stack tests (tests/stack/conftest.py) and the benchmark
-(scripts/bench.py): its own compose project and free host ports, so a lab the
+(bench/bench.py): its own compose project and free host ports, so a lab the
 user has running is never touched, and the lab's login as Compose resolves it.
 
 Settings come from `docker compose config`: compose.yaml's defaults, .env, and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pika
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port():

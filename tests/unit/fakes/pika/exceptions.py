@@ -1,0 +1,6 @@
+class AMQPError(Exception):
+    pass
+
+
+class AMQPConnectionError(AMQPError):
+    pass
