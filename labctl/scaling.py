@@ -31,7 +31,7 @@ class Rule:
             return f"--max must be at least 1 and at least --min ({self.minimum}), got {self.maximum}"
         if self.per_worker < 1:
             return f"--per-worker must be 1 or more, got {self.per_worker}"
-        if self.down_after < 0:
+        if not 0 <= self.down_after < math.inf:
             return f"--down-after must be 0 or more seconds, got {self.down_after}"
         if self.activation < 0:
             return f"--activation must be 0 or more, got {self.activation}"

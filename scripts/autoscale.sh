@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Autoscale the lab's workers from task_queue, as KEDA and HPA do on Kubernetes:
+# ceil(messages / per-worker) workers within --min and --max, up at once, down
+# only to the highest recommendation of the last --down-after seconds
+# (docs/elastic.md). Runs in the foreground beside the running lab, on this
+# machine; Ctrl+C ends it and leaves the pool as it is.
+#
+# Usage: scripts/autoscale.sh [-h | --help] [--min N] [--max N] [--per-worker N]
+#                             [--every S] [--down-after S] [--activation N]
+#   scripts/autoscale.sh                                  1 to 6 workers, 4 messages each
+#   scripts/autoscale.sh --min 0 --max 4 --down-after 60  a pool that sleeps when idle
+# Options (defaults in brackets):
+#   --min N          fewest workers [1]; 0 lets the pool sleep when idle
+#   --max N          most workers [6]
+#   --per-worker N   messages (ready + unacknowledged) per worker [4]
+#   --every S        seconds between two readings of task_queue [5]
+#   --down-after S   a scale-down waits until the last S seconds asked for no more [30]
+#   --activation N   a pool of 0 wakes when messages exceed N [0]
+# Exit status: 0 when ended by Ctrl+C, 1 when it cannot run, 2 for bad arguments.
+# Takes: until you end it.
+# Changes: the number of running workers (docker compose up -d --no-recreate
+# --scale consumer=N); publishes its decisions to lab.events; installs pika into .venv.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+exit_if_help_asked "$@"
+ensure_venv producer/requirements.txt  # pika, as the producer's image has it
+exec .venv/bin/python -m labctl.autoscale "$@"
