@@ -187,3 +187,10 @@ def test_help_says_usage_takes_and_changes(capsys):
     assert exited.value.code == 0
     said = capsys.readouterr().out
     assert all(f"\n{word}:" in said for word in ("Usage", "Takes", "Changes"))
+
+
+def test_the_script_refuses_a_bad_option_with_one_line_and_status_2():
+    script = autoscale.__file__.replace("labctl/autoscale.py", "scripts/autoscale.sh")
+    result = subprocess.run([script, "--per-worker", "0"], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1:] == ["autoscale.sh: --per-worker must be 1 or more, got 0 (see --help)"]
