@@ -42,6 +42,10 @@ from labctl.scaling import Rule, Scaler
 
 MAX_EVENT_MESSAGES = 1000  # read from lab.events per poll, and kept by its queue: what is older is dropped
 MAX_BODY_BYTES = 1 << 20
+# A quorum queue's unacknowledged count in the management API follows the queue's tick: up to
+# 5 s behind (RabbitMQ 4.3.6). A shorter window would scale down on a count that has not yet
+# seen the tasks just taken, and stop the busy workers that took them.
+COUNT_LAG_SECONDS = 5
 HANDED_BACK = "stopped before it was done"  # a cut record's reason when a worker stops mid-task (consumer/worker.py)
 PROPERTIES = pika.BasicProperties(content_type="application/json")
 
@@ -290,6 +294,9 @@ def parse(argv):
     rule = Rule(options.minimum, options.maximum, options.per_worker, options.down_after, options.activation)
     if problem := rule.problem():
         parser.error(problem)
+    if rule.down_after < COUNT_LAG_SECONDS:
+        parser.error(f"--down-after must be at least {COUNT_LAG_SECONDS} s (task_queue's unacknowledged count "
+                     f"lags that much), got {options.down_after:g}")  # fmt: skip
     if not 0.1 <= options.every <= 30:
         parser.error(f"--every must be 0.1 to 30 seconds, got {options.every:g}")
     return rule, options.every

@@ -14,7 +14,8 @@
 #   --max N          most workers [6]
 #   --per-worker N   messages (ready + unacknowledged) per worker [4]
 #   --every S        seconds between two readings of task_queue [5]
-#   --down-after S   a scale-down waits until the last S seconds asked for no more [30]
+#   --down-after S   a scale-down waits until the last S seconds asked for no more
+#                    [30]; at least 5 (task_queue's unacknowledged count lags 5 s)
 #   --activation N   a pool of 0 wakes when messages exceed N [0]
 # Exit status: 0 when ended by Ctrl+C, 1 when it cannot run, 2 for bad arguments.
 # Takes: until you end it.

@@ -89,15 +89,16 @@ def test_done_when_a_burst_of_48_grows_the_pool_and_it_comes_back_to_1_within_th
     assert back <= WINDOW + 15, back  # the window, a poll, and the idle workers' stop
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 def test_a_scale_down_while_tasks_run_loses_none_and_says_what_it_handed_back(lab):
-    # Three workers each in a 6-second task (longer than STOP_GRACE_SECONDS, 5): asked for
-    # ceil(3 / 2) = 2 workers, Compose stops consumer-3 mid-task and it hands its task back.
+    # Three workers each in a 15-second task (longer than STOP_GRACE_SECONDS, 5): asked for
+    # ceil(3 / 2) = 2 workers once the window (5 s) has passed, Compose stops the newest
+    # worker mid-task and it hands its task back.
     lab.up(3)
-    with lab.sending("3", "--dots", "12", "--wait", "--name", "autoscale-down") as sending:
+    with lab.sending("3", "--dots", "30", "--wait", "--name", "autoscale-down") as sending:
         lab.wait_for(lambda: lab.queue() == (0, 3), "each worker holding a task", timeout=30)
         taken = lab.worker_names()
-        options = ("--min", "1", "--max", "3", "--per-worker", "2", "--every", "1", "--down-after", "0")
+        options = ("--min", "1", "--max", "3", "--per-worker", "2", "--every", "1", "--down-after", "5")
         with autoscaling(lab, *options) as autoscaler:
             autoscaler.wait_for_line("workers 3 -> 2")
             autoscaler.wait_for_line("the scale-down handed", timeout=30)

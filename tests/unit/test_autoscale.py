@@ -171,6 +171,11 @@ def test_a_broker_published_on_every_address_is_reached_on_loopback():
         (["--min", "x"], "autoscale.sh: argument --min: invalid int value: 'x' (see --help)"),
         (["--every", "0"], "autoscale.sh: --every must be 0.1 to 30 seconds, got 0 (see --help)"),
         (["--down-after", "nan"], "autoscale.sh: --down-after must be 0 or more seconds, got nan (see --help)"),
+        (
+            ["--down-after", "4"],
+            "autoscale.sh: --down-after must be at least 5 s (task_queue's unacknowledged count lags that much), "
+            "got 4 (see --help)",
+        ),
         (["--fast"], "autoscale.sh: unrecognized arguments: --fast (see --help)"),
     ],
 )
