@@ -69,9 +69,10 @@ class Settings:
     password: str
 
 
-def lab_settings(run=subprocess.run):
-    """The lab's settings as `docker compose config` resolves them."""
-    result = run(["docker", "compose", "config", "--format", "json"], capture_output=True, text=True, check=False)
+def lab_settings(run=subprocess.run, env=None):
+    """The lab's settings as `docker compose config` resolves them (in `env`, default this process's)."""
+    result = run(["docker", "compose", "config", "--format", "json"], capture_output=True, text=True, check=False,
+                 env=env)  # fmt: skip
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["no reason given"]
         raise Refused(f"docker compose config failed: {lines[-1]}")
