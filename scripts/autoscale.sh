@@ -26,5 +26,17 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
+# Each option and the shape of its value, before anything is set up; the Python side checks
+# the rest (--max at least --min, --down-after at least 5, ...).
+for ((i = 1; i <= $#; i += 2)); do
+  option="${!i}" next=$((i + 1))
+  case "$option" in
+    --min | --max | --per-worker | --activation) pattern='^[0-9]+$' what="a whole number" ;;
+    --every | --down-after) pattern='^[0-9]+(\.[0-9]+)?$' what="a number of seconds" ;;
+    *) refuse "$option" ;;
+  esac
+  ((next <= $#)) || fail "$option needs $what"
+  [[ "${!next}" =~ $pattern ]] || fail "$option must be $what, got '${!next}'"
+done
 ensure_venv producer/requirements.txt  # pika, as the producer's image has it
 exec .venv/bin/python -m labctl.autoscale "$@"

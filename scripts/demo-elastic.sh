@@ -16,6 +16,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
+for ((i = 1; i <= $#; i += 2)); do  # each option and its value's shape; the Python side checks the rest
+  option="${!i}" next=$((i + 1))
+  case "$option" in
+    --min | --max | --burst | --pause) ;;
+    *) refuse "$option" ;;
+  esac
+  ((next <= $#)) || fail "$option needs a whole number"
+  [[ "${!next}" =~ ^[0-9]+$ ]] || fail "$option must be a whole number, got '${!next}'"
+done
 require_running_lab
 ensure_venv producer/requirements.txt  # pika and matplotlib, as the producer's image has them
 # analysis.py, the lab's figures, is the producer's (producer/).
