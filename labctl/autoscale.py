@@ -46,7 +46,6 @@ MAX_BODY_BYTES = 1 << 20
 # 5 s behind (RabbitMQ 4.3.6). A shorter window would scale down on a count that has not yet
 # seen the tasks just taken, and stop the busy workers that took them.
 COUNT_LAG_SECONDS = 5
-HANDED_BACK = "stopped before it was done"  # a cut record's reason when a worker stops mid-task (consumer/worker.py)
 PROPERTIES = pika.BasicProperties(content_type="application/json")
 
 
@@ -262,10 +261,10 @@ def run(rule, every, broker, pool, stop, *, out=print, clock=time.monotonic):
         broker.tell({"event": "scaled", "at": time.time(), "ready": ready, "unacked": unacked,
                      "recommended": decision.recommended, "before": decision.before,
                      "workers": decision.workers, "why": decision.why})  # fmt: skip
-        for event in broker.events():
-            if event["event"] == "cut" and event["worker"] in stopped_here and event["reason"] == HANDED_BACK:
+        for event in broker.events():  # a task cut short by a worker this autoscaler stopped
+            if event["event"] == "cut" and event["worker"] in stopped_here:
                 out(f"{stamp()} the scale-down handed {event['task']!r} back to the queue "
-                    f"({event['worker']} stopped before it was done; another worker takes it)")  # fmt: skip
+                    f"({event['worker']}: {event['reason'][:80]}; another worker takes it)")  # fmt: skip
         stop.wait(every)
 
 

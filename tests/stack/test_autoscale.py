@@ -109,7 +109,7 @@ def test_a_scale_down_while_tasks_run_loses_none_and_says_what_it_handed_back(la
     handed = autoscaler.said("the scale-down handed")
     assert len(handed) == 1, autoscaler.lines  # --min 2: one scale-down, 3 -> 2
     stopped = max(taken, key=lambda name: int(name.rsplit("-", 1)[1]))  # Compose stops the newest
-    assert f"({stopped} stopped before it was done; another worker takes it)" in handed[0]
+    assert f"({stopped}: stopped before it was done; another worker takes it)" in handed[0]
     cut = [e for e in run["events"] if e["event"] == "cut" and e["worker"] == stopped]
     assert len(cut) == 1 and any(r["redelivered"] for r in done.values())
 

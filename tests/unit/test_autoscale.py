@@ -9,7 +9,7 @@ import pytest
 
 from lab import schema
 from labctl import autoscale
-from labctl.autoscale import HANDED_BACK, Unreachable, lab_settings, parse, valid_events
+from labctl.autoscale import Unreachable, lab_settings, parse, valid_events
 from labctl.scaling import Rule
 
 
@@ -105,15 +105,14 @@ def test_the_broker_down_is_said_once_and_the_pool_kept_until_it_answers():
 
 
 def test_a_scale_down_that_handed_a_task_back_says_so():
-    cut = {"event": "cut", "worker": "consumer-3", "task": "Task 7..", "reason": HANDED_BACK}
+    cut = {"event": "cut", "worker": "consumer-3", "task": "Task 7..", "reason": "stopped before it was done"}
     elsewhere = {**cut, "worker": "consumer-1"}  # a worker the autoscaler did not stop
-    crashed = {**cut, "reason": "its delivery was lost with the channel"}
-    heard = [[], [cut, elsewhere, crashed]]  # at the first poll, and the second (the scale-down)
+    heard = [[], [cut, elsewhere]]  # at the first poll, and the second (the scale-down)
     _broker, pool, lines = run(Rule(down_after=0), [(0, 0), (0, 0)], workers=3, events=heard)
     assert pool.workers() == {"consumer-1"}
     handed = [line for line in lines if "handed" in line]
     assert len(handed) == 1
-    assert "the scale-down handed 'Task 7..' back to the queue (consumer-3 stopped before it was done" in handed[0]
+    assert "the scale-down handed 'Task 7..' back to the queue (consumer-3: stopped before it was done;" in handed[0]
 
 
 def test_a_failed_compose_call_is_said_and_the_loop_goes_on():
