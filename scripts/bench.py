@@ -369,8 +369,7 @@ def measure_elastic(stack, minimum=1, maximum=6, burst=16, pause=20):
     lab = elastic_demo.Lab(stack.env)
     lab.resize(maximum)
     fixed = elastic_demo.measure(lab, "bench-elastic-fixed", burst, pause)
-    rule = ("--min", str(minimum), "--max", str(maximum))
-    elastic = elastic_demo.elastic(lab, rule, "bench-elastic", burst, pause)
+    elastic = elastic_demo.elastic(lab, minimum, maximum, "bench-elastic", burst=burst, pause=pause)
     makespan_ratio = elastic["makespan"] / fixed["makespan"]
     cost_ratio = elastic["worker_seconds"] / fixed["worker_seconds"]
     print(f"\nElastic pool ({minimum} to {maximum}) against a fixed {maximum}: bursts of {burst}, {pause} s apart")
