@@ -1,7 +1,7 @@
 """scripts/autoscale.sh on the real stack: a burst grows the pool and a quiet queue
 shrinks it back after the window, a scale-down while tasks run loses none (and says
 which task it handed back), a broker restart is reported and the pool kept, Ctrl+C
-leaves no process. The test stack's SECONDS_PER_DOT is 0.5 (stacklab.py): a task of
+(or SIGTERM) leaves no process. The test stack's SECONDS_PER_DOT is 0.5 (stacklab.py): a task of
 two dots, "two seconds" in the lab as students run it, takes one second here."""
 
 import os
@@ -127,11 +127,17 @@ def test_a_broker_restart_is_reported_and_the_pool_kept(lab):
     assert not [line for line in autoscaler.lines if "workers 3 -> " in line and "workers 3 -> 3" not in line]
 
 
-def test_ctrl_c_ends_it_leaving_the_pool_and_no_process(lab):
+@pytest.mark.parametrize("stop", ["Ctrl+C", "SIGTERM"])
+def test_ctrl_c_or_sigterm_ends_it_leaving_the_pool_and_no_process(lab, stop):
     lab.up(3)
     autoscaler = Autoscaler(lab, ("--every", "0.5"))
     autoscaler.wait_for_line("workers 3 -> 3")
-    assert autoscaler.interrupt() == 0
+    if stop == "Ctrl+C":
+        assert autoscaler.interrupt() == 0
+    else:
+        autoscaler.process.terminate()  # the script execs the autoscaler: this is its process
+        assert autoscaler.process.wait(timeout=30) == 0
+        autoscaler.reader.join(timeout=10)
     assert autoscaler.lines[-1].endswith("stopped; the pool stays as it is")
     with pytest.raises(ProcessLookupError):
         os.killpg(autoscaler.process.pid, 0)  # nothing left of its process group
