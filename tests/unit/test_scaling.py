@@ -86,9 +86,14 @@ def test_a_pool_beyond_max_comes_down_to_it():
 
 
 def test_counting_only_ready_messages_would_remove_busy_workers():
-    """The pitfall the rule avoids: 6 busy workers, none waiting. Ready alone asks for 1."""
-    assert recommend(0, LAB)[0] == 1
-    assert recommend(0 + 6, Rule(minimum=1, maximum=6, per_worker=1))[0] == 6
+    """The pitfall the rule avoids: six workers each in a task, nothing waiting. Fed the
+    unacknowledged count the pool stays; fed the ready count alone it is cut to 1."""
+    rule = Rule(minimum=1, maximum=6, per_worker=1, down_after=5)
+    counted, ready_only = Scaler(rule), Scaler(rule)
+    for now in (0, 3, 6):
+        kept = counted.decide(now, 0, 6, 6).workers
+        cut = ready_only.decide(now, 0, 0, 6).workers
+    assert (kept, cut) == (6, 1)
 
 
 @pytest.mark.parametrize(
