@@ -33,7 +33,7 @@ import pika
 from analysis import makespan, segments, span, tally, worker_seconds
 from lab.brokers import open_first
 from lab.topology import QUEUE
-from labctl.autoscale import Broker, Pool, Refused, Unreachable, lab_settings
+from labctl.running_lab import Broker, Pool, Refused, Unreachable, lab_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOTS = 2

@@ -9,7 +9,8 @@ import pytest
 
 from lab import schema
 from labctl import autoscale
-from labctl.autoscale import Unreachable, lab_settings, parse, valid_events
+from labctl.autoscale import parse
+from labctl.running_lab import Unreachable, lab_settings, valid_events
 from labctl.scaling import Rule
 
 
