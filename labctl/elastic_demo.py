@@ -264,7 +264,7 @@ def main(argv=None):
         return 1
     try:
         results = run_all(lab, options)
-    except (KeyboardInterrupt, Unreachable) as exc:
+    except (KeyboardInterrupt, Unreachable, Refused) as exc:
         print(f"==> Stopped early{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
