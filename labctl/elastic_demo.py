@@ -100,15 +100,23 @@ class Lab:
         self.started.append(process)
         return process
 
-    def end_started(self):
+    def end_started(self, signalled):
+        """End the background processes, and any sender's producer container left behind
+        (lib.sh names it after its send.sh). `signalled`: they had the signal too (Ctrl+C in
+        a terminal reaches the whole process group) and end by themselves; a second signal
+        would cut their own clean-up short."""
         for process in self.started:
-            if process.poll() is None:
+            if not signalled and process.poll() is None:
                 process.terminate()  # send.sh passes it on to its producer; the autoscaler stops
         for process in self.started:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+            if process.args[0].endswith("send.sh"):
+                self.pool.run(["docker", "rm", "--force", f"{self.settings.project}-producer-{process.pid}"],
+                              capture_output=True, check=False)  # fmt: skip
         self.started = []
 
 
@@ -248,9 +256,17 @@ def run_all(lab, options):
     return results
 
 
+class StoppedAlone(KeyboardInterrupt):
+    """SIGTERM: to this process alone, not to the processes it started (as Ctrl+C would be)."""
+
+
+def stopped_alone(_signum, _frame):
+    raise StoppedAlone
+
+
 def main(argv=None):
     options = parse(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # ends it as Ctrl+C does
+    signal.signal(signal.SIGTERM, stopped_alone)
     try:
         lab = Lab(os.environ.copy())
         found = len(lab.pool.workers())
@@ -262,13 +278,15 @@ def main(argv=None):
             "demo-elastic.sh: the lab's broker does not answer; scripts/doctor.sh tells what is wrong", file=sys.stderr
         )
         return 1
+    signalled = False
     try:
         results = run_all(lab, options)
     except (KeyboardInterrupt, Unreachable, Refused) as exc:
+        signalled = type(exc) is KeyboardInterrupt  # Ctrl+C, not StoppedAlone
         print(f"==> Stopped early{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
-        lab.end_started()
+        lab.end_started(signalled)
         print(f"==> Back to the {found} workers found at the start", flush=True)
         lab.resize(found)
     report(results)
