@@ -284,7 +284,7 @@ def main(argv=None):
     except (KeyboardInterrupt, Unreachable, Refused) as exc:
         signalled = type(exc) is KeyboardInterrupt  # Ctrl+C, not StoppedAlone
         print(f"==> Stopped early{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+        return {KeyboardInterrupt: 130, StoppedAlone: 143}.get(type(exc), 1)
     finally:
         lab.end_started(signalled)
         print(f"==> Back to the {found} workers found at the start", flush=True)
