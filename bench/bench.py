@@ -1,13 +1,15 @@
 """The lab's benchmark (run by scripts/bench.sh): its own tools against raw pika,
 on a stack of its own. Prints a table per measurement and ends with
 
-    ratios: publish=… consume=… scale8=… dispatch=… dashboard=…
+    ratios: publish=… consume=… scale8=… dispatch=… dashboard=… elastic-makespan=… elastic-cost=…
 
 `bench.py dashboard` measures only what the live dashboard costs the workers.
 `bench.py collect` measures only --wait's collecting of records, in this process
 on a fake broker (no stack): the records per second it keeps up with.
 `bench.py wait` measures only send.sh --wait on big batches (20,000 tasks of 10 ms,
 100,000 of no work): how long after the last task it ends, and that none is lost.
+`bench.py elastic` measures only the autoscaler (scripts/autoscale.sh): the elastic
+demo's bursty workload on a fixed pool of the maximum and on the elastic pool.
 
 These machines are noisy: compare the ratios, each measured within one run.
 
@@ -37,6 +39,7 @@ from analysis import tally
 from display import WaitProgress
 from example_runs import BATCH, record
 from fake_records import RecordsChannel, connections
+from labctl import elastic_demo
 from labstack import ROOT, LabStack
 
 PUBLISH_COUNT = 50_000
@@ -361,7 +364,37 @@ def print_waiting(results):
               f" done {done:,}, lost {lost}")  # fmt: skip
 
 
+def measure_elastic(stack, minimum=1, maximum=6, burst=16, pause=20):
+    """The elastic demo's workload (labctl/elastic_demo.py: two bursts of `burst` two-dot tasks,
+    `pause` s apart) on a fixed pool of `maximum`, then on the autoscaled pool from `minimum`
+    to `maximum`, at .env's SECONDS_PER_DOT. Prints the row; its figures, each from one run."""
+    lab = elastic_demo.Lab(stack.env)
+    lab.resize(maximum)
+    fixed = elastic_demo.measure(lab, "bench-elastic-fixed", burst, pause)
+    elastic = elastic_demo.elastic(lab, minimum, maximum, "bench-elastic", burst=burst, pause=pause)
+    makespan_ratio = elastic["makespan"] / fixed["makespan"]
+    cost_ratio = elastic["worker_seconds"] / fixed["worker_seconds"]
+    print(f"\nElastic pool ({minimum} to {maximum}) against a fixed {maximum}: bursts of {burst}, {pause} s apart")
+    for name, figures in (("fixed", fixed), ("elastic", elastic)):
+        print(f"  {name:<8} makespan {figures['makespan']:>6.1f} s  worker-seconds {figures['worker_seconds']:>7.1f}"
+              f"  lost {figures['lost']}")  # fmt: skip
+    print(f"  makespan ratio {makespan_ratio:.2f} (target <= 1.3); worker-seconds ratio {cost_ratio:.2f} "
+          f"(target <= 0.6)")  # fmt: skip
+    added = elastic["first_added"]
+    print(f"  first added worker consuming {'-' if added is None else f'{added:.1f} s'} after the burst's first task")
+    return makespan_ratio, cost_ratio, added
+
+
 def main():
+    if sys.argv[1:] == ["elastic"]:
+        with tempfile.TemporaryDirectory() as timelines:
+            stack = Stack(Path(timelines))
+            stack.compose("up", "--detach", "--build", "--wait", "--scale", "consumer=1", timeout=900)
+            try:
+                measure_elastic(stack)
+                return None
+            finally:
+                stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
     if sys.argv[1:] == ["wait"]:
         with tempfile.TemporaryDirectory() as timelines:
             stack = Stack(Path(timelines))
@@ -428,9 +461,11 @@ def report(stack):
 
     dispatch_ratio = min(ideal / measured for measured, ideal in dispatch.values())
     dashboard_ratio = print_dashboard(measure_dashboard(stack))
+    elastic_makespan, elastic_cost, _added = measure_elastic(stack)
     print(
         f"\nratios: publish={publish_ratio:.2f} consume={consume_ratio:.2f} "
-        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f} dashboard={dashboard_ratio:.2f}"
+        f"scale8={scaling[8][1]:.2f} dispatch={dispatch_ratio:.2f} dashboard={dashboard_ratio:.2f} "
+        f"elastic-makespan={elastic_makespan:.2f} elastic-cost={elastic_cost:.2f}"
     )
 
 

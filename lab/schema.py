@@ -34,6 +34,11 @@ and one event from the producer, without a worker:
 
     sending   send.sh is about to send "tasks" tasks of "batch", saved with
               --wait as the run "name" (null without --wait)
+
+and one event from the autoscaler (scripts/autoscale.sh), without a worker, at each poll:
+
+    scaled    task_queue read "ready" / "unacked"; the queue asked for "recommended"
+              workers; the pool went from "before" to "workers" (the same: kept), and "why"
 """
 
 import math
@@ -42,7 +47,8 @@ TASK_RECORDS = ("started", "done", "rejected", "cut")
 TASK_EVENTS = ("received", *TASK_RECORDS)
 WORKER_EVENTS = ("quick", "attached", "leaving", "gone")
 PRODUCER_EVENTS = ("sending",)
-EVENTS = TASK_EVENTS + WORKER_EVENTS + PRODUCER_EVENTS
+SCALER_EVENTS = ("scaled",)
+EVENTS = TASK_EVENTS + WORKER_EVENTS + PRODUCER_EVENTS + SCALER_EVENTS
 TASK_TEXT_SHOWN = 60  # characters of a task's text an event carries: a task may be 131,072
 # The most dots a task may ask for unless MAX_DOTS_PER_TASK says otherwise (send.sh
 # refuses more, a worker rejects more).
@@ -110,6 +116,11 @@ _FIELDS = {  # kind -> (required fields and their checks, optional ones)
     "leaving": ({"worker": _name}, {}),
     "gone": ({"worker": _name}, {}),
     "sending": ({"batch": _name, "name": _name_or_null, "tasks": _count}, {}),
+    "scaled": (
+        {name: _count for name in ("ready", "unacked", "recommended", "before", "workers")}
+        | {"why": _text(MAX_NAME * 4)},
+        {},
+    ),
 }
 
 

@@ -9,4 +9,8 @@ repo's .venv (lib.sh's run_host_python, with labctl/requirements.txt):
     cluster.py   the three-node cluster's state, from rabbitmqctl --formatter json
     demo.py      a demo's life cycle: the sender in the background, the waits, the undo
     demos.py     the demos (scripts/demo-*.sh)
+    scaling.py   the autoscaler's decision rule (KEDA's QueueLength, HPA's window), pure
+    autoscale.py scripts/autoscale.sh: the pool sized from task_queue, one line a decision
+    running_lab.py  the running lab as the autoscaler reads and resizes it
+    elastic_demo.py scripts/demo-elastic.sh: fixed pools against the elastic one
 """

@@ -225,3 +225,18 @@ def figures(events):
         "workers": workers,
         "per_worker": rows,
     }
+
+
+def worker_seconds(events, start, end, present=()):
+    """The pool's cost from `start` to `end`: the seconds each worker was there, summed.
+    A worker is there from its "attached" event (or `start`, for those in `present`, there
+    already) to its "leaving" or "gone" event (or `end`), busy or not."""
+    since = dict.fromkeys(present, start)
+    paid = 0.0
+    for event in sorted(events, key=lambda e: e["at"]):
+        worker, at = event["worker"], min(max(event["at"], start), end)
+        if event["event"] == "attached":
+            since.setdefault(worker, at)
+        elif event["event"] in ("leaving", "gone") and worker in since:
+            paid += at - since.pop(worker)
+    return paid + sum(end - moment for moment in since.values())

@@ -5,6 +5,7 @@
 # scaling over 1-8 workers, dispatch against a simulated ideal, start-up, and
 # the live dashboard's cost.
 # Ends with one line: ratios: publish=… consume=… scale8=… dispatch=… dashboard=…
+# elastic-makespan=… elastic-cost=… (the autoscaler against a fixed pool of 6)
 # With --cluster: only what replication costs, the single broker against the
 # three-node cluster (confirmed publish; consume at prefetch 1 and 100).
 #
@@ -13,7 +14,9 @@
 #        scripts/bench.sh --cluster    (only what replication costs)
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
 #        scripts/bench.sh wait         (only send.sh --wait on 20,000 and 100,000 tasks)
-# Takes: about ten minutes (--cluster: about six; wait: three; dashboard: less; collect: a minute).
+#        scripts/bench.sh elastic      (only the autoscaler against a fixed pool of 6)
+# Takes: about ten minutes (--cluster: about six; elastic: about two; wait: about three;
+# dashboard: less; collect: a minute).
 # Changes: nothing of the lab: it builds images and runs, then removes, a stack
 # of its own; installs the test requirements into .venv.
 set -euo pipefail
@@ -22,7 +25,7 @@ source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
 case "${1:-}" in
-  "" | dashboard | collect | wait | --cluster) (($# <= 1)) || refuse "$2" ;;
+  "" | dashboard | collect | wait | elastic | --cluster) (($# <= 1)) || refuse "$2" ;;
   *) refuse "$1" ;;
 esac
 ensure_venv

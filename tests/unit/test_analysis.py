@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 import analysis
 from example_runs import CRASH, FAIR, HANDED_BACK, ROUND_ROBIN, ZERO_WORK_WORKER, record
 
@@ -84,3 +86,23 @@ def test_finished_tasks_kept_record_by_record_agree_with_reading_all_the_records
             finished.add(events[-1])
             assert finished.tasks() == analysis.finished_tasks(events), events
             assert len(finished) == len(analysis.finished_tasks(events))
+
+
+def lifetime(kind, worker, at):
+    return {"event": kind, "worker": worker, "at": at}
+
+
+@pytest.mark.parametrize(
+    ("events", "present", "seconds"),
+    [
+        ([], ("consumer-1", "consumer-2"), 20.0),  # a fixed pool of 2 over 10 s
+        ([lifetime("attached", "consumer-2", 14)], ("consumer-1",), 10 + 6),  # joined at 14
+        ([lifetime("attached", "consumer-2", 12), lifetime("leaving", "consumer-2", 15)], ("consumer-1",), 10 + 3),
+        ([lifetime("gone", "consumer-1", 18)], ("consumer-1",), 8),  # killed: gone
+        ([lifetime("attached", "consumer-1", 5)], ("consumer-1",), 10),  # before the start: counted from it
+        ([lifetime("attached", "consumer-3", 25)], (), 0),  # after the end: nothing
+        ([lifetime("attached", "consumer-1", 12), lifetime("attached", "consumer-1", 13)], (), 8),  # reconnected
+    ],
+)
+def test_worker_seconds_count_each_worker_from_its_attaching_to_its_leaving(events, present, seconds):
+    assert analysis.worker_seconds(events, 10, 20, present) == seconds
