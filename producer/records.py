@@ -12,8 +12,8 @@ import os
 import re
 import time
 
-from analysis import FinishedTasks, in_progress
 from lab.brokers import broker_hosts, open_first
+from lab.figures import FinishedTasks, in_progress
 from lab.metrics import fetch_alarms, fetch_queue_figures
 from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
 from publisher import reconnecting

@@ -14,7 +14,7 @@ import sys
 import chart
 import display
 import runs
-from analysis import segments
+from lab.figures import segments
 
 
 def compare(first, second, name):

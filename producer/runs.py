@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import chart
-from analysis import done_records, segments
+from lab.figures import done_records, segments
 from lab.marks import read_marks
 
 TIMELINES = Path("timelines")

@@ -33,10 +33,10 @@ from pathlib import Path
 import pika
 
 import records
-from analysis import tally
 from display import WaitProgress
 from example_runs import BATCH, record
 from fake_records import RecordsChannel, connections
+from lab.figures import tally
 from labstack import ROOT, LabStack
 
 PUBLISH_COUNT = 50_000

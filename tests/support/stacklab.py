@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 import pika
 import pytest
 
-from analysis import acknowledged
 from lab import schema
+from lab.figures import acknowledged
 from lab.schema import task_number
 from labstack import ROOT, LabStack
 

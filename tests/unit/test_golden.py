@@ -1,4 +1,4 @@
-"""The golden files (tests/golden) are what producer/analysis.py computes today."""
+"""The golden files (tests/golden) are what lab/figures.py computes today."""
 
 import json
 
