@@ -122,6 +122,7 @@ class Follower:
             if self.hub.watched():
                 figures, figures_channel = await self.figures(connection, figures_channel, host)
                 self.hub.set_queues(figures)
+                self.hub.tell_batches()
             await self.sleep(POLL_SECONDS)
 
     async def figures(self, connection, channel, host):
@@ -145,8 +146,8 @@ class Follower:
             if event:
                 self.hub.add_events([event])
             return
-        events, dropped = door.read_message(message.body)
-        self.hub.drop(dropped)
+        events, dropped, out_of_time = door.read_message(message.body, time.time())
+        self.hub.drop(dropped, out_of_time)
         if events:
             self.hub.add_events(events)
 

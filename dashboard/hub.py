@@ -13,6 +13,8 @@ import json
 import time
 from collections import deque
 
+from batches import Batches
+
 HISTORY_MESSAGES = 20_000  # worker messages kept for snapshots (tasks with no work arrive as counts)
 HISTORY_BYTES = 16 << 20
 WATCHER_BACKLOG_BYTES = 8 << 20  # a slow browser lagging more than this is dropped (it reconnects)
@@ -61,7 +63,7 @@ class Watcher:
 
 class Hub:
     def __init__(self, history_messages=HISTORY_MESSAGES, history_bytes=HISTORY_BYTES,
-                 backlog_bytes=WATCHER_BACKLOG_BYTES, clock=time.time):  # fmt: skip
+                 backlog_bytes=WATCHER_BACKLOG_BYTES, clock=time.time, timelines=None):  # fmt: skip
         self.ids = itertools.count(1)
         self.latest = 0  # the last id given to any message
         self.history = deque()  # (id, the events of one message as JSON text, without the brackets)
@@ -70,7 +72,8 @@ class Hub:
         self.backlog_bytes = backlog_bytes
         self.clock = clock
         self.latest_queues = None
-        self.status = {"broker": None, "gaps": [], "dropped": 0}
+        self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0}
+        self.batches = Batches(timelines)
         self.lost_at = None
         self.watchers = set()
 
@@ -82,6 +85,7 @@ class Hub:
         text = compact(events)[1:-1]
         if not text:
             return
+        self.batches.add(events)
         number = self.number()
         self.history.append((number, text))
         self.history_bytes += len(text)
@@ -107,10 +111,17 @@ class Hub:
             self.status["broker"] = host
             self.tell_status()
 
-    def drop(self, count):
-        """Events refused at the door (door.py), counted for the page."""
-        if count:
+    def tell_batches(self):
+        """Each batch's figures that changed or go on changing (batches.py), to every page."""
+        for view in self.batches.views(self.clock()):
+            self.tell(self.number(), compact(view))
+
+    def drop(self, count, out_of_time=0):
+        """Events refused at the door (door.py), counted for the page: malformed, or with
+        times out of the window around when they arrived."""
+        if count or out_of_time:
             self.status["dropped"] += count
+            self.status["out_of_time"] += out_of_time
             self.tell_status()
 
     def tell_status(self):
@@ -139,6 +150,8 @@ class Hub:
             kind, kept = "snapshot", [text for _number, text in self.history]
         text = sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')
         text += sse(self.latest, self.status_text())
+        for view in self.batches.all_views(self.clock()):
+            text += sse(self.latest, compact(view))
         if self.latest_queues:
             text += sse(self.latest, self.latest_queues)
         return text

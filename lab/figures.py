@@ -300,3 +300,30 @@ def figures(events, at=None):
         "running": len(now_running),
         "over": over,
     }
+
+
+def drawn_segments(events, marks=()):
+    """The timeline's segments (segments()) as a saved run keeps them for a replay to draw:
+    the tasks done (each once) and the attempts cut short, in the order they started."""
+    shown = ("worker", "message_id", "task", "redelivered", "started", "finished", "received", "prefetch")
+    drawn = [
+        {**{key: segment[key] for key in shown if key in segment}, "state": "cut" if segment.get("cut") else "done"}
+        for segment in segments(events, marks)
+    ]
+    return sorted(drawn, key=lambda s: (s["started"], natural_key(s["worker"]), str(s["message_id"])))
+
+
+def with_figures(run, marks=()):
+    """A saved run with what every place draws and shows of it: its figures and segments."""
+    return {**run, "figures": figures(run["events"]), "segments": drawn_segments(run["events"], marks)}
+
+
+def steps(events, count):
+    """The figures so far at `count` moments evenly spread over the batch (a replay shows
+    the last one reached), the last at its end."""
+    times = [moment(event) for event in events if event["event"] in TASK_RECORDS]
+    if not times:
+        return []
+    start, end = min(times), max(times)
+    moments = [start + (end - start) * (n + 1) / count for n in range(count)]
+    return [{"at": at, **figures(events, at)} for at in moments]

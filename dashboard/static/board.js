@@ -22,6 +22,16 @@ function labelFill(state) {
 const LABEL_W = 185, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
 const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5;
 
+// A round step between ticks that gives at most MAX_TICKS of them, whatever the span: an
+// event's times are untrusted (one that said "started": 1 once asked for 1.5 million ticks).
+const MAX_TICKS = 12;
+export function tickStep(span) {
+  const nice = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find(s => span / s <= MAX_TICKS);
+  if (nice) return nice;
+  const magnitude = 10 ** Math.floor(Math.log10(span / MAX_TICKS));
+  return [1, 2, 5, 10].map(m => m * magnitude).find(s => span / s <= MAX_TICKS);
+}
+
 function svg(name, attributes = {}, parent = null) {
   const element = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
@@ -76,6 +86,7 @@ export class Board {
   draw({ batch, lanes, workers = new Map(), T, t0, span }) {
     if (batch.id !== this.batchId || batch !== this.batch) this.clear(batch);
     const width = Math.max(this.root.clientWidth || 1000, PLOT_X + 200);
+    span = Number.isFinite(span) ? span : MIN_SPAN;
     const pxPerSecond = (width - PLOT_X - 24) / Math.max(span, MIN_SPAN);
     const x = t => PLOT_X + Math.max(0, t - t0) * pxPerSecond;
     set(this.root, { viewBox: `0 0 ${width} ${AXIS_H + lanes.length * LANE_H + 4}`,
@@ -102,9 +113,9 @@ export class Board {
   }
 
   drawAxis(width, span, pxPerSecond, elapsed) {
-    const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find(s => Math.max(span, MIN_SPAN) / s <= 12) ?? 1200;
+    const shown = Math.max(span, MIN_SPAN), step = tickStep(shown);
     const ticks = [];
-    for (let s = 0; s <= Math.max(span, MIN_SPAN) + 1e-9; s += step) ticks.push(s);
+    for (let s = 0; s <= shown + 1e-9 && ticks.length <= MAX_TICKS; s += step) ticks.push(s);
     this.axis.replaceChildren();
     for (const s of ticks) {
       const at = PLOT_X + s * pxPerSecond;
@@ -244,11 +255,11 @@ export class Board {
   }
 
   drawFigures(batch, T) {
-    const f = batch.figures(T);
+    const f = batch.figuresAt(T);
     const label = boardLabel(this.title, f);
     if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
     this.summary.textContent = summaryText(f);
-    this.summary.dataset.over = this.over = f.over;
+    this.summary.dataset.over = this.over = !!f?.over;
     const [header, ...rows] = tableRows(f);
     const key = JSON.stringify([header, ...rows]);
     if (this.tableKey === key) return;

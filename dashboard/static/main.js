@@ -1,7 +1,7 @@
 // The page: the live board fed by /events (Server-Sent Events), and replays
 // of saved runs, one or two on one time axis.
 import { Board } from "./board.js";
-import { Live, faultsOf, savedRun } from "./model.js";
+import { Live, savedRun } from "./model.js";
 import { prefetchText, runText } from "./words.js";
 
 const boards = document.getElementById("boards");
@@ -44,15 +44,19 @@ function showConnection() {
     ...gaps.map(gap => `no events from ${clock(gap.from)} to ${clock(gap.to)} (the dashboard lost its broker node)`),
     ...(status?.lost_at ? [`no events since ${clock(status.lost_at)}`] : []),
   ].join(" · ");
-  const dropped = (status?.dropped ?? 0) + dashboard.refused;
-  $("dropped").hidden = !dropped;
-  $("dropped").textContent = `${dropped.toLocaleString()} malformed events dropped`;
+  const dropped = (status?.dropped ?? 0) + dashboard.refused, late = status?.out_of_time ?? 0;
+  $("dropped").hidden = !dropped && !late;
+  $("dropped").textContent = [
+    dropped ? `${dropped.toLocaleString()} malformed events dropped` : "",
+    late ? `${late.toLocaleString()} events dropped: their times were far from when they arrived` : "",
+  ].filter(Boolean).join(" · ");
 }
 
 function receive(message) {
   if (message.type === "snapshot") dashboard.live = new Live();
   if (message.type === "queues") return showQueues(message);
   if (message.type === "status") { dashboard.status = message; return showConnection(); }
+  if (message.type === "batch") return dashboard.live.shown(message);
   if (!Array.isArray(message.events)) return;
   for (const event of message.events) {
     try { dashboard.live.apply(event); } catch (error) { dashboard.refused += 1; console.warn("event refused", error); }
@@ -115,19 +119,13 @@ function announce(board) {
   $("announce").textContent = text;
 }
 
-// Asked every 2 s for the named run shown: the faults a demo notes (timelines/NAME.marks),
-// and, while the batch seems unfinished, its saved run, which fills what events went missing.
-let asked = 0;
-function askAbout(batch, over) {
-  if (!batch.name || performance.now() - asked < 2000) return;
-  asked = performance.now();
-  const run = `api/runs/${encodeURIComponent(batch.name)}`;
-  fetch(`${run}/marks`)
-    .then(response => (response.ok ? response.json() : []))
-    .then(marks => { batch.faults = faultsOf(marks, batch.announcedAt); dirty = true; })
-    .catch(() => {});  // the next ask tries again
-  if (over || batch.fromRecords) return;
-  fetch(run)
+// A batch the dashboard now shows from its saved records (send.sh --wait saved it) whose bars
+// here are unfinished (events went missing in a gap): drawn from the saved run, asked for once.
+function settleFromRecords(batch) {
+  if (!batch.view?.from_records || batch.fromRecords || batch.asked || !batch.name) return;
+  if (!batch.attempts.some(a => a.state === null)) return;
+  batch.asked = true;
+  fetch(`api/runs/${encodeURIComponent(batch.name)}`)
     .then(response => (response.ok ? response.json() : null))
     .then(saved => { if (saved?.batch === batch.id) { dashboard.live.settle(saved); dirty = true; } })
     .catch(() => {});
@@ -144,7 +142,7 @@ function drawLive() {
   liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
     batch.fromRecords ? "drawn from its saved records (events were missed)" : ""].filter(Boolean).join(" · ");
-  askAbout(batch, liveBoard.over);
+  settleFromRecords(batch);
   announce(liveBoard);
   $("rejected-list").textContent = live.rejected.length
     ? `rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";

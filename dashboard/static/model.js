@@ -33,7 +33,6 @@ export class Batch {
     this.faults = [];  // [{ t, label }]: what a demo noted (a node killed ...)
     this.start = Infinity;
     this.end = -Infinity;
-    this.doneCount = 0;  // "done" records applied so far: which came first
   }
 
   // The producer's word before it sends (a "sending" event, or a saved run's header).
@@ -98,7 +97,6 @@ export class Batch {
     a.started = started;
     a.finished = finished;
     a.state = state;
-    if (state === "done") a.doneOrder = this.doneCount++;
     this.open.delete(a.key);
     this.touch(finished);
   }
@@ -144,60 +142,13 @@ export class Batch {
     return [...new Set([...this.attempts.map(a => a.worker), ...this.quick.keys()])].sort(naturalOrder);
   }
 
-  // The first "done" of each task by moment T, as the terminal counts (analysis.done_records):
-  // a task done again (its acknowledgement lost with its node, so no "cut" took the first
-  // back) counts once, for the attempt whose "done" came first. Its second bar is drawn.
-  firstDones(T = Infinity) {
-    const first = new Map();
-    for (const a of this.attempts) {
-      if (a.state !== "done" || a.finished > T) continue;
-      const other = first.get(a.messageId);
-      if (!other || a.doneOrder < other.doneOrder) first.set(a.messageId, a);
-    }
-    return [...first.values()];
-  }
-
-  // The --wait table's figures at moment T: tasks and busy seconds per worker, makespan, lower
-  // bound. Until the batch is over they are so far: a task running counts as busy until T.
-  figures(T = Infinity) {
-    const rows = new Map(this.workers().map(w => [w, { tasks: 0, running: 0, busy: 0 }]));
-    const done = this.firstDones(T);
-    const running = this.attempts.filter(a => stateAt(a, T) === "running");
-    const durations = [...done.map(a => a.finished - a.started), ...running.map(a => T - a.started)];
-    [...done, ...running].forEach((a, i) => { rows.get(a.worker).busy += durations[i]; });
-    for (const a of done) rows.get(a.worker).tasks += 1;
-    for (const a of running) rows.get(a.worker).running += 1;
-    for (const [worker, seconds] of this.quick) {
-      for (const [second, n] of seconds) if (second <= T) rows.get(worker).tasks += n;
-    }
-    const tasks = [...rows.values()].reduce((s, r) => s + r.tasks, 0);
-    const over = this.overAt(T, tasks);
-    const workers = this.workersBy(T).size;
-    const started = this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.started);
-    const last = running.length ? T : Math.max(...done.map(a => a.finished));
-    const makespan = done.length || running.length ? last - Math.min(...started) : null;
-    const total = durations.reduce((s, d) => s + d, 0);
-    const lowerBound = durations.length ? Math.max(total / Math.max(workers, 1), Math.max(...durations)) : null;
-    return { rows, makespan, lowerBound, workers, over, running: !over, tasks };
-  }
-
-  // Over at T: nothing running or waiting in a buffer, the end reached, and (live) every task
-  // sent accounted for, if the producer said how many (between two tasks nothing runs).
-  overAt(T, tasksDone) {
-    if (this.attempts.some(a => stateAt(a, T) === "running" || stateAt(a, T) === "waiting")) return false;
-    if (T < this.end) return false;
-    const rejected = new Set(this.attempts.filter(a => a.state === "rejected").map(a => a.messageId)).size;
-    return !this.live || this.sent === null || tasksDone + rejected >= this.sent;
-  }
-
-  // The workers that had started a task by moment T, one with only tasks without work too:
-  // each counts towards the lower bound, as in the terminal.
-  workersBy(T) {
-    const workers = new Set(this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.worker));
-    for (const [worker, seconds] of this.quick) {
-      if ([...seconds.keys()].some(second => second <= T)) workers.add(worker);
-    }
-    return workers;
+  // The figures to show at moment T, as the dashboard computed them (lab/figures.py): live,
+  // the latest it sent (so far, or final once over); replayed, the saved run's step reached
+  // by T, and its final figures at its end. null before any came.
+  figuresAt(T = Infinity) {
+    if (this.final && T >= this.end) return { ...this.final, over: true };
+    if (this.steps) return this.steps.filter(step => step.at <= T).pop() ?? null;
+    return this.view?.figures ?? null;
   }
 }
 
@@ -263,13 +214,22 @@ export class Live {
     return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
   }
 
+  // What the dashboard says of a batch: its figures (lab/figures.py), the faults noted for it,
+  // whether they are its saved records'.
+  shown(view) {
+    const batch = this.batch(view.batch);
+    batch.view = view;
+    batch.faults = faultsOf(view.faults);
+    if (typeof view.name === "string") batch.name = view.name;
+  }
+
   // A batch whose events did not all come (the dashboard lost its broker node: a gap), drawn
   // from its saved run once send.sh --wait saved it: the records tell the whole batch.
   settle(run) {
     const batch = this.batches.get(run?.batch);
-    if (!batch || !Array.isArray(run.events)) return;
+    if (!batch || !Array.isArray(run.segments)) return;
     const saved = savedRun(run);
-    Object.assign(saved, { live: true, fromRecords: true, faults: batch.faults, announcedAt: batch.announcedAt });
+    Object.assign(saved, { live: true, fromRecords: true, faults: batch.faults, view: batch.view });
     this.batches.set(run.batch, saved);
   }
 
@@ -287,25 +247,34 @@ export function faultsOf(marks, since = -Infinity) {
     .map(m => ({ t: m.at, label: m.label.slice(0, 80) }));
 }
 
-// A saved run (timelines/NAME.json) as a batch: its records, each attempt cut short
-// (never finished, handed back, or its "done" taken back) drawn as the terminal draws it
-// (segments in producer/analysis.py): until the next attempt at its task started, until
-// its worker started another task, or until a fault noted its worker killed, whichever came
-// first. A "cut" record has no time of its own.
+// A saved run (timelines/NAME.json, as the dashboard serves it) as a batch: the bars are its
+// segments (lab/figures.py: each task done once, each attempt cut short where it ended), a
+// task without work counted in its second, each rejected task a mark; the figures are those
+// the dashboard computed, so far at a few moments (steps) and final at its end.
 export function savedRun(run) {
   const batch = new Batch(run.batch);
-  // The faults a demo or check-worker.sh noted (a worker killed, a task lost), as the PNG marks them.
   batch.faults = faultsOf(run.marks);
-  const records = [...run.events].sort((a, b) => (a.finished ?? a.started) - (b.finished ?? b.started));
-  for (const record of records) batch.apply(record);
-  for (const a of batch.attempts) {
-    if (a.state !== null && a.state !== "cut") continue;
-    const retry = e => e.event === "started" && e.message_id === a.messageId;
-    const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started);
-    const killed = batch.faults.filter(f => f.label === `killed ${a.worker}`).map(f => f.t);
-    const ends = [...later, ...killed].filter(t => t > a.started);
-    batch.cutShort(a, ends.length ? Math.min(...ends) : a.started);
+  const segments = Array.isArray(run.segments) ? run.segments : [];
+  const rejected = (Array.isArray(run.events) ? run.events : []).filter(e => e?.event === "rejected");
+  for (const s of [...segments, ...rejected.map(e => ({ ...e, finished: e.started, state: "rejected" }))]) {
+    if (Number.isInteger(s.prefetch)) batch.prefetch.set(s.worker, s.prefetch);
+    if (s.state === "done" && s.finished <= s.started) { batch.count(s.worker, s.finished, 1); continue; }
+    const a = { id: batch.attempts.length, key: `${s.message_id}|${s.worker}`, worker: s.worker,
+                task: taskNumber(s.message_id), messageId: s.message_id, text: s.task, redelivered: !!s.redelivered,
+                received: Number.isFinite(s.received) ? s.received : null, started: s.started, finished: s.finished,
+                state: s.state };
+    batch.attempts.push(a);
+    batch.touch(a.started);
+    batch.touch(a.finished);
+  }
+  // Each attempt cut short, linked to the next attempt at its task.
+  const byStart = [...batch.attempts].sort((a, b) => a.started - b.started);
+  for (const cut of byStart.filter(a => a.state === "cut")) {
+    const next = byStart.find(a => a !== cut && a.messageId === cut.messageId && a.started >= cut.started);
+    if (next) batch.links.push([cut, next]);
   }
   batch.announced({ name: run.name, sent: run.sent });
+  batch.final = run.figures ?? null;
+  batch.steps = Array.isArray(run.steps) ? run.steps : [];
   return batch;
 }

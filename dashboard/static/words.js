@@ -5,32 +5,37 @@
 const seconds = s => `${s.toFixed(1)} s`;
 const tasks = n => `${n.toLocaleString()} ${n === 1 ? "task" : "tasks"}`;
 
-// f: Batch.figures(T). While the batch runs every figure is "so far", running tasks counted busy.
+// f: a batch's figures as the dashboard computed them (lab/figures.py), or null before any
+// came. While the batch runs every figure is "so far", running tasks counted busy until then.
+function workerRows(f) {
+  return Object.entries(f.per_worker ?? {}).sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
+}
+
 export function summaryText(f) {
+  if (!f) return "Waiting for the dashboard's figures of this batch.";
   const soFar = f.over ? "" : " so far";
-  const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
-  const done = `${tasks(f.tasks)} done${soFar}${running ? `, ${running} running` : ""}`;
+  const done = `${tasks(f.tasks)} done${soFar}${f.running ? `, ${f.running} running` : ""}`;
   if (f.makespan === null) {
     return f.tasks === 0 ? "No task done yet in this batch." : `${done} (tasks with no work, counted per second)`;
   }
-  const ratio = f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound${soFar})` : "";
+  const ratio = f.lower_bound ? ` (${(f.makespan / f.lower_bound).toFixed(2)}× the bound${soFar})` : "";
   return `${done} · makespan${soFar} ${seconds(f.makespan)}` +
-    ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
+    ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lower_bound)}${ratio}`;
 }
 
 // The per-worker table: a header and a row of text cells per worker.
 export function tableRows(f) {
-  const soFar = f.over ? "" : " so far";
-  const rows = [...f.rows].map(([w, r]) => [
-    w, `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]);
+  const soFar = f?.over ? "" : " so far";
+  const rows = f ? workerRows(f).map(([w, r]) => [
+    w, `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]) : [];
   return [["worker", `tasks${soFar}`, `busy s${soFar}`], ...rows];
 }
 
 export function boardLabel(title, f) {
-  const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
+  if (!f) return `${title}: no figures yet`;
   const state = f.over ? "batch over" : "batch running";
   return `${title}: ${state}, ${tasks(f.tasks)} done${f.over ? "" : " so far"}, ` +
-    `${running} running, ${f.rows.size} workers`;
+    `${f.running} running, ${workerRows(f).length} workers`;
 }
 
 // prefetch: Map(worker -> its prefetch). One value for all, or each worker's.

@@ -31,7 +31,8 @@ def golden(name, events, marks):
     ]
     bars.sort(key=lambda bar: (bar["started"], figures.natural_key(bar["worker"]), bar["message_id"]))
     return {
-        "run": {"name": name, "batch": BATCH, "events": events, "marks": marks},
+        # As send.sh --wait saves it (producer/runs.py): with its figures and segments.
+        "run": figures.with_figures({"name": name, "batch": BATCH, "events": events, "marks": marks}, marks),
         "segments": bars,
         "figures": figures.figures(events),
     }

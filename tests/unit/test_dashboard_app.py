@@ -63,13 +63,14 @@ def test_saved_runs_are_listed_newest_first_and_served_by_name_only(tmp_path):
     runs.mkdir()
     for age, name in enumerate(["newest", "older", "oldest"]):
         path = runs / f"{name}.json"
-        path.write_text(json.dumps({"name": name}))
+        path.write_text(json.dumps({"name": name, "batch": name, "events": []}))
         os.utime(path, (1_000_000 - age, 1_000_000 - age))
     (tmp_path / "secret.json").write_text('{"secret": true}')
     (runs / "notes.txt").write_text("not a run")
     with client(runs) as page:
         assert page.get("/api/runs").json() == ["newest", "older", "oldest"]
-        assert page.get("/api/runs/older").json() == {"name": "older"}
+        older = page.get("/api/runs/older").json()
+        assert (older["name"], older["events"], older["segments"], older["steps"]) == ("older", [], [], [])
         for name in ("secret", "..%2Fsecret", "notes", "notes.txt", "no such run", "%00", "older%20"):
             answer = page.get(f"/api/runs/{name}")
             assert answer.status_code == 404, name
@@ -117,7 +118,8 @@ def test_a_browser_that_reconnects_gets_what_it_missed_and_a_new_one_a_snapshot(
         hub.add_events([event(n)])
     hub.set_queues({"now": 1.0, "task_queue": {"ready": 0, "unacked": 0, "consumers": 3}})
 
-    (number, snapshot), (_, status), (_, queues) = stream(hub.catch_up(None))
+    (number, snapshot), (_, status), (_, batch), (_, queues) = stream(hub.catch_up(None))
+    assert batch["type"] == "batch" and batch["figures"]["tasks"] == 6  # quick counts 1 + 2 + 3
     assert snapshot == {"type": "snapshot", "events": [event(1), event(2), event(3)]}
     assert number == hub.latest == 4
     assert status["type"] == "status" and queues["task_queue"]["consumers"] == 3
@@ -156,7 +158,7 @@ def test_losing_the_broker_and_finding_another_node_is_a_gap():
     hub.set_broker(None)
     assert hub.status["broker"] is None and hub.lost_at == 10.0
     hub.set_broker("rabbitmq-2")
-    assert hub.status == {"broker": "rabbitmq-2", "gaps": [{"from": 10.0, "to": 12.5}], "dropped": 0}
+    assert hub.status == {"broker": "rabbitmq-2", "gaps": [{"from": 10.0, "to": 12.5}], "dropped": 0, "out_of_time": 0}
 
 
 def consumer(routing_key, **headers):

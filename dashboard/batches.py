@@ -1,0 +1,120 @@
+"""Each batch's figures, computed here with the lab's one figure engine (lab/figures.py)
+from the events the dashboard holds, for the page to show as they are: the page computes
+no figure. Live, every second while a page watches, the figures so far of each batch that
+changed or is not over; once send.sh --wait has saved a named batch (timelines/NAME.json),
+its records' figures, the terminal's own.
+
+Bounded whatever arrives: the latest BATCHES_KEPT batches, EVENTS_PER_BATCH events each
+(beyond it a batch's figures say they are of its first events only)."""
+
+import json
+from pathlib import Path
+
+from lab.figures import TASK_RECORDS, drawn_segments, figures, steps
+from lab.marks import read_marks
+
+BATCHES_KEPT = 20
+EVENTS_PER_BATCH = 50_000
+BATCH_EVENTS = (*TASK_RECORDS, "received", "quick", "sending")
+FAULTS_SHOWN = 20
+
+
+class Batch:
+    def __init__(self, batch_id):
+        self.id = batch_id
+        self.events = []
+        self.workers = set()
+        self.truncated = False
+        self.changed = True
+        self.over = False
+        self.name = None
+        self.saved = None  # the saved run's figures, once send.sh --wait saved it
+
+    def add(self, event):
+        if len(self.events) >= EVENTS_PER_BATCH:
+            self.truncated = True
+            return
+        self.events.append(event)
+        self.changed = True
+        if event["event"] == "sending":
+            self.name = event["name"]
+        elif "worker" in event:
+            self.workers.add(event["worker"])
+
+
+class Batches:
+    def __init__(self, timelines=None):
+        self.batches = {}  # batch id -> Batch, in the order their first events came
+        self.timelines = Path(timelines) if timelines else None
+
+    def add(self, events):
+        for event in events:
+            kind = event["event"]
+            if kind in BATCH_EVENTS:
+                self.batch(event["batch"]).add(event)
+            elif kind in ("leaving", "gone"):  # what the worker held ends with it
+                for batch in self.batches.values():
+                    if event["worker"] in batch.workers and not batch.over:
+                        batch.add(event)
+
+    def batch(self, batch_id):
+        if batch_id not in self.batches:
+            self.batches[batch_id] = Batch(batch_id)
+            while len(self.batches) > BATCHES_KEPT:
+                del self.batches[next(iter(self.batches))]
+        return self.batches[batch_id]
+
+    def views(self, now):
+        """What the page shows of each batch that changed or is not over, at moment `now`."""
+        for batch in self.batches.values():
+            if batch.changed or not batch.over or (batch.name and batch.saved is None):
+                yield self.view(batch, now)
+
+    def all_views(self, now):
+        return [self.view(batch, now) for batch in self.batches.values()]
+
+    def view(self, batch, now):
+        batch.changed = False
+        view = {"type": "batch", "batch": batch.id, "name": batch.name, "truncated": batch.truncated, "now": now}
+        run = self.saved_run(batch) if batch.name else None
+        if run is not None:
+            batch.over = True
+            return {**view, "figures": run["figures"], "from_records": True, "faults": run["marks"][:FAULTS_SHOWN]}
+        shown = figures(batch.events, at=now)
+        batch.over = shown["over"]
+        return {**view, "figures": shown, "from_records": False, "faults": self.faults(batch)}
+
+    def faults(self, batch):
+        """The faults a demo has noted so far for a named batch (timelines/NAME.marks), none before it began."""
+        if not batch.name or self.timelines is None or not batch.events:
+            return []
+        since = batch.events[0].get("at", 0)
+        return [mark for mark in read_marks(self.timelines / f"{batch.name}.marks") if mark["at"] >= since][
+            :FAULTS_SHOWN
+        ]
+
+    def saved_run(self, batch):
+        """The batch's saved run with its figures and segments, once send.sh --wait saved it."""
+        if batch.saved is None and self.timelines is not None:
+            run = read_run(self.timelines / f"{batch.name}.json")
+            if run is not None and run.get("batch") == batch.id:
+                batch.saved = run
+        return batch.saved
+
+
+def read_run(path):
+    """A saved run with its figures and segments (computed here for a run saved before runs
+    carried them), or None if there is none or it is not one."""
+    try:
+        run = json.loads(path.read_text())
+        events, marks = run["events"], run.get("marks", [])
+        if "figures" not in run or "segments" not in run:
+            run = {**run, "figures": figures(events), "segments": drawn_segments(events, marks)}
+        return {**run, "marks": marks}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def replay_steps(events, most=40, work=400_000):
+    """The figures so far at a few moments of a saved run, for its replay: fewer for a long one."""
+    return steps(events, max(1, min(most, work // max(len(events), 1))))
