@@ -33,8 +33,8 @@ def records_of(batch, attempts):
     """The records lab workers send for these attempts (one attempt a task, worker and start)."""
     records, seen = [], set()
     for number, worker, started, seconds, outcome in attempts:
-        base = {"worker": f"consumer-{worker}", "task": f"Task {number}" + "." * int(seconds),
-                "message_id": f"{batch}.{number}", "batch": batch, "redelivered": number in seen, "started": started}  # fmt: skip
+        base = {"worker": f"consumer-{worker}", "task": f"Task {number}" + "." * int(seconds), "batch": batch,
+                "message_id": f"{batch}.{number}", "redelivered": number in seen, "started": started}  # fmt: skip
         seen.add(number)
         if outcome == "rejected":
             records.append({**base, "event": "rejected", "reason": "not valid UTF-8 text"})
