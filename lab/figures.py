@@ -82,11 +82,15 @@ def natural_key(name):
 
 
 def done_records(events):
-    """The first "done" record of each task (a redelivered task can be done twice)."""
+    """The first "done" record of each task, by when it was done, whatever order the records
+    came in (a redelivered task can be done twice)."""
     first = {}
     for event in acknowledged(events):
-        if event["event"] == "done":
-            first.setdefault(event["message_id"], event)
+        if event["event"] != "done":
+            continue
+        earlier = first.get(event["message_id"])
+        if earlier is None or event["finished"] < earlier["finished"]:
+            first[event["message_id"]] = event
     return sorted(first.values(), key=sequence_number)
 
 
