@@ -25,6 +25,7 @@ class Batch:
         self.events = []
         self.workers = set()
         self.truncated = False
+        self.tasks = False  # whether a worker spoke of one of its tasks yet
         self.changed = True
         self.over = False
         self.name = None
@@ -40,12 +41,26 @@ class Batch:
             self.name = event["name"]
         elif "worker" in event:
             self.workers.add(event["worker"])
+            self.tasks = True
 
 
 class Batches:
-    def __init__(self, timelines=None):
+    def __init__(self, timelines=None, seen_by_broker=frozenset()):
         self.batches = {}  # batch id -> Batch, in the order their first events came
         self.timelines = Path(timelines) if timelines else None
+        self.seen_by_broker = seen_by_broker  # workers the broker said attached: their batches are real
+
+    def current(self):
+        """The batch a page shows unless told otherwise: the newest running one (a batch sent
+        and not yet started does not hide one that runs), else the newest with a task, else the
+        newest. Of the batches a worker the broker saw worked on, if any: a batch only forged
+        events speak of never becomes the current one."""
+        batches = list(self.batches.values())
+        real = [b for b in batches if b.workers & self.seen_by_broker] or batches
+        for candidates in ([b for b in real if b.tasks and not b.over], [b for b in real if b.tasks], real):
+            if candidates:
+                return candidates[-1].id
+        return None
 
     def add(self, events):
         for event in events:

@@ -15,6 +15,10 @@ from collections import deque
 
 from batches import Batches
 
+# Events a second kept and forwarded from workers the broker has not seen attach (their
+# events may all be forged), and from all workers: beyond them dropped and counted.
+UNSEEN_EVENTS_PER_SECOND = 1_000
+EVENTS_PER_SECOND = 5_000
 HISTORY_MESSAGES = 20_000  # worker messages kept for snapshots (tasks with no work arrive as counts)
 HISTORY_BYTES = 16 << 20
 WATCHER_BACKLOG_BYTES = 8 << 20  # a slow browser lagging more than this is dropped (it reconnects)
@@ -72,8 +76,12 @@ class Hub:
         self.backlog_bytes = backlog_bytes
         self.clock = clock
         self.latest_queues = None
-        self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0}
-        self.batches = Batches(timelines)
+        self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
+        self.seen_by_broker = set()  # workers the broker said attached (amq.rabbitmq.event)
+        self.batches = Batches(timelines, self.seen_by_broker)
+        self.second, self.this_second = None, {"all": 0, "unseen": 0}
+        self.current = None
+        self.told_flooded = 0  # the flood's count is told once a second, not with every message
         self.lost_at = None
         self.watchers = set()
 
@@ -81,7 +89,33 @@ class Hub:
         self.latest = next(self.ids)
         return self.latest
 
+    def admitted(self, events):
+        """The events within this second's bounds: a flood of events (forged ones, say) is cut
+        to what a page can draw, and workers the broker never saw cannot crowd out the others."""
+        second = int(self.clock())
+        if second != self.second:
+            self.second, self.this_second = second, {"all": 0, "unseen": 0}
+        kept = []
+        for event in events:
+            if event.get("broker"):
+                if event["event"] == "attached":
+                    self.seen_by_broker.add(event["worker"])
+                kept.append(event)
+                continue
+            unseen = event.get("worker") not in self.seen_by_broker
+            if self.this_second["all"] >= EVENTS_PER_SECOND or (
+                unseen and self.this_second["unseen"] >= UNSEEN_EVENTS_PER_SECOND
+            ):
+                continue
+            self.this_second["all"] += 1
+            self.this_second["unseen"] += unseen
+            kept.append(event)
+        if len(kept) < len(events):
+            self.status["flooded"] += len(events) - len(kept)
+        return kept
+
     def add_events(self, events):
+        events = self.admitted(events)
         text = compact(events)[1:-1]
         if not text:
             return
@@ -113,8 +147,16 @@ class Hub:
 
     def tell_batches(self):
         """Each batch's figures that changed or go on changing (batches.py), to every page."""
-        for view in self.batches.views(self.clock()):
+        now = self.clock()
+        for view in self.batches.views(now):
             self.tell(self.number(), compact(view))
+        current = self.batches.current()
+        if current != self.current:
+            self.current = current
+            self.tell(self.number(), compact({"type": "current", "batch": current}))
+        if self.status["flooded"] != self.told_flooded:
+            self.told_flooded = self.status["flooded"]
+            self.tell_status()
 
     def drop(self, count, out_of_time=0):
         """Events refused at the door (door.py), counted for the page: malformed, or with
@@ -152,6 +194,7 @@ class Hub:
         text += sse(self.latest, self.status_text())
         for view in self.batches.all_views(self.clock()):
             text += sse(self.latest, compact(view))
+        text += sse(self.latest, compact({"type": "current", "batch": self.batches.current()}))
         if self.latest_queues:
             text += sse(self.latest, self.latest_queues)
         return text
