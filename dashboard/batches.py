@@ -75,8 +75,10 @@ class Batches:
     def batch(self, batch_id):
         if batch_id not in self.batches:
             self.batches[batch_id] = Batch(batch_id)
-            while len(self.batches) > BATCHES_KEPT:
-                del self.batches[next(iter(self.batches))]
+            while len(self.batches) > BATCHES_KEPT:  # the oldest goes, one only forged events spoke of first
+                older = [key for key in self.batches if key != batch_id]
+                unreal = [key for key in older if not self.batches[key].workers & self.seen_by_broker]
+                del self.batches[(unreal or older)[0]]
         return self.batches[batch_id]
 
     def views(self, now):

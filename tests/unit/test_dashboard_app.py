@@ -10,6 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 import app as dashboard_app
+import batches as batches_module
+import hub as hub_module
 from app import create_app
 from feeds import worker_event
 from hub import Hub
@@ -159,7 +161,13 @@ def test_losing_the_broker_and_finding_another_node_is_a_gap():
     hub.set_broker(None)
     assert hub.status["broker"] is None and hub.lost_at == 10.0
     hub.set_broker("rabbitmq-2")
-    assert hub.status == {"broker": "rabbitmq-2", "gaps": [{"from": 10.0, "to": 12.5}], "dropped": 0, "out_of_time": 0, "flooded": 0}
+    assert hub.status == {
+        "broker": "rabbitmq-2",
+        "gaps": [{"from": 10.0, "to": 12.5}],
+        "dropped": 0,
+        "out_of_time": 0,
+        "flooded": 0,
+    }
 
 
 def consumer(routing_key, **headers):
@@ -204,3 +212,37 @@ def test_the_queues_figures_are_dropped_when_the_last_page_leaves():
     hub = asyncio.run(open_and_leave())
     assert not hub.watched() and hub.latest_queues is None
     assert [message["type"] for _, message in stream(hub.catch_up(None))] == ["snapshot", "status", "current"]
+
+
+def started(worker, batch, n, at):
+    return {"event": "started", "worker": worker, "batch": batch, "message_id": f"{batch}.{n}", "task": "T",
+            "redelivered": False, "started": at, "at": at}  # fmt: skip
+
+
+def test_a_flood_of_events_from_workers_the_broker_never_saw_is_cut_and_counted_and_real_ones_pass():
+    hub = Hub(clock=lambda: 1000.0)
+    hub.add_events([{"event": "attached", "worker": "consumer-1", "at": 999.0, "broker": True}])
+    hub.add_events([started("consumer-1", "earlier", 1, 999.0)])
+    flood = [started(f"forged-{n}", f"forged-{n}", 1, 1000.0) for n in range(hub_module.UNSEEN_EVENTS_PER_SECOND + 50)]
+    hub.add_events(flood)
+    hub.add_events([started("consumer-1", "real", 1, 1000.0)])
+    assert hub.status["flooded"] == 50
+    assert {"earlier", "real"} <= set(hub.batches.batches) and len(hub.batches.batches) <= batches_module.BATCHES_KEPT
+    assert hub.batches.current() == "real"  # forged batches, however many and however new, are not the current one
+
+
+def test_a_batch_sent_and_not_yet_started_does_not_hide_the_one_running():
+    hub = Hub(clock=lambda: 1000.0)
+    hub.add_events([started("consumer-1", "older", 1, 999.0)])
+    hub.add_events([{"event": "sending", "batch": "newer", "name": None, "tasks": 6, "at": 999.5}])
+    assert hub.batches.current() == "older"
+    hub.add_events([started("consumer-2", "newer", 1, 999.8)])
+    assert hub.batches.current() == "newer"
+
+
+def test_with_every_batch_kept_real_a_new_one_still_comes_in_and_the_oldest_goes():
+    hub = Hub(clock=lambda: 1000.0)
+    hub.add_events([{"event": "attached", "worker": "consumer-1", "at": 999.0, "broker": True}])
+    for n in range(batches_module.BATCHES_KEPT + 1):
+        hub.add_events([started("consumer-1", f"b{n}", 1, 999.0)])
+    assert list(hub.batches.batches) == [f"b{n}" for n in range(1, batches_module.BATCHES_KEPT + 1)]
