@@ -4,7 +4,7 @@
 
 import { labelColour } from "./colour.js";
 import { stateAt } from "./model.js";
-import { barLabel, boardLabel, summaryText, tableRows } from "./words.js";
+import { barLabel, boardLabel, shownText, summaryText, tableRows } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 // A cue besides colour for each state (the legend shows the same glyphs).
@@ -138,7 +138,7 @@ export class Board {
       svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.faultsGroup);
       // Each label a line lower than the last, so that close faults' labels do not overlap.
       const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.faultsGroup);
-      label.textContent = fault.label;
+      label.textContent = shownText(fault.label, 80);
     });
   }
 
@@ -157,12 +157,13 @@ export class Board {
     const attached = info ? info.attached : true;
     set(lane.group, { transform: `translate(0,${top})`, "data-attached": attached });
     set(lane.bg, { width });
-    lane.name.textContent = attached ? worker : `${worker} (left)`;
+    const name = shownText(worker, 18);
+    lane.name.textContent = attached ? name : `${name} (left)`;
     lane.marks.replaceChildren();
     for (const mark of info?.marks ?? []) {
       if (mark.t < t0 || mark.t > T) continue;
       const line = svg("line", { class: mark.kind, x1: x(mark.t), x2: x(mark.t), y1: 2, y2: LANE_H - 2 }, lane.marks);
-      svg("title", {}, line).textContent = `${worker} ${mark.kind === "joined" ? "attached" : "left"}`;
+      svg("title", {}, line).textContent = `${shownText(worker)} ${mark.kind === "joined" ? "attached" : "left"}`;
     }
   }
 
@@ -206,7 +207,7 @@ export class Board {
       if (label.textContent !== text) label.textContent = text;
       label.style.fill = labelFill(state);
       set(label, { x: left + width / 2, visibility: text ? "visible" : "hidden" });
-      title.textContent = `${a.text ?? ""} — ${a.worker}, ${state}${a.redelivered ? ", redelivered" : ""}`;
+      title.textContent = `${shownText(a.text, 60)} — ${shownText(a.worker)}, ${state}${a.redelivered ? ", redelivered" : ""}`;
     }
     for (const [worker, lane] of this.lanes) {
       const extra = (waiting.get(worker) ?? 0) - BUFFER_SLOTS;

@@ -1,8 +1,8 @@
 // The page: the live board fed by /events (Server-Sent Events), and replays
 // of saved runs, one or two on one time axis.
 import { Board } from "./board.js";
-import { Live, savedRun } from "./model.js";
-import { prefetchText, runText } from "./words.js";
+import { Live, MAX_BARS, savedRun } from "./model.js";
+import { prefetchText, runText, shownText } from "./words.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
@@ -57,6 +57,7 @@ function receive(message) {
   if (message.type === "queues") return showQueues(message);
   if (message.type === "status") { dashboard.status = message; return showConnection(); }
   if (message.type === "batch") return dashboard.live.shown(message);
+  if (message.type === "current") { dashboard.live.current = message.batch; return; }
   if (!Array.isArray(message.events)) return;
   for (const event of message.events) {
     try { dashboard.live.apply(event); } catch (error) { dashboard.refused += 1; console.warn("event refused", error); }
@@ -97,7 +98,7 @@ function noteDelay(events) {
 // The batch the live board shows: the one chosen, or the newest (each batch is kept).
 function shownBatch() {
   const live = dashboard.live, chosen = $("live-batch").value;
-  return [...live.batches.values()].find(batch => String(batch.id) === chosen) ?? live.newest();
+  return [...live.batches.values()].find(batch => String(batch.id) === chosen) ?? live.currentBatch();
 }
 
 function listBatches() {
@@ -105,7 +106,7 @@ function listBatches() {
   const listed = [...select.options].slice(1).map(option => option.value);
   if (listed.join("\n") === ids.join("\n")) return;
   const chosen = select.value;
-  select.replaceChildren(select.options[0], ...ids.map(id => new Option(`batch ${id}`, id)));
+  select.replaceChildren(select.options[0], ...ids.map(id => new Option(`batch ${shownText(id)}`, id)));
   select.value = ids.includes(chosen) ? chosen : "";
 }
 
@@ -141,11 +142,15 @@ function drawLive() {
   const lanes = live.lanes(batch);
   liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
-    batch.fromRecords ? "drawn from its saved records (events were missed)" : ""].filter(Boolean).join(" · ");
+    batch.fromRecords ? "drawn from its saved records (events were missed)" : "",
+    live.lanesLeftOut ? `${live.lanesLeftOut.toLocaleString()} more workers not drawn` : "",
+    batch.notDrawn ? `${batch.notDrawn.toLocaleString()} more attempts not drawn (over ${MAX_BARS.toLocaleString()})` : "",
+    batch.view?.truncated ? "figures of its first events only (too many)" : ""].filter(Boolean).join(" · ");
   settleFromRecords(batch);
   announce(liveBoard);
   $("rejected-list").textContent = live.rejected.length
-    ? `rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
+    ? `rejected: ${live.rejected.map(e => `${JSON.stringify(shownText(e.task, 60))} by ${shownText(e.worker)}`)
+      .join(", ")}` : "";
   return open;
 }
 
@@ -155,7 +160,7 @@ async function listRuns() {
   const names = await (await fetch("api/runs")).json();
   for (const select of [$("run-a"), $("run-b")]) {
     const none = select.id === "run-b" ? [new Option("(none)", "")] : [];
-    select.replaceChildren(...none, ...names.map(name => new Option(name, name)));
+    select.replaceChildren(...none, ...names.map(name => new Option(shownText(name), name)));
   }
   if (names.length > 1) $("run-b").value = names[1];
 }

@@ -3,6 +3,9 @@
 // the state at any moment T from these times, so live and replay share it.
 // An ES module: main.js imports it in the page, tests/js/ under Node.
 
+// What a page holds is bounded whatever arrives: bars a batch, batches, workers and lanes.
+export const MAX_BARS = 3000, MAX_BATCHES = 20, MAX_WORKERS = 200, MAX_LANES = 24;
+
 function taskNumber(messageId) {
   return String(messageId ?? "").split(".").pop();  // message_id is "<batch>.<n>"
 }
@@ -31,6 +34,7 @@ export class Batch {
     this.name = null;  // the run's name and how many tasks were sent, if the producer said
     this.sent = null;
     this.faults = [];  // [{ t, label }]: what a demo noted (a node killed ...)
+    this.notDrawn = 0;  // attempts and blocks beyond MAX_BARS
     this.start = Infinity;
     this.end = -Infinity;
   }
@@ -66,6 +70,10 @@ export class Batch {
   attempt(e, t) {
     const key = `${e.message_id}|${e.worker}`;
     let a = this.open.get(key) ?? this.revived(key, e);
+    if (!a && this.attempts.length >= MAX_BARS) {
+      this.notDrawn += 1;
+      return { received: null };  // counted, not kept
+    }
     if (!a) {
       a = { id: this.attempts.length, key, worker: e.worker, task: taskNumber(e.message_id), messageId: e.message_id,
             text: e.task, redelivered: !!e.redelivered, received: null, started: null, finished: null, state: null };
@@ -133,6 +141,8 @@ export class Batch {
   count(worker, t, n) {
     if (!this.quick.has(worker)) this.quick.set(worker, new Map());
     const seconds = this.quick.get(worker), second = Math.floor(t);
+    if (!seconds.has(second) && this.blocks >= MAX_BARS) { this.notDrawn += n; return; }
+    if (!seconds.has(second)) this.blocks = (this.blocks ?? 0) + 1;
     seconds.set(second, (seconds.get(second) ?? 0) + n);
     this.touch(second);  // its block covers the whole second: the board starts with it, not under the next
     this.touch(t);
@@ -162,8 +172,20 @@ export class Live {
   }
 
   batch(id) {
-    if (!this.batches.has(id)) this.batches.set(id, Object.assign(new Batch(id), { live: true }));
+    if (!this.batches.has(id)) {
+      this.batches.set(id, Object.assign(new Batch(id), { live: true }));
+      // The oldest goes, one only workers the broker never saw spoke of first.
+      const older = [...this.batches.keys()].filter(key => key !== id && key !== this.current);
+      const real = key => this.batches.get(key).workers().some(w => this.workers.get(w)?.seen);
+      if (this.batches.size > MAX_BATCHES) this.batches.delete(older.find(key => !real(key)) ?? older[0]);
+    }
     return this.batches.get(id);
+  }
+
+  // The batch the dashboard says is current (batches.py: the newest running one, of those
+  // real workers worked on), else the newest.
+  currentBatch() {
+    return this.batches.get(this.current) ?? this.newest();
   }
 
   // The moment to draw a batch at: the server's clock as this page knows it, but never before
@@ -174,7 +196,13 @@ export class Live {
   }
 
   worker(name) {
-    if (!this.workers.has(name)) this.workers.set(name, { attached: true, marks: [] });
+    if (!this.workers.has(name)) {
+      this.workers.set(name, { attached: true, marks: [] });
+      if (this.workers.size > MAX_WORKERS) {  // the oldest the broker never saw goes first
+        const unseen = [...this.workers].find(([other, w]) => !w.seen && other !== name);
+        this.workers.delete(unseen ? unseen[0] : this.workers.keys().next().value);
+      }
+    }
     return this.workers.get(name);
   }
 
@@ -191,6 +219,7 @@ export class Live {
     if (typeof e?.worker !== "string" || !e.worker) return;  // the dashboard checked it (schema.py); this page too
     const worker = this.worker(e.worker);
     if (Number.isInteger(e.prefetch)) worker.prefetch = e.prefetch;
+    if (e.broker === true && e.event === "attached") worker.seen = true;  // the broker's word: a real worker
     if (e.event === "attached") {
       // The broker (consumer.created) and the worker itself both say so: one mark.
       if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
@@ -208,10 +237,16 @@ export class Live {
     this.batch(e.batch).apply(e);
   }
 
-  // The lanes of a batch's board: the workers attached now, and those that worked on it.
+  // The lanes of a batch's board: the workers attached now, and those that worked on it; at
+  // most MAX_LANES, those the broker saw attach first, then those that worked on the batch.
   lanes(batch) {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
-    return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
+    const worked = batch.workers(), all = [...new Set([...worked, ...attached])], workedOn = new Set(worked);
+    const rank = name => (this.workers.get(name)?.seen ? 0 : 2) + (workedOn.has(name) ? 0 : 1);
+    const kept = all.map((name, i) => [rank(name), i, name]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      .slice(0, MAX_LANES).map(([, , name]) => name);
+    this.lanesLeftOut = all.length - kept.length;
+    return kept.sort(naturalOrder);
   }
 
   // What the dashboard says of a batch: its figures (lab/figures.py), the faults noted for it,

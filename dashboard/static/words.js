@@ -2,6 +2,15 @@
 // prints them), the prefetch in force, the run's name, and which bar labels fit their bar.
 // Pure functions, tested under Node (tests/js/).
 
+// Text from the network as the page shows it: bidirectional controls (which reversed a
+// forged name) and control characters neutralised, at most `max` characters (a 255-character
+// name overflowed its lane).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+export function shownText(text, max = 40) {
+  const chars = [...String(text ?? "").replace(UNSAFE, "\ufffd")];
+  return chars.length > max ? `${chars.slice(0, max - 1).join("")}…` : chars.join("");
+}
+
 const seconds = s => `${s.toFixed(1)} s`;
 const tasks = n => `${n.toLocaleString()} ${n === 1 ? "task" : "tasks"}`;
 
@@ -27,7 +36,7 @@ export function summaryText(f) {
 export function tableRows(f) {
   const soFar = f?.over ? "" : " so far";
   const rows = f ? workerRows(f).map(([w, r]) => [
-    w, `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]) : [];
+    shownText(w, 24), `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]) : [];
   return [["worker", `tasks${soFar}`, `busy s${soFar}`], ...rows];
 }
 
@@ -44,12 +53,13 @@ export function prefetchText(prefetch) {
   const values = new Set(prefetch.values());
   if (!values.size) return "";
   if (values.size === 1) return `prefetch ${say([...values][0])}`;
-  return `prefetch ${[...prefetch].map(([w, n]) => `${w} ${say(n)}`).join(", ")}`;
+  return `prefetch ${[...prefetch].map(([w, n]) => `${shownText(w, 24)} ${say(n)}`).join(", ")}`;
 }
 
 export function runText(batch) {
   if (batch.id === undefined || batch.id === null) return "";
-  return batch.name ? `run ${batch.name} (batch ${batch.id})` : `batch ${batch.id}`;
+  const id = shownText(batch.id);
+  return batch.name ? `run ${shownText(batch.name)} (batch ${id})` : `batch ${id}`;
 }
 
 // A bar's label: its glyph and task number if they fit the bar, else the number alone, else

@@ -75,3 +75,30 @@ test("an attempt lost with its worker's connection ends where the worker started
   assert.deepEqual([attempt21.state, attempt21.started, attempt21.finished], ["cut", 100, 104]);
   assert.deepEqual([attempt22.state, attempt22.finished], ["done", 106]);
 });
+
+test("what a page holds is bounded whatever arrives: lanes, workers, batches, bars", async () => {
+  const { MAX_BARS, MAX_BATCHES, MAX_LANES, MAX_WORKERS } = await import("../../dashboard/static/model.js");
+  const live = new Live();
+  live.apply({ event: "attached", worker: "consumer-1", prefetch: 1, at: 99, broker: true });
+  for (let n = 0; n < 5000; n += 1) live.apply({ event: "attached", worker: `forged-${n}`, prefetch: 1, at: 100 });
+  for (const event of task("real", 1, "consumer-1", 100, 1)) live.apply(event);
+  for (let n = 0; n < 100; n += 1) {
+    live.apply({ event: "started", worker: `forged-${n}`, batch: `forged-${n}`, message_id: `forged-${n}.1`,
+                 task: "x", redelivered: false, started: 101, at: 101 });
+  }
+  live.current = "real";
+  assert.ok(live.workers.size <= MAX_WORKERS);
+  assert.ok(live.workers.has("consumer-1"));  // the worker the broker saw stays
+  assert.ok(live.batches.size <= MAX_BATCHES);
+  assert.ok(live.batches.has("real"));  // the current batch stays
+  const lanes = live.lanes(live.currentBatch());
+  assert.equal(lanes.length, MAX_LANES);
+  assert.ok(lanes.includes("consumer-1") && live.lanesLeftOut > 0);
+  const big = live.batch("big");
+  for (let n = 0; n < MAX_BARS + 10; n += 1) {
+    big.apply({ event: "started", worker: "consumer-1", batch: "big", message_id: `big.${n}`, task: "x",
+                redelivered: false, started: 200 + n, at: 200 + n });
+  }
+  assert.equal(big.attempts.length, MAX_BARS);
+  assert.equal(big.notDrawn, 10);
+});

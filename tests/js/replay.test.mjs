@@ -98,3 +98,12 @@ test("the time axis has at most 12 ticks whatever the span (an event's times are
   assert.equal(tickStep(5), 0.5);
   assert.equal(tickStep(1.8e9), 2e8);
 });
+
+test("names from the network are shown clipped, with bidirectional controls neutralised", async () => {
+  const { shownText } = await import("../../dashboard/static/words.js");
+  assert.equal(shownText("consumer-1"), "consumer-1");
+  assert.equal(shownText("w".repeat(255)).length, 40);
+  assert.ok(shownText("w".repeat(255)).endsWith("…"));
+  assert.equal(shownText("\u202Eevil\u202C\u2066x\u2069"), "\ufffdevil\ufffd\ufffdx\ufffd");
+  assert.equal(shownText("a\u001b[2Jb"), "a\ufffd[2Jb");
+});
