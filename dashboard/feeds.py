@@ -146,6 +146,8 @@ class Follower:
             if event:
                 self.hub.add_events([event])
             return
+        if len(message.body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(message.body)):
+            return  # a flood: dropped unread, counted
         events, dropped, out_of_time = door.read_message(message.body, time.time())
         self.hub.drop(dropped, out_of_time)
         if events:

@@ -19,6 +19,9 @@ from batches import Batches
 # events may all be forged), and from all workers: beyond them dropped and counted.
 UNSEEN_EVENTS_PER_SECOND = 1_000
 EVENTS_PER_SECOND = 5_000
+# Bytes a second of lab.events messages read at all: reading is what a flood costs (a lab
+# worker's message is a few hundred bytes); beyond, a message is dropped unread and counted.
+BYTES_PER_SECOND = 2 << 20
 HISTORY_MESSAGES = 20_000  # worker messages kept for snapshots (tasks with no work arrive as counts)
 HISTORY_BYTES = 16 << 20
 WATCHER_BACKLOG_BYTES = 8 << 20  # a slow browser lagging more than this is dropped (it reconnects)
@@ -79,7 +82,7 @@ class Hub:
         self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
         self.seen_by_broker = set()  # workers the broker said attached (amq.rabbitmq.event)
         self.batches = Batches(timelines, self.seen_by_broker)
-        self.second, self.this_second = None, {"all": 0, "unseen": 0}
+        self.second, self.this_second = None, {"all": 0, "unseen": 0, "bytes": 0}
         self.current = None
         self.told_flooded = 0  # the flood's count is told once a second, not with every message
         self.lost_at = None
@@ -89,12 +92,24 @@ class Hub:
         self.latest = next(self.ids)
         return self.latest
 
+    def room_for(self, size):
+        """Whether a lab.events message of `size` bytes is read, within this second's bytes."""
+        self.new_second()
+        if self.this_second["bytes"] + size > BYTES_PER_SECOND:
+            self.status["flooded"] += 1
+            return False
+        self.this_second["bytes"] += size
+        return True
+
+    def new_second(self):
+        second = int(self.clock())
+        if second != self.second:
+            self.second, self.this_second = second, {"all": 0, "unseen": 0, "bytes": 0}
+
     def admitted(self, events):
         """The events within this second's bounds: a flood of events (forged ones, say) is cut
         to what a page can draw, and workers the broker never saw cannot crowd out the others."""
-        second = int(self.clock())
-        if second != self.second:
-            self.second, self.this_second = second, {"all": 0, "unseen": 0}
+        self.new_second()
         kept = []
         for event in events:
             if event.get("broker"):

@@ -45,10 +45,12 @@ function showConnection() {
     ...(status?.lost_at ? [`no events since ${clock(status.lost_at)}`] : []),
   ].join(" · ");
   const dropped = (status?.dropped ?? 0) + dashboard.refused, late = status?.out_of_time ?? 0;
-  $("dropped").hidden = !dropped && !late;
+  const flooded = status?.flooded ?? 0;
+  $("dropped").hidden = !dropped && !late && !flooded;
   $("dropped").textContent = [
     dropped ? `${dropped.toLocaleString()} malformed events dropped` : "",
     late ? `${late.toLocaleString()} events dropped: their times were far from when they arrived` : "",
+    flooded ? `${flooded.toLocaleString()} events or messages not shown: more came than a page can draw` : "",
   ].filter(Boolean).join(" · ");
 }
 

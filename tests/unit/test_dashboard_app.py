@@ -246,3 +246,11 @@ def test_with_every_batch_kept_real_a_new_one_still_comes_in_and_the_oldest_goes
     for n in range(batches_module.BATCHES_KEPT + 1):
         hub.add_events([started("consumer-1", f"b{n}", 1, 999.0)])
     assert list(hub.batches.batches) == [f"b{n}" for n in range(1, batches_module.BATCHES_KEPT + 1)]
+
+
+def test_messages_beyond_the_bytes_a_second_are_dropped_unread_and_counted():
+    hub = Hub(clock=lambda: 1000.0)
+    assert hub.room_for(hub_module.BYTES_PER_SECOND - 10)
+    assert not hub.room_for(100)
+    assert hub.room_for(10)
+    assert hub.status["flooded"] == 1
