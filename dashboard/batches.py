@@ -8,6 +8,7 @@ Bounded whatever arrives: the latest BATCHES_KEPT batches, EVENTS_PER_BATCH even
 (beyond it a batch's figures say they are of its first events only)."""
 
 import json
+import time
 from pathlib import Path
 
 from lab.figures import TASK_RECORDS, drawn_segments, figures, steps
@@ -17,6 +18,7 @@ BATCHES_KEPT = 20
 EVENTS_PER_BATCH = 50_000
 BATCH_EVENTS = (*TASK_RECORDS, "received", "quick", "sending")
 FAULTS_SHOWN = 20
+LOOK_FOR_UNNAMED_RUN_SECONDS = 3600
 
 
 class Batch:
@@ -49,6 +51,7 @@ class Batches:
         self.batches = {}  # batch id -> Batch, in the order their first events came
         self.timelines = Path(timelines) if timelines else None
         self.seen_by_broker = seen_by_broker  # workers the broker said attached: their batches are real
+        self.runs_read = {}  # (saved run's path, its mtime) -> the batch it is of
 
     def current(self):
         """The batch a page shows unless told otherwise: the newest running one (a batch sent
@@ -82,9 +85,10 @@ class Batches:
         return self.batches[batch_id]
 
     def views(self, now):
-        """What the page shows of each batch that changed or is not over, at moment `now`."""
+        """What the page shows of each batch that changed, is not over, or was saved since."""
         for batch in self.batches.values():
-            if batch.changed or not batch.over or (batch.name and batch.saved is None):
+            newly_saved = batch.saved is None and self.saved_run(batch) is not None
+            if batch.changed or not batch.over or newly_saved:
                 yield self.view(batch, now)
 
     def all_views(self, now):
@@ -93,10 +97,12 @@ class Batches:
     def view(self, batch, now):
         batch.changed = False
         view = {"type": "batch", "batch": batch.id, "name": batch.name, "truncated": batch.truncated, "now": now}
-        run = self.saved_run(batch) if batch.name else None
+        run = self.saved_run(batch)
         if run is not None:
             batch.over = True
-            return {**view, "figures": run["figures"], "from_records": True, "faults": run["marks"][:FAULTS_SHOWN]}
+            name = batch.name or (run["name"] if isinstance(run.get("name"), str) else None)
+            return {**view, "name": name, "figures": run["figures"], "from_records": True,
+                    "faults": run["marks"][:FAULTS_SHOWN]}  # fmt: skip
         shown = figures(batch.events, at=now)
         batch.over = shown["over"]
         return {**view, "figures": shown, "from_records": False, "faults": self.faults(batch)}
@@ -111,12 +117,42 @@ class Batches:
         ]
 
     def saved_run(self, batch):
-        """The batch's saved run with its figures and segments, once send.sh --wait saved it."""
-        if batch.saved is None and self.timelines is not None:
-            run = read_run(self.timelines / f"{batch.name}.json")
-            if run is not None and run.get("batch") == batch.id:
-                batch.saved = run
+        """The batch's saved run with its figures and segments, once send.sh --wait saved it:
+        timelines/NAME.json, or, if its name never came (its "sending" event lost in a flood), a
+        run saved since the batch began that names it (looked for during its first hour)."""
+        if batch.saved is not None or self.timelines is None or not batch.events:
+            return batch.saved
+        began = batch.events[0].get("at", 0)
+        if batch.name:
+            paths = [self.timelines / f"{batch.name}.json"]
+        elif time.time() - began < LOOK_FOR_UNNAMED_RUN_SECONDS:
+            paths = self.saved_since(began - 60)
+        else:
+            paths = []
+        for path in paths:
+            if self.batch_of(path) == batch.id:
+                batch.saved = read_run(path)
+                break
         return batch.saved
+
+    def saved_since(self, moment):
+        try:
+            return [path for path in self.timelines.glob("*.json") if path.stat().st_mtime >= moment]
+        except OSError:
+            return []
+
+    def batch_of(self, path):
+        """The batch a saved run is of, or None: each version of a file read once."""
+        try:
+            version = (path, path.stat().st_mtime_ns)
+        except OSError:
+            return None
+        if version not in self.runs_read:
+            try:
+                self.runs_read[version] = json.loads(path.read_text()).get("batch")
+            except (OSError, ValueError, AttributeError):
+                self.runs_read[version] = None
+        return self.runs_read[version]
 
 
 def read_run(path):

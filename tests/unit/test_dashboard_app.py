@@ -5,6 +5,7 @@ import asyncio
 import base64
 import json
 import os
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -15,6 +16,7 @@ import hub as hub_module
 from app import create_app
 from feeds import worker_event
 from hub import Hub
+from lab.figures import figures as figures_of
 
 LOGIN = {"RABBITMQ_DEFAULT_USER": "student", "RABBITMQ_DEFAULT_PASS": "s3cret-of-mine"}
 
@@ -254,3 +256,19 @@ def test_messages_beyond_the_bytes_a_second_are_dropped_unread_and_counted():
     assert not hub.room_for(100)
     assert hub.room_for(10)
     assert hub.status["flooded"] == 1
+
+
+def test_a_batch_whose_name_was_lost_shows_its_saved_runs_figures_once_saved(tmp_path):
+    now = time.time()
+    hub = Hub(timelines=tmp_path)
+    events = [started("consumer-1", "lost-name", n, now) for n in (1, 2)]
+    hub.add_events(events)  # its "sending" event and the "done" ones were lost in a flood
+    (live,) = hub.batches.views(now + 1)
+    assert live["from_records"] is False and live["figures"]["running"] == 2
+    done = [{**event, "event": "done", "finished": now + 1} for event in events]
+    for event in done:
+        del event["at"]
+    (tmp_path / "flooded.json").write_text(json.dumps({"name": "flooded", "batch": "lost-name", "events": done}))
+    (saved,) = hub.batches.views(now + 2)
+    assert saved["from_records"] is True and saved["figures"] == figures_of(done)
+    assert list(hub.batches.views(now + 3)) == []  # told once
