@@ -222,7 +222,8 @@ export class Live {
     if (e.broker === true && e.event === "attached") worker.seen = true;  // the broker's word: a real worker
     if (e.event === "attached") {
       // The broker (consumer.created) and the worker itself both say so: one mark.
-      if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
+      // Named late (attached before the dashboard listened): no mark, its moment is not known.
+      if ((!worker.attached || !worker.marks.length) && e.already !== true) worker.marks.push({ t: e.at, kind: "joined" });
       worker.attached = true;
       return;
     }

@@ -141,7 +141,8 @@ def keep_figures(watched, rounds, lost="figures"):
         slept.append(seconds)
 
     slept = []
-    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures, sleep=sleep)
+    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures, sleep=sleep,
+                              consumer_tags=lambda host, user, password: {"consumer-1", "consumer-2"})  # fmt: skip
     with pytest.raises((Enough, ConnectionResetError)) as ended:
         asyncio.run(follower.keep_figures(events, figures, "rabbitmq"))
     return hub, readings, events, figures, ended.type
@@ -157,10 +158,36 @@ def test_with_a_page_open_it_reads_the_figures_on_their_own_connection_every_sec
     # Not on the events' connection: there an answer waits behind every event sent before it.
     hub, readings, events, figures, ended = keep_figures(watched=True, rounds=5)
     assert ended is ConnectionResetError  # two queues a round: lost in the second round
-    assert readings == ["rabbitmq", "rabbitmq"] and figures.declares == 4 and events.declares == 0
+    # Every node's Prometheus endpoint: only the queue leader's has the queue's figures.
+    assert sorted(readings) == sorted(["rabbitmq", "rabbitmq-2", "rabbitmq-3"] * 2)
+    assert figures.declares == 4 and events.declares == 0
     assert json.loads(hub.latest_queues)["task_queue"] == {"ready": 2, "consumers": 3, "unacked": 1}
 
 
 def test_the_events_connection_lost_ends_the_figures_too():
     _hub, readings, _events, _figures, ended = keep_figures(watched=True, rounds=5, lost="events")
     assert ended is ConnectionResetError and readings == []
+
+
+def test_the_workers_attached_before_the_dashboard_listened_are_named_from_the_management_api():
+    hub = keep_figures(watched=True, rounds=5)[0]
+    assert hub.seen_by_broker == {"consumer-1", "consumer-2"}
+    snapshot = json.loads(hub.catch_up(None).split("data: ", 1)[1].split("\n", 1)[0])
+    attached = [e for e in snapshot["events"] if e["event"] == "attached"]
+    assert [(e["worker"], e["broker"], e["already"]) for e in attached] == [
+        ("consumer-1", True, True),
+        ("consumer-2", True, True),
+    ]
+
+
+def test_the_unacked_count_comes_from_the_node_that_has_it():
+    hub = Hub()
+    hub.watchers.add(Watcher(1 << 20))
+    figures = FiguresConnection(lose_after=99)
+
+    def queue_figures(host):  # only the queue leader's node has the queue's figures
+        return {"task_queue": {"messages_unacked": 2}} if host == "rabbitmq-3" else {}
+
+    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures)
+    found, _channel = asyncio.run(follower.figures(figures, figures, "rabbitmq"))
+    assert found["task_queue"]["unacked"] == 2
