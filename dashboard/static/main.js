@@ -33,6 +33,8 @@ function showQueues(message) {
 const clock = t => new Date(t * 1000).toLocaleTimeString();
 
 // "live" only while both hold: this page hears the dashboard, and the dashboard hears a broker.
+const events = (n, kind = "") => `${n.toLocaleString()} ${kind}${n === 1 ? "event" : "events"}`;
+
 function showConnection() {
   const status = dashboard.status, label = $("connection");
   const state = !dashboard.streaming ? "lost" : status?.broker ? "open" : "stale";
@@ -48,8 +50,8 @@ function showConnection() {
   const flooded = status?.flooded ?? 0;
   $("dropped").hidden = !dropped && !late && !flooded;
   $("dropped").textContent = [
-    dropped ? `${dropped.toLocaleString()} malformed events dropped` : "",
-    late ? `${late.toLocaleString()} events dropped: their times were far from when they arrived` : "",
+    dropped ? `${events(dropped, "malformed ")} dropped` : "",
+    late ? `${events(late)} dropped: their times were far from when they arrived` : "",
     flooded ? `${flooded.toLocaleString()} events or messages not shown: more came than a page can draw` : "",
   ].filter(Boolean).join(" · ");
 }

@@ -611,7 +611,7 @@ def test_an_event_that_claims_a_time_far_off_is_dropped_and_said_and_the_page_ke
     far = {"event": "started", "worker": "consumer-1", "batch": "forged-time", "message_id": "forged-time.1",
            "task": "x", "redelivered": False, "started": 1, "at": now}  # fmt: skip
     publish_events(lab, [json.dumps([far]).encode()])
-    expect(page.locator("#dropped")).to_contain_text("1 events dropped: their times were far from when they arrived")
+    expect(page.locator("#dropped")).to_contain_text("1 event dropped: their times were far from when they arrived")
     sending = send_in_background(lab, "3", "--dots", "1", "--name", "dashboard-after-far-time")
     rate = frames_a_second(page, lambda: finish(sending))
     print(f"the page drew {rate:.0f} frames a second after the event from far off")
