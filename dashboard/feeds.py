@@ -9,23 +9,17 @@ plugin's metrics (a deprecated feature on RabbitMQ 4.x):
   count by AMQP passive declare (exact; a connection of their own), and its
   unacknowledged count from the rabbitmq_prometheus endpoint (a quorum
   queue's figure there is up to 5 s old: the page says so). On a cluster only
-  the queue leader's node has that figure: every node is asked;
-- every ten seconds while a page is open, the names of task_queue's consumers
-  from the management API (where its metrics are on): the workers that
-  attached before the dashboard listened, which the broker's events never named.
+  the queue leader's node has that figure: every node is asked.
 
 It follows one node at a time: when that node goes, the next one that answers
 (RABBITMQ_HOSTS: a cluster's nodes), and the hub marks the gap.
 """
 
 import asyncio
-import base64
 import itertools
-import json
 import logging
 import random
 import time
-import urllib.request
 
 import aio_pika
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity, ProbableAuthenticationError
@@ -38,9 +32,6 @@ from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHA
 CONSUMER_EVENTS = {"consumer.created": "attached", "consumer.deleted": "gone"}
 QUEUES = (QUEUE, DEAD_LETTER_QUEUE)
 POLL_SECONDS = 1.0
-CONSUMERS_EVERY = 10  # polls: the consumers' names from the management API
-MANAGEMENT_PORT = 15672  # inside the Compose network
-MAX_CONSUMERS_BYTES = 1 << 20
 CALL_TIMEOUT = 5.0  # a node that takes longer to answer a connect or a declare counts as gone
 LOST = (AMQPError, OSError, TimeoutError, ChannelInvalidStateError)
 
@@ -62,32 +53,12 @@ def worker_event(routing_key, headers, now):
     return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
 
 
-def fetch_consumer_tags(host, user, password):
-    """The tags of task_queue's consumers (the lab's workers' names) from the management API,
-    or None where it does not answer them (MANAGEMENT_METRICS=false: no consumers there)."""
-    login = base64.b64encode(f"{user}:{password}".encode()).decode()
-    request = urllib.request.Request(f"http://{host}:{MANAGEMENT_PORT}/api/consumers/%2F",
-                                     headers={"Authorization": f"Basic {login}"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            consumers = json.loads(response.read(MAX_CONSUMERS_BYTES))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(consumers, list):
-        return None
-    tags = [c.get("consumer_tag") for c in consumers if isinstance(c, dict) and isinstance(c.get("queue"), dict)
-            and c["queue"].get("name") == QUEUE]  # fmt: skip
-    return {tag[:MAX_NAME] for tag in tags if isinstance(tag, str) and tag}
-
-
 class Follower:
     """Follows the broker, or a cluster's nodes in turn, into the hub, for ever."""
 
-    def __init__(self, config, hub, *, connect=aio_pika.connect, queue_figures=fetch_queue_figures, sleep=asyncio.sleep,
-                 consumer_tags=fetch_consumer_tags):  # fmt: skip
+    def __init__(self, config, hub, connect=aio_pika.connect, queue_figures=fetch_queue_figures, sleep=asyncio.sleep):
         self.config, self.hub = config, hub
         self.connect, self.queue_figures, self.sleep = connect, queue_figures, sleep
-        self.consumer_tags = consumer_tags
 
     def hosts(self):
         """The nodes in a random order, then round and round: a dead node is skipped."""
@@ -146,26 +117,14 @@ class Follower:
         and the dashboard CPU: with no page open, a student's laptop idles); until either
         connection goes."""
         figures_channel = await connection.channel()
-        for poll in itertools.count():
+        while True:
             if not (events_connection.connected.is_set() and connection.connected.is_set()):
                 raise ConnectionResetError(f"a connection to {host} closed")
             if self.hub.watched():
-                if poll % CONSUMERS_EVERY == 0:
-                    await self.name_consumers(host)
                 figures, figures_channel = await self.figures(connection, figures_channel, host)
                 self.hub.set_queues(figures)
                 self.hub.tell_batches()
             await self.sleep(POLL_SECONDS)
-
-    async def name_consumers(self, host):
-        """The workers attached that the broker's events did not name, as the broker's word."""
-        tags = await asyncio.to_thread(self.consumer_tags, host, self.config.user, self.config.password)
-        now = time.time()
-        unnamed = sorted((tags or set()) - self.hub.seen_by_broker)
-        if unnamed:
-            self.hub.add_events(
-                [{"event": "attached", "worker": tag, "at": now, "broker": True, "already": True} for tag in unnamed]
-            )
 
     async def figures(self, connection, channel, host):
         figures = {"unacked_from": "prometheus"}

@@ -3,7 +3,7 @@
 // attempt), so a redraw every frame costs little and tests can watch them.
 
 import { labelColour } from "./colour.js";
-import { stateAt } from "./model.js";
+import { UNHEARD, stateAt } from "./model.js";
 import { barLabel, boardLabel, shownText, summaryText, tableRows } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -158,7 +158,7 @@ export class Board {
     set(lane.group, { transform: `translate(0,${top})`, "data-attached": attached });
     set(lane.bg, { width });
     const name = shownText(worker, 18);
-    lane.name.textContent = attached ? name : `${name} (left)`;
+    lane.name.textContent = worker.startsWith(UNHEARD) ? "(not heard from)" : attached ? name : `${name} (left)`;
     lane.marks.replaceChildren();
     for (const mark of info?.marks ?? []) {
       if (mark.t < t0 || mark.t > T) continue;

@@ -27,6 +27,7 @@ function showQueues(message) {
   $("ready").textContent = count(tasks?.ready);
   $("unacked").textContent = count(tasks?.unacked);
   $("consumers").textContent = count(tasks?.consumers);
+  dashboard.consumers = Number.isInteger(tasks?.consumers) ? tasks.consumers : 0;
   $("dead-letters").textContent = dead ? count(dead.ready + (dead.unacked ?? 0)) : "?";
 }
 
@@ -143,7 +144,7 @@ function drawLive() {
   const t0 = Number.isFinite(batch.start) ? batch.start : now;
   const open = batch.attempts.some(a => a.state === null);
   const end = open ? now : Math.max(batch.end, t0);
-  const lanes = live.lanes(batch);
+  const lanes = live.lanes(batch, dashboard.consumers);
   liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
     batch.fromRecords ? "drawn from its saved records (events were missed)" : "",

@@ -5,6 +5,9 @@
 
 // What a page holds is bounded whatever arrives: bars a batch, batches, workers and lanes.
 export const MAX_BARS = 3000, MAX_BATCHES = 20, MAX_WORKERS = 200, MAX_LANES = 24;
+// The lane of a consumer the broker counts but no event has named yet (attached before the
+// dashboard listened): "\u0000" begins no name a page draws otherwise.
+export const UNHEARD = "\u0000unheard-";
 
 function taskNumber(messageId) {
   return String(messageId ?? "").split(".").pop();  // message_id is "<batch>.<n>"
@@ -222,8 +225,7 @@ export class Live {
     if (e.broker === true && e.event === "attached") worker.seen = true;  // the broker's word: a real worker
     if (e.event === "attached") {
       // The broker (consumer.created) and the worker itself both say so: one mark.
-      // Named late (attached before the dashboard listened): no mark, its moment is not known.
-      if ((!worker.attached || !worker.marks.length) && e.already !== true) worker.marks.push({ t: e.at, kind: "joined" });
+      if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
       worker.attached = true;
       return;
     }
@@ -239,15 +241,17 @@ export class Live {
   }
 
   // The lanes of a batch's board: the workers attached now, and those that worked on it; at
-  // most MAX_LANES, those the broker saw attach first, then those that worked on the batch.
-  lanes(batch) {
+  // most MAX_LANES, those the broker saw attach first, then those that worked on the batch;
+  // then a lane for each consumer of task_queue (`consumers`, the broker's count) not yet named.
+  lanes(batch, consumers = 0) {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
     const worked = batch.workers(), all = [...new Set([...worked, ...attached])], workedOn = new Set(worked);
     const rank = name => (this.workers.get(name)?.seen ? 0 : 2) + (workedOn.has(name) ? 0 : 1);
     const kept = all.map((name, i) => [rank(name), i, name]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
       .slice(0, MAX_LANES).map(([, , name]) => name);
     this.lanesLeftOut = all.length - kept.length;
-    return kept.sort(naturalOrder);
+    const unheard = Math.max(0, Math.min((consumers ?? 0) - attached.length, MAX_LANES - kept.length));
+    return [...kept.sort(naturalOrder), ...Array.from({ length: unheard }, (_, i) => `${UNHEARD}${i + 1}`)];
   }
 
   // What the dashboard says of a batch: its figures (lab/figures.py), the faults noted for it,

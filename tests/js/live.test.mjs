@@ -102,3 +102,14 @@ test("what a page holds is bounded whatever arrives: lanes, workers, batches, ba
   assert.equal(big.attempts.length, MAX_BARS);
   assert.equal(big.notDrawn, 10);
 });
+
+test("a consumer the broker counts but no event named yet gets a lane of its own", async () => {
+  const { UNHEARD } = await import("../../dashboard/static/model.js");
+  const live = new Live();
+  live.apply({ event: "attached", worker: "consumer-2", prefetch: 1, at: 100, broker: true });
+  // 3 consumers of task_queue: two attached before the dashboard listened.
+  assert.deepEqual(live.lanes(live.currentBatch(), 3), ["consumer-2", `${UNHEARD}1`, `${UNHEARD}2`]);
+  for (const event of task("a", 1, "consumer-1", 100, 1)) live.apply(event);  // one speaks: it is named
+  assert.deepEqual(live.lanes(live.currentBatch(), 3), ["consumer-1", "consumer-2", `${UNHEARD}1`]);
+  assert.deepEqual(live.lanes(live.currentBatch(), 0), ["consumer-1", "consumer-2"]);
+});

@@ -680,3 +680,59 @@ def test_a_replay_of_the_three_cases_once_told_otherwise_shows_the_terminals_fig
     expect(page.locator("#run-a option", has_text=f"dashboard-{name}")).to_be_attached()
     replay_to_the_end(page, f"dashboard-{name}")
     expect(page.locator('[data-board="replay-1"] .summary')).to_contain_text(summary)
+
+
+def test_during_a_named_batch_the_page_asks_for_nothing_that_is_not_there(lab, page):
+    """It asked for the run's saved file every 2 s until send.sh saved it: a 404 each time."""
+    failed = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    result = lab.send("4", "--dots", "2", "--wait", "--name", "dashboard-no-404")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run, _done = lab.saved_run("dashboard-no-404")
+    expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+    expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^4 tasks done · makespan"))
+    assert failed == []
+
+
+def test_two_overlapping_sends_show_the_batch_that_runs_not_the_newer_one_waiting(lab, page):
+    """The newer batch, sent while the older ran and not yet started, was drawn as an empty board."""
+    older = send_in_background(lab, "3", "--dots", "4", "--name", "dashboard-overlap-older")
+    expect(bars(page, "running")).to_have_count(CONSUMERS)
+    newer = send_in_background(lab, "3", "--dots", "1", "--name", "dashboard-overlap-newer")
+    try:
+        expect(page.locator("#live-batch option")).to_have_count(3, timeout=20_000)  # "the current one" and two
+        expect(page.locator("#batch-name")).to_contain_text("run dashboard-overlap-older")
+        assert bars(page, "running").count() + bars(page, "done").count() >= CONSUMERS  # its bars, not an empty board
+        expect(page.locator("#batch-name")).to_contain_text("run dashboard-overlap-newer", timeout=30_000)
+    finally:
+        finish(older)
+        finish(newer)
+    expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^3 tasks done · makespan"))
+
+
+def test_opened_on_an_idle_lab_the_page_draws_a_lane_per_worker_attached_before_the_dashboard(lab, browser):
+    """The workers attached before the dashboard listened (it restarted, or started after them):
+    the broker's events never named them, and the page drew fewer lanes than workers. A lane
+    each now, from the broker's count of task_queue's consumers, named once a worker speaks."""
+    lab.compose("restart", "dashboard")
+    lab.wait_for(lambda: dashboard_answers(lab), "the dashboard answers again")
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    try:
+        page.goto(f"http://127.0.0.1:{lab.dashboard_port}/")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        expect(page.locator(f"{LIVE} svg .lane")).to_have_count(CONSUMERS)
+        expect(page.locator(f"{LIVE} svg .lane .lane-name")).to_have_text(["(not heard from)"] * CONSUMERS)
+        assert_accessible(page, "the live page of an idle lab")
+        result = lab.send(str(CONSUMERS), "--dots", "1", "--wait", "--name", "dashboard-idle-then-busy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        expect(page.locator(f"{LIVE} svg .lane .lane-name")).to_have_text(WORKERS)  # each named as it spoke
+    finally:
+        page.close()
+
+
+def dashboard_answers(lab):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{lab.dashboard_port}/healthz", timeout=2) as response:
+            return json.loads(response.read()).get("broker") is True
+    except (OSError, ValueError):
+        return False

@@ -141,8 +141,7 @@ def keep_figures(watched, rounds, lost="figures"):
         slept.append(seconds)
 
     slept = []
-    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures, sleep=sleep,
-                              consumer_tags=lambda host, user, password: {"consumer-1", "consumer-2"})  # fmt: skip
+    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures, sleep=sleep)
     with pytest.raises((Enough, ConnectionResetError)) as ended:
         asyncio.run(follower.keep_figures(events, figures, "rabbitmq"))
     return hub, readings, events, figures, ended.type
@@ -167,17 +166,6 @@ def test_with_a_page_open_it_reads_the_figures_on_their_own_connection_every_sec
 def test_the_events_connection_lost_ends_the_figures_too():
     _hub, readings, _events, _figures, ended = keep_figures(watched=True, rounds=5, lost="events")
     assert ended is ConnectionResetError and readings == []
-
-
-def test_the_workers_attached_before_the_dashboard_listened_are_named_from_the_management_api():
-    hub = keep_figures(watched=True, rounds=5)[0]
-    assert hub.seen_by_broker == {"consumer-1", "consumer-2"}
-    snapshot = json.loads(hub.catch_up(None).split("data: ", 1)[1].split("\n", 1)[0])
-    attached = [e for e in snapshot["events"] if e["event"] == "attached"]
-    assert [(e["worker"], e["broker"], e["already"]) for e in attached] == [
-        ("consumer-1", True, True),
-        ("consumer-2", True, True),
-    ]
 
 
 def test_the_unacked_count_comes_from_the_node_that_has_it():
