@@ -52,6 +52,7 @@ class Batches:
         self.timelines = Path(timelines) if timelines else None
         self.seen_by_broker = seen_by_broker  # workers the broker said attached: their batches are real
         self.runs_read = {}  # (saved run's path, its mtime) -> the batch it is of
+        self.gaps = []  # (from, to) the dashboard heard no events (it lost its node); to None: still
 
     def current(self):
         """The batch a page shows unless told otherwise: the newest running one (a batch sent
@@ -105,7 +106,9 @@ class Batches:
                     "faults": run["marks"][:FAULTS_SHOWN]}  # fmt: skip
         shown = figures(batch.events, at=now)
         batch.over = shown["over"]
-        return {**view, "figures": shown, "from_records": False, "faults": self.faults(batch)}
+        began = batch.events[0].get("at", now) if batch.events else now
+        missed = any(to is None or to >= began for _from, to in self.gaps)
+        return {**view, "figures": shown, "from_records": False, "faults": self.faults(batch), "missed": missed}
 
     def faults(self, batch):
         """The faults a demo has noted so far for a named batch (timelines/NAME.marks), none before it began."""

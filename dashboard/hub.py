@@ -153,8 +153,10 @@ class Hub:
         """The node followed now, or None while none is: the time without one is a gap in the events."""
         if host is None and self.status["broker"] is not None:
             self.lost_at = self.clock()
+            self.batches.gaps = [*self.batches.gaps, (self.lost_at, None)][-GAPS_KEPT:]
         elif host is not None and self.lost_at is not None:
             self.status["gaps"] = [*self.status["gaps"], {"from": self.lost_at, "to": self.clock()}][-GAPS_KEPT:]
+            self.batches.gaps = [(gap["from"], gap["to"]) for gap in self.status["gaps"]]
             self.lost_at = None
         if host != self.status["broker"]:
             self.status["broker"] = host
@@ -205,8 +207,9 @@ class Hub:
             kind, kept = "events", [text for number, text in self.history if number > last_id]
         else:
             kind, kept = "snapshot", [text for _number, text in self.history]
-        text = sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')
-        text += sse(self.latest, self.status_text())
+        # The status first: the page reads the events knowing when the dashboard heard none.
+        text = sse(self.latest, self.status_text())
+        text += sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')
         for view in self.batches.all_views(self.clock()):
             text += sse(self.latest, compact(view))
         text += sse(self.latest, compact({"type": "current", "batch": self.batches.current()}))

@@ -4,11 +4,11 @@
 
 import { labelColour } from "./colour.js";
 import { UNHEARD, stateAt } from "./model.js";
-import { barLabel, boardLabel, shownText, summaryText, tableRows } from "./words.js";
+import { barLabel, boardLabel, shownText, summaryText, tableRows, uncertainty } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 // A cue besides colour for each state (the legend shows the same glyphs).
-const GLYPHS = { waiting: "…", running: "▶", done: "✓", cut: "✂", rejected: "✗" };
+const GLYPHS = { waiting: "…", running: "▶", done: "✓", cut: "✂", rejected: "✗", unheard: "?" };
 let labelColours = null;  // state -> black or white, whichever reads better on the state's colour
 
 function labelFill(state) {
@@ -259,7 +259,7 @@ export class Board {
     const f = batch.figuresAt(T);
     const label = boardLabel(this.title, f);
     if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
-    this.summary.textContent = summaryText(f);
+    this.summary.textContent = summaryText(f) + uncertainty(batch.view);
     this.summary.dataset.over = this.over = !!f?.over;
     const [header, ...rows] = tableRows(f);
     const key = JSON.stringify([header, ...rows]);

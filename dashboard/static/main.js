@@ -28,6 +28,12 @@ function showQueues(message) {
   $("unacked").textContent = count(tasks?.unacked);
   $("consumers").textContent = count(tasks?.consumers);
   dashboard.consumers = Number.isInteger(tasks?.consumers) ? tasks.consumers : 0;
+  // Within a minute of losing a node the broker may still count its consumers (RabbitMQ 4.3
+  // holds a lost consumer's tasks 60 s): said, not hidden.
+  const status = dashboard.status, now = serverNow();
+  const nodeLost = status?.lost_at || (status?.gaps ?? []).some(gap => now - gap.to < 60);
+  $("queues-uncertain").textContent = nodeLost ? "(a node was lost within the minute: these may count its consumers)"
+    : tasks && !Number.isFinite(tasks.unacked) ? "(unacked: no node has the figure yet)" : "";
   $("dead-letters").textContent = dead ? count(dead.ready + (dead.unacked ?? 0)) : "?";
 }
 
@@ -58,9 +64,13 @@ function showConnection() {
 }
 
 function receive(message) {
-  if (message.type === "snapshot") dashboard.live = new Live();
+  if (message.type === "snapshot") dashboard.live = Object.assign(new Live(), { gaps: dashboard.live.gaps });
   if (message.type === "queues") return showQueues(message);
-  if (message.type === "status") { dashboard.status = message; return showConnection(); }
+  if (message.type === "status") {
+    dashboard.status = message;
+    dashboard.live.gaps = [...(message.gaps ?? []), ...(message.lost_at ? [{ from: message.lost_at, to: null }] : [])];
+    return showConnection();
+  }
   if (message.type === "batch") return dashboard.live.shown(message);
   if (message.type === "current") { dashboard.live.current = message.batch; return; }
   if (!Array.isArray(message.events)) return;

@@ -116,7 +116,10 @@ export class Batch {
     // A "done" taken back (its acknowledgement never reached the broker) or a task handed back.
     const done = this.attempts.find(a => a.key === `${e.message_id}|${e.worker}` && a.started === e.started);
     if (done && done.state === "done") { done.state = "cut"; return; }
-    if (done && done.state === "cut") { done.guessed = false; return; }  // ended already, where its worker moved on
+    if (done && (done.state === "cut" || done.state === "unheard")) {  // ended already, where its worker moved on
+      Object.assign(done, { state: "cut", guessed: false });
+      return;
+    }
     this.cutShort(this.attempt(e, e.started), e.at ?? e.started);
   }
 
@@ -126,11 +129,15 @@ export class Batch {
 
   // A worker works on one task at a time: one that starts a task has ended any it had
   // started before (lost with its connection, say; its "cut" comes later, once it reconnects).
+  // If the dashboard heard nothing for a while meanwhile (it lost its node), how the attempt
+  // ended is not known (a task done was once drawn as cut short): "unheard".
   movedOn(e) {
     for (const a of [...this.open.values()]) {
       if (a.worker === e.worker && a.started !== null && a.started < e.started && a.messageId !== e.message_id) {
         this.cutShort(a, e.started);
         a.guessed = true;
+        const missed = (this.gaps?.() ?? []).some(gap => gap.from <= e.started && (gap.to ?? Infinity) >= a.started);
+        if (missed) a.state = "unheard";
       }
     }
   }
@@ -172,11 +179,12 @@ export class Live {
     this.workers = new Map();  // name -> { attached, marks: [{ t, kind: "joined" | "left" }] }
     this.batches = new Map();  // batch id -> Batch, in the order their first events came
     this.rejected = [];
+    this.gaps = [];  // [{ from, to }] the dashboard heard no events (to null: it still hears none)
   }
 
   batch(id) {
     if (!this.batches.has(id)) {
-      this.batches.set(id, Object.assign(new Batch(id), { live: true }));
+      this.batches.set(id, Object.assign(new Batch(id), { live: true, gaps: () => this.gaps }));
       // The oldest goes, one only workers the broker never saw spoke of first.
       const older = [...this.batches.keys()].filter(key => key !== id && key !== this.current);
       const real = key => this.batches.get(key).workers().some(w => this.workers.get(w)?.seen);

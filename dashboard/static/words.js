@@ -32,6 +32,12 @@ export function summaryText(f) {
     ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lower_bound)}${ratio}`;
 }
 
+// Said after the figures of a live batch the dashboard heard only part of (it lost its broker
+// node meanwhile): until send.sh --wait saves the run, and its records say it all.
+export function uncertainty(view) {
+  return view?.missed && !view.from_records ? " · events were missed while the dashboard lost its node: uncertain" : "";
+}
+
 // The per-worker table: a header and a row of text cells per worker.
 export function tableRows(f) {
   const soFar = f?.over ? "" : " so far";

@@ -113,3 +113,29 @@ test("a consumer the broker counts but no event named yet gets a lane of its own
   assert.deepEqual(live.lanes(live.currentBatch(), 3), ["consumer-1", "consumer-2", `${UNHEARD}1`]);
   assert.deepEqual(live.lanes(live.currentBatch(), 0), ["consumer-1", "consumer-2"]);
 });
+
+test("an attempt whose end went unheard while the dashboard lost its node is drawn unheard, not cut short", () => {
+  // consumer-1 did task 1 (100 to 102) while the dashboard heard nothing (101 to 103), then task 2.
+  const live = new Live();
+  live.gaps = [{ from: 101, to: 103 }];
+  const [, started1] = task("a", 1, "consumer-1", 100, 2);
+  const [, started2] = task("a", 2, "consumer-1", 104, 1);
+  for (const event of [started1, started2]) live.apply(event);
+  const [first] = live.batches.get("a").attempts;
+  assert.deepEqual([first.state, first.finished], ["unheard", 104]);
+  // Without a gap, the worker moving on means the attempt was cut short (its "cut" comes later).
+  const heard = new Live();
+  for (const event of [started1, started2]) heard.apply(event);
+  assert.equal(heard.batches.get("a").attempts[0].state, "cut");
+  // Its "done" heard late: done after all.
+  live.apply(task("a", 1, "consumer-1", 100, 2)[2]);
+  assert.equal(live.batches.get("a").attempts[0].state, "done");
+});
+
+test("the figures of a batch the dashboard heard only part of say so until its run is saved", async () => {
+  const { uncertainty } = await import("../../dashboard/static/words.js");
+  assert.match(uncertainty({ missed: true, from_records: false }), /events were missed .*: uncertain/);
+  assert.equal(uncertainty({ missed: true, from_records: true }), "");
+  assert.equal(uncertainty({ missed: false }), "");
+  assert.equal(uncertainty(undefined), "");
+});

@@ -122,18 +122,18 @@ def test_a_browser_that_reconnects_gets_what_it_missed_and_a_new_one_a_snapshot(
         hub.add_events([event(n)])
     hub.set_queues({"now": 1.0, "task_queue": {"ready": 0, "unacked": 0, "consumers": 3}})
 
-    (number, snapshot), (_, status), (_, batch), (_, current), (_, queues) = stream(hub.catch_up(None))
+    (_, status), (number, snapshot), (_, batch), (_, current), (_, queues) = stream(hub.catch_up(None))
     assert current == {"type": "current", "batch": "b"}
     assert batch["type"] == "batch" and batch["figures"]["tasks"] == 6  # quick counts 1 + 2 + 3
     assert snapshot == {"type": "snapshot", "events": [event(1), event(2), event(3)]}
     assert number == hub.latest == 4
     assert status["type"] == "status" and queues["task_queue"]["consumers"] == 3
 
-    (_, missed), *_ = stream(hub.catch_up(1))
+    _status, (_, missed), *_ = stream(hub.catch_up(1))
     assert missed == {"type": "events", "events": [event(2), event(3)]}
-    (_, nothing), *_ = stream(hub.catch_up(4))  # its last id was a queues message: nothing missed
+    _status, (_, nothing), *_ = stream(hub.catch_up(4))  # its last id was a queues message: nothing missed
     assert nothing == {"type": "events", "events": []}
-    (_, restarted), *_ = stream(hub.catch_up(99))  # an id from before the dashboard restarted
+    _status, (_, restarted), *_ = stream(hub.catch_up(99))  # an id from before the dashboard restarted
     assert restarted["type"] == "snapshot" and len(restarted["events"]) == 3
 
 
@@ -141,9 +141,9 @@ def test_a_browser_that_missed_more_than_the_history_holds_gets_a_snapshot():
     hub = Hub(history_messages=2)
     for n in (1, 2, 3, 4):
         hub.add_events([event(n)])
-    (_, message), *_ = stream(hub.catch_up(1))
+    _status, (_, message), *_ = stream(hub.catch_up(1))
     assert message == {"type": "snapshot", "events": [event(3), event(4)]}
-    (_, message), *_ = stream(hub.catch_up(2))
+    _status, (_, message), *_ = stream(hub.catch_up(2))
     assert message == {"type": "events", "events": [event(3), event(4)]}
 
 
@@ -152,7 +152,7 @@ def test_the_history_is_capped_by_bytes_too():
     for n in range(1, 1001):
         hub.add_events([event(n)])
     assert hub.history_bytes <= 10_000
-    (_, message), *_ = stream(hub.catch_up(None))
+    _status, (_, message), *_ = stream(hub.catch_up(None))
     assert message["events"][-1] == event(1000) and len(message["events"]) < 200
 
 
@@ -213,7 +213,7 @@ def test_the_queues_figures_are_dropped_when_the_last_page_leaves():
 
     hub = asyncio.run(open_and_leave())
     assert not hub.watched() and hub.latest_queues is None
-    assert [message["type"] for _, message in stream(hub.catch_up(None))] == ["snapshot", "status", "current"]
+    assert [message["type"] for _, message in stream(hub.catch_up(None))] == ["status", "snapshot", "current"]
 
 
 def started(worker, batch, n, at):
@@ -272,3 +272,21 @@ def test_a_batch_whose_name_was_lost_shows_its_saved_runs_figures_once_saved(tmp
     (saved,) = hub.batches.views(now + 2)
     assert saved["from_records"] is True and saved["figures"] == figures_of(done)
     assert list(hub.batches.views(now + 3)) == []  # told once
+
+
+def test_a_batch_that_overlaps_a_time_the_dashboard_heard_nothing_says_its_figures_may_miss_events():
+    now = [990.0]
+    hub = Hub(clock=lambda: now[0])
+    hub.add_events([started("consumer-1", "before", 1, 990.0)])
+    hub.set_broker("rabbitmq")
+    (view,) = hub.batches.views(1000.0)
+    assert view["missed"] is False
+    now[0] = 1000.0
+    hub.set_broker(None)  # lost at 1000
+    (view,) = hub.batches.views(1001.0)
+    assert view["missed"] is True
+    now[0] = 1003.0
+    hub.set_broker("rabbitmq-2")  # found at 1003
+    hub.add_events([started("consumer-1", "after", 1, 1010.0)])
+    missed = {view["batch"]: view["missed"] for view in hub.batches.all_views(1011.0)}
+    assert missed == {"before": True, "after": False}
