@@ -15,7 +15,8 @@ from lab.figures import TASK_RECORDS, drawn_segments, figures, steps
 from lab.marks import read_marks
 
 BATCHES_KEPT = 20
-EVENTS_PER_BATCH = 50_000
+EVENTS_PER_BATCH = 20_000
+EVENTS_READ_PER_CALL = 60_000  # a second's figures of all batches: a forged flood must not stall the dashboard
 BATCH_EVENTS = (*TASK_RECORDS, "received", "quick", "sending")
 FAULTS_SHOWN = 20
 LOOK_FOR_UNNAMED_RUN_SECONDS = 3600
@@ -86,10 +87,16 @@ class Batches:
         return self.batches[batch_id]
 
     def views(self, now):
-        """What the page shows of each batch that changed, is not over, or was saved since."""
-        for batch in self.batches.values():
+        """What the page shows of each batch that changed, is not over, or was saved since: the
+        current batch first, then those of workers the broker saw, then the rest, as long as
+        the events read stay within EVENTS_READ_PER_CALL (the others wait for the next call)."""
+        current = self.batches.get(self.current())
+        ranked = sorted(self.batches.values(), key=lambda b: (b is not current, not b.workers & self.seen_by_broker))
+        budget = EVENTS_READ_PER_CALL
+        for batch in ranked:
             newly_saved = batch.saved is None and self.saved_run(batch) is not None
-            if batch.changed or not batch.over or newly_saved:
+            if (batch.changed or not batch.over or newly_saved) and (budget > 0 or batch is current):
+                budget -= len(batch.events)
                 yield self.view(batch, now)
 
     def all_views(self, now):
@@ -128,7 +135,9 @@ class Batches:
         began = batch.events[0].get("at", 0)
         if batch.name:
             paths = [self.timelines / f"{batch.name}.json"]
-        elif time.time() - began < LOOK_FOR_UNNAMED_RUN_SECONDS:
+        elif time.time() - began < LOOK_FOR_UNNAMED_RUN_SECONDS and (
+            batch.workers & self.seen_by_broker or batch.id == self.current()
+        ):  # not for each batch a forger makes up
             paths = self.saved_since(began - 60)
         else:
             paths = []

@@ -12,6 +12,7 @@ takes them from it (docs/architecture.md).
 """
 
 import re
+from bisect import bisect_left, bisect_right
 from operator import itemgetter
 
 FINAL = ("done", "rejected")  # what can become of a task
@@ -140,11 +141,16 @@ def interrupted(events):
     (started record, when the next attempt started or None)."""
     finished = {(e["message_id"], e["worker"], e["started"]) for e in acknowledged(events) if e["event"] in FINAL}
     starts = sorted((e for e in events if e["event"] == "started"), key=lambda e: e["started"])
+    of_task, place = {}, []  # message id -> its attempts' start times in order; each start's place there
+    for start in starts:
+        times = of_task.setdefault(start["message_id"], [])
+        place.append(len(times))
+        times.append(start["started"])
     cut = []
-    for index, start in enumerate(starts):
+    for start, index in zip(starts, place, strict=True):
         if (start["message_id"], start["worker"], start["started"]) not in finished:
-            retry = next((e["started"] for e in starts[index + 1 :] if e["message_id"] == start["message_id"]), None)
-            cut.append((start, retry))
+            times = of_task[start["message_id"]]
+            cut.append((start, times[index + 1] if index + 1 < len(times) else None))
     return cut
 
 
@@ -159,10 +165,12 @@ def segments(events, marks=()):
     for mark in marks:
         kills.setdefault(mark["label"].removeprefix("killed "), set()).add(mark["at"])
 
+    moments = {worker: sorted(times | kills.get(worker, set())) for worker, times in starts.items()}
+
     def cut_end(start, retry):
-        later = [moment for moment in starts[start["worker"]] | kills.get(start["worker"], set())
-                 if moment > start["started"]]  # fmt: skip
-        ends = [moment for moment in (retry, min(later, default=None)) if moment is not None]
+        after = moments[start["worker"]]
+        later = bisect_right(after, start["started"])  # the worker's next start or kill
+        ends = [moment for moment in (retry, after[later] if later < len(after) else None) if moment is not None]
         return min(ends, default=start["started"])
 
     cut = [{**start, "finished": cut_end(start, retry), "cut": True} for start, retry in interrupted(events)]
@@ -235,12 +243,20 @@ def running(events, at):
     for event in events:
         if event["event"] in ("leaving", "gone"):
             departed.setdefault(event["worker"], []).append(event["at"])
+    for moments in departed.values():
+        moments.sort()
+
+    def left_since(start):
+        moments = departed.get(start["worker"], [])
+        first = bisect_left(moments, start["started"])
+        return first < len(moments) and moments[first] <= at
+
     return [
         start for start in starts
         if attempt(start) not in ended
         and latest_of_task[start["message_id"]] == start["started"]
         and latest_of_worker[start["worker"]] == start["started"]
-        and not any(start["started"] <= left <= at for left in departed.get(start["worker"], ()))
+        and not left_since(start)
     ]  # fmt: skip
 
 

@@ -290,3 +290,15 @@ def test_a_batch_that_overlaps_a_time_the_dashboard_heard_nothing_says_its_figur
     hub.add_events([started("consumer-1", "after", 1, 1010.0)])
     missed = {view["batch"]: view["missed"] for view in hub.batches.all_views(1011.0)}
     assert missed == {"before": True, "after": False}
+
+
+def test_a_seconds_figures_read_a_bounded_number_of_events_the_current_batch_first():
+    live = batches_module.Batches(seen_by_broker={"consumer-1"})
+    per_batch = batches_module.EVENTS_PER_BATCH
+    for n in range(8):  # forged batches, full, every attempt still running
+        live.add([started(f"forged-{n}", f"forged-{n}", k, 1000.0 + k / per_batch) for k in range(per_batch)])
+    live.add([started("consumer-1", "real", 1, 1000.0)])
+    views = list(live.views(1001.0))
+    assert views[0]["batch"] == "real"
+    read = sum(len(live.batches[view["batch"]].events) for view in views)
+    assert read <= batches_module.EVENTS_READ_PER_CALL + per_batch and len(views) < 9
