@@ -26,7 +26,6 @@ from batches import read_run, replay_steps
 from config import Config
 from feeds import Follower
 from hub import Hub
-from lab.marks import read_marks
 
 HERE = Path(__file__).parent
 RUN_NAME = re.compile(r"^[\w.-]+$")
@@ -82,13 +81,6 @@ def create_app(env=None, follower=Follower):
             return JSONResponse({"error": f"no saved run {name!r}"}, 404)
         return JSONResponse({**run, "steps": await asyncio.to_thread(replay_steps, run["events"])})
 
-    async def marks(request):
-        """The faults a demo has noted so far for a run (timelines/NAME.marks), for the live board."""
-        name = request.path_params["name"]
-        if not RUN_NAME.match(name):
-            return JSONResponse({"error": f"no saved run {name!r}"}, 404)
-        return JSONResponse(read_marks(timelines / f"{name}.marks"))
-
     async def health(_request):
         return JSONResponse({"serving": True, "broker": hub.status["broker"] is not None})
 
@@ -105,7 +97,6 @@ def create_app(env=None, follower=Follower):
             Route("/events", events),
             Route("/api/runs", runs),
             Route("/api/runs/{name}", saved_run),
-            Route("/api/runs/{name}/marks", marks),
             Route("/healthz", health),
             Mount("/", StaticFiles(directory=HERE / "static", html=True)),
         ],

@@ -94,17 +94,15 @@ def event(n):
     return {"event": "quick", "worker": "consumer-1", "batch": "b", "count": n, "at": 100.0 + n}
 
 
-def test_the_faults_a_demo_noted_for_a_run_are_served_for_the_live_board(tmp_path):
-    (tmp_path / "node-failure.marks").write_text(
-        '{"at": "2026-12-01T18:40:12.500000000Z", "label": "killed rabbitmq"}\nnot json\n{"at": 5, "label": "lost 3"}\n'
-    )
-    with client(tmp_path) as page:
-        assert page.get("/api/runs/node-failure/marks").json() == [
-            {"at": 1796150412.5, "label": "killed rabbitmq"},
-            {"at": 5.0, "label": "lost 3"},
-        ]
-        assert page.get("/api/runs/no-such-run/marks").json() == []
-        assert page.get("/api/runs/..%2Fx/marks").status_code == 404
+def test_the_faults_a_demo_noted_for_a_named_batch_come_with_its_figures(tmp_path):
+    now = time.time()
+    marks = [{"at": now - 3600, "label": "from an earlier run"}, "not json", {"at": now + 1, "label": "killed rabbitmq"}]
+    (tmp_path / "node-failure.marks").write_text("\n".join(json.dumps(m) if isinstance(m, dict) else m for m in marks))
+    hub = Hub(timelines=tmp_path)
+    hub.add_events([{"event": "sending", "batch": "b", "name": "node-failure", "tasks": 1, "at": now}])
+    hub.add_events([started("consumer-1", "b", 1, now)])
+    (view,) = hub.batches.views(now + 2)
+    assert view["faults"] == [{"at": now + 1, "label": "killed rabbitmq"}] and view["name"] == "node-failure"
 
 
 def test_the_queues_figures_carry_the_moment_they_are_sent_for_the_page_clock():
