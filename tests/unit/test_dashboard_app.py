@@ -96,7 +96,8 @@ def event(n):
 
 def test_the_faults_a_demo_noted_for_a_named_batch_come_with_its_figures(tmp_path):
     now = time.time()
-    marks = [{"at": now - 3600, "label": "from an earlier run"}, "not json", {"at": now + 1, "label": "killed rabbitmq"}]
+    earlier, killed = {"at": now - 3600, "label": "from an earlier run"}, {"at": now + 1, "label": "killed rabbitmq"}
+    marks = [earlier, "not json", killed]
     (tmp_path / "node-failure.marks").write_text("\n".join(json.dumps(m) if isinstance(m, dict) else m for m in marks))
     hub = Hub(timelines=tmp_path)
     hub.add_events([{"event": "sending", "batch": "b", "name": "node-failure", "tasks": 1, "at": now}])
