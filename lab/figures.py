@@ -339,11 +339,11 @@ def with_figures(run, marks=()):
 
 
 def steps(events, count):
-    """The figures so far at `count` moments evenly spread over the batch (a replay shows
-    the last one reached), the last at its end."""
+    """The figures so far at its start and `count` moments evenly spread over the batch after
+    it (a replay shows the last one reached), the last at its end."""
     times = [moment(event) for event in events if event["event"] in TASK_RECORDS]
     if not times:
         return []
     start, end = min(times), max(times)
-    moments = [start + (end - start) * (n + 1) / count for n in range(count)]
+    moments = [start + (end - start) * n / count for n in range(count + 1)]
     return [{"at": at, **figures(events, at)} for at in moments]
