@@ -10,7 +10,6 @@ create_app builds it all from the environment; serve.py runs it.
 import asyncio
 import base64
 import os
-import re
 import secrets
 import sys
 from contextlib import asynccontextmanager
@@ -22,13 +21,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from batches import read_run, replay_steps
+from batches import RUN_NAME, read_run, replay_steps
 from config import Config
 from feeds import Follower
 from hub import Hub
 
 HERE = Path(__file__).parent
-RUN_NAME = re.compile(r"^[\w.-]+$")
 
 
 class LoginBeyondLoopback:

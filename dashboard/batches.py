@@ -8,6 +8,7 @@ Bounded whatever arrives: the latest BATCHES_KEPT batches, EVENTS_PER_BATCH even
 (beyond it a batch's figures say they are of its first events only)."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ EVENTS_READ_PER_CALL = 60_000  # a second's figures of all batches: a forged flo
 BATCH_EVENTS = (*TASK_RECORDS, "received", "quick", "sending")
 FAULTS_SHOWN = 20
 LOOK_FOR_UNNAMED_RUN_SECONDS = 3600
+RUN_NAME = re.compile(r"^[\w.-]+$")  # a saved run's name: a file in timelines/, nowhere else
 
 
 class Batch:
@@ -41,7 +43,7 @@ class Batch:
         self.events.append(event)
         self.changed = True
         if event["event"] == "sending":
-            self.name = event["name"]
+            self.name = event["name"] if event["name"] and RUN_NAME.match(event["name"]) else None
         elif "worker" in event:
             self.workers.add(event["worker"])
             self.tasks = True

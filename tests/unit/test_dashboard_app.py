@@ -301,3 +301,13 @@ def test_a_seconds_figures_read_a_bounded_number_of_events_the_current_batch_fir
     assert views[0]["batch"] == "real"
     read = sum(len(live.batches[view["batch"]].events) for view in views)
     assert read <= batches_module.EVENTS_READ_PER_CALL + per_batch and len(views) < 9
+
+
+def test_a_batch_named_with_a_path_is_read_from_no_file(tmp_path):
+    (tmp_path / "secret.json").write_text(json.dumps({"batch": "b", "events": [], "name": "secret"}))
+    runs = tmp_path / "timelines"
+    runs.mkdir()
+    hub = Hub(timelines=runs)
+    hub.add_events([{"event": "sending", "batch": "b", "name": "../secret", "tasks": 1, "at": time.time()}])
+    (view,) = hub.batches.views(time.time())
+    assert view["name"] is None and view["from_records"] is False
