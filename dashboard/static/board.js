@@ -20,7 +20,7 @@ function labelFill(state) {
   return labelColours[state];
 }
 const LABEL_W = 185, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
-const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5;
+const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5, FAULT_LINE_H = 18;
 
 // A round step between ticks that gives at most MAX_TICKS of them, whatever the span: an
 // event's times are untrusted (one that said "started": 1 once asked for 1.5 million ticks).
@@ -92,7 +92,7 @@ export class Board {
     set(this.root, { viewBox: `0 0 ${width} ${AXIS_H + lanes.length * LANE_H + 4}`,
                      height: AXIS_H + lanes.length * LANE_H + 4 });
     this.drawAxis(width, span, pxPerSecond, T - t0);
-    this.drawFaults(batch, x, T, t0);
+    this.drawFaults(batch, x, T, t0, width);
     const y = new Map(lanes.map((w, i) => [w, AXIS_H + i * LANE_H]));
     for (const [worker, lane] of this.lanes) if (!y.has(worker)) { lane.group.remove(); this.lanes.delete(worker); }
     lanes.forEach(worker => this.drawLane(worker, y.get(worker), width, workers.get(worker), x, T, t0));
@@ -130,14 +130,17 @@ export class Board {
     }
   }
 
-  drawFaults(batch, x, T, t0) {
+  drawFaults(batch, x, T, t0, width) {
     this.faultsGroup.replaceChildren();
     (batch.faults ?? []).forEach((fault, index) => {
       if (fault.t < t0 || fault.t > T) return;
       const at = x(fault.t);
       svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.faultsGroup);
-      // Each label a line lower than the last, so that close faults' labels do not overlap.
-      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.faultsGroup);
+      // Each label a line lower than the last, a line taller than the label (at 14 px, 15 px
+      // labels were drawn over each other); in the plot's second half, left of its line.
+      const late = at > (PLOT_X + width) / 2;
+      const label = svg("text", { class: "fault-label", x: late ? at - 4 : at + 4, y: AXIS_H + 16 + FAULT_LINE_H * index,
+                                  "text-anchor": late ? "end" : "start" }, this.faultsGroup);
       label.textContent = shownText(fault.label, 80);
     });
   }

@@ -289,7 +289,8 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     saved = lab.timelines / "dashboard-replay-a.json"
     run = json.loads(saved.read_text())
     start = min(event["started"] for event in run["events"])
-    saved.write_text(json.dumps({**run, "marks": [{"at": start + 0.5, "label": "killed consumer-2"}]}))
+    marks = [{"at": start + 0.5, "label": "killed consumer-2"}, {"at": start + 0.6, "label": "consumer-2 back"}]
+    saved.write_text(json.dumps({**run, "marks": marks}))
     page.click("#show-replay")
     expect(page.locator("#run-a option", has_text="dashboard-replay-b")).to_be_attached()
     page.select_option("#run-a", "dashboard-replay-a")
@@ -303,8 +304,14 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
     for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):
         expect(bars(page, "done", board)).to_have_count(6)
-    expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text("killed consumer-2")
+    expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text(["killed consumer-2",
+                                                                                  "consumer-2 back"])  # fmt: skip
     assert on_top(page, '[data-board="replay-1"] svg .fault-label')  # not under the lanes
+    boxes = page.locator('[data-board="replay-1"] svg .fault-label').evaluate_all(
+        "labels => labels.map(l => { const b = l.getBBox(); return [b.x, b.y, b.width, b.height]; })"
+    )
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = boxes
+    assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1, boxes  # close faults' labels apart
     expect(page.locator('[data-board="replay-2"] svg .fault-label')).to_have_count(0)
     axis = "svg .axis text:not(.fault-label)"
     first, second = (page.locator(f'[data-board="replay-{n}"] {axis}').all_inner_texts() for n in (1, 2))
