@@ -35,10 +35,10 @@ from pathlib import Path
 import pika
 
 import records
-from analysis import tally
 from display import WaitProgress
 from example_runs import BATCH, record
 from fake_records import RecordsChannel, connections
+from lab.figures import tally
 from labctl import elastic_demo
 from labstack import ROOT, LabStack
 

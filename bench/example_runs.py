@@ -44,7 +44,7 @@ CRASH = [
     CUT,
     started(record(3, "consumer-2", 101, 103, redelivered=True)),
     record(3, "consumer-2", 101, 103, redelivered=True),
-    {**record(2, "consumer-3", 100, 100), "event": "rejected", "reason": "not valid UTF-8 text"},
+    {**started(record(2, "consumer-3", 100, 0)), "event": "rejected", "reason": "not valid UTF-8 text"},
 ]
 
 
@@ -90,6 +90,29 @@ DONE_TWICE = [
     record(1, "consumer-2", 103, 106, redelivered=True),
 ]
 
+# The three cases where the page once computed other figures than the terminal:
+# a task rejected (at 100) before the first task is done (100.5 to 102): the rejected attempt
+# is no part of the makespan (1.5 s, not 2 s);
+REJECTED_FIRST = [
+    {**started(record(1, "consumer-1", 100, 0)), "event": "rejected", "reason": "not valid UTF-8 text"},
+    started(record(2, "consumer-2", 100.5, 102)),
+    record(2, "consumer-2", 100.5, 102),
+]
+# a task with no work done twice (its acknowledgement lost with a killed node): done once;
+QUICK_DONE_TWICE = [
+    record(1, "consumer-1", 100, 100),
+    record(1, "consumer-2", 100.2, 100.2, redelivered=True),
+    started(record(2, "consumer-2", 100.5, 101.5)),
+    record(2, "consumer-2", 100.5, 101.5),
+]
+# a task with no work done (at 99) before the first task with work starts (at 100): the
+# makespan runs from it (3 s, not 2 s).
+QUICK_FIRST = [
+    record(1, "consumer-1", 99, 99),
+    started(record(2, "consumer-2", 100, 102)),
+    record(2, "consumer-2", 100, 102),
+]
+
 # The faults a demo noted on a run ("killed WORKER" when it killed one), by run name.
 MARKS = {"crash": [{"at": 100.5, "label": "killed consumer-1"}]}
 
@@ -103,4 +126,7 @@ RUNS = {
     "handed_back": HANDED_BACK,
     "zero_work_worker": ZERO_WORK_WORKER,
     "done_twice": DONE_TWICE,
+    "rejected_first": REJECTED_FIRST,
+    "quick_done_twice": QUICK_DONE_TWICE,
+    "quick_first": QUICK_FIRST,
 }

@@ -10,7 +10,6 @@ create_app builds it all from the environment; serve.py runs it.
 import asyncio
 import base64
 import os
-import re
 import secrets
 import sys
 from contextlib import asynccontextmanager
@@ -18,17 +17,16 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from batches import RUN_NAME, read_run, replay_steps
 from config import Config
 from feeds import Follower
 from hub import Hub
-from lab.marks import read_marks
 
 HERE = Path(__file__).parent
-RUN_NAME = re.compile(r"^[\w.-]+$")
 
 
 class LoginBeyondLoopback:
@@ -59,8 +57,8 @@ def create_app(env=None, follower=Follower):
     """The dashboard for these settings (os.environ by default); `follower(config, hub)`
     feeds the hub while the app runs."""
     config = Config.from_env(env)
-    hub = Hub()
     timelines = Path(config.timelines)
+    hub = Hub(timelines=timelines)
 
     async def events(request):
         last = request.headers.get("last-event-id", "")
@@ -74,18 +72,12 @@ def create_app(env=None, follower=Follower):
         return JSONResponse([path.stem for path in files])
 
     async def saved_run(request):
+        """A saved run with its figures, segments and figures so far (steps) for a replay to show."""
         name = request.path_params["name"]
-        path = timelines / f"{name}.json"
-        if not RUN_NAME.match(name) or not path.is_file():
+        run = read_run(timelines / f"{name}.json") if RUN_NAME.match(name) else None
+        if run is None:
             return JSONResponse({"error": f"no saved run {name!r}"}, 404)
-        return FileResponse(path, media_type="application/json")
-
-    async def marks(request):
-        """The faults a demo has noted so far for a run (timelines/NAME.marks), for the live board."""
-        name = request.path_params["name"]
-        if not RUN_NAME.match(name):
-            return JSONResponse({"error": f"no saved run {name!r}"}, 404)
-        return JSONResponse(read_marks(timelines / f"{name}.marks"))
+        return JSONResponse({**run, "steps": await asyncio.to_thread(replay_steps, run["events"])})
 
     async def health(_request):
         return JSONResponse({"serving": True, "broker": hub.status["broker"] is not None})
@@ -103,7 +95,6 @@ def create_app(env=None, follower=Follower):
             Route("/events", events),
             Route("/api/runs", runs),
             Route("/api/runs/{name}", saved_run),
-            Route("/api/runs/{name}/marks", marks),
             Route("/healthz", health),
             Mount("/", StaticFiles(directory=HERE / "static", html=True)),
         ],

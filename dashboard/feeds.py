@@ -8,7 +8,8 @@ plugin's metrics (a deprecated feature on RabbitMQ 4.x):
 - every second while a page is open, each queue's ready count and consumer
   count by AMQP passive declare (exact; a connection of their own), and its
   unacknowledged count from the rabbitmq_prometheus endpoint (a quorum
-  queue's figure there is up to 5 s old: the page says so).
+  queue's figure there is up to 5 s old: the page says so). On a cluster only
+  the queue leader's node has that figure: every node is asked.
 
 It follows one node at a time: when that node goes, the next one that answers
 (RABBITMQ_HOSTS: a cluster's nodes), and the hub marks the gap.
@@ -49,7 +50,7 @@ def worker_event(routing_key, headers, now):
         return None
     stamp = headers.get("timestamp_in_ms")
     at = stamp / 1000 if isinstance(stamp, int) and not isinstance(stamp, bool) else now
-    return {"event": kind, "worker": tag[:MAX_NAME], "at": at}
+    return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
 
 
 class Follower:
@@ -122,11 +123,17 @@ class Follower:
             if self.hub.watched():
                 figures, figures_channel = await self.figures(connection, figures_channel, host)
                 self.hub.set_queues(figures)
+                self.hub.tell_batches()
             await self.sleep(POLL_SECONDS)
 
     async def figures(self, connection, channel, host):
         figures = {"unacked_from": "prometheus"}
-        prometheus = await asyncio.to_thread(self.queue_figures, host)
+        # Every node: on a cluster only the queue leader's node has the queue's figures.
+        readings = await asyncio.gather(*(asyncio.to_thread(self.queue_figures, node) for node in self.config.hosts))
+        prometheus = {}
+        for reading in readings:
+            for queue, values in reading.items():
+                prometheus.setdefault(queue, values)
         for name in QUEUES:
             try:
                 queue = await asyncio.wait_for(channel.declare_queue(name, passive=True), CALL_TIMEOUT)
@@ -145,8 +152,10 @@ class Follower:
             if event:
                 self.hub.add_events([event])
             return
-        events, dropped = door.read_message(message.body)
-        self.hub.drop(dropped)
+        if len(message.body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(message.body)):
+            return  # a flood: dropped unread, counted
+        events, dropped, out_of_time = door.read_message(message.body, time.time())
+        self.hub.drop(dropped, out_of_time)
         if events:
             self.hub.add_events(events)
 

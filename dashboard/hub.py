@@ -13,6 +13,15 @@ import json
 import time
 from collections import deque
 
+from batches import Batches
+
+# Events a second kept and forwarded from workers the broker has not seen attach (their
+# events may all be forged), and from all workers: beyond them dropped and counted.
+UNSEEN_EVENTS_PER_SECOND = 1_000
+EVENTS_PER_SECOND = 5_000
+# Bytes a second of lab.events messages read at all: reading is what a flood costs (a lab
+# worker's message is a few hundred bytes); beyond, a message is dropped unread and counted.
+BYTES_PER_SECOND = 2 << 20
 HISTORY_MESSAGES = 20_000  # worker messages kept for snapshots (tasks with no work arrive as counts)
 HISTORY_BYTES = 16 << 20
 WATCHER_BACKLOG_BYTES = 8 << 20  # a slow browser lagging more than this is dropped (it reconnects)
@@ -61,7 +70,7 @@ class Watcher:
 
 class Hub:
     def __init__(self, history_messages=HISTORY_MESSAGES, history_bytes=HISTORY_BYTES,
-                 backlog_bytes=WATCHER_BACKLOG_BYTES, clock=time.time):  # fmt: skip
+                 backlog_bytes=WATCHER_BACKLOG_BYTES, clock=time.time, timelines=None):  # fmt: skip
         self.ids = itertools.count(1)
         self.latest = 0  # the last id given to any message
         self.history = deque()  # (id, the events of one message as JSON text, without the brackets)
@@ -70,7 +79,12 @@ class Hub:
         self.backlog_bytes = backlog_bytes
         self.clock = clock
         self.latest_queues = None
-        self.status = {"broker": None, "gaps": [], "dropped": 0}
+        self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
+        self.seen_by_broker = set()  # workers the broker said attached (amq.rabbitmq.event)
+        self.batches = Batches(timelines, self.seen_by_broker)
+        self.second, self.this_second = None, {"all": 0, "unseen": 0, "bytes": 0}
+        self.current = None
+        self.told_flooded = 0  # the flood's count is told once a second, not with every message
         self.lost_at = None
         self.watchers = set()
 
@@ -78,10 +92,49 @@ class Hub:
         self.latest = next(self.ids)
         return self.latest
 
+    def room_for(self, size):
+        """Whether a lab.events message of `size` bytes is read, within this second's bytes."""
+        self.new_second()
+        if self.this_second["bytes"] + size > BYTES_PER_SECOND:
+            self.status["flooded"] += 1
+            return False
+        self.this_second["bytes"] += size
+        return True
+
+    def new_second(self):
+        second = int(self.clock())
+        if second != self.second:
+            self.second, self.this_second = second, {"all": 0, "unseen": 0, "bytes": 0}
+
+    def admitted(self, events):
+        """The events within this second's bounds: a flood of events (forged ones, say) is cut
+        to what a page can draw, and workers the broker never saw cannot crowd out the others."""
+        self.new_second()
+        kept = []
+        for event in events:
+            if event.get("broker"):
+                if event["event"] == "attached":
+                    self.seen_by_broker.add(event["worker"])
+                kept.append(event)
+                continue
+            unseen = event.get("worker") not in self.seen_by_broker
+            if self.this_second["all"] >= EVENTS_PER_SECOND or (
+                unseen and self.this_second["unseen"] >= UNSEEN_EVENTS_PER_SECOND
+            ):
+                continue
+            self.this_second["all"] += 1
+            self.this_second["unseen"] += unseen
+            kept.append(event)
+        if len(kept) < len(events):
+            self.status["flooded"] += len(events) - len(kept)
+        return kept
+
     def add_events(self, events):
+        events = self.admitted(events)
         text = compact(events)[1:-1]
         if not text:
             return
+        self.batches.add(events)
         number = self.number()
         self.history.append((number, text))
         self.history_bytes += len(text)
@@ -100,17 +153,34 @@ class Hub:
         """The node followed now, or None while none is: the time without one is a gap in the events."""
         if host is None and self.status["broker"] is not None:
             self.lost_at = self.clock()
+            self.batches.gaps = [*self.batches.gaps, (self.lost_at, None)][-GAPS_KEPT:]
         elif host is not None and self.lost_at is not None:
             self.status["gaps"] = [*self.status["gaps"], {"from": self.lost_at, "to": self.clock()}][-GAPS_KEPT:]
+            self.batches.gaps = [(gap["from"], gap["to"]) for gap in self.status["gaps"]]
             self.lost_at = None
         if host != self.status["broker"]:
             self.status["broker"] = host
             self.tell_status()
 
-    def drop(self, count):
-        """Events refused at the door (door.py), counted for the page."""
-        if count:
+    def tell_batches(self):
+        """Each batch's figures that changed or go on changing (batches.py), to every page."""
+        now = self.clock()
+        for view in self.batches.views(now):
+            self.tell(self.number(), compact(view))
+        current = self.batches.current()
+        if current != self.current:
+            self.current = current
+            self.tell(self.number(), compact({"type": "current", "batch": current}))
+        if self.status["flooded"] != self.told_flooded:
+            self.told_flooded = self.status["flooded"]
+            self.tell_status()
+
+    def drop(self, count, out_of_time=0):
+        """Events refused at the door (door.py), counted for the page: malformed, or with
+        times out of the window around when they arrived."""
+        if count or out_of_time:
             self.status["dropped"] += count
+            self.status["out_of_time"] += out_of_time
             self.tell_status()
 
     def tell_status(self):
@@ -137,8 +207,12 @@ class Hub:
             kind, kept = "events", [text for number, text in self.history if number > last_id]
         else:
             kind, kept = "snapshot", [text for _number, text in self.history]
-        text = sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')
-        text += sse(self.latest, self.status_text())
+        # The status first: the page reads the events knowing when the dashboard heard none.
+        text = sse(self.latest, self.status_text())
+        text += sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')
+        for view in self.batches.all_views(self.clock()):
+            text += sse(self.latest, compact(view))
+        text += sse(self.latest, compact({"type": "current", "batch": self.batches.current()}))
         if self.latest_queues:
             text += sse(self.latest, self.latest_queues)
         return text

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pika
 
-from analysis import makespan, segments, span, tally, worker_seconds
 from lab.brokers import open_first
+from lab.figures import makespan, segments, span, tally, worker_seconds
 from lab.topology import QUEUE
 from labctl.running_lab import Broker, Pool, Refused, Unreachable, lab_settings
 

@@ -1,8 +1,8 @@
 """The timeline chart: each run's workers as rows of bars, one bar per task,
 drawn with matplotlib and saved as a PNG."""
 
-from analysis import makespan, per_worker, sequence_number, span
 from lab.colours import STATE_COLOURS
+from lab.figures import makespan, per_worker, sequence_number, span
 
 DONE_COLOR, CUT_COLOR, FAULT_COLOR = STATE_COLOURS["done"], STATE_COLOURS["cut"], "crimson"
 # Past this many bars a chart has no room for their numbers, and drawing 100,000 of them

@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from analysis import (
+from lab.figures import (
     FinishedTasks,
     done_records,
     figures,

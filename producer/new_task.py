@@ -21,11 +21,11 @@ import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
 import runs
-from analysis import finished_tasks, tally
 from command_line import StopOnSignals, parse_args
 from connection import connection_parameters
 from display import Notices, SendProgress, WaitProgress, print_run
 from lab.brokers import open_first, short_error
+from lab.figures import finished_tasks, tally
 from lab.schema import message_id
 from lab.topology import EVENTS_EXCHANGE, QUEUE, declare_events_exchange, declare_task_queue
 from publisher import Publisher, SendFailed, StopRequested

@@ -3,7 +3,7 @@
 Workers publish JSON records to the queue a task names in its reply_to
 property when they start a task that takes time and when they finish (or
 reject) any task, several records to a message (a JSON list) when tasks finish
-fast. analysis.py says what they mean.
+fast. lab/figures.py says what they mean.
 """
 
 import json
@@ -12,8 +12,8 @@ import os
 import re
 import time
 
-from analysis import FinishedTasks, in_progress
 from lab.brokers import broker_hosts, open_first
+from lab.figures import FinishedTasks, in_progress
 from lab.metrics import fetch_alarms, fetch_queue_figures
 from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
 from publisher import reconnecting

@@ -4,7 +4,7 @@
     report.py round-robin timelines/NAME.json     did worker i get tasks i, i+N, i+2N ...?
     report.py compare A.json B.json --name NAME   two runs side by side, a verdict, NAME.png
 
-`send.sh --wait` saves a run (runs.py); analysis.py reads the records, display.py
+`send.sh --wait` saves a run (runs.py); lab/figures.py reads the records, display.py
 and chart.py show them.
 """
 
@@ -14,7 +14,7 @@ import sys
 import chart
 import display
 import runs
-from analysis import segments
+from lab.figures import segments
 
 
 def compare(first, second, name):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import chart
-from analysis import done_records, segments
+from lab.figures import done_records, segments, with_figures
 from lab.marks import read_marks
 
 TIMELINES = Path("timelines")
@@ -25,9 +25,11 @@ def load(path):
 
 
 def save_run(name, run):
-    """Keep a run, with the faults marked on it, as timelines/NAME.json and, if any
-    task was done, timelines/NAME.png. Returns the PNG's path, or None."""
-    run = {**run, "marks": marks_of({**run, "name": name})}
+    """Keep a run, with the faults marked on it and its figures and segments (what every
+    place shows of it, lab/figures.py), as timelines/NAME.json and, if any task was done,
+    timelines/NAME.png. Returns the PNG's path, or None."""
+    marks = marks_of({**run, "name": name})
+    run = with_figures({**run, "marks": marks}, marks)
     TIMELINES.mkdir(parents=True, exist_ok=True)
     (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
     if not done_records(run["events"]):

@@ -26,6 +26,5 @@ for ((i = 1; i <= $#; i += 2)); do  # each option and its value's shape; the Pyt
   [[ "${!next}" =~ ^[0-9]+$ ]] || fail "$option must be a whole number, got '${!next}'"
 done
 require_running_lab
-ensure_venv producer/requirements.txt  # pika and matplotlib, as the producer's image has them
-# analysis.py, the lab's figures, is the producer's (producer/).
-PYTHONPATH="producer:." exec .venv/bin/python -m labctl.elastic_demo "$@"
+ensure_venv producer/requirements.txt  # matplotlib for its chart, as the producer's image has it
+run_host_python labctl.elastic_demo "$@"

@@ -3,12 +3,12 @@
 // attempt), so a redraw every frame costs little and tests can watch them.
 
 import { labelColour } from "./colour.js";
-import { stateAt } from "./model.js";
-import { barLabel, boardLabel, summaryText, tableRows } from "./words.js";
+import { UNHEARD, stateAt } from "./model.js";
+import { barLabel, boardLabel, shownText, summaryText, tableRows, uncertainty } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 // A cue besides colour for each state (the legend shows the same glyphs).
-const GLYPHS = { waiting: "…", running: "▶", done: "✓", cut: "✂", rejected: "✗" };
+const GLYPHS = { waiting: "…", running: "▶", done: "✓", cut: "✂", rejected: "✗", unheard: "?" };
 let labelColours = null;  // state -> black or white, whichever reads better on the state's colour
 
 function labelFill(state) {
@@ -20,7 +20,17 @@ function labelFill(state) {
   return labelColours[state];
 }
 const LABEL_W = 185, BUFFER_SLOTS = 5, SLOT_W = 32, BUFFER_W = BUFFER_SLOTS * SLOT_W + 40;
-const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5;
+const PLOT_X = LABEL_W + BUFFER_W + 12, LANE_H = 46, BAR_H = 30, AXIS_H = 28, MIN_SPAN = 5, FAULT_LINE_H = 18;
+
+// A round step between ticks that gives at most MAX_TICKS of them, whatever the span: an
+// event's times are untrusted (one that said "started": 1 once asked for 1.5 million ticks).
+const MAX_TICKS = 12;
+export function tickStep(span) {
+  const nice = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find(s => span / s <= MAX_TICKS);
+  if (nice) return nice;
+  const magnitude = 10 ** Math.floor(Math.log10(span / MAX_TICKS));
+  return [1, 2, 5, 10].map(m => m * magnitude).find(s => span / s <= MAX_TICKS);
+}
 
 function svg(name, attributes = {}, parent = null) {
   const element = document.createElementNS(SVG, name);
@@ -76,12 +86,13 @@ export class Board {
   draw({ batch, lanes, workers = new Map(), T, t0, span }) {
     if (batch.id !== this.batchId || batch !== this.batch) this.clear(batch);
     const width = Math.max(this.root.clientWidth || 1000, PLOT_X + 200);
+    span = Number.isFinite(span) ? span : MIN_SPAN;
     const pxPerSecond = (width - PLOT_X - 24) / Math.max(span, MIN_SPAN);
     const x = t => PLOT_X + Math.max(0, t - t0) * pxPerSecond;
     set(this.root, { viewBox: `0 0 ${width} ${AXIS_H + lanes.length * LANE_H + 4}`,
                      height: AXIS_H + lanes.length * LANE_H + 4 });
     this.drawAxis(width, span, pxPerSecond, T - t0);
-    this.drawFaults(batch, x, T, t0);
+    this.drawFaults(batch, x, T, t0, width);
     const y = new Map(lanes.map((w, i) => [w, AXIS_H + i * LANE_H]));
     for (const [worker, lane] of this.lanes) if (!y.has(worker)) { lane.group.remove(); this.lanes.delete(worker); }
     lanes.forEach(worker => this.drawLane(worker, y.get(worker), width, workers.get(worker), x, T, t0));
@@ -102,9 +113,9 @@ export class Board {
   }
 
   drawAxis(width, span, pxPerSecond, elapsed) {
-    const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find(s => Math.max(span, MIN_SPAN) / s <= 12) ?? 1200;
+    const shown = Math.max(span, MIN_SPAN), step = tickStep(shown);
     const ticks = [];
-    for (let s = 0; s <= Math.max(span, MIN_SPAN) + 1e-9; s += step) ticks.push(s);
+    for (let s = 0; s <= shown + 1e-9 && ticks.length <= MAX_TICKS; s += step) ticks.push(s);
     this.axis.replaceChildren();
     for (const s of ticks) {
       const at = PLOT_X + s * pxPerSecond;
@@ -119,15 +130,18 @@ export class Board {
     }
   }
 
-  drawFaults(batch, x, T, t0) {
+  drawFaults(batch, x, T, t0, width) {
     this.faultsGroup.replaceChildren();
     (batch.faults ?? []).forEach((fault, index) => {
       if (fault.t < t0 || fault.t > T) return;
       const at = x(fault.t);
       svg("line", { class: "fault-line", x1: at, x2: at, y1: AXIS_H, y2: 4000 }, this.faultsGroup);
-      // Each label a line lower than the last, so that close faults' labels do not overlap.
-      const label = svg("text", { class: "fault-label", x: at + 4, y: AXIS_H + 14 + 14 * index }, this.faultsGroup);
-      label.textContent = fault.label;
+      // Each label a line lower than the last, a line taller than the label (at 14 px, 15 px
+      // labels were drawn over each other); in the plot's second half, left of its line.
+      const late = at > (PLOT_X + width) / 2;
+      const label = svg("text", { class: "fault-label", x: late ? at - 4 : at + 4, y: AXIS_H + 16 + FAULT_LINE_H * index,
+                                  "text-anchor": late ? "end" : "start" }, this.faultsGroup);
+      label.textContent = shownText(fault.label, 80);
     });
   }
 
@@ -146,12 +160,13 @@ export class Board {
     const attached = info ? info.attached : true;
     set(lane.group, { transform: `translate(0,${top})`, "data-attached": attached });
     set(lane.bg, { width });
-    lane.name.textContent = attached ? worker : `${worker} (left)`;
+    const name = shownText(worker, 18);
+    lane.name.textContent = worker.startsWith(UNHEARD) ? "(not heard from)" : attached ? name : `${name} (left)`;
     lane.marks.replaceChildren();
     for (const mark of info?.marks ?? []) {
       if (mark.t < t0 || mark.t > T) continue;
       const line = svg("line", { class: mark.kind, x1: x(mark.t), x2: x(mark.t), y1: 2, y2: LANE_H - 2 }, lane.marks);
-      svg("title", {}, line).textContent = `${worker} ${mark.kind === "joined" ? "attached" : "left"}`;
+      svg("title", {}, line).textContent = `${shownText(worker)} ${mark.kind === "joined" ? "attached" : "left"}`;
     }
   }
 
@@ -195,7 +210,7 @@ export class Board {
       if (label.textContent !== text) label.textContent = text;
       label.style.fill = labelFill(state);
       set(label, { x: left + width / 2, visibility: text ? "visible" : "hidden" });
-      title.textContent = `${a.text ?? ""} — ${a.worker}, ${state}${a.redelivered ? ", redelivered" : ""}`;
+      title.textContent = `${shownText(a.text, 60)} — ${shownText(a.worker)}, ${state}${a.redelivered ? ", redelivered" : ""}`;
     }
     for (const [worker, lane] of this.lanes) {
       const extra = (waiting.get(worker) ?? 0) - BUFFER_SLOTS;
@@ -244,11 +259,11 @@ export class Board {
   }
 
   drawFigures(batch, T) {
-    const f = batch.figures(T);
+    const f = batch.figuresAt(T);
     const label = boardLabel(this.title, f);
     if (this.root.getAttribute("aria-label") !== label) this.root.setAttribute("aria-label", label);
-    this.summary.textContent = summaryText(f);
-    this.summary.dataset.over = this.over = f.over;
+    this.summary.textContent = summaryText(f) + uncertainty(batch.view);
+    this.summary.dataset.over = this.over = !!f?.over;
     const [header, ...rows] = tableRows(f);
     const key = JSON.stringify([header, ...rows]);
     if (this.tableKey === key) return;

@@ -1,8 +1,8 @@
 // The page: the live board fed by /events (Server-Sent Events), and replays
 // of saved runs, one or two on one time axis.
 import { Board } from "./board.js";
-import { Live, faultsOf, savedRun } from "./model.js";
-import { prefetchText, runText } from "./words.js";
+import { Live, MAX_BARS, savedRun } from "./model.js";
+import { prefetchText, runText, shownText } from "./words.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
@@ -27,12 +27,21 @@ function showQueues(message) {
   $("ready").textContent = count(tasks?.ready);
   $("unacked").textContent = count(tasks?.unacked);
   $("consumers").textContent = count(tasks?.consumers);
+  dashboard.consumers = Number.isInteger(tasks?.consumers) ? tasks.consumers : 0;
+  // Within a minute of losing a node the broker may still count its consumers (RabbitMQ 4.3
+  // holds a lost consumer's tasks 60 s): said, not hidden.
+  const status = dashboard.status, now = serverNow();
+  const nodeLost = status?.lost_at || (status?.gaps ?? []).some(gap => now - gap.to < 60);
+  $("queues-uncertain").textContent = nodeLost ? "(a node was lost within the minute: these may count its consumers)"
+    : tasks && !Number.isFinite(tasks.unacked) ? "(unacked: no node has the figure yet)" : "";
   $("dead-letters").textContent = dead ? count(dead.ready + (dead.unacked ?? 0)) : "?";
 }
 
 const clock = t => new Date(t * 1000).toLocaleTimeString();
 
 // "live" only while both hold: this page hears the dashboard, and the dashboard hears a broker.
+const events = (n, kind = "") => `${n.toLocaleString()} ${kind}${n === 1 ? "event" : "events"}`;
+
 function showConnection() {
   const status = dashboard.status, label = $("connection");
   const state = !dashboard.streaming ? "lost" : status?.broker ? "open" : "stale";
@@ -44,15 +53,26 @@ function showConnection() {
     ...gaps.map(gap => `no events from ${clock(gap.from)} to ${clock(gap.to)} (the dashboard lost its broker node)`),
     ...(status?.lost_at ? [`no events since ${clock(status.lost_at)}`] : []),
   ].join(" · ");
-  const dropped = (status?.dropped ?? 0) + dashboard.refused;
-  $("dropped").hidden = !dropped;
-  $("dropped").textContent = `${dropped.toLocaleString()} malformed events dropped`;
+  const dropped = (status?.dropped ?? 0) + dashboard.refused, late = status?.out_of_time ?? 0;
+  const flooded = status?.flooded ?? 0;
+  $("dropped").hidden = !dropped && !late && !flooded;
+  $("dropped").textContent = [
+    dropped ? `${events(dropped, "malformed ")} dropped` : "",
+    late ? `${events(late)} dropped: their times were far from when they arrived` : "",
+    flooded ? `${flooded.toLocaleString()} events or messages not shown: more came than a page can draw` : "",
+  ].filter(Boolean).join(" · ");
 }
 
 function receive(message) {
-  if (message.type === "snapshot") dashboard.live = new Live();
+  if (message.type === "snapshot") dashboard.live = Object.assign(new Live(), { gaps: dashboard.live.gaps });
   if (message.type === "queues") return showQueues(message);
-  if (message.type === "status") { dashboard.status = message; return showConnection(); }
+  if (message.type === "status") {
+    dashboard.status = message;
+    dashboard.live.gaps = [...(message.gaps ?? []), ...(message.lost_at ? [{ from: message.lost_at, to: null }] : [])];
+    return showConnection();
+  }
+  if (message.type === "batch") return dashboard.live.shown(message);
+  if (message.type === "current") { dashboard.live.current = message.batch; return; }
   if (!Array.isArray(message.events)) return;
   for (const event of message.events) {
     try { dashboard.live.apply(event); } catch (error) { dashboard.refused += 1; console.warn("event refused", error); }
@@ -93,7 +113,7 @@ function noteDelay(events) {
 // The batch the live board shows: the one chosen, or the newest (each batch is kept).
 function shownBatch() {
   const live = dashboard.live, chosen = $("live-batch").value;
-  return [...live.batches.values()].find(batch => String(batch.id) === chosen) ?? live.newest();
+  return [...live.batches.values()].find(batch => String(batch.id) === chosen) ?? live.currentBatch();
 }
 
 function listBatches() {
@@ -101,7 +121,7 @@ function listBatches() {
   const listed = [...select.options].slice(1).map(option => option.value);
   if (listed.join("\n") === ids.join("\n")) return;
   const chosen = select.value;
-  select.replaceChildren(select.options[0], ...ids.map(id => new Option(`batch ${id}`, id)));
+  select.replaceChildren(select.options[0], ...ids.map(id => new Option(`batch ${shownText(id)}`, id)));
   select.value = ids.includes(chosen) ? chosen : "";
 }
 
@@ -115,19 +135,13 @@ function announce(board) {
   $("announce").textContent = text;
 }
 
-// Asked every 2 s for the named run shown: the faults a demo notes (timelines/NAME.marks),
-// and, while the batch seems unfinished, its saved run, which fills what events went missing.
-let asked = 0;
-function askAbout(batch, over) {
-  if (!batch.name || performance.now() - asked < 2000) return;
-  asked = performance.now();
-  const run = `api/runs/${encodeURIComponent(batch.name)}`;
-  fetch(`${run}/marks`)
-    .then(response => (response.ok ? response.json() : []))
-    .then(marks => { batch.faults = faultsOf(marks, batch.announcedAt); dirty = true; })
-    .catch(() => {});  // the next ask tries again
-  if (over || batch.fromRecords) return;
-  fetch(run)
+// A batch the dashboard now shows from its saved records (send.sh --wait saved it) whose bars
+// here are unfinished (events went missing in a gap): drawn from the saved run, asked for once.
+function settleFromRecords(batch) {
+  if (!batch.view?.from_records || batch.fromRecords || batch.asked || !batch.name) return;
+  if (!batch.attempts.some(a => a.state === null)) return;
+  batch.asked = true;
+  fetch(`api/runs/${encodeURIComponent(batch.name)}`)
     .then(response => (response.ok ? response.json() : null))
     .then(saved => { if (saved?.batch === batch.id) { dashboard.live.settle(saved); dirty = true; } })
     .catch(() => {});
@@ -140,14 +154,18 @@ function drawLive() {
   const t0 = Number.isFinite(batch.start) ? batch.start : now;
   const open = batch.attempts.some(a => a.state === null);
   const end = open ? now : Math.max(batch.end, t0);
-  const lanes = live.lanes(batch);
+  const lanes = live.lanes(batch, dashboard.consumers);
   liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
-    batch.fromRecords ? "drawn from its saved records (events were missed)" : ""].filter(Boolean).join(" · ");
-  askAbout(batch, liveBoard.over);
+    batch.fromRecords ? "drawn from its saved records (events were missed)" : "",
+    live.lanesLeftOut ? `${live.lanesLeftOut.toLocaleString()} more workers not drawn` : "",
+    batch.notDrawn ? `${batch.notDrawn.toLocaleString()} more attempts not drawn (over ${MAX_BARS.toLocaleString()})` : "",
+    batch.view?.truncated ? "figures of its first events only (too many)" : ""].filter(Boolean).join(" · ");
+  settleFromRecords(batch);
   announce(liveBoard);
   $("rejected-list").textContent = live.rejected.length
-    ? `rejected: ${live.rejected.map(e => `${JSON.stringify(e.task)} by ${e.worker}`).join(", ")}` : "";
+    ? `rejected: ${live.rejected.map(e => `${JSON.stringify(shownText(e.task, 60))} by ${shownText(e.worker)}`)
+      .join(", ")}` : "";
   return open;
 }
 
@@ -157,7 +175,7 @@ async function listRuns() {
   const names = await (await fetch("api/runs")).json();
   for (const select of [$("run-a"), $("run-b")]) {
     const none = select.id === "run-b" ? [new Option("(none)", "")] : [];
-    select.replaceChildren(...none, ...names.map(name => new Option(name, name)));
+    select.replaceChildren(...none, ...names.map(name => new Option(shownText(name), name)));
   }
   if (names.length > 1) $("run-b").value = names[1];
 }

@@ -3,6 +3,12 @@
 // the state at any moment T from these times, so live and replay share it.
 // An ES module: main.js imports it in the page, tests/js/ under Node.
 
+// What a page holds is bounded whatever arrives: bars a batch, batches, workers and lanes.
+export const MAX_BARS = 3000, MAX_BATCHES = 20, MAX_WORKERS = 200, MAX_LANES = 24;
+// The lane of a consumer the broker counts but no event has named yet (attached before the
+// dashboard listened): "\u0000" begins no name a page draws otherwise.
+export const UNHEARD = "\u0000unheard-";
+
 function taskNumber(messageId) {
   return String(messageId ?? "").split(".").pop();  // message_id is "<batch>.<n>"
 }
@@ -31,9 +37,9 @@ export class Batch {
     this.name = null;  // the run's name and how many tasks were sent, if the producer said
     this.sent = null;
     this.faults = [];  // [{ t, label }]: what a demo noted (a node killed ...)
+    this.notDrawn = 0;  // attempts and blocks beyond MAX_BARS
     this.start = Infinity;
     this.end = -Infinity;
-    this.doneCount = 0;  // "done" records applied so far: which came first
   }
 
   // The producer's word before it sends (a "sending" event, or a saved run's header).
@@ -67,6 +73,10 @@ export class Batch {
   attempt(e, t) {
     const key = `${e.message_id}|${e.worker}`;
     let a = this.open.get(key) ?? this.revived(key, e);
+    if (!a && this.attempts.length >= MAX_BARS) {
+      this.notDrawn += 1;
+      return { received: null };  // counted, not kept
+    }
     if (!a) {
       a = { id: this.attempts.length, key, worker: e.worker, task: taskNumber(e.message_id), messageId: e.message_id,
             text: e.task, redelivered: !!e.redelivered, received: null, started: null, finished: null, state: null };
@@ -98,7 +108,6 @@ export class Batch {
     a.started = started;
     a.finished = finished;
     a.state = state;
-    if (state === "done") a.doneOrder = this.doneCount++;
     this.open.delete(a.key);
     this.touch(finished);
   }
@@ -107,7 +116,10 @@ export class Batch {
     // A "done" taken back (its acknowledgement never reached the broker) or a task handed back.
     const done = this.attempts.find(a => a.key === `${e.message_id}|${e.worker}` && a.started === e.started);
     if (done && done.state === "done") { done.state = "cut"; return; }
-    if (done && done.state === "cut") { done.guessed = false; return; }  // ended already, where its worker moved on
+    if (done && (done.state === "cut" || done.state === "unheard")) {  // ended already, where its worker moved on
+      Object.assign(done, { state: "cut", guessed: false });
+      return;
+    }
     this.cutShort(this.attempt(e, e.started), e.at ?? e.started);
   }
 
@@ -117,11 +129,15 @@ export class Batch {
 
   // A worker works on one task at a time: one that starts a task has ended any it had
   // started before (lost with its connection, say; its "cut" comes later, once it reconnects).
+  // If the dashboard heard nothing for a while meanwhile (it lost its node), how the attempt
+  // ended is not known (a task done was once drawn as cut short): "unheard".
   movedOn(e) {
     for (const a of [...this.open.values()]) {
       if (a.worker === e.worker && a.started !== null && a.started < e.started && a.messageId !== e.message_id) {
         this.cutShort(a, e.started);
         a.guessed = true;
+        const missed = (this.gaps?.() ?? []).some(gap => gap.from <= e.started && (gap.to ?? Infinity) >= a.started);
+        if (missed) a.state = "unheard";
       }
     }
   }
@@ -135,6 +151,8 @@ export class Batch {
   count(worker, t, n) {
     if (!this.quick.has(worker)) this.quick.set(worker, new Map());
     const seconds = this.quick.get(worker), second = Math.floor(t);
+    if (!seconds.has(second) && this.blocks >= MAX_BARS) { this.notDrawn += n; return; }
+    if (!seconds.has(second)) this.blocks = (this.blocks ?? 0) + 1;
     seconds.set(second, (seconds.get(second) ?? 0) + n);
     this.touch(second);  // its block covers the whole second: the board starts with it, not under the next
     this.touch(t);
@@ -144,60 +162,13 @@ export class Batch {
     return [...new Set([...this.attempts.map(a => a.worker), ...this.quick.keys()])].sort(naturalOrder);
   }
 
-  // The first "done" of each task by moment T, as the terminal counts (analysis.done_records):
-  // a task done again (its acknowledgement lost with its node, so no "cut" took the first
-  // back) counts once, for the attempt whose "done" came first. Its second bar is drawn.
-  firstDones(T = Infinity) {
-    const first = new Map();
-    for (const a of this.attempts) {
-      if (a.state !== "done" || a.finished > T) continue;
-      const other = first.get(a.messageId);
-      if (!other || a.doneOrder < other.doneOrder) first.set(a.messageId, a);
-    }
-    return [...first.values()];
-  }
-
-  // The --wait table's figures at moment T: tasks and busy seconds per worker, makespan, lower
-  // bound. Until the batch is over they are so far: a task running counts as busy until T.
-  figures(T = Infinity) {
-    const rows = new Map(this.workers().map(w => [w, { tasks: 0, running: 0, busy: 0 }]));
-    const done = this.firstDones(T);
-    const running = this.attempts.filter(a => stateAt(a, T) === "running");
-    const durations = [...done.map(a => a.finished - a.started), ...running.map(a => T - a.started)];
-    [...done, ...running].forEach((a, i) => { rows.get(a.worker).busy += durations[i]; });
-    for (const a of done) rows.get(a.worker).tasks += 1;
-    for (const a of running) rows.get(a.worker).running += 1;
-    for (const [worker, seconds] of this.quick) {
-      for (const [second, n] of seconds) if (second <= T) rows.get(worker).tasks += n;
-    }
-    const tasks = [...rows.values()].reduce((s, r) => s + r.tasks, 0);
-    const over = this.overAt(T, tasks);
-    const workers = this.workersBy(T).size;
-    const started = this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.started);
-    const last = running.length ? T : Math.max(...done.map(a => a.finished));
-    const makespan = done.length || running.length ? last - Math.min(...started) : null;
-    const total = durations.reduce((s, d) => s + d, 0);
-    const lowerBound = durations.length ? Math.max(total / Math.max(workers, 1), Math.max(...durations)) : null;
-    return { rows, makespan, lowerBound, workers, over, running: !over, tasks };
-  }
-
-  // Over at T: nothing running or waiting in a buffer, the end reached, and (live) every task
-  // sent accounted for, if the producer said how many (between two tasks nothing runs).
-  overAt(T, tasksDone) {
-    if (this.attempts.some(a => stateAt(a, T) === "running" || stateAt(a, T) === "waiting")) return false;
-    if (T < this.end) return false;
-    const rejected = new Set(this.attempts.filter(a => a.state === "rejected").map(a => a.messageId)).size;
-    return !this.live || this.sent === null || tasksDone + rejected >= this.sent;
-  }
-
-  // The workers that had started a task by moment T, one with only tasks without work too:
-  // each counts towards the lower bound, as in the terminal.
-  workersBy(T) {
-    const workers = new Set(this.attempts.filter(a => a.started !== null && a.started <= T).map(a => a.worker));
-    for (const [worker, seconds] of this.quick) {
-      if ([...seconds.keys()].some(second => second <= T)) workers.add(worker);
-    }
-    return workers;
+  // The figures to show at moment T, as the dashboard computed them (lab/figures.py): live,
+  // the latest it sent (so far, or final once over); replayed, the saved run's step reached
+  // by T, and its final figures at its end. null before any came.
+  figuresAt(T = Infinity) {
+    if (this.final && T >= this.end) return { ...this.final, over: true };
+    if (this.steps) return this.steps.filter(step => step.at <= T).pop() ?? null;
+    return this.view?.figures ?? null;
   }
 }
 
@@ -208,11 +179,24 @@ export class Live {
     this.workers = new Map();  // name -> { attached, marks: [{ t, kind: "joined" | "left" }] }
     this.batches = new Map();  // batch id -> Batch, in the order their first events came
     this.rejected = [];
+    this.gaps = [];  // [{ from, to }] the dashboard heard no events (to null: it still hears none)
   }
 
   batch(id) {
-    if (!this.batches.has(id)) this.batches.set(id, Object.assign(new Batch(id), { live: true }));
+    if (!this.batches.has(id)) {
+      this.batches.set(id, Object.assign(new Batch(id), { live: true, gaps: () => this.gaps }));
+      // The oldest goes, one only workers the broker never saw spoke of first.
+      const older = [...this.batches.keys()].filter(key => key !== id && key !== this.current);
+      const real = key => this.batches.get(key).workers().some(w => this.workers.get(w)?.seen);
+      if (this.batches.size > MAX_BATCHES) this.batches.delete(older.find(key => !real(key)) ?? older[0]);
+    }
     return this.batches.get(id);
+  }
+
+  // The batch the dashboard says is current (batches.py: the newest running one, of those
+  // real workers worked on), else the newest.
+  currentBatch() {
+    return this.batches.get(this.current) ?? this.newest();
   }
 
   // The moment to draw a batch at: the server's clock as this page knows it, but never before
@@ -223,7 +207,13 @@ export class Live {
   }
 
   worker(name) {
-    if (!this.workers.has(name)) this.workers.set(name, { attached: true, marks: [] });
+    if (!this.workers.has(name)) {
+      this.workers.set(name, { attached: true, marks: [] });
+      if (this.workers.size > MAX_WORKERS) {  // the oldest the broker never saw goes first
+        const unseen = [...this.workers].find(([other, w]) => !w.seen && other !== name);
+        this.workers.delete(unseen ? unseen[0] : this.workers.keys().next().value);
+      }
+    }
     return this.workers.get(name);
   }
 
@@ -240,6 +230,7 @@ export class Live {
     if (typeof e?.worker !== "string" || !e.worker) return;  // the dashboard checked it (schema.py); this page too
     const worker = this.worker(e.worker);
     if (Number.isInteger(e.prefetch)) worker.prefetch = e.prefetch;
+    if (e.broker === true && e.event === "attached") worker.seen = true;  // the broker's word: a real worker
     if (e.event === "attached") {
       // The broker (consumer.created) and the worker itself both say so: one mark.
       if (!worker.attached || !worker.marks.length) worker.marks.push({ t: e.at, kind: "joined" });
@@ -257,19 +248,36 @@ export class Live {
     this.batch(e.batch).apply(e);
   }
 
-  // The lanes of a batch's board: the workers attached now, and those that worked on it.
-  lanes(batch) {
+  // The lanes of a batch's board: the workers attached now, and those that worked on it; at
+  // most MAX_LANES, those the broker saw attach first, then those that worked on the batch;
+  // then a lane for each consumer of task_queue (`consumers`, the broker's count) not yet named.
+  lanes(batch, consumers = 0) {
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
-    return [...new Set([...attached, ...batch.workers()])].sort(naturalOrder);
+    const worked = batch.workers(), all = [...new Set([...worked, ...attached])], workedOn = new Set(worked);
+    const rank = name => (this.workers.get(name)?.seen ? 0 : 2) + (workedOn.has(name) ? 0 : 1);
+    const kept = all.map((name, i) => [rank(name), i, name]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      .slice(0, MAX_LANES).map(([, , name]) => name);
+    this.lanesLeftOut = all.length - kept.length;
+    const unheard = Math.max(0, Math.min((consumers ?? 0) - attached.length, MAX_LANES - kept.length));
+    return [...kept.sort(naturalOrder), ...Array.from({ length: unheard }, (_, i) => `${UNHEARD}${i + 1}`)];
+  }
+
+  // What the dashboard says of a batch: its figures (lab/figures.py), the faults noted for it,
+  // whether they are its saved records'.
+  shown(view) {
+    const batch = this.batch(view.batch);
+    batch.view = view;
+    batch.faults = faultsOf(view.faults);
+    if (typeof view.name === "string") batch.name = view.name;
   }
 
   // A batch whose events did not all come (the dashboard lost its broker node: a gap), drawn
   // from its saved run once send.sh --wait saved it: the records tell the whole batch.
   settle(run) {
     const batch = this.batches.get(run?.batch);
-    if (!batch || !Array.isArray(run.events)) return;
+    if (!batch || !Array.isArray(run.segments)) return;
     const saved = savedRun(run);
-    Object.assign(saved, { live: true, fromRecords: true, faults: batch.faults, announcedAt: batch.announcedAt });
+    Object.assign(saved, { live: true, fromRecords: true, faults: batch.faults, view: batch.view });
     this.batches.set(run.batch, saved);
   }
 
@@ -287,25 +295,34 @@ export function faultsOf(marks, since = -Infinity) {
     .map(m => ({ t: m.at, label: m.label.slice(0, 80) }));
 }
 
-// A saved run (timelines/NAME.json) as a batch: its records, each attempt cut short
-// (never finished, handed back, or its "done" taken back) drawn as the terminal draws it
-// (segments in producer/analysis.py): until the next attempt at its task started, until
-// its worker started another task, or until a fault noted its worker killed, whichever came
-// first. A "cut" record has no time of its own.
+// A saved run (timelines/NAME.json, as the dashboard serves it) as a batch: the bars are its
+// segments (lab/figures.py: each task done once, each attempt cut short where it ended), a
+// task without work counted in its second, each rejected task a mark; the figures are those
+// the dashboard computed, so far at a few moments (steps) and final at its end.
 export function savedRun(run) {
   const batch = new Batch(run.batch);
-  // The faults a demo or check-worker.sh noted (a worker killed, a task lost), as the PNG marks them.
   batch.faults = faultsOf(run.marks);
-  const records = [...run.events].sort((a, b) => (a.finished ?? a.started) - (b.finished ?? b.started));
-  for (const record of records) batch.apply(record);
-  for (const a of batch.attempts) {
-    if (a.state !== null && a.state !== "cut") continue;
-    const retry = e => e.event === "started" && e.message_id === a.messageId;
-    const later = run.events.filter(e => e.worker === a.worker || retry(e)).map(e => e.started);
-    const killed = batch.faults.filter(f => f.label === `killed ${a.worker}`).map(f => f.t);
-    const ends = [...later, ...killed].filter(t => t > a.started);
-    batch.cutShort(a, ends.length ? Math.min(...ends) : a.started);
+  const segments = Array.isArray(run.segments) ? run.segments : [];
+  const rejected = (Array.isArray(run.events) ? run.events : []).filter(e => e?.event === "rejected");
+  for (const s of [...segments, ...rejected.map(e => ({ ...e, finished: e.started, state: "rejected" }))]) {
+    if (Number.isInteger(s.prefetch)) batch.prefetch.set(s.worker, s.prefetch);
+    if (s.state === "done" && s.finished <= s.started) { batch.count(s.worker, s.finished, 1); continue; }
+    const a = { id: batch.attempts.length, key: `${s.message_id}|${s.worker}`, worker: s.worker,
+                task: taskNumber(s.message_id), messageId: s.message_id, text: s.task, redelivered: !!s.redelivered,
+                received: Number.isFinite(s.received) ? s.received : null, started: s.started, finished: s.finished,
+                state: s.state };
+    batch.attempts.push(a);
+    batch.touch(a.started);
+    batch.touch(a.finished);
+  }
+  // Each attempt cut short, linked to the next attempt at its task.
+  const byStart = [...batch.attempts].sort((a, b) => a.started - b.started);
+  for (const cut of byStart.filter(a => a.state === "cut")) {
+    const next = byStart.find(a => a !== cut && a.messageId === cut.messageId && a.started >= cut.started);
+    if (next) batch.links.push([cut, next]);
   }
   batch.announced({ name: run.name, sent: run.sent });
+  batch.final = run.figures ?? null;
+  batch.steps = Array.isArray(run.steps) ? run.steps : [];
   return batch;
 }

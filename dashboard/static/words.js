@@ -2,35 +2,55 @@
 // prints them), the prefetch in force, the run's name, and which bar labels fit their bar.
 // Pure functions, tested under Node (tests/js/).
 
+// Text from the network as the page shows it: bidirectional controls (which reversed a
+// forged name) and control characters neutralised, at most `max` characters (a 255-character
+// name overflowed its lane).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+export function shownText(text, max = 40) {
+  const chars = [...String(text ?? "").replace(UNSAFE, "\ufffd")];
+  return chars.length > max ? `${chars.slice(0, max - 1).join("")}…` : chars.join("");
+}
+
 const seconds = s => `${s.toFixed(1)} s`;
 const tasks = n => `${n.toLocaleString()} ${n === 1 ? "task" : "tasks"}`;
 
-// f: Batch.figures(T). While the batch runs every figure is "so far", running tasks counted busy.
+// f: a batch's figures as the dashboard computed them (lab/figures.py), or null before any
+// came. While the batch runs every figure is "so far", running tasks counted busy until then.
+function workerRows(f) {
+  return Object.entries(f.per_worker ?? {}).sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
+}
+
 export function summaryText(f) {
+  if (!f) return "Waiting for the dashboard's figures of this batch.";
   const soFar = f.over ? "" : " so far";
-  const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
-  const done = `${tasks(f.tasks)} done${soFar}${running ? `, ${running} running` : ""}`;
+  const done = `${tasks(f.tasks)} done${soFar}${f.running ? `, ${f.running} running` : ""}`;
   if (f.makespan === null) {
     return f.tasks === 0 ? "No task done yet in this batch." : `${done} (tasks with no work, counted per second)`;
   }
-  const ratio = f.lowerBound ? ` (${(f.makespan / f.lowerBound).toFixed(2)}× the bound${soFar})` : "";
+  const ratio = f.lower_bound ? ` (${(f.makespan / f.lower_bound).toFixed(2)}× the bound${soFar})` : "";
   return `${done} · makespan${soFar} ${seconds(f.makespan)}` +
-    ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lowerBound)}${ratio}`;
+    ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lower_bound)}${ratio}`;
+}
+
+// Said after the figures of a live batch the dashboard heard only part of (it lost its broker
+// node meanwhile): until send.sh --wait saves the run, and its records say it all.
+export function uncertainty(view) {
+  return view?.missed && !view.from_records ? " · events were missed while the dashboard lost its node: uncertain" : "";
 }
 
 // The per-worker table: a header and a row of text cells per worker.
 export function tableRows(f) {
-  const soFar = f.over ? "" : " so far";
-  const rows = [...f.rows].map(([w, r]) => [
-    w, `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]);
+  const soFar = f?.over ? "" : " so far";
+  const rows = f ? workerRows(f).map(([w, r]) => [
+    shownText(w, 24), `${r.tasks.toLocaleString()}${r.running ? ` + ${r.running} running` : ""}`, r.busy.toFixed(1)]) : [];
   return [["worker", `tasks${soFar}`, `busy s${soFar}`], ...rows];
 }
 
 export function boardLabel(title, f) {
-  const running = [...f.rows.values()].reduce((n, r) => n + r.running, 0);
+  if (!f) return `${title}: no figures yet`;
   const state = f.over ? "batch over" : "batch running";
   return `${title}: ${state}, ${tasks(f.tasks)} done${f.over ? "" : " so far"}, ` +
-    `${running} running, ${f.rows.size} workers`;
+    `${f.running} running, ${workerRows(f).length} workers`;
 }
 
 // prefetch: Map(worker -> its prefetch). One value for all, or each worker's.
@@ -39,12 +59,13 @@ export function prefetchText(prefetch) {
   const values = new Set(prefetch.values());
   if (!values.size) return "";
   if (values.size === 1) return `prefetch ${say([...values][0])}`;
-  return `prefetch ${[...prefetch].map(([w, n]) => `${w} ${say(n)}`).join(", ")}`;
+  return `prefetch ${[...prefetch].map(([w, n]) => `${shownText(w, 24)} ${say(n)}`).join(", ")}`;
 }
 
 export function runText(batch) {
   if (batch.id === undefined || batch.id === null) return "";
-  return batch.name ? `run ${batch.name} (batch ${batch.id})` : `batch ${batch.id}`;
+  const id = shownText(batch.id);
+  return batch.name ? `run ${shownText(batch.name)} (batch ${id})` : `batch ${id}`;
 }
 
 // A bar's label: its glyph and task number if they fit the bar, else the number alone, else

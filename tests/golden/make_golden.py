@@ -1,8 +1,8 @@
 """Golden files: for each run of bench/example_runs.py, what the terminal and the PNG
-draw (the timeline's segments) and the figures they print, as producer/analysis.py computes
+draw (the timeline's segments) and the figures they print, as lab/figures.py computes
 them. tests/js/ feeds the same records to the dashboard's model.js and expects the same.
 
-Run `python3 tests/golden/make_golden.py` after changing analysis.py or example_runs.py;
+Run `python3 tests/golden/make_golden.py` after changing lab/figures.py or example_runs.py;
 tests/unit/test_golden.py fails while the files on disk are not what this writes.
 """
 
@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1] / "producer"), str(HERE.parent / "support")]
+sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent / "support")]
 
-import analysis  # noqa: E402 (found through the path set above)
 from example_runs import BATCH, MARKS, RUNS  # noqa: E402
+from lab import figures  # noqa: E402
 
 
 def golden(name, events, marks):
-    """The run's records and faults, and what analysis.py makes of them."""
+    """The run's records and faults, and what lab/figures.py makes of them."""
     bars = [
         {
             "worker": segment["worker"],
@@ -27,13 +27,14 @@ def golden(name, events, marks):
             "finished": segment["finished"],
             "state": "cut" if segment.get("cut") else "done",
         }
-        for segment in analysis.segments(events, marks)
+        for segment in figures.segments(events, marks)
     ]
-    bars.sort(key=lambda bar: (bar["started"], analysis.natural_key(bar["worker"]), bar["message_id"]))
+    bars.sort(key=lambda bar: (bar["started"], figures.natural_key(bar["worker"]), bar["message_id"]))
     return {
-        "run": {"name": name, "batch": BATCH, "events": events, "marks": marks},
+        # As send.sh --wait saves it (producer/runs.py): with its figures and segments.
+        "run": figures.with_figures({"name": name, "batch": BATCH, "events": events, "marks": marks}, marks),
         "segments": bars,
-        "figures": analysis.figures(events),
+        "figures": figures.figures(events),
     }
 
 

@@ -36,20 +36,20 @@ test("two overlapping batches keep all their tasks, whatever order their events 
   assert.deepEqual([...live.batches.keys()], ["a", "b"]);
   assert.deepEqual(tasksDone(live.batches.get("a")), ["a.1", "a.2", "a.3"]);
   assert.deepEqual(tasksDone(live.batches.get("b")), ["b.1", "b.2", "b.3", "b.4", "b.5", "b.6"]);
-  assert.equal(live.batches.get("b").figures().tasks, 6);
   assert.equal(live.newest().id, "b");
   assert.deepEqual(live.lanes(live.batches.get("a")), ["consumer-1", "consumer-2", "consumer-3"]);
 });
 
-test("tasks without work of two batches sent back to back are all counted", () => {
+test("tasks without work of two batches sent back to back are all drawn", () => {
   const live = new Live();
   for (let tick = 0; tick < 100; tick += 1) {
     for (const batch of ["first", "second"]) {
       live.apply({ event: "quick", worker: `consumer-${(tick % 3) + 1}`, batch, count: 150, at: 200 + tick / 10 });
     }
   }
-  assert.equal(live.batches.get("first").figures().tasks, 15000);
-  assert.equal(live.batches.get("second").figures().tasks, 15000);
+  const drawn = id => [...live.batches.get(id).quick.values()].flatMap(s => [...s.values()]).reduce((a, b) => a + b);
+  assert.equal(drawn("first"), 15000);
+  assert.equal(drawn("second"), 15000);
 });
 
 test("a worker that goes hands back what it held in every batch", () => {
@@ -74,4 +74,68 @@ test("an attempt lost with its worker's connection ends where the worker started
   const [attempt21, attempt22] = live.batches.get("a").attempts;
   assert.deepEqual([attempt21.state, attempt21.started, attempt21.finished], ["cut", 100, 104]);
   assert.deepEqual([attempt22.state, attempt22.finished], ["done", 106]);
+});
+
+test("what a page holds is bounded whatever arrives: lanes, workers, batches, bars", async () => {
+  const { MAX_BARS, MAX_BATCHES, MAX_LANES, MAX_WORKERS } = await import("../../dashboard/static/model.js");
+  const live = new Live();
+  live.apply({ event: "attached", worker: "consumer-1", prefetch: 1, at: 99, broker: true });
+  for (let n = 0; n < 5000; n += 1) live.apply({ event: "attached", worker: `forged-${n}`, prefetch: 1, at: 100 });
+  for (const event of task("real", 1, "consumer-1", 100, 1)) live.apply(event);
+  for (let n = 0; n < 100; n += 1) {
+    live.apply({ event: "started", worker: `forged-${n}`, batch: `forged-${n}`, message_id: `forged-${n}.1`,
+                 task: "x", redelivered: false, started: 101, at: 101 });
+  }
+  live.current = "real";
+  assert.ok(live.workers.size <= MAX_WORKERS);
+  assert.ok(live.workers.has("consumer-1"));  // the worker the broker saw stays
+  assert.ok(live.batches.size <= MAX_BATCHES);
+  assert.ok(live.batches.has("real"));  // the current batch stays
+  const lanes = live.lanes(live.currentBatch());
+  assert.equal(lanes.length, MAX_LANES);
+  assert.ok(lanes.includes("consumer-1") && live.lanesLeftOut > 0);
+  const big = live.batch("big");
+  for (let n = 0; n < MAX_BARS + 10; n += 1) {
+    big.apply({ event: "started", worker: "consumer-1", batch: "big", message_id: `big.${n}`, task: "x",
+                redelivered: false, started: 200 + n, at: 200 + n });
+  }
+  assert.equal(big.attempts.length, MAX_BARS);
+  assert.equal(big.notDrawn, 10);
+});
+
+test("a consumer the broker counts but no event named yet gets a lane of its own", async () => {
+  const { UNHEARD } = await import("../../dashboard/static/model.js");
+  const live = new Live();
+  live.apply({ event: "attached", worker: "consumer-2", prefetch: 1, at: 100, broker: true });
+  // 3 consumers of task_queue: two attached before the dashboard listened.
+  assert.deepEqual(live.lanes(live.currentBatch(), 3), ["consumer-2", `${UNHEARD}1`, `${UNHEARD}2`]);
+  for (const event of task("a", 1, "consumer-1", 100, 1)) live.apply(event);  // one speaks: it is named
+  assert.deepEqual(live.lanes(live.currentBatch(), 3), ["consumer-1", "consumer-2", `${UNHEARD}1`]);
+  assert.deepEqual(live.lanes(live.currentBatch(), 0), ["consumer-1", "consumer-2"]);
+});
+
+test("an attempt whose end went unheard while the dashboard lost its node is drawn unheard, not cut short", () => {
+  // consumer-1 did task 1 (100 to 102) while the dashboard heard nothing (101 to 103), then task 2.
+  const live = new Live();
+  live.gaps = [{ from: 101, to: 103 }];
+  const [, started1] = task("a", 1, "consumer-1", 100, 2);
+  const [, started2] = task("a", 2, "consumer-1", 104, 1);
+  for (const event of [started1, started2]) live.apply(event);
+  const [first] = live.batches.get("a").attempts;
+  assert.deepEqual([first.state, first.finished], ["unheard", 104]);
+  // Without a gap, the worker moving on means the attempt was cut short (its "cut" comes later).
+  const heard = new Live();
+  for (const event of [started1, started2]) heard.apply(event);
+  assert.equal(heard.batches.get("a").attempts[0].state, "cut");
+  // Its "done" heard late: done after all.
+  live.apply(task("a", 1, "consumer-1", 100, 2)[2]);
+  assert.equal(live.batches.get("a").attempts[0].state, "done");
+});
+
+test("the figures of a batch the dashboard heard only part of say so until its run is saved", async () => {
+  const { uncertainty } = await import("../../dashboard/static/words.js");
+  assert.match(uncertainty({ missed: true, from_records: false }), /events were missed .*: uncertain/);
+  assert.equal(uncertainty({ missed: true, from_records: true }), "");
+  assert.equal(uncertainty({ missed: false }), "");
+  assert.equal(uncertainty(undefined), "");
 });

@@ -76,14 +76,34 @@ test("a live batch that missed events (a gap) is drawn from its saved run once s
   live.apply({ event: "sending", batch: "b1", name: "node-failure", tasks: 9, at: 99 });
   live.apply({ event: "started", worker: "consumer-1", batch: "b1", message_id: "b1.1", task: "Task 1",
                redelivered: false, started: 100, at: 100 });  // its "done" was lost with the node
-  assert.equal(live.batches.get("b1").figures(120).over, false);
+  assert.deepEqual(live.batches.get("b1").attempts.map(a => a.state), [null]);
   const run = golden("fair").run;
   live.settle({ ...run, name: "node-failure", sent: 9 });
   const batch = live.batches.get("b1");
   assert.equal(batch.fromRecords, true);
-  assert.equal(batch.figures(120).over, true);
-  assert.equal(batch.figures(120).tasks, 9);
+  assert.ok(batch.attempts.every(a => a.state === "done"));
+  assert.equal(batch.figuresAt(120).over, true);
+  assert.equal(batch.figuresAt(120).tasks, 9);
   assert.equal(live.newest(), batch);
   live.settle({ ...run, batch: "other" });  // not a batch this page saw: nothing
   assert.deepEqual([...live.batches.keys()], ["b1"]);
+});
+
+test("the time axis has at most 12 ticks whatever the span (an event's times are untrusted)", async () => {
+  const { tickStep } = await import("../../dashboard/static/board.js");
+  for (const span of [5, 37, 600, 7200, 86_400, 1.8e9, 1e11]) {
+    const step = tickStep(span);
+    assert.ok(step > 0 && span / step <= 12, `${span}: step ${step}`);
+  }
+  assert.equal(tickStep(5), 0.5);
+  assert.equal(tickStep(1.8e9), 2e8);
+});
+
+test("names from the network are shown clipped, with bidirectional controls neutralised", async () => {
+  const { shownText } = await import("../../dashboard/static/words.js");
+  assert.equal(shownText("consumer-1"), "consumer-1");
+  assert.equal(shownText("w".repeat(255)).length, 40);
+  assert.ok(shownText("w".repeat(255)).endsWith("…"));
+  assert.equal(shownText("\u202Eevil\u202C\u2066x\u2069"), "\ufffdevil\ufffd\ufffdx\ufffd");
+  assert.equal(shownText("a\u001b[2Jb"), "a\ufffd[2Jb");
 });

@@ -12,7 +12,6 @@ import time
 from contextlib import contextmanager
 
 import pytest
-
 from analysis import tally
 
 WINDOW = 8  # --down-after of these tests, seconds

@@ -289,7 +289,8 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     saved = lab.timelines / "dashboard-replay-a.json"
     run = json.loads(saved.read_text())
     start = min(event["started"] for event in run["events"])
-    saved.write_text(json.dumps({**run, "marks": [{"at": start + 0.5, "label": "killed consumer-2"}]}))
+    marks = [{"at": start + 0.5, "label": "killed consumer-2"}, {"at": start + 0.6, "label": "consumer-2 back"}]
+    saved.write_text(json.dumps({**run, "marks": marks}))
     page.click("#show-replay")
     expect(page.locator("#run-a option", has_text="dashboard-replay-b")).to_be_attached()
     page.select_option("#run-a", "dashboard-replay-a")
@@ -303,8 +304,14 @@ def test_replay_draws_a_saved_run_and_two_runs_side_by_side(lab, page):
     expect(page.locator("#boards")).to_have_attribute("data-replay", "finished")
     for board in ('[data-board="replay-1"]', '[data-board="replay-2"]'):
         expect(bars(page, "done", board)).to_have_count(6)
-    expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text("killed consumer-2")
+    expect(page.locator('[data-board="replay-1"] svg .fault-label')).to_have_text(["killed consumer-2",
+                                                                                  "consumer-2 back"])  # fmt: skip
     assert on_top(page, '[data-board="replay-1"] svg .fault-label')  # not under the lanes
+    boxes = page.locator('[data-board="replay-1"] svg .fault-label').evaluate_all(
+        "labels => labels.map(l => { const b = l.getBBox(); return [b.x, b.y, b.width, b.height]; })"
+    )
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = boxes
+    assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1, boxes  # close faults' labels apart
     expect(page.locator('[data-board="replay-2"] svg .fault-label')).to_have_count(0)
     axis = "svg .axis text:not(.fault-label)"
     first, second = (page.locator(f'[data-board="replay-{n}"] {axis}').all_inner_texts() for n in (1, 2))
@@ -442,6 +449,28 @@ def flood(now, messages=600, size=215_000):
         yield many if number % 2 else long_task
 
 
+def publish_events(lab, bodies):
+    """Publish message bodies to lab.events, as anyone with the lab's login can (on loopback)."""
+    with lab.connect() as connection:
+        channel = connection.channel()
+        for body in bodies:
+            channel.basic_publish("lab.events", "", body)
+
+
+def heard_after(lab, page, body, heard, seconds):
+    """Publish `body` to lab.events until the page's `heard` holds, a second apart, or `seconds` pass:
+    the dashboard reads only so much a second (hub.py) and drops the rest of a flood unread."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        publish_events(lab, [body])
+        try:
+            page.wait_for_function(heard, timeout=1000)
+            return True
+        except PlaywrightTimeoutError:
+            continue
+    return False
+
+
 def stream_diagnosis(lab, page):
     """Why a page is not live: its EventSource, /events asked from here, the dashboard's container."""
     source = page.evaluate("[window.labDashboard.source?.readyState, window.labDashboard.streaming]")
@@ -514,13 +543,11 @@ def test_forged_events_are_refused_and_the_page_keeps_drawing_without_running_th
             channel = connection.channel()
             for body in [*forged_messages(now), *flood(now)]:
                 channel.basic_publish("lab.events", "", body)
-            # Read in order: once the page knows this worker, the dashboard has read the whole flood.
-            marker = {"event": "attached", "worker": "after-flood", "prefetch": 1, "at": now}
-            channel.basic_publish("lab.events", "", json.dumps([marker]))
+        # Read in order: once the page knows this worker, the dashboard has read the whole flood.
+        # Sent until heard: the dashboard reads only so much a second, and drops the rest unread.
         waited = time.monotonic()
-        try:
-            page.wait_for_function("window.labDashboard.live.workers.has('after-flood')", timeout=240_000)
-        except PlaywrightTimeoutError:
+        marker = json.dumps([{"event": "attached", "worker": "after-flood", "prefetch": 1, "at": now}])
+        if not heard_after(lab, page, marker, "window.labDashboard.live.workers.has('after-flood')", 240):
             pytest.fail(f"the page never heard the event after the flood; {flood_diagnosis(lab, page)}")
         print(f"the page heard the event after the flood {time.monotonic() - waited:.1f} s after it was sent")
         # The dashboard kept its broker through the flood (it once took slow figures for a lost node).
@@ -570,3 +597,151 @@ def test_the_page_asks_for_events_again_after_a_request_nobody_answers_and_after
         expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
     finally:
         page.close()
+
+
+# Frames the page has drawn since it was opened (the test reads it twice: frames a second).
+FRAME_COUNTER = """() => { window.framesDrawn = 0;
+  const tick = () => { window.framesDrawn += 1; requestAnimationFrame(tick); }; requestAnimationFrame(tick); }"""
+
+
+def frames_a_second(page, seconds_between):
+    """How many frames the page drew a second between now and `seconds_between` later (driven by send.sh)."""
+    before, started = page.evaluate("window.framesDrawn"), time.monotonic()
+    seconds_between()
+    return (page.evaluate("window.framesDrawn") - before) / (time.monotonic() - started)
+
+
+def test_an_event_that_claims_a_time_far_off_is_dropped_and_said_and_the_page_keeps_drawing(lab, page):
+    """One schema-valid event with "started": 1 once gave the page an axis of 1.8e9 s and froze it."""
+    page.evaluate(FRAME_COUNTER)
+    now = time.time()
+    far = {"event": "started", "worker": "consumer-1", "batch": "forged-time", "message_id": "forged-time.1",
+           "task": "x", "redelivered": False, "started": 1, "at": now}  # fmt: skip
+    publish_events(lab, [json.dumps([far]).encode()])
+    expect(page.locator("#dropped")).to_contain_text("1 event dropped: their times were far from when they arrived")
+    sending = send_in_background(lab, "3", "--dots", "1", "--name", "dashboard-after-far-time")
+    rate = frames_a_second(page, lambda: finish(sending))
+    print(f"the page drew {rate:.0f} frames a second after the event from far off")
+    run, _done = lab.saved_run("dashboard-after-far-time")
+    expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+    expect(bars(page, "done")).to_have_count(3)
+    assert page.locator(f"{LIVE} svg .axis line").count() <= 14  # at most 12 ticks, the now-line
+    assert rate >= 5, f"{rate:.1f} frames a second"
+
+
+@pytest.mark.timeout(300)
+def test_a_flood_of_forged_events_leaves_the_page_drawing_and_the_real_batch_shown(lab, page):
+    """Forged schema-valid events by the hundred thousand (100,000 a second left every page at a
+    frame a second), from thousands of made-up workers and batches: the page keeps drawing, its
+    lanes stay few, and a real batch sent meanwhile is the one shown, drawn to its end."""
+    page.evaluate(FRAME_COUNTER)
+    now = time.time()
+
+    def forged(n):
+        worker = f"forged-{n % 5000}"
+        return {"event": "started", "worker": worker, "batch": f"forged-{n % 300}", "message_id": f"forged.{n}",
+                "task": "x", "redelivered": False, "started": now, "at": now}  # fmt: skip
+
+    bodies = [json.dumps([forged(m * 1000 + n) for n in range(1000)]).encode() for m in range(150)]
+    attached = [json.dumps([{"event": "attached", "worker": f"forged-lane-{m}-{n}", "prefetch": 1, "at": now}
+                            for n in range(1000)]).encode() for m in range(10)]  # fmt: skip
+    stop = threading.Event()
+
+    def flood_for_a_while():
+        while not stop.is_set():
+            publish_events(lab, [*attached, *bodies])
+
+    flooding = threading.Thread(target=flood_for_a_while, daemon=True)
+    flooding.start()
+    try:
+        sending = send_in_background(lab, "6", "--dots", "1", "--name", "dashboard-during-flood")
+        rate = frames_a_second(page, lambda: finish(sending))
+    finally:
+        stop.set()
+        flooding.join(timeout=60)
+    print(f"the page drew {rate:.0f} frames a second during the flood")
+    run, _done = lab.saved_run("dashboard-during-flood")
+    expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+    expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^6 tasks done · makespan"))
+    expect(page.locator("#dropped")).to_contain_text("not shown: more came than a page can draw")
+    assert page.locator(f"{LIVE} svg .lane").count() <= 24
+    screenshot(page, "during-flood")
+    assert rate >= 5, f"{rate:.1f} frames a second"
+
+
+@pytest.mark.parametrize(
+    "name, summary",
+    [
+        ("rejected_first", "1 task done · makespan 1.5 s"),  # the page once said 2.0 s
+        ("quick_done_twice", "2 tasks done · makespan 1.5 s"),  # the page once said 3 tasks
+        ("quick_first", "2 tasks done · makespan 3.0 s"),  # the page once said 2.0 s
+    ],
+)
+def test_a_replay_of_the_three_cases_once_told_otherwise_shows_the_terminals_figures(lab, page, name, summary):
+    """Saved as a run saved before runs carried their figures: the dashboard computes them."""
+    run = json.loads((ROOT / "tests" / "golden" / f"{name}.json").read_text())["run"]
+    old = {key: value for key, value in run.items() if key not in ("figures", "segments")}
+    lab.timelines.chmod(lab.timelines.stat().st_mode | 0o070)  # as send.sh leaves it: the dashboard reads it
+    (lab.timelines / f"dashboard-{name}.json").write_text(json.dumps({**old, "name": f"dashboard-{name}"}))
+    page.click("#show-replay")
+    expect(page.locator("#run-a option", has_text=f"dashboard-{name}")).to_be_attached()
+    replay_to_the_end(page, f"dashboard-{name}")
+    expect(page.locator('[data-board="replay-1"] .summary')).to_contain_text(summary)
+
+
+def test_during_a_named_batch_the_page_asks_for_nothing_that_is_not_there(lab, page):
+    """It asked for the run's saved file every 2 s until send.sh saved it: a 404 each time."""
+    failed = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    result = lab.send("4", "--dots", "2", "--wait", "--name", "dashboard-no-404")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run, _done = lab.saved_run("dashboard-no-404")
+    expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+    expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^4 tasks done · makespan"))
+    assert failed == []
+
+
+def test_two_overlapping_sends_show_the_batch_that_runs_not_the_newer_one_waiting(lab, page):
+    """The newer batch, sent while the older ran and not yet started, was drawn as an empty board."""
+    older = send_in_background(lab, "3", "--dots", "4", "--name", "dashboard-overlap-older")
+    expect(bars(page, "running")).to_have_count(CONSUMERS)
+    newer = send_in_background(lab, "3", "--dots", "1", "--name", "dashboard-overlap-newer")
+    try:
+        page.wait_for_function(  # the producer said it sends the newer batch
+            "[...window.labDashboard.live.batches.values()].some(b => b.name === 'dashboard-overlap-newer')"
+        )
+        expect(page.locator("#batch-name")).to_contain_text("run dashboard-overlap-older")
+        assert bars(page, "running").count() + bars(page, "done").count() >= CONSUMERS  # its bars, not an empty board
+        expect(page.locator("#batch-name")).to_contain_text("run dashboard-overlap-newer", timeout=30_000)
+    finally:
+        finish(older)
+        finish(newer)
+    expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^3 tasks done · makespan"))
+
+
+def test_opened_on_an_idle_lab_the_page_draws_a_lane_per_worker_attached_before_the_dashboard(lab, browser):
+    """The workers attached before the dashboard listened (it restarted, or started after them):
+    the broker's events never named them, and the page drew fewer lanes than workers. A lane
+    each now, from the broker's count of task_queue's consumers, named once a worker speaks."""
+    lab.compose("restart", "dashboard")
+    lab.wait_for(lambda: dashboard_answers(lab), "the dashboard answers again")
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    try:
+        page.goto(f"http://127.0.0.1:{lab.dashboard_port}/")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        expect(page.locator(f"{LIVE} svg .lane")).to_have_count(CONSUMERS)
+        expect(page.locator(f"{LIVE} svg .lane .lane-name")).to_have_text(["(not heard from)"] * CONSUMERS)
+        assert_accessible(page, "the live page of an idle lab")
+        result = lab.send(str(CONSUMERS), "--dots", "1", "--wait", "--name", "dashboard-idle-then-busy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        expect(page.locator(f"{LIVE} svg .lane .lane-name")).to_have_text(WORKERS)  # each named as it spoke
+    finally:
+        page.close()
+
+
+def dashboard_answers(lab):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{lab.dashboard_port}/healthz", timeout=2) as response:
+            return json.loads(response.read()).get("broker") is True
+    except (OSError, ValueError):
+        return False

@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import pytest
-
 from analysis import tally
 
 SMALL = ("--burst", "8", "--pause", "2")

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from analysis import figures
+from lab.figures import figures
 from stacklab import CONSUMERS, ROOT, readline_within
 
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 import pika
 import pytest
 
-from analysis import acknowledged
 from lab import schema
+from lab.figures import acknowledged
 from lab.schema import task_number
 from labstack import ROOT, LabStack
 
@@ -169,7 +169,7 @@ class Lab(LabStack):
 
 
 def done_by_task(events):
-    """{message id: its first "done" record} of the tasks the lab counts done (analysis.acknowledged)."""
+    """{message id: its first "done" record} of the tasks the lab counts done (lab.figures.acknowledged)."""
     done = {}
     for record in acknowledged(events):
         if record["event"] == "done":

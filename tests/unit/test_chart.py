@@ -1,8 +1,8 @@
 """The timeline chart: its legend, and labels that read well on their bars."""
 
-import analysis
 import chart
 from example_runs import CRASH, record, schedule
+from lab import figures
 
 
 def contrast(first, second):
@@ -19,7 +19,7 @@ def contrast(first, second):
 
 def test_chart_has_a_legend_and_every_bar_label_reads_well_on_its_bar():
     events = [*CRASH, *schedule({f"consumer-{n}": [(n, 1)] for n in range(4, 14)})]  # 12 rows: every colour
-    figure = chart.timeline_figure([("all", analysis.segments(events), [])])
+    figure = chart.timeline_figure([("all", figures.segments(events), [])])
     axis = figure.axes[0]
     assert [text.get_text() for text in axis.get_legend().get_texts()] == [
         "done", "redelivered (hatched)", "cut short"
@@ -35,7 +35,7 @@ def test_chart_has_a_legend_and_every_bar_label_reads_well_on_its_bar():
 def test_tasks_with_no_work_are_seen_and_their_numbers_not_piled_on_their_thin_bars():
     """check-worker's check 3: a 4-dot task, and five quick ones done one after another on the other copy."""
     events = schedule({"copy-1": [(1, 4.0)], "copy-2": [(n, 0.0003) for n in range(2, 7)]})
-    figure = chart.timeline_figure([("check 3", analysis.segments(events), [])])
+    figure = chart.timeline_figure([("check 3", figures.segments(events), [])])
     axis = figure.axes[0]
     assert [text.get_text() for text in axis.texts if text.get_text().isdigit()] == ["1"]
     (quick,) = [c for c in axis.collections if len(c.get_paths()) == 5]
@@ -47,7 +47,7 @@ def test_a_mark_late_in_the_run_has_its_label_inside_the_chart_not_over_the_lege
     """check-worker's check 5: the broker restarted near the end of the run."""
     events = schedule({"copy-1": [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)], "copy-2": [(5, 3.0)]})
     marks = [{"at": 100.5, "label": "killed copy-2"}, {"at": 103.9, "label": "broker restarted"}]
-    figure = chart.timeline_figure([("check 5", analysis.segments(events), marks)])
+    figure = chart.timeline_figure([("check 5", figures.segments(events), marks)])
     figure.canvas.draw()
     axis = figure.axes[0]
     inside = axis.get_window_extent()

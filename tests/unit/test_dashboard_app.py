@@ -5,14 +5,18 @@ import asyncio
 import base64
 import json
 import os
+import time
 
 import pytest
 from starlette.testclient import TestClient
 
 import app as dashboard_app
+import batches as batches_module
+import hub as hub_module
 from app import create_app
 from feeds import worker_event
 from hub import Hub
+from lab.figures import figures as figures_of
 
 LOGIN = {"RABBITMQ_DEFAULT_USER": "student", "RABBITMQ_DEFAULT_PASS": "s3cret-of-mine"}
 
@@ -63,13 +67,14 @@ def test_saved_runs_are_listed_newest_first_and_served_by_name_only(tmp_path):
     runs.mkdir()
     for age, name in enumerate(["newest", "older", "oldest"]):
         path = runs / f"{name}.json"
-        path.write_text(json.dumps({"name": name}))
+        path.write_text(json.dumps({"name": name, "batch": name, "events": []}))
         os.utime(path, (1_000_000 - age, 1_000_000 - age))
     (tmp_path / "secret.json").write_text('{"secret": true}')
     (runs / "notes.txt").write_text("not a run")
     with client(runs) as page:
         assert page.get("/api/runs").json() == ["newest", "older", "oldest"]
-        assert page.get("/api/runs/older").json() == {"name": "older"}
+        older = page.get("/api/runs/older").json()
+        assert (older["name"], older["events"], older["segments"], older["steps"]) == ("older", [], [], [])
         for name in ("secret", "..%2Fsecret", "notes", "notes.txt", "no such run", "%00", "older%20"):
             answer = page.get(f"/api/runs/{name}")
             assert answer.status_code == 404, name
@@ -89,17 +94,16 @@ def event(n):
     return {"event": "quick", "worker": "consumer-1", "batch": "b", "count": n, "at": 100.0 + n}
 
 
-def test_the_faults_a_demo_noted_for_a_run_are_served_for_the_live_board(tmp_path):
-    (tmp_path / "node-failure.marks").write_text(
-        '{"at": "2026-12-01T18:40:12.500000000Z", "label": "killed rabbitmq"}\nnot json\n{"at": 5, "label": "lost 3"}\n'
-    )
-    with client(tmp_path) as page:
-        assert page.get("/api/runs/node-failure/marks").json() == [
-            {"at": 1796150412.5, "label": "killed rabbitmq"},
-            {"at": 5.0, "label": "lost 3"},
-        ]
-        assert page.get("/api/runs/no-such-run/marks").json() == []
-        assert page.get("/api/runs/..%2Fx/marks").status_code == 404
+def test_the_faults_a_demo_noted_for_a_named_batch_come_with_its_figures(tmp_path):
+    now = time.time()
+    earlier, killed = {"at": now - 3600, "label": "from an earlier run"}, {"at": now + 1, "label": "killed rabbitmq"}
+    marks = [earlier, "not json", killed]
+    (tmp_path / "node-failure.marks").write_text("\n".join(json.dumps(m) if isinstance(m, dict) else m for m in marks))
+    hub = Hub(timelines=tmp_path)
+    hub.add_events([{"event": "sending", "batch": "b", "name": "node-failure", "tasks": 1, "at": now}])
+    hub.add_events([started("consumer-1", "b", 1, now)])
+    (view,) = hub.batches.views(now + 2)
+    assert view["faults"] == [{"at": now + 1, "label": "killed rabbitmq"}] and view["name"] == "node-failure"
 
 
 def test_the_queues_figures_carry_the_moment_they_are_sent_for_the_page_clock():
@@ -117,16 +121,18 @@ def test_a_browser_that_reconnects_gets_what_it_missed_and_a_new_one_a_snapshot(
         hub.add_events([event(n)])
     hub.set_queues({"now": 1.0, "task_queue": {"ready": 0, "unacked": 0, "consumers": 3}})
 
-    (number, snapshot), (_, status), (_, queues) = stream(hub.catch_up(None))
+    (_, status), (number, snapshot), (_, batch), (_, current), (_, queues) = stream(hub.catch_up(None))
+    assert current == {"type": "current", "batch": "b"}
+    assert batch["type"] == "batch" and batch["figures"]["tasks"] == 6  # quick counts 1 + 2 + 3
     assert snapshot == {"type": "snapshot", "events": [event(1), event(2), event(3)]}
     assert number == hub.latest == 4
     assert status["type"] == "status" and queues["task_queue"]["consumers"] == 3
 
-    (_, missed), *_ = stream(hub.catch_up(1))
+    _status, (_, missed), *_ = stream(hub.catch_up(1))
     assert missed == {"type": "events", "events": [event(2), event(3)]}
-    (_, nothing), *_ = stream(hub.catch_up(4))  # its last id was a queues message: nothing missed
+    _status, (_, nothing), *_ = stream(hub.catch_up(4))  # its last id was a queues message: nothing missed
     assert nothing == {"type": "events", "events": []}
-    (_, restarted), *_ = stream(hub.catch_up(99))  # an id from before the dashboard restarted
+    _status, (_, restarted), *_ = stream(hub.catch_up(99))  # an id from before the dashboard restarted
     assert restarted["type"] == "snapshot" and len(restarted["events"]) == 3
 
 
@@ -134,9 +140,9 @@ def test_a_browser_that_missed_more_than_the_history_holds_gets_a_snapshot():
     hub = Hub(history_messages=2)
     for n in (1, 2, 3, 4):
         hub.add_events([event(n)])
-    (_, message), *_ = stream(hub.catch_up(1))
+    _status, (_, message), *_ = stream(hub.catch_up(1))
     assert message == {"type": "snapshot", "events": [event(3), event(4)]}
-    (_, message), *_ = stream(hub.catch_up(2))
+    _status, (_, message), *_ = stream(hub.catch_up(2))
     assert message == {"type": "events", "events": [event(3), event(4)]}
 
 
@@ -145,7 +151,7 @@ def test_the_history_is_capped_by_bytes_too():
     for n in range(1, 1001):
         hub.add_events([event(n)])
     assert hub.history_bytes <= 10_000
-    (_, message), *_ = stream(hub.catch_up(None))
+    _status, (_, message), *_ = stream(hub.catch_up(None))
     assert message["events"][-1] == event(1000) and len(message["events"]) < 200
 
 
@@ -156,7 +162,13 @@ def test_losing_the_broker_and_finding_another_node_is_a_gap():
     hub.set_broker(None)
     assert hub.status["broker"] is None and hub.lost_at == 10.0
     hub.set_broker("rabbitmq-2")
-    assert hub.status == {"broker": "rabbitmq-2", "gaps": [{"from": 10.0, "to": 12.5}], "dropped": 0}
+    assert hub.status == {
+        "broker": "rabbitmq-2",
+        "gaps": [{"from": 10.0, "to": 12.5}],
+        "dropped": 0,
+        "out_of_time": 0,
+        "flooded": 0,
+    }
 
 
 def consumer(routing_key, **headers):
@@ -165,8 +177,9 @@ def consumer(routing_key, **headers):
 
 
 def test_the_brokers_consumer_events_say_which_worker_attached_and_which_is_gone():
-    assert consumer("consumer.created") == {"event": "attached", "worker": "consumer-2", "at": 1_700_000_000.5}
-    assert consumer("consumer.deleted") == {"event": "gone", "worker": "consumer-2", "at": 1_700_000_000.5}
+    said = {"worker": "consumer-2", "at": 1_700_000_000.5, "broker": True}
+    assert consumer("consumer.created") == {"event": "attached", **said}
+    assert consumer("consumer.deleted") == {"event": "gone", **said}
     assert consumer("consumer.deleted", consumer_tag=b"consumer-3", queue=b"task_queue")["worker"] == "consumer-3"
     assert consumer("consumer.deleted", timestamp_in_ms=None)["at"] == 5.0
 
@@ -199,4 +212,102 @@ def test_the_queues_figures_are_dropped_when_the_last_page_leaves():
 
     hub = asyncio.run(open_and_leave())
     assert not hub.watched() and hub.latest_queues is None
-    assert [message["type"] for _, message in stream(hub.catch_up(None))] == ["snapshot", "status"]
+    assert [message["type"] for _, message in stream(hub.catch_up(None))] == ["status", "snapshot", "current"]
+
+
+def started(worker, batch, n, at):
+    return {"event": "started", "worker": worker, "batch": batch, "message_id": f"{batch}.{n}", "task": "T",
+            "redelivered": False, "started": at, "at": at}  # fmt: skip
+
+
+def test_a_flood_of_events_from_workers_the_broker_never_saw_is_cut_and_counted_and_real_ones_pass():
+    hub = Hub(clock=lambda: 1000.0)
+    hub.add_events([{"event": "attached", "worker": "consumer-1", "at": 999.0, "broker": True}])
+    hub.add_events([started("consumer-1", "earlier", 1, 999.0)])
+    flood = [started(f"forged-{n}", f"forged-{n}", 1, 1000.0) for n in range(hub_module.UNSEEN_EVENTS_PER_SECOND + 50)]
+    hub.add_events(flood)
+    hub.add_events([started("consumer-1", "real", 1, 1000.0)])
+    assert hub.status["flooded"] == 50
+    assert {"earlier", "real"} <= set(hub.batches.batches) and len(hub.batches.batches) <= batches_module.BATCHES_KEPT
+    assert hub.batches.current() == "real"  # forged batches, however many and however new, are not the current one
+
+
+def test_a_batch_sent_and_not_yet_started_does_not_hide_the_one_running():
+    hub = Hub(clock=lambda: 1000.0)
+    hub.add_events([started("consumer-1", "older", 1, 999.0)])
+    hub.add_events([{"event": "sending", "batch": "newer", "name": None, "tasks": 6, "at": 999.5}])
+    assert hub.batches.current() == "older"
+    hub.add_events([started("consumer-2", "newer", 1, 999.8)])
+    assert hub.batches.current() == "newer"
+
+
+def test_with_every_batch_kept_real_a_new_one_still_comes_in_and_the_oldest_goes():
+    hub = Hub(clock=lambda: 1000.0)
+    hub.add_events([{"event": "attached", "worker": "consumer-1", "at": 999.0, "broker": True}])
+    for n in range(batches_module.BATCHES_KEPT + 1):
+        hub.add_events([started("consumer-1", f"b{n}", 1, 999.0)])
+    assert list(hub.batches.batches) == [f"b{n}" for n in range(1, batches_module.BATCHES_KEPT + 1)]
+
+
+def test_messages_beyond_the_bytes_a_second_are_dropped_unread_and_counted():
+    hub = Hub(clock=lambda: 1000.0)
+    assert hub.room_for(hub_module.BYTES_PER_SECOND - 10)
+    assert not hub.room_for(100)
+    assert hub.room_for(10)
+    assert hub.status["flooded"] == 1
+
+
+def test_a_batch_whose_name_was_lost_shows_its_saved_runs_figures_once_saved(tmp_path):
+    now = time.time()
+    hub = Hub(timelines=tmp_path)
+    events = [started("consumer-1", "lost-name", n, now) for n in (1, 2)]
+    hub.add_events(events)  # its "sending" event and the "done" ones were lost in a flood
+    (live,) = hub.batches.views(now + 1)
+    assert live["from_records"] is False and live["figures"]["running"] == 2
+    done = [{**event, "event": "done", "finished": now + 1} for event in events]
+    for event in done:
+        del event["at"]
+    (tmp_path / "flooded.json").write_text(json.dumps({"name": "flooded", "batch": "lost-name", "events": done}))
+    (saved,) = hub.batches.views(now + 2)
+    assert saved["from_records"] is True and saved["figures"] == figures_of(done)
+    assert list(hub.batches.views(now + 3)) == []  # told once
+
+
+def test_a_batch_that_overlaps_a_time_the_dashboard_heard_nothing_says_its_figures_may_miss_events():
+    now = [990.0]
+    hub = Hub(clock=lambda: now[0])
+    hub.add_events([started("consumer-1", "before", 1, 990.0)])
+    hub.set_broker("rabbitmq")
+    (view,) = hub.batches.views(1000.0)
+    assert view["missed"] is False
+    now[0] = 1000.0
+    hub.set_broker(None)  # lost at 1000
+    (view,) = hub.batches.views(1001.0)
+    assert view["missed"] is True
+    now[0] = 1003.0
+    hub.set_broker("rabbitmq-2")  # found at 1003
+    hub.add_events([started("consumer-1", "after", 1, 1010.0)])
+    missed = {view["batch"]: view["missed"] for view in hub.batches.all_views(1011.0)}
+    assert missed == {"before": True, "after": False}
+
+
+def test_a_seconds_figures_read_a_bounded_number_of_events_the_current_batch_first():
+    live = batches_module.Batches(seen_by_broker={"consumer-1"})
+    per_batch = batches_module.EVENTS_PER_BATCH
+    for n in range(8):  # forged batches, full, every attempt still running
+        live.add([started(f"forged-{n}", f"forged-{n}", k, 1000.0 + k / per_batch) for k in range(per_batch)])
+    live.add([started("consumer-1", "real", 1, 1000.0)])
+    views = list(live.views(1001.0))
+    assert views[0]["batch"] == "real"
+    read = sum(len(live.batches[view["batch"]].events) for view in views)
+    assert read <= batches_module.EVENTS_READ_PER_CALL + per_batch and len(views) < 9
+
+
+def test_a_batch_named_with_a_path_is_read_from_no_file(tmp_path):
+    (tmp_path / "secret.json").write_text(json.dumps({"batch": "b", "events": [], "name": "secret"}))
+    runs = tmp_path / "timelines"
+    runs.mkdir()
+    hub = Hub(timelines=runs)
+    hub.add_events([{"event": "sending", "batch": "b", "name": "../secret", "tasks": 1, "at": time.time()}])
+    (view,) = hub.batches.views(time.time())
+    assert view["name"] is None and view["from_records"] is False

@@ -22,13 +22,12 @@ GOOD = [
     {"event": "quick", "worker": "consumer-1", "batch": "b1", "count": 150, "at": T},
     {"event": "attached", "worker": "consumer-1", "prefetch": 1, "at": T},
     {"event": "leaving", "worker": "consumer-1", "at": T},
-    {"event": "gone", "worker": "consumer-1", "at": T},
     {"event": "done", **TASK, "message_id": None, "batch": None, "finished": T},  # a tutorial's task
 ]
 
 
 def test_the_workers_events_pass_as_they_are():
-    assert door.read_message(json.dumps(GOOD).encode()) == (GOOD, 0)
+    assert door.read_message(json.dumps(GOOD).encode(), T) == (GOOD, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +54,7 @@ def test_the_workers_events_pass_as_they_are():
 )
 def test_an_event_with_a_field_of_the_wrong_type_or_size_is_dropped_and_counted(change):
     bad = {**GOOD[2], **change}
-    assert door.read_message(json.dumps([GOOD[0], bad]).encode()) == ([GOOD[0]], 1)
+    assert door.read_message(json.dumps([GOOD[0], bad]).encode(), T) == ([GOOD[0]], 1, 0)
 
 
 @pytest.mark.parametrize(
@@ -73,13 +72,13 @@ def test_an_event_with_a_field_of_the_wrong_type_or_size_is_dropped_and_counted(
     ids=repr,
 )
 def test_an_event_without_what_its_kind_needs_is_dropped(bad):
-    assert door.read_message(json.dumps([bad]).encode()) == ([], 1)
+    assert door.read_message(json.dumps([bad]).encode(), T) == ([], 1, 0)
 
 
 def test_an_event_with_fields_its_kind_does_not_have_or_a_long_text_is_dropped():
     extra = {**GOOD[2], "html": "<script>"}
     long_text = {**GOOD[2], "task": "x" * 61}  # the workers cut a task's text to 60 characters
-    assert door.read_message(json.dumps([extra, long_text, GOOD[0]]).encode()) == ([GOOD[0]], 2)
+    assert door.read_message(json.dumps([extra, long_text, GOOD[0]]).encode(), T) == ([GOOD[0]], 2, 0)
 
 
 @pytest.mark.parametrize(
@@ -95,13 +94,33 @@ def test_an_event_with_fields_its_kind_does_not_have_or_a_long_text_is_dropped()
     ids=lambda body: repr(body[:20]),
 )
 def test_no_body_crashes_the_reader(body):
-    assert door.read_message(body) == ([], 1)
+    assert door.read_message(body, T) == ([], 1, 0)
 
 
 def test_a_message_of_too_many_events_keeps_the_first_and_counts_the_rest():
     events = [GOOD[5]] * (door.MAX_EVENTS_PER_MESSAGE + 5)
-    kept, dropped = door.read_message(json.dumps(events).encode())
+    kept, dropped, _late = door.read_message(json.dumps(events).encode(), T)
     assert len(kept) == door.MAX_EVENTS_PER_MESSAGE and dropped == 5
+
+
+def test_gone_is_the_dashboards_own_word_and_refused_from_the_events_exchange():
+    gone = {"event": "gone", "worker": "consumer-1", "at": T}
+    assert door.read_message(json.dumps([gone, GOOD[0]]).encode(), T) == ([GOOD[0]], 1, 0)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"started": 1}, {"at": 1}, {"finished": T + 3600}, {"received": T - 2 * 24 * 3600}, {"at": 9e10}],
+    ids=repr,
+)
+def test_an_event_with_a_time_far_from_when_it_arrived_is_dropped_and_counted_apart(change):
+    far = {**GOOD[2], **change}
+    assert door.read_message(json.dumps([far, GOOD[0]]).encode(), T) == ([GOOD[0]], 0, 1)
+
+
+def test_an_hour_long_task_done_now_is_in_the_window():
+    long_task = {**GOOD[2], "started": T - 3600, "received": T - 7200, "finished": T, "at": T}
+    assert door.read_message(json.dumps([long_task]).encode(), T + 1) == ([long_task], 0, 0)
 
 
 @pytest.mark.parametrize("login", [("guest", "guest"), ("guest", "mine"), ("mine", "guest")])

@@ -157,10 +157,25 @@ def test_with_a_page_open_it_reads_the_figures_on_their_own_connection_every_sec
     # Not on the events' connection: there an answer waits behind every event sent before it.
     hub, readings, events, figures, ended = keep_figures(watched=True, rounds=5)
     assert ended is ConnectionResetError  # two queues a round: lost in the second round
-    assert readings == ["rabbitmq", "rabbitmq"] and figures.declares == 4 and events.declares == 0
+    # Every node's Prometheus endpoint: only the queue leader's has the queue's figures.
+    assert sorted(readings) == sorted(["rabbitmq", "rabbitmq-2", "rabbitmq-3"] * 2)
+    assert figures.declares == 4 and events.declares == 0
     assert json.loads(hub.latest_queues)["task_queue"] == {"ready": 2, "consumers": 3, "unacked": 1}
 
 
 def test_the_events_connection_lost_ends_the_figures_too():
     _hub, readings, _events, _figures, ended = keep_figures(watched=True, rounds=5, lost="events")
     assert ended is ConnectionResetError and readings == []
+
+
+def test_the_unacked_count_comes_from_the_node_that_has_it():
+    hub = Hub()
+    hub.watchers.add(Watcher(1 << 20))
+    figures = FiguresConnection(lose_after=99)
+
+    def queue_figures(host):  # only the queue leader's node has the queue's figures
+        return {"task_queue": {"messages_unacked": 2}} if host == "rabbitmq-3" else {}
+
+    follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures)
+    found, _channel = asyncio.run(follower.figures(figures, figures, "rabbitmq"))
+    assert found["task_queue"]["unacked"] == 2

@@ -6,11 +6,11 @@ import re
 import pytest
 from rich.console import Console
 
-import analysis
 import chart
 import display
 import runs
 from example_runs import BATCH, CRASH, CUT, CUT_FIRST, CUT_THEN_OWN_TASK, FAIR, ROUND_ROBIN, record
+from lab import figures
 
 
 def table(events):
@@ -59,10 +59,10 @@ def test_round_robin_command_says_whether_tasks_were_dealt_in_turn(capsys, event
 
 
 def test_an_attempt_cut_short_is_found_and_drawn_until_the_next_attempt():
-    assert analysis.interrupted(CRASH) == [(CUT, 101.0)]
-    cut = [segment for segment in analysis.segments(CRASH) if segment.get("cut")]
+    assert figures.interrupted(CRASH) == [(CUT, 101.0)]
+    cut = [segment for segment in figures.segments(CRASH) if segment.get("cut")]
     assert len(cut) == 1 and (cut[0]["worker"], cut[0]["finished"]) == ("consumer-1", 101.0)
-    rows = display.text_timeline(analysis.segments(CRASH), width=30).splitlines()
+    rows = display.text_timeline(figures.segments(CRASH), width=30).splitlines()
     assert rows[0] == "consumer-1  |[~~~3~~~~]" + " " * 20 + "|"  # 1 s of 3 s on 30 columns
 
 
@@ -78,11 +78,11 @@ def test_a_run_where_every_task_was_rejected_is_reported_without_a_chart(tmp_pat
 
 
 def test_one_makespan_from_the_first_attempt_started_even_one_cut_short(capsys):
-    assert analysis.makespan(analysis.segments(CUT_FIRST)) == 7  # not 5, from task 2's start
+    assert figures.makespan(figures.segments(CUT_FIRST)) == 7  # not 5, from task 2's start
     display.print_run({"workers": 3, "sent": 2, "events": CUT_FIRST})
     out = capsys.readouterr().out
     assert "makespan 7.0 s for 2 tasks" in out and out.rstrip().endswith("7.0 s")  # the table, the timeline
-    figure = chart.timeline_figure([("cut", analysis.segments(CUT_FIRST), [])])
+    figure = chart.timeline_figure([("cut", figures.segments(CUT_FIRST), [])])
     assert figure.axes[0].get_title() == "cut: makespan 7.0 s"
 
 
@@ -192,19 +192,19 @@ def test_the_table_lists_the_first_task_names_of_a_long_batch():
 
 def test_a_cut_attempt_ends_where_its_worker_started_another_task():
     # consumer-1's task 1 is cut; consumer-1 starts task 2 at 102, before task 1's retry at 104.
-    cut = [segment for segment in analysis.segments(CUT_THEN_OWN_TASK) if segment.get("cut")]
+    cut = [segment for segment in figures.segments(CUT_THEN_OWN_TASK) if segment.get("cut")]
     assert [(segment["started"], segment["finished"]) for segment in cut] == [(100, 102)]
-    row = next(line for line in display.text_timeline(analysis.segments(CUT_THEN_OWN_TASK), width=30).splitlines()
+    row = next(line for line in display.text_timeline(figures.segments(CUT_THEN_OWN_TASK), width=30).splitlines()
                if line.startswith("consumer-1"))  # fmt: skip
     assert re.search(r"\[~+1~+\]\[=+2=+\]", row), row  # its closing bracket is not drawn over
 
 
 def test_an_attempt_cut_by_a_kill_ends_at_the_kill_the_demo_noted():
     killed = [{"at": 100.5, "label": "killed consumer-1"}]
-    cut = [segment for segment in analysis.segments(CRASH, killed) if segment.get("cut")]
+    cut = [segment for segment in figures.segments(CRASH, killed) if segment.get("cut")]
     assert [(segment["worker"], segment["finished"]) for segment in cut] == [("consumer-1", 100.5)]
     elsewhere = [{"at": 100.5, "label": "killed consumer-3"}, {"at": 99.0, "label": "killed consumer-1"}]
-    assert [s["finished"] for s in analysis.segments(CRASH, elsewhere) if s.get("cut")] == [101.0]
+    assert [s["finished"] for s in figures.segments(CRASH, elsewhere) if s.get("cut")] == [101.0]
 
 
 def equal_tasks_at_prefetch_1():
@@ -220,17 +220,17 @@ def equal_tasks_at_prefetch_1():
 
 def test_the_wait_report_says_why_each_worker_got_its_tasks():
     # Equal tasks at prefetch 1: the table reads like round-robin, and the line says why it is not.
-    fair_equal = display.dispatch_line(analysis.done_records(equal_tasks_at_prefetch_1()))
+    fair_equal = display.dispatch_line(figures.done_records(equal_tasks_at_prefetch_1()))
     assert fair_equal == (
         "Why: every task went to a worker with nothing else in hand (prefetch 1: the broker gives a worker "
         "a new task only once it has acknowledged the last); with tasks of equal length that looks like taking turns."
     )
     skewed = [r | {"task": r["task"] + "." * round(r["finished"] - r["started"])} for r in FAIR]  # a dot a second
-    skewed_line = display.dispatch_line(analysis.done_records(skewed))
+    skewed_line = display.dispatch_line(figures.done_records(skewed))
     assert skewed_line.startswith("Why: every task went to a worker with nothing else in hand (prefetch 1")
     assert "taking turns" not in skewed_line
     # Round-robin: consumer-1 and -2 each held 2 tasks behind another (1 s and 2 s), consumer-3 2 (6 s and 12 s).
-    assert display.dispatch_line(analysis.done_records(ROUND_ROBIN)) == (
+    assert display.dispatch_line(figures.done_records(ROUND_ROBIN)) == (
         "Why: 6 of 9 tasks reached a worker still busy with another and waited in its buffer, 24.0 s in all "
         "(no prefetch limit: the broker dealt the tasks out in turn, busy or not)."
     )

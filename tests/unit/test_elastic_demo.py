@@ -1,4 +1,4 @@
-"""The elastic demo's figures beside analysis.py's (labctl/elastic_demo.py): when the first
+"""The elastic demo's figures beside lab/figures.py's (labctl/elastic_demo.py): when the first
 added worker started a task, and the pool's size over time, from the workers' events."""
 
 from labctl.elastic_demo import first_added, pool_over_time

@@ -1,8 +1,9 @@
-"""The golden files (tests/golden) are what producer/analysis.py computes today."""
+"""The golden files (tests/golden) are what lab/figures.py computes today."""
 
 import json
 
 import make_golden
+from lab.schema import problem
 
 
 def test_the_golden_files_are_up_to_date():
@@ -21,3 +22,10 @@ def test_the_golden_files_hold_the_three_cases_the_page_once_drew_otherwise():
     assert [(s["started"], s["finished"]) for s in cut] == [(100, 103)]  # to the retry, not a stub
     figures = golden("zero_work_worker")["figures"]
     assert (figures["workers"], figures["lower_bound"]) == (3, 2.0)
+
+
+def test_every_golden_record_is_one_the_schema_accepts():
+    for name in make_golden.files():
+        run = json.loads((make_golden.HERE / name).read_text())["run"]
+        problems = [(record, problem(record, event=False)) for record in run["events"]]
+        assert [found for found in problems if found[1]] == [], name

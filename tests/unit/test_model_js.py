@@ -1,5 +1,5 @@
 """The dashboard's JavaScript tests (tests/js, run by `node --test`) pass: the page's model
-computes what producer/analysis.py computes (golden files) and keeps every batch."""
+computes what lab/figures.py computes (golden files) and keeps every batch."""
 
 import shutil
 import subprocess

@@ -7,11 +7,10 @@ from types import SimpleNamespace
 import pika
 import pytest
 
-import analysis
 import command_line
 import new_task
 from example_runs import record
-from lab import schema
+from lab import figures, schema
 
 
 @pytest.fixture
@@ -161,22 +160,22 @@ def test_tasks_gone_with_a_deleted_task_queue_are_lost_and_said_why():
     run = unseen_run()
     new_task.account_for_the_unseen(run, "left the queue", listener(deleted=True), others_at_start=False)
     assert run["lost because"] == "task_queue was deleted while they were in it"
-    assert analysis.tally(run)["lost"] == 2 and "done by others" not in run
+    assert figures.tally(run)["lost"] == 2 and "done by others" not in run
 
 
 def test_tasks_that_left_the_queue_are_done_by_others_only_when_other_consumers_were_there():
     seen_other = unseen_run()
     new_task.account_for_the_unseen(seen_other, "left the queue", listener(others={"ctag1.x"}), others_at_start=False)
-    assert seen_other["done by others"] == 2 and analysis.tally(seen_other)["lost"] == 0
+    assert seen_other["done by others"] == 2 and figures.tally(seen_other)["lost"] == 0
     nobody = unseen_run()
     new_task.account_for_the_unseen(nobody, "left the queue", listener(), others_at_start=False)
-    assert "purged, or expired?" in nobody["lost because"] and analysis.tally(nobody)["lost"] == 2
+    assert "purged, or expired?" in nobody["lost because"] and figures.tally(nobody)["lost"] == 2
 
 
 def test_stopped_looking_the_tasks_not_seen_done_are_not_called_lost():
     run = unseen_run()
     new_task.account_for_the_unseen(run, "stopped", listener(), others_at_start=False)
-    tally = analysis.tally(run)
+    tally = figures.tally(run)
     assert "lost" not in tally and tally["not seen done (stopped looking)"] == 2
 
 

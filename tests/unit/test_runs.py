@@ -2,11 +2,11 @@
 
 import json
 
-import analysis
 import chart
 import display
 import runs
 from example_runs import BATCH, CUT_FIRST, FAIR
+from lab import figures
 
 
 def test_runs_are_saved_as_json_and_png(tmp_path, monkeypatch):
@@ -14,7 +14,9 @@ def test_runs_are_saved_as_json_and_png(tmp_path, monkeypatch):
     run = {"name": "fair", "batch": BATCH, "workers": 3, "sent": 9, "events": FAIR}
     png = runs.save_run("fair", run)
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
-    assert json.loads((tmp_path / "fair.json").read_text()) == {**run, "marks": []}  # no fault marked
+    saved = json.loads((tmp_path / "fair.json").read_text())
+    # No fault marked; the figures and segments every place shows (a replay draws these).
+    assert saved == {**run, "marks": [], "figures": figures.figures(FAIR), "segments": figures.drawn_segments(FAIR)}
 
 
 def write_marks(path, *lines):
@@ -44,7 +46,7 @@ def test_marks_a_demo_noted_are_saved_with_the_run_and_drawn(tmp_path, monkeypat
     saved = runs.load(tmp_path / "crash.json")
     display.print_run(saved, runs.marks_of(saved))
     assert capsys.readouterr().out.rstrip().splitlines()[-2:] == drawn
-    axis = chart.timeline_figure([("crash", analysis.segments(CUT_FIRST), marks)]).axes[0]
+    axis = chart.timeline_figure([("crash", figures.segments(CUT_FIRST), marks)]).axes[0]
     assert [line.get_xdata()[0] for line in axis.lines] == [0.5, 2.25]
     assert {"killed consumer-1", "a number"} <= {text.get_text() for text in axis.texts}
     assert [text.get_text() for text in axis.get_legend().get_texts()][-1] == "fault"

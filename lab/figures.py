@@ -1,12 +1,19 @@
-"""What the workers' records of a batch say: pure functions of the records
-(lists of dicts as records.py collects them), no broker, no output.
+"""The lab's one figure engine: what the workers' records of a batch say, as the
+terminal, the PNG, check-worker's timeline and the dashboard show it. Pure functions
+of the records (lists of dicts as lab/schema.py describes them), no broker, no output.
 
 A record is {"event": "started" | "done" | "rejected" | "cut", "worker",
 "task", "message_id": "<batch>.<n>", "started", "finished", "redelivered", ...}.
+The dashboard's live events (schema.py) may come too: "quick" counts of tasks with no
+work, "received", "leaving" and "gone" (a worker's attempts end), "sending".
+
+A new figure is added here, to figures(): every place that shows a batch's figures
+takes them from it (docs/architecture.md).
 """
 
 import itertools
 import re
+from bisect import bisect_left, bisect_right
 from operator import itemgetter
 
 FINAL = ("done", "rejected")  # what can become of a task
@@ -66,8 +73,10 @@ def in_progress(events):
 
 
 def sequence_number(record):
-    """Tasks are numbered in the order they were sent: message_id is "<batch>.<n>"."""
-    return int(record["message_id"].rsplit(".", 1)[1])
+    """Tasks are numbered in the order they were sent: message_id is "<batch>.<n>" (0 for
+    a client's message without such an id)."""
+    number = str(record.get("message_id") or "").rsplit(".", 1)[-1]
+    return int(number) if number.isascii() and number.isdigit() else 0
 
 
 def natural_key(name):
@@ -75,11 +84,15 @@ def natural_key(name):
 
 
 def done_records(events):
-    """The first "done" record of each task (a redelivered task can be done twice)."""
+    """The first "done" record of each task, by when it was done, whatever order the records
+    came in (a redelivered task can be done twice)."""
     first = {}
     for event in acknowledged(events):
-        if event["event"] == "done":
-            first.setdefault(event["message_id"], event)
+        if event["event"] != "done":
+            continue
+        earlier = first.get(event["message_id"])
+        if earlier is None or event["finished"] < earlier["finished"]:
+            first[event["message_id"]] = event
     return sorted(first.values(), key=sequence_number)
 
 
@@ -142,11 +155,16 @@ def interrupted(events):
     (started record, when the next attempt started or None)."""
     finished = {(e["message_id"], e["worker"], e["started"]) for e in acknowledged(events) if e["event"] in FINAL}
     starts = sorted((e for e in events if e["event"] == "started"), key=lambda e: e["started"])
+    of_task, place = {}, []  # message id -> its attempts' start times in order; each start's place there
+    for start in starts:
+        times = of_task.setdefault(start["message_id"], [])
+        place.append(len(times))
+        times.append(start["started"])
     cut = []
-    for index, start in enumerate(starts):
+    for start, index in zip(starts, place, strict=True):
         if (start["message_id"], start["worker"], start["started"]) not in finished:
-            retry = next((e["started"] for e in starts[index + 1 :] if e["message_id"] == start["message_id"]), None)
-            cut.append((start, retry))
+            times = of_task[start["message_id"]]
+            cut.append((start, times[index + 1] if index + 1 < len(times) else None))
     return cut
 
 
@@ -161,10 +179,12 @@ def segments(events, marks=()):
     for mark in marks:
         kills.setdefault(mark["label"].removeprefix("killed "), set()).add(mark["at"])
 
+    moments = {worker: sorted(times | kills.get(worker, set())) for worker, times in starts.items()}
+
     def cut_end(start, retry):
-        later = [moment for moment in starts[start["worker"]] | kills.get(start["worker"], set())
-                 if moment > start["started"]]  # fmt: skip
-        ends = [moment for moment in (retry, min(later, default=None)) if moment is not None]
+        after = moments[start["worker"]]
+        later = bisect_right(after, start["started"])  # the worker's next start or kill
+        ends = [moment for moment in (retry, after[later] if later < len(after) else None) if moment is not None]
         return min(ends, default=start["started"])
 
     cut = [{**start, "finished": cut_end(start, retry), "cut": True} for start, retry in interrupted(events)]
@@ -208,23 +228,139 @@ def round_robin_offsets(records, workers):
     return offsets if sorted(offsets.values()) == list(range(1, workers + 1)) else None
 
 
-def figures(events):
-    """The batch's figures, as the terminal, the PNG and the dashboard show them: makespan
-    (of the timeline's segments), lower bound on the workers that took part, and per worker
-    (each that recorded an attempt, in natural order) the tasks done and the busy seconds.
-    Makespan and bound are None while no task is done."""
-    records, workers = done_records(events), worker_count(events)
-    loads = per_worker(records)
-    rows = {}
-    for worker in sorted({event["worker"] for event in events}, key=natural_key):
-        tasks, busy = loads.get(worker, ([], 0.0))
-        rows[worker] = {"tasks": len(tasks), "busy": busy}
-    return {
-        "makespan": makespan(segments(events)) if records else None,
-        "lower_bound": lower_bound(records, workers) if records else None,
-        "workers": workers,
-        "per_worker": rows,
+TASK_RECORDS = ("started", "done", "rejected", "cut")
+
+
+def moment(event):
+    """When an event happened: a record's own time, else when it was told ("at")."""
+    kind = event["event"]
+    if kind == "done":
+        return event["finished"]
+    if kind in ("started", "rejected"):
+        return event["started"]
+    return event.get("at", event.get("started", 0.0))  # a "cut" record has no time of its own
+
+
+def running(events, at):
+    """The attempts (their "started" records) running at moment `at`: started, not ended by
+    a record, and neither a later attempt at the task nor at another task by the same worker
+    started, nor the worker left or gone since (then the attempt was cut short)."""
+    attempt = itemgetter("message_id", "worker", "started")
+    ended = {attempt(e) for e in events if e["event"] in ("done", "rejected", "cut")}
+    starts = [e for e in events if e["event"] == "started"]
+    latest_of_task, latest_of_worker = {}, {}
+    for start in starts:
+        task, worker = start["message_id"], start["worker"]
+        latest_of_task[task] = max(latest_of_task.get(task, start["started"]), start["started"])
+        latest_of_worker[worker] = max(latest_of_worker.get(worker, start["started"]), start["started"])
+    departed = {}
+    for event in events:
+        if event["event"] in ("leaving", "gone"):
+            departed.setdefault(event["worker"], []).append(event["at"])
+    for moments in departed.values():
+        moments.sort()
+
+    def left_since(start):
+        moments = departed.get(start["worker"], [])
+        first = bisect_left(moments, start["started"])
+        return first < len(moments) and moments[first] <= at
+
+    return [
+        start for start in starts
+        if attempt(start) not in ended
+        and latest_of_task[start["message_id"]] == start["started"]
+        and latest_of_worker[start["worker"]] == start["started"]
+        and not left_since(start)
+    ]  # fmt: skip
+
+
+def waiting(events, at):
+    """Tasks received into a worker's buffer at moment `at` and not yet started or ended there."""
+    task_and_worker = itemgetter("message_id", "worker")
+    moved = {task_and_worker(e) for e in events if e["event"] in TASK_RECORDS}
+    departed = {e["worker"]: e["at"] for e in events if e["event"] in ("leaving", "gone")}
+    return [
+        e for e in events
+        if e["event"] == "received" and task_and_worker(e) not in moved and departed.get(e["worker"], -1) < e["at"]
+    ]  # fmt: skip
+
+
+def figures(events, at=None):
+    """The batch's figures, as every place shows them: makespan (of the timeline's segments:
+    from the first attempt started to the last task done), lower bound on the workers that
+    took part, tasks done (each once), rejected, and per worker (each that recorded an attempt,
+    in natural order) the tasks done and the busy seconds.
+
+    at=None: the final figures of the records (the terminal's, the saved run's). at=T: the
+    figures so far at moment T, of what had happened by then: a task running counts as busy
+    until T, the makespan runs to T, and "over" says whether the batch was over at T (nothing
+    running or waiting, and every task sent, if a "sending" event said how many, accounted
+    for). Makespan and bound are None while no task is done (or, so far, running)."""
+    if at is not None:
+        events = [event for event in events if moment(event) <= at]
+    tasks = [event for event in events if event["event"] in TASK_RECORDS]
+    quick = [event for event in events if event["event"] == "quick"]  # the dashboard's counts of tasks with no work
+    records = done_records(tasks)
+    now_running = running(events, at) if at is not None else []
+    names = {event["worker"] for event in tasks} | {event["worker"] for event in quick}
+    rows = {worker: {"tasks": 0, "busy": 0.0, "running": 0} for worker in sorted(names, key=natural_key)}
+    for worker, (done, busy) in per_worker(records).items():
+        rows[worker].update(tasks=len(done), busy=busy)
+    for event in quick:
+        rows[event["worker"]]["tasks"] += event["count"]
+    for start in now_running:
+        rows[start["worker"]]["running"] += 1
+        rows[start["worker"]]["busy"] += at - start["started"]
+    durations = [r["finished"] - r["started"] for r in records] + [at - s["started"] for s in now_running]
+    durations += [0.0] if quick else []
+    ends = [r["finished"] for r in records] + [event["at"] for event in quick]
+    starts = [s["started"] for s in segments(tasks)] + [event["at"] for event in quick]
+    end = at if now_running else max(ends, default=None)
+    rejected = {e["message_id"] for e in acknowledged(tasks) if e["event"] == "rejected"} - {
+        r["message_id"] for r in records
     }
+    done_count = sum(row["tasks"] for row in rows.values())
+    sent = next((e["tasks"] for e in reversed(events) if e["event"] == "sending"), None)
+    over = at is None or (
+        not now_running and not waiting(events, at) and (sent is None or done_count + len(rejected) >= sent)
+    )
+    return {
+        "makespan": end - min(starts) if end is not None else None,
+        "lower_bound": max(sum(durations) / len(rows), max(durations)) if durations else None,
+        "workers": len(rows),
+        "per_worker": rows,
+        "tasks": done_count,
+        "rejected": len(rejected),
+        "running": len(now_running),
+        "over": over,
+    }
+
+
+def drawn_segments(events, marks=()):
+    """The timeline's segments (segments()) as a saved run keeps them for a replay to draw:
+    the tasks done (each once) and the attempts cut short, in the order they started."""
+    shown = ("worker", "message_id", "task", "redelivered", "started", "finished", "received", "prefetch")
+    drawn = [
+        {**{key: segment[key] for key in shown if key in segment}, "state": "cut" if segment.get("cut") else "done"}
+        for segment in segments(events, marks)
+    ]
+    return sorted(drawn, key=lambda s: (s["started"], natural_key(s["worker"]), str(s["message_id"])))
+
+
+def with_figures(run, marks=()):
+    """A saved run with what every place draws and shows of it: its figures and segments."""
+    return {**run, "figures": figures(run["events"]), "segments": drawn_segments(run["events"], marks)}
+
+
+def steps(events, count):
+    """The figures so far at its start and `count` moments evenly spread over the batch after
+    it (a replay shows the last one reached), the last at its end."""
+    times = [moment(event) for event in events if event["event"] in TASK_RECORDS]
+    if not times:
+        return []
+    start, end = min(times), max(times)
+    moments = [start + (end - start) * n / count for n in range(count + 1)]
+    return [{"at": at, **figures(events, at)} for at in moments]
 
 
 def worker_seconds(events, start, end, present=()):
