@@ -20,12 +20,12 @@ Changes: the number of running workers (consumer containers); publishes a "scale
 per poll to lab.events (the dashboard hears them). Ended, it leaves the pool as it is.
 """
 
-import argparse
 import signal
 import sys
 import threading
 import time
 
+from labctl.arguments import Parser
 from labctl.running_lab import Broker, Pool, Refused, Unreachable, lab_settings
 from labctl.scaling import Rule, Scaler
 
@@ -75,15 +75,8 @@ def stamp():
     return time.strftime("%H:%M:%S")
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        self.exit(2, f"autoscale.sh: {message} (see --help)\n")
-
-
 def parse(argv):
-    parser = Parser(prog="scripts/autoscale.sh", description=__doc__, add_help=False,
-                    formatter_class=argparse.RawDescriptionHelpFormatter, usage=argparse.SUPPRESS)  # fmt: skip
-    parser.add_argument("-h", "--help", action="store_true")
+    parser = Parser("autoscale.sh", __doc__.strip())
     parser.add_argument("--min", type=int, default=1, dest="minimum")
     parser.add_argument("--max", type=int, default=6, dest="maximum")
     parser.add_argument("--per-worker", type=int, default=4)
@@ -91,9 +84,6 @@ def parse(argv):
     parser.add_argument("--down-after", type=float, default=30.0)
     parser.add_argument("--activation", type=int, default=0)
     options = parser.parse_args(argv)
-    if options.help:
-        print(__doc__.strip())
-        parser.exit(0)
     rule = Rule(options.minimum, options.maximum, options.per_worker, options.down_after, options.activation)
     if problem := rule.problem():
         parser.error(problem)

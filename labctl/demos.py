@@ -11,20 +11,13 @@ import sys
 import time
 
 from labctl import cluster
+from labctl.arguments import Parser
 from labctl.demo import Demo, Ended, run_bash
 from labctl.docker import DOCTOR, Stop, compose_or_stop, docker, output
 from labctl.events import Events
 from labctl.settings import SettingsError
 
 TAKES_WORKERS = ("round-robin", "fair-dispatch")
-
-
-class Parser(argparse.ArgumentParser):
-    def print_help(self, file=None):
-        print(self.description, file=file)
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def positive_whole_number(text):
@@ -35,7 +28,7 @@ def positive_whole_number(text):
 
 def parse(argv):
     demo = argv[0]
-    parser = Parser(prog=f"demo-{demo}.sh", description=inspect.getdoc(DEMOS[demo]), add_help=True)
+    parser = Parser(f"demo-{demo}.sh", inspect.getdoc(DEMOS[demo]))
     if demo in TAKES_WORKERS:
         parser.add_argument("workers", nargs="?", default=3, type=positive_whole_number)
     return demo, parser.parse_args(argv[1:])

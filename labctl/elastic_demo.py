@@ -17,7 +17,6 @@ Changes: the number of running workers (back to what it was at the end, Ctrl+C i
 sends its tasks to task_queue; saves the runs and the chart under timelines/.
 """
 
-import argparse
 import functools
 import json
 import os
@@ -33,6 +32,7 @@ import pika
 from lab.brokers import open_first
 from lab.figures import makespan, segments, span, tally, worker_seconds
 from lab.topology import QUEUE
+from labctl.arguments import Parser
 from labctl.running_lab import Broker, Pool, Refused, Unreachable, lab_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,18 +223,10 @@ def save_chart(results, png):
 
 
 def parse(argv):
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            self.exit(2, f"demo-elastic.sh: {message} (see --help)\n")
-
-    parser = Parser(prog="scripts/demo-elastic.sh", add_help=False, usage=argparse.SUPPRESS)
-    parser.add_argument("-h", "--help", action="store_true")
+    parser = Parser("demo-elastic.sh", __doc__.strip())
     for option, default in (("--min", 1), ("--max", 6), ("--burst", 16), ("--pause", 20)):
         parser.add_argument(option, type=int, default=default)
     options = parser.parse_args(argv)
-    if options.help:
-        print(__doc__.strip())
-        parser.exit(0)
     if not 1 <= options.min < options.max:
         parser.error(f"--min must be at least 1 and below --max, got --min {options.min} --max {options.max}")
     if options.burst < 1 or options.pause < 0:

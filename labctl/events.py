@@ -20,11 +20,7 @@ MAX_MESSAGE_BYTES = 1_000_000  # a worker's group of events is far smaller
 
 class Events:
     def __init__(self, settings):
-        parameters = pika.ConnectionParameters(
-            settings.amqp_host, settings.amqp_port, credentials=pika.PlainCredentials(settings.user,
-            settings.password), connection_attempts=3, retry_delay=1,
-            client_properties={"connection_name": "demo"},
-        )  # fmt: skip
+        parameters = settings.connection_parameters("demo", connection_attempts=3, retry_delay=1)
         try:
             self.connection = pika.BlockingConnection(parameters)
             self.channel = self.connection.channel()

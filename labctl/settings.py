@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pika
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +29,12 @@ class Settings:
     project: str  # docker compose's project name, which names the containers
     timelines: Path  # where runs and their fault marks are saved
     wait_seconds: float  # the longest a program waits for the lab (LAB_WAIT_SECONDS: a test may shorten it)
+
+    def connection_parameters(self, name, **options):
+        """pika's parameters for the lab's broker, the connection named NAME in the management UI."""
+        credentials = pika.PlainCredentials(self.user, self.password)
+        return pika.ConnectionParameters(self.amqp_host, self.amqp_port, credentials=credentials,
+                                         client_properties={"connection_name": name}, **options)  # fmt: skip
 
 
 def lab_environment(env=os.environ, dotenv=ROOT / ".env"):

@@ -9,7 +9,6 @@ caller's output is a terminal); piped, progress is plain lines, one at a time.
 
 import logging
 import os
-import re
 import sys
 import time
 import weakref
@@ -43,6 +42,7 @@ from lab.figures import (
     tally,
     worker_count,
 )
+from lab.text import terminal_text
 from lab.topology import QUEUE
 
 SENT_LINES_UP_TO = 100  # a batch this small gets the tutorial's "[x] Sent" line per task
@@ -51,7 +51,6 @@ NAMES_SHOWN = 8  # task names per worker in the table; a long batch gets "… an
 TIMELINE_WIDTH = 64
 PIPED_WIDTH = 1000
 CONSOLES = weakref.WeakKeyDictionary()
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def console(out=None):
@@ -183,10 +182,7 @@ class WaitProgress:
         self.progress.stop()
 
 
-def escaped(text):
-    """Text from the network as a terminal may show it: control characters (escape
-    sequences that clear the screen, retitle the window, make links) written as \\xNN."""
-    return CONTROL_CHARACTER.sub(lambda match: f"\\x{ord(match[0]):02x}", str(text))
+escaped = terminal_text  # text from the network, as a terminal may show it (lab/text.py)
 
 
 def task_names(tasks):

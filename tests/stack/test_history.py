@@ -3,6 +3,8 @@ with its retention, fed by lab.events, and read in full by every reader (a strea
 readers do not compete, as task_queue's workers do)."""
 
 import json
+import os
+import re
 import time
 from datetime import UTC, datetime
 
@@ -66,3 +68,40 @@ def test_a_reader_from_a_time_gets_the_events_after_it(lab):
     events = read_stream(lab, since, lambda events: len(done_in(late_batch)(events)) == 2)
     assert len(done_in(late_batch)(events)) == 2
     assert not done_in(early_batch)(events)
+
+
+def test_history_sh_prints_a_named_batchs_events_and_again(lab):
+    name = f"history-named-{os.getpid()}"
+    sent = lab.send("6", "--wait", "--name", name)
+    assert sent.returncode == 0, sent.stderr
+    batch = batch_of(lab, name)
+    runs = [lab.script("history.sh", "--from", "first", "--batch", name) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        done = re.findall(
+            rf"^ *(\d+)  [\d:.]+  consumer-\d+ +done +Task \d\. \(({re.escape(batch)}\.\d)\), ", run.stdout, re.M
+        )
+        assert sorted(message for _offset, message in done) == [f"{batch}.{n}" for n in range(1, 7)], run.stdout
+        assert re.search(rf"send\.sh +sending +6 tasks, batch {re.escape(batch)} as {name}$", run.stdout, re.M)
+    assert runs[0].stdout == runs[1].stdout  # a stream removes nothing: read again, the same
+
+
+def test_history_sh_refuses_a_bad_offset_with_one_line(lab):
+    result = lab.script("history.sh", "--from", "yesterday")
+    assert result.returncode == 2 and result.stdout == ""
+    assert (
+        result.stderr.startswith("history.sh: --from takes first, last, next, an offset")
+        and result.stderr.count("\n") == 1
+    )
+
+
+def test_a_forged_message_in_the_stream_is_refused_and_counted(lab):
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        forged = [{"event": "done", "worker": "<b>x</b>", "task": "x", "at": 1.0}]
+        channel.basic_publish(EVENTS_EXCHANGE, "", json.dumps(forged).encode())
+    result = lab.script("history.sh", "--from", "last")
+    assert result.returncode == 0, result.stderr
+    assert "<b>x</b>" not in result.stdout
+    assert "message(s) in the stream were not the lab's events (refused)" in result.stderr
