@@ -1,16 +1,18 @@
 """The demos, one function each, run by scripts/demo-*.sh:
-    python -m labctl.demos crash|restart|node-failure|round-robin|fair-dispatch [ARGS]
+    python -m labctl.demos crash|restart|node-failure|round-robin|fair-dispatch|stream [ARGS]
 Each function's docstring is its demo's --help. They learn what happened from the
 lab's own events (labctl/events.py) and the broker (labctl/cluster.py), never from
 the containers' logs."""
 
 import argparse
 import inspect
+import json
 import os
 import sys
 import time
 
-from labctl import cluster
+from lab.figures import done_records, per_worker
+from labctl import cluster, history
 from labctl.arguments import Parser
 from labctl.demo import Demo, Ended, run_bash
 from labctl.docker import DOCTOR, Stop, compose_or_stop, docker, output
@@ -235,8 +237,64 @@ def fair_dispatch(demo, args):
              "--name", "fair-dispatch")  # fmt: skip
 
 
+def stream(demo, _args):
+    """Demo: the same six tasks seen both ways. On task_queue, a work queue, three
+    workers compete: each task goes to one of them and is gone once acknowledged
+    (2, 2 and 2). On lab.history, a stream of the lab's events, three readers
+    share nothing: each reads every event. A reader started after the batch from
+    `first` reads it all again; one from `next` reads only what comes after.
+
+    Usage: scripts/demo-stream.sh [-h | --help]
+    Takes: about 15 s.
+    Changes: starts the lab if needed (3 workers, prefetch 1) and sends 6 tasks;
+    saves the run as timelines/stream.json and stream.png. Reading the stream
+    removes nothing from it.
+    """
+    demo.start_workers(3, 1)
+    readers = [history.Reader(demo.settings, f"reader-{n}", "next") for n in (1, 2, 3)]
+    attach(demo, readers)
+    print("==> Three readers of lab.history from next; sending 6 tasks to task_queue", flush=True)
+    demo.send(6, "--name", demo.name)
+    demo.wait_for_sender()
+    batch = json.loads((demo.settings.timelines / f"{demo.name}.json").read_text())["batch"]
+    late = [history.Reader(demo.settings, "from first, after the batch", "first"),
+            history.Reader(demo.settings, "from next, after the batch", "next")]  # fmt: skip
+    attach(demo, late)
+    everyone = readers + late[:1]
+    read_all = lambda: all(len(reader.done_of(batch)) == 6 for reader in everyone)  # noqa: E731
+    demo.wait_until("every reader to read the batch's 6 tasks", read_all, every=0.2)
+    for reader in readers + late:
+        reader.stop()
+    run = json.loads((demo.settings.timelines / f"{demo.name}.json").read_text())
+    workers = {worker: len(tasks) for worker, (tasks, _busy) in per_worker(done_records(run["events"])).items()}
+    print("\n==> The same 6 tasks, seen both ways", flush=True)
+    print(side_by_side(workers, [(reader.name, reader.done_of(batch)) for reader in readers + late]))
+    print("\nA work queue gives each task to one worker and forgets it once acknowledged; a stream keeps every "
+          "event for every reader, to read from any offset, as often as it likes.")  # fmt: skip
+
+
+def attach(demo, readers):
+    for reader in readers:
+        reader.start()
+    demo.wait_until("the stream's readers to attach", lambda: all(r.attached.is_set() for r in readers), every=0.1)
+
+
+def side_by_side(workers, readers, total=6):
+    """task_queue's workers beside lab.history's readers: who got how many of TOTAL tasks."""
+    left = ["task_queue, a work queue: workers compete"] + [
+        f"  {w:<12} {n} of {total} tasks" for w, n in workers.items()
+    ]
+    right = ["lab.history, a stream: each reader reads all"]
+    for name, done in readers:
+        offsets = f", offsets {min(done.values())}-{max(done.values())}" if done else ""
+        right.append(f"  {name:<28} {len(done)} of {total}{offsets}")
+    rows = max(len(left), len(right))
+    left, right = left + [""] * (rows - len(left)), right + [""] * (rows - len(right))
+    return "\n".join(f"{a:<44}  {b}".rstrip() for a, b in zip(left, right, strict=True))
+
+
 DEMOS = {"crash": crash, "restart": restart, "node-failure": node_failure, "round-robin": round_robin,
-         "fair-dispatch": fair_dispatch}  # fmt: skip
+         "fair-dispatch": fair_dispatch, "stream": stream}  # fmt: skip
 
 
 def main(argv=None):

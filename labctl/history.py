@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import sys
+import threading
 from datetime import datetime
 
 import pika
@@ -138,6 +139,38 @@ def read(channel, offset, follow, end, show):
         if not follow and at >= end:
             break
     return refused
+
+
+class Reader(threading.Thread):
+    """A reader of the stream in a thread of its own, as the stream demo runs three at
+    once: every event from OFFSET, kept with its offset, until stopped."""
+
+    def __init__(self, lab, name, offset):
+        super().__init__(name=name, daemon=True)
+        self.lab, self.offset = lab, offset
+        self.events, self.attached, self.stopping = [], threading.Event(), threading.Event()
+
+    def run(self):
+        with pika.BlockingConnection(self.lab.connection_parameters(self.name)) as connection:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=PREFETCH)
+            channel.basic_consume(HISTORY_STREAM, self.on_message, arguments={"x-stream-offset": self.offset})
+            self.attached.set()
+            while not self.stopping.is_set():
+                connection.process_data_events(time_limit=0.2)
+
+    def on_message(self, channel, method, properties, body):
+        at = int(properties.headers["x-stream-offset"])
+        self.events += [(at, event) for event in events_of(body)[0]]
+        channel.basic_ack(method.delivery_tag)
+
+    def done_of(self, batch):
+        """{message id: offset} of the batch's tasks this reader has seen done."""
+        return {e["message_id"]: at for at, e in self.events if e["event"] == "done" and e["batch"] == batch}
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=10)
 
 
 def main(argv=None):

@@ -105,3 +105,17 @@ def test_a_forged_message_in_the_stream_is_refused_and_counted(lab):
     assert result.returncode == 0, result.stderr
     assert "<b>x</b>" not in result.stdout
     assert "message(s) in the stream were not the lab's events (refused)" in result.stderr
+
+
+def test_the_stream_demo_shows_workers_sharing_and_readers_each_reading_all(lab):
+    result = lab.script("demo-stream.sh", timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    side_by_side = result.stdout.split("==> The same 6 tasks, seen both ways\n", 1)[1]
+    workers = re.findall(r"^  (consumer-\d+) +(\d) of 6 tasks", side_by_side, re.M)
+    assert sorted(count for _worker, count in workers) == ["2", "2", "2"], side_by_side
+    readers = dict(re.findall(r" {2,}(reader-\d|from first, after the batch|from next, after the batch) +(\d) of 6",
+                              side_by_side))  # fmt: skip
+    assert readers == {"reader-1": "6", "reader-2": "6", "reader-3": "6", "from first, after the batch": "6",
+                       "from next, after the batch": "0"}, side_by_side  # fmt: skip
+    # The readers that read the batch read it at the same offsets: one log, the same for everyone.
+    assert len(set(re.findall(r"6 of 6, offsets (\d+-\d+)", side_by_side))) == 1, side_by_side

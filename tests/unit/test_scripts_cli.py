@@ -2,6 +2,8 @@
 on stderr, exit 2, both before the script acts: no docker (a fake that logs
 every call, scripts_sandbox.py), no .venv, no file written."""
 
+import contextlib
+import socket
 import subprocess
 
 import pytest
@@ -134,6 +136,10 @@ def test_a_lab_never_started_is_said_so_even_when_compose_lists_no_ports(tmp_pat
     """docker compose ps answers for the broker (no container) but fails to list ports:
     send.sh still says why it stops, in one line."""
     sandbox = Sandbox(tmp_path, 'case "$*" in "compose ps --all "*) exit 0 ;; esac\n')
-    result = sandbox.run("send.sh", "6")
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.create_server(("127.0.0.1", 0))) for _ in range(3)]
+        ports = [str(probe.getsockname()[1]) for probe in probes]  # three distinct ports, free once closed
+    free = dict(zip(("AMQP_PORT", "MANAGEMENT_PORT", "DASHBOARD_PORT"), ports, strict=True))
+    result = sandbox.run("send.sh", "6", **free)  # ports no program here holds: a lab of yours may hold .env's
     assert result.returncode == 1
     assert result.stderr.startswith("send.sh: the lab is not running; start it with") and result.stderr.count("\n") == 1
