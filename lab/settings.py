@@ -42,15 +42,15 @@ def read(env=os.environ):
     """The settings, or SettingsError naming the first one that is wrong."""
     settings = Settings(
         hosts=broker_hosts(env),
-        port=_number(env, "RABBITMQ_PORT", "5672", int, 1, 65_535),
+        port=_number(env, "RABBITMQ_PORT", "5672", int, (1, 65_535)),
         user=_required(env, "RABBITMQ_DEFAULT_USER"),
         password=_required(env, "RABBITMQ_DEFAULT_PASS"),
         bind_address=env.get("LAB_BIND_ADDRESS") or "127.0.0.1",
-        prefetch=_number(env, "PREFETCH", "1", int, 0, 65_535),
-        seconds_per_dot=_number(env, "SECONDS_PER_DOT", "1", float, 0),
-        max_dots=_number(env, "MAX_DOTS_PER_TASK", str(DEFAULT_MAX_DOTS_PER_TASK), int, 1),
-        stop_grace_seconds=_number(env, "STOP_GRACE_SECONDS", "10", float, 0),
-        heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", None, int, 1),
+        prefetch=_number(env, "PREFETCH", "1", int, (0, 65_535)),
+        seconds_per_dot=_number(env, "SECONDS_PER_DOT", "1", float, (0, math.inf)),
+        max_dots=_number(env, "MAX_DOTS_PER_TASK", str(DEFAULT_MAX_DOTS_PER_TASK), int, (1, math.inf)),
+        stop_grace_seconds=_number(env, "STOP_GRACE_SECONDS", "10", float, (0, math.inf)),
+        heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", None, int, (1, math.inf)),
     )
     # The loopback rule (rabbitmq/start-broker.sh applies it to the broker).
     if not is_loopback(settings.bind_address) and "guest" in (settings.user, settings.password):
@@ -76,7 +76,8 @@ def _required(env, name):
     return env[name]
 
 
-def _number(env, name, default, kind, minimum, maximum=math.inf):
+def _number(env, name, default, kind, bounds):
+    minimum, maximum = bounds
     text = env.get(name) or default
     if text is None:
         return None

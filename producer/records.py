@@ -13,10 +13,10 @@ import re
 import time
 
 from analysis import FinishedTasks, in_progress
+from connection import reconnecting
 from lab.brokers import broker_hosts, open_first
 from lab.metrics import fetch_alarms, fetch_queue_figures
 from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
-from publisher import reconnecting
 
 QUIET_SECONDS = 3
 log = logging.getLogger("records")

@@ -54,8 +54,10 @@ def test_bad_input_exits_2_with_one_line_and_never_connects(no_broker, capsys, a
 
 def test_missing_login_is_refused_before_connecting(no_broker, monkeypatch, capsys):
     monkeypatch.delenv("RABBITMQ_DEFAULT_PASS")
-    assert new_task.main(["1"]) == 2
-    assert "RABBITMQ_DEFAULT_PASS not set" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as ended:
+        new_task.main(["1"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == "lab settings: RABBITMQ_DEFAULT_PASS is not set (see .env)\n"
 
 
 def test_tasks_name_the_queue_for_their_records_only_when_someone_waits():

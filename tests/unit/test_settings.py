@@ -21,8 +21,8 @@ def test_defaults():
 
 
 def test_the_knobs_are_read():
-    read = settings.read({**LOGIN, "PREFETCH": "0", "SECONDS_PER_DOT": "0.05", "STOP_GRACE_SECONDS": "4",
-                          "MAX_DOTS_PER_TASK": "10", "HEARTBEAT_SECONDS": "5", "RABBITMQ_HOSTS": "a, b,c,"})  # fmt: skip
+    knobs = {"PREFETCH": "0", "SECONDS_PER_DOT": "0.05", "STOP_GRACE_SECONDS": "4", "MAX_DOTS_PER_TASK": "10"}
+    read = settings.read({**LOGIN, **knobs, "HEARTBEAT_SECONDS": "5", "RABBITMQ_HOSTS": "a, b,c,"})
     assert (read.prefetch, read.seconds_per_dot, read.stop_grace_seconds) == (0, 0.05, 4.0)
     assert (read.max_dots, read.heartbeat_seconds, read.hosts) == (10, 5, ("a", "b", "c"))
 

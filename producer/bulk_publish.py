@@ -1,4 +1,5 @@
-"""Publish a stream of messages with pipelined publisher confirms, surviving a lost connection.
+"""Publish a big batch (send.sh 50000: more than new_task.py sends one by one) with
+pipelined publisher confirms, surviving a lost connection.
 
 Waiting for each confirm caps a publisher at a few hundred messages a second:
 one round trip per message. Here up to WINDOW messages are out unconfirmed at
@@ -17,7 +18,6 @@ import time
 from collections import deque
 
 import pika
-import tenacity
 from pika.adapters.utils.connection_workflow import (
     AMQPConnectionWorkflowFailed,
     AMQPConnectorPhaseErrorBase,
@@ -25,11 +25,11 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError
 from pika.spec import Basic
 
+from connection import ConnectionLost, reconnecting, say_blocked, say_unblocked
 from lab.brokers import reset, short_error
 
 WINDOW = 1000
 STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
-RECONNECT_FOR_SECONDS = 120
 NACK_RETRY_SECONDS, NACK_PAUSE_SECONDS = 600, 5
 
 log = logging.getLogger("publisher")
@@ -49,10 +49,6 @@ def open_failure(error):
     return error if isinstance(error, AMQPConnectionError) else AMQPConnectionError(error)
 
 
-class ConnectionLost(Exception):
-    """The connection went away in the middle of the work: worth reconnecting."""
-
-
 class MessageFailed(Exception):
     """Making the next message raised: a fault of the input, not of the connection."""
 
@@ -63,28 +59,6 @@ class SendFailed(Exception):
     def __init__(self, reason, confirmed):
         super().__init__(reason)
         self.confirmed = confirmed
-
-
-def reconnecting(what):
-    """Retry policy after a lost connection: capped exponential backoff with jitter,
-    a line at each wait, for at most RECONNECT_FOR_SECONDS."""
-
-    def log_wait(retry_state):
-        log.warning(
-            "[!] %s: %s; reconnecting in %.1f s",
-            what,
-            short_error(retry_state.outcome.exception()),
-            retry_state.upcoming_sleep,
-        )
-
-    return tenacity.Retrying(
-        # OSError: while the broker container restarts, Docker's DNS does not know its name.
-        retry=tenacity.retry_if_exception_type((ConnectionLost, AMQPConnectionError, OSError)),
-        wait=tenacity.wait_random_exponential(multiplier=0.5, max=3),
-        stop=tenacity.stop_after_delay(RECONNECT_FOR_SECONDS),
-        before_sleep=log_wait,
-        reraise=True,
-    )
 
 
 class Publisher:
@@ -160,12 +134,11 @@ class Publisher:
 
     def on_blocked(self, _connection, frame):
         self.blocked = True
-        log.warning("[!] the broker blocks publishing (%s: a memory or disk alarm); waiting for it to clear, "
-                    "%s of the tasks confirmed so far", frame.method.reason, f"{self.confirmed:,}")  # fmt: skip
+        say_blocked(frame.method.reason, self.confirmed)
 
     def on_unblocked(self, _connection, _frame):
         self.blocked = False
-        log.warning("[*] the broker unblocked publishing; sending on")
+        say_unblocked()
 
     def on_open_error(self, connection, error):
         self.failure = open_failure(error)
