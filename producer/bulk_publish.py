@@ -1,16 +1,12 @@
-"""Publish a big batch (send.sh 50000: more than new_task.py sends one by one) with
-pipelined publisher confirms, surviving a lost connection.
+"""A big batch (`send.sh 50000`), published with pipelined confirms, surviving a lost connection.
 
-Waiting for each confirm caps a publisher at a few hundred messages a second:
-one round trip per message. Here up to WINDOW messages are out unconfirmed at
-a time, and each ack from the broker (often for many messages at once,
-multiple=True) lets more go. Memory stays flat: the messages are taken from
-an iterator as the window allows, never all held.
-
-If the connection is lost (a broker restart), the publisher reconnects and
-sends the unconfirmed messages again: none is lost, though one the broker had
-already taken before it went down may arrive twice. Any other failure ends the
-run with SendFailed, which says how many messages the broker had confirmed.
+Waiting for each confirm, as new_task.py does for a few tasks, caps a publisher at
+a few hundred messages a second. Here up to WINDOW messages are out unconfirmed,
+and each ack (often for many, multiple=True) lets more go; the messages are taken
+from an iterator as the window allows, never all held. After a lost connection
+(a broker restart) it reconnects and sends the unconfirmed ones again: none is
+lost, one the broker already had may arrive twice. Any other failure ends the run
+with SendFailed, which says how many messages the broker had confirmed.
 """
 
 import logging

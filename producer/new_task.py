@@ -1,15 +1,10 @@
 """Send tasks to the lab's work queue: RabbitMQ tutorial two's new_task.py, grown up in place.
 
-As in the tutorial: connect (a BlockingConnection), declare the durable quorum
-queue `task_queue`, publish each task as a persistent message (basic_publish)
-and print "[x] Sent". Grown up: the channel is in confirm mode
-(confirm_delivery), so "[x] Sent" means the broker has the task; a big batch
-(more than ONE_BY_ONE_UP_TO tasks) goes through bulk_publish.py instead, which
-keeps a window of confirms in flight. With --wait the program collects the
-workers' records of the batch (records.py) and shows who did what, and when
-(display.py). The command line and the signals are in command_line.py; input is
-checked before anything is published (workload.py), the settings once
-(lab/settings.py).
+As in the tutorial: connect, declare `task_queue`, publish each task as a persistent
+message and print "[x] Sent" -- once the broker confirmed it (confirm_delivery). A
+batch of more than ONE_BY_ONE_UP_TO tasks goes through bulk_publish.py instead. With
+--wait, the workers' records of the batch (records.py) say who did what, and when
+(display.py). Input is checked before anything is sent (command_line.py, workload.py).
 """
 
 import contextlib
@@ -108,8 +103,13 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
         workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
         if count <= ONE_BY_ONE_UP_TO:
             units, resent = send_one_by_one(connection, channel, tasks, stop_requested), 0
-    if count > ONE_BY_ONE_UP_TO:  # bulk_publish.py opens connections of its own
-        units, resent = send_in_bulk(parameters, count, tasks, stop_requested)
+    if count > ONE_BY_ONE_UP_TO:  # with connections of its own, and a progress bar
+        sent = SendProgress(count)
+        try:
+            resent = Publisher(parameters, tasks, on_confirmed=sent, stop_requested=stop_requested).run()
+        finally:
+            sent.close()
+        units = sent.units
     if count > 1:
         print(f"Sent {count} tasks to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
     if resent:
@@ -149,17 +149,6 @@ def send_one_by_one(connection, channel, tasks, stop_requested):
         text = body.decode("utf-8", errors="replace")
         print(f" [x] Sent {text if text.isprintable() else repr(text)}")
     return units
-
-
-def send_in_bulk(parameters, count, tasks, stop_requested):
-    """A big batch through bulk_publish.py: a window of confirms in flight, a progress bar.
-    Returns the units of work sent (dots) and how many tasks were sent again."""
-    sent = SendProgress(count)
-    try:
-        resent = Publisher(parameters, tasks, on_confirmed=sent, stop_requested=stop_requested).run()
-    finally:
-        sent.close()
-    return sent.units, resent
 
 
 def announce(parameters, event):
