@@ -22,16 +22,24 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    hosts: tuple[str, ...]  # the broker, or a cluster's nodes
-    port: int
+    hosts: tuple[str, ...]  # the broker, or a cluster's nodes, as the images reach them
+    port: int  # their AMQP port, inside the Compose network
     user: str
     password: str
-    bind_address: str  # where the lab's ports are published on the host
+    bind_address: str  # the host address the lab's ports are published on
+    amqp_port: int  # the published ports, as host tools reach them
+    management_port: int
+    dashboard_port: int
     prefetch: int  # unacknowledged tasks a worker may hold; 0: no limit
     seconds_per_dot: float
     max_dots: int  # the most dots a task may ask for: send.sh refuses more, a worker rejects more
     stop_grace_seconds: float
     heartbeat_seconds: int | None  # None: the broker's (60 s)
+
+    @property
+    def host_address(self):
+        """Where a host tool finds the published ports: any address of the host for 0.0.0.0."""
+        return "127.0.0.1" if self.bind_address == "0.0.0.0" else self.bind_address
 
 
 def is_loopback(address):
@@ -46,6 +54,9 @@ def read(env=os.environ):
         user=_required(env, "RABBITMQ_DEFAULT_USER"),
         password=_required(env, "RABBITMQ_DEFAULT_PASS"),
         bind_address=env.get("LAB_BIND_ADDRESS") or "127.0.0.1",
+        amqp_port=_number(env, "AMQP_PORT", "5672", int, (1, 65_535)),
+        management_port=_number(env, "MANAGEMENT_PORT", "15672", int, (1, 65_535)),
+        dashboard_port=_number(env, "DASHBOARD_PORT", "8080", int, (1, 65_535)),
         prefetch=_number(env, "PREFETCH", "1", int, (0, 65_535)),
         seconds_per_dot=_number(env, "SECONDS_PER_DOT", "1", float, (0, math.inf)),
         max_dots=_number(env, "MAX_DOTS_PER_TASK", str(DEFAULT_MAX_DOTS_PER_TASK), int, (1, math.inf)),

@@ -32,12 +32,9 @@ log = logging.getLogger("publisher")
 
 
 def open_failure(error):
-    """The error of a failed SelectConnection open, always an AMQPConnectionError
-    (as BlockingConnection raises it).
-
-    SelectConnection can hand its callback pika's internal workflow error, which
-    is none: a broker that takes TCP connections while it boots but drops the
-    handshake would otherwise end the send instead of being retried."""
+    """The error of a failed SelectConnection open as an AMQPConnectionError, as BlockingConnection
+    raises it: pika's internal workflow error is none, and a broker that takes TCP connections
+    while it boots but drops the handshake would end the send instead of being retried."""
     if isinstance(error, AMQPConnectionWorkflowFailed):
         error = error.exceptions[-1]
     if isinstance(error, AMQPConnectorPhaseErrorBase):
@@ -202,12 +199,9 @@ class Publisher:
             self.channel.connection.close()
 
     def take(self):
-        """The next message to publish; None when there is none, or making it failed.
-
-        Raised here, inside pika's callback, an error would look to pika like a lost
-        connection, and to run() like one worth reconnecting for. Instead it becomes
-        the failure, no message is taken after it, and those already out are left
-        to be confirmed."""
+        """The next message to publish; None when there is none, or making it failed: raised
+        inside pika's callback, an error would look like a lost connection worth reconnecting
+        for, so it becomes the failure, and those already out are left to be confirmed."""
         if self.to_send_again:
             return self.to_send_again.popleft()
         try:

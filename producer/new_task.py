@@ -16,11 +16,11 @@ import time
 import uuid
 
 import pika
-from bulk_publish import Publisher, SendFailed, StopRequested
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
 import runs
 from analysis import finished_tasks, tally
+from bulk_publish import Publisher, SendFailed, StopRequested
 from command_line import StopOnSignals, parse_args
 from connection import connection_parameters, say_blocked, say_unblocked
 from display import Notices, SendProgress, WaitProgress, print_run

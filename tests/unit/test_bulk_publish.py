@@ -2,9 +2,7 @@
 
 from types import SimpleNamespace
 
-import bulk_publish as publisher_module
 import pytest
-from bulk_publish import Publisher, SendFailed, StopRequested
 from pika.adapters.utils.connection_workflow import (
     AMQPConnectionWorkflowFailed,
     AMQPConnectorAMQPHandshakeError,
@@ -14,7 +12,9 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, StreamLostError
 from pika.spec import Basic
 
+import bulk_publish as publisher_module
 import connection as producer_connection
+from bulk_publish import Publisher, SendFailed, StopRequested
 from connection import ConnectionLost
 from lab.brokers import short_error
 

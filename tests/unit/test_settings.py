@@ -17,7 +17,8 @@ def test_defaults():
     read = settings.read(LOGIN)
     assert (read.hosts, read.port, read.user, read.password) == (("rabbitmq",), 5672, "lab", "secret")
     assert (read.prefetch, read.seconds_per_dot, read.max_dots, read.stop_grace_seconds) == (1, 1.0, 3600, 10.0)
-    assert read.heartbeat_seconds is None and read.bind_address == "127.0.0.1"
+    assert read.heartbeat_seconds is None and read.bind_address == read.host_address == "127.0.0.1"
+    assert (read.amqp_port, read.management_port, read.dashboard_port) == (5672, 15672, 8080)
 
 
 def test_the_knobs_are_read():
@@ -42,6 +43,8 @@ def test_the_knobs_are_read():
         ("HEARTBEAT_SECONDS", "0"),
         ("RABBITMQ_PORT", "0"),
         ("RABBITMQ_PORT", "70000"),
+        ("AMQP_PORT", "x"),
+        ("DASHBOARD_PORT", "-80"),
     ],
 )
 def test_a_value_out_of_range_is_one_line_naming_the_setting(name, value):
@@ -66,7 +69,8 @@ def test_guest_beyond_loopback_is_refused(login):
     env = {"RABBITMQ_DEFAULT_USER": login[0], "RABBITMQ_DEFAULT_PASS": login[1], "LAB_BIND_ADDRESS": "0.0.0.0"}
     with pytest.raises(settings.SettingsError, match="^LAB_BIND_ADDRESS=0.0.0.0 publishes the lab beyond"):
         settings.read(env)
-    assert settings.read({**env, **LOGIN}).bind_address == "0.0.0.0"
+    beyond = settings.read({**env, **LOGIN})
+    assert (beyond.bind_address, beyond.host_address) == ("0.0.0.0", "127.0.0.1")
 
 
 # Each program as its image runs it, MAX_DOTS_PER_TASK=0 given: the same line, status 2, nothing connected.
