@@ -73,19 +73,15 @@ def show_run(run, args, count):
     print()
     print_run(run, runs.marks_of(run))
     png = runs.save_run(run["name"], run)
-    if png:
-        print(f"\nTimeline chart: {runs.shown(png)}")
-    else:
-        print(f"\nRecords: {runs.shown(runs.TIMELINES / run['name'])}.json (no task done, no chart)")
+    saved = runs.shown(runs.TIMELINES / run["name"])
+    print(f"\nTimeline chart: {runs.shown(png)}" if png else f"\nRecords: {saved}.json (no task done, no chart)")
     lost = tally(run).get("lost", 0)  # neither done nor rejected; none while it stopped looking
     if lost and "lost because" in run:
         print(f"new_task.py: {lost} of {count} tasks lost: {run['lost because']}", file=sys.stderr)
-        return 1
-    if lost:
+    elif lost:
         print(f"new_task.py: timed out after {args.timeout:g} s with {count - lost} of {count} tasks done "
               "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
-        return 1
-    return 0
+    return 1 if lost else 0
 
 
 def send(parameters, args, count, tasks, stop_requested=lambda: None):
