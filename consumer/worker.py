@@ -8,7 +8,8 @@ prints "[x] Done" and acknowledges the task (basic_ack).
 Grown up: the work runs in a thread of its own, one task at a time, while the
 connection's thread keeps the connection alive (heartbeats); the work thread hands
 the ack back with add_callback_threadsafe, as pika's basic_consumer_threaded.py
-does. Beside the ack, the task's record for `send.sh --wait` (task_records.py, committed
+does (a task with no work, and none before it, is done in the callback itself).
+Beside the ack, the task's record for `send.sh --wait` (task_records.py, committed
 before the ack) and its event for the dashboard (events.py). broker.py connects
 again whatever the broker does. SIGTERM (`docker compose stop`) lets the task in
 hand finish within STOP_GRACE_SECONDS; a task still running then is handed back.
@@ -106,24 +107,29 @@ class Session:
         if self.work_seconds(text):
             record["received"] = record["started"]  # from now until it starts it waits in the buffer
             self.events.tell("received", record)
-        self.last_task = self.work.submit(self.do_task, ch, method, properties, text, record)
+        elif self.last_task.done():  # no work, and no task before it: done here, as in the tutorial's callback
+            self.do_task(ch, method, properties, text, record, then=lambda function, *args: function(*args))
+            return
+        self.last_task = self.work.submit(
+            self.do_task, ch, method, properties, text, record, then=self.in_connection_thread
+        )
 
-    def do_task(self, ch, method, properties, text, record):
-        """In the work thread: the tutorial's "[x] Received", the work, "[x] Done", then the ack."""
+    def do_task(self, ch, method, properties, text, record, *, then):
+        """The tutorial's "[x] Received", the work, "[x] Done", then (`then`: on the connection's thread) the ack."""
         if self.over.is_set() or self.stopping.is_set():
             return  # not started: it goes back to the queue when the connection closes
         seconds = self.work_seconds(text)
         record["started"] = time.time()
         again = ", redelivered" if record["redelivered"] else ""
         if seconds:
-            self.in_connection_thread(self.tell, properties.reply_to, {"event": "started", **record})
+            then(self.tell, properties.reply_to, {"event": "started", **record})
         self.lines.received(f"[x] Received {text!r} ({self.worker}{again})", quick=not seconds)
         if self.over.wait(seconds):
             self.hand_back(properties.reply_to, record)
             return
         record["finished"] = time.time() if seconds else record["started"]
         self.lines.done(f"[x] Done {text!r} ({self.worker}, {record['finished'] - record['started']:.1f} s)")
-        self.in_connection_thread(self.acknowledge, ch, method, properties.reply_to, {"event": "done", **record})
+        then(self.acknowledge, ch, method, properties.reply_to, {"event": "done", **record})
 
     def acknowledge(self, ch, method, reply_to, record):
         """On the connection's thread: the task's record, the tutorial's ack, the task's event."""

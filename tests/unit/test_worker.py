@@ -245,8 +245,7 @@ def test_a_task_is_received_done_then_acked_on_the_connections_thread_its_record
 
 def test_a_task_with_no_work_prints_the_tutorials_lines_too_and_is_counted_for_the_dashboard(capsys):
     session, connection, deliver = session_of()
-    deliver(1, b"Hello World!")
-    connection.run_next()
+    deliver(1, b"Hello World!")  # done in the callback itself: nothing else in hand
     assert kinds(connection.sent) == [("records.b", "done"), "commit", "ack"]  # its event waits for the tick
     done = connection.sent[0][3][0]
     assert done["finished"] == done["started"] and "received" not in done
@@ -260,8 +259,20 @@ def test_a_task_with_no_work_prints_the_tutorials_lines_too_and_is_counted_for_t
 def test_a_task_that_names_no_queue_for_records_is_only_acked():
     _session, connection, deliver = session_of()
     deliver(1, b"Quick", reply_to=None)
-    connection.run_next()
     assert connection.sent == [("ack", 1)]
+
+
+def test_a_task_with_no_work_behind_one_with_work_waits_its_turn_in_the_work_thread(capsys):
+    _session, connection, deliver = session_of()
+    deliver(1, b"Slow.", reply_to=None)
+    deliver(2, b"Quick", reply_to=None)
+    assert "ack" not in kinds(connection.sent)  # neither done yet
+    for _callback in ("started 1", "ack 1", "ack 2"):
+        connection.run_next()
+    assert [item for item in connection.sent if item[0] == "ack"] == [("ack", 1), ("ack", 2)]
+    assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "[x] Received 'Slow.'", "[x] Done 'Slow.'", "[x] Received 'Quick'", "[x] Done 'Quick'"
+    ]  # fmt: skip
 
 
 def test_a_poison_task_is_rejected_at_once_its_record_committed_first(capsys):
@@ -314,12 +325,13 @@ def test_a_task_not_started_when_the_worker_stops_is_left_to_go_back_to_the_queu
 def test_a_task_the_broker_took_back_is_not_acknowledged(capsys):
     """RabbitMQ 4.3 cancels the consumer of a task held past the consumer timeout, keeps the
     channel open and gives the task to another worker: an ack now would settle the other's delivery."""
-    session, connection, deliver = session_of(seconds_per_dot="0")
+    session, connection, deliver = session_of(seconds_per_dot="0.05")
     deliver(1, b"Long....")
-    session.why_over = "its task timed out"
+    session.why_over = "its task timed out"  # while the work thread works
+    connection.run_next()  # started
     connection.run_next()
     assert "ack" not in kinds(connection.sent)
-    cut = connection.sent[0][3][0]
+    cut = next(item[3][0] for item in connection.sent if item[0] == "publish" and item[3][0]["event"] == "cut")
     assert cut["event"] == "cut"
     assert cut["reason"] == "not acknowledged: the broker took it back first (its task timed out)"
     assert "[!] Not acknowledged 'Long....' (w1): the broker took it back first" in capsys.readouterr().out
