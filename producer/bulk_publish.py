@@ -9,6 +9,7 @@ lost, one the broker already had may arrive twice. Any other failure ends the ru
 with SendFailed, which says how many messages the broker had confirmed.
 """
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -216,8 +217,8 @@ class Publisher:
 
     def on_confirm(self, frame):
         confirm = frame.method
-        if confirm.multiple:
-            tags = [tag for tag in self.unconfirmed if tag <= confirm.delivery_tag]
+        if confirm.multiple:  # the tags in order, as they were sent: only those it covers are looked at
+            tags = list(itertools.takewhile(lambda tag: tag <= confirm.delivery_tag, self.unconfirmed))
         else:
             tags = [confirm.delivery_tag]
         if isinstance(confirm, Basic.Nack):
