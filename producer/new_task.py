@@ -91,12 +91,12 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     name = (args.name or time.strftime("run-%Y%m%d-%H%M%S")) if args.wait else None
     if name:
         announce(parameters, {"event": "sending", "batch": batch, "name": name, "tasks": count, "at": time.time()})
-    started = time.monotonic()
     tasks = messages(tasks, batch, listener.queue if listener else None)
     with open_first(parameters) as connection:
         channel = connection.channel()
         channel.queue_declare(queue=QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
         workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
+        started = time.monotonic()
         if count <= ONE_BY_ONE_UP_TO:
             units, resent = send_one_by_one(connection, channel, tasks, stop_requested), 0
     if count > ONE_BY_ONE_UP_TO:  # with connections of its own, and a progress bar
