@@ -1,5 +1,6 @@
-"""The lab's settings, read from the environment (.env, passed on by compose.yaml) in
-one place for every image and host tool, each checked once.
+"""The lab's settings, read from the environment (.env, passed on by compose.yaml) and
+each checked once, in one place: the workers and the producer read them here, and
+any image or host tool can (the host tools find the published ports and address).
 
 A setting out of its range stops whoever reads it with the same one line, e.g.
     lab settings: MAX_DOTS_PER_TASK must be a whole number >= 1, got '0' (see .env)
