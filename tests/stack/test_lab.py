@@ -226,7 +226,8 @@ def test_a_setting_out_of_range_stops_every_image_with_the_same_line(lab):
     try:
         lab.wait_for(stopped_for_good, "the worker to stay stopped", timeout=60, interval=1)
         assert worker_lines() == [line] * 4
-    finally:
+    finally:  # consumer-1 first, then the others: a later `--scale consumer=1` keeps the oldest, consumer-1
+        lab.compose("up", "--detach", "--wait", "--scale", "consumer=1")
         lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}")
     assert lab.queue() == (0, CONSUMERS)
 
