@@ -16,12 +16,13 @@ import time
 import pika
 
 from connection import connection_parameters
+from lab import settings as lab_settings
 from lab.brokers import open_first
 from lab.topology import QUEUE, declare_task_queue
 
 
 def publish_raw(count):
-    with open_first(connection_parameters()) as connection:
+    with open_first(connection_parameters(lab_settings.load())) as connection:
         channel = connection.channel()
         declare_task_queue(channel)
         properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
@@ -33,7 +34,7 @@ def publish_raw(count):
 
 def consume_raw(prefetch, count):
     acked, started = 0, None
-    with open_first(connection_parameters()) as connection:
+    with open_first(connection_parameters(lab_settings.load())) as connection:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=prefetch)
 

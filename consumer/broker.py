@@ -1,14 +1,22 @@
-"""The worker's side of the broker: how it connects (to the first node that answers,
-lab.brokers), the queues it declares (lab.topology), and which errors are worth waiting out."""
+"""The worker's connection to the broker: connect (tenacity's retry around it, to the
+first node of a cluster that answers), and connect again whatever the broker does (a
+restart, a node lost, a delivery timeout, task_queue deleted), in one line each time,
+as pika's ReconnectingExampleConsumer wraps its consumer. Only a refused login ends
+the retries: a restart cannot fix it."""
 
+import contextlib
 import logging
 import random
 import re
+import socket
 import time
 
+import dns.exception
+import dns.resolver
 import pika
 import tenacity
 from pika.exceptions import (
+    AMQPChannelError,
     AMQPConnectionError,
     AuthenticationError,
     ChannelClosedByBroker,
@@ -19,9 +27,10 @@ from pika.exceptions import (
 
 from lab import brokers
 from lab.brokers import causes, short_error
-from lab.topology import QUEUE, declare_dead_letters, declare_task_queue
+from lab.topology import QUEUE
 
 RETRY_MAX_WAIT_SECONDS = 3.0
+WRONG_QUEUE_RETRY_SECONDS = 5
 CANCEL_CHECK_SECONDS = 0.5  # how long a cancelled consumer looks for task_queue's deletion
 ACCESS_REFUSED, NOT_ALLOWED, PRECONDITION_FAILED = 403, 530, 406
 
@@ -37,42 +46,56 @@ class LoginRefused(Exception):
     """The broker refused the lab's credentials: retrying cannot help."""
 
 
-def broker_order(hosts, worker_name):
+class Reconnecting:
+    """Whatever the broker does to a session, said in one line; the worker then connects again."""
+
+    def __init__(self, worker, stopping):
+        self.worker, self.stopping, self.told_wrong_queue = worker, stopping, False
+
+    @contextlib.contextmanager
+    def session(self, connection):
+        try:
+            yield
+        except AMQPChannelError as exc:
+            if not is_wrong_queue_type(exc):
+                log.warning("[!] %s lost its channel (%s); consuming again", self.worker, short_error(exc))
+                return
+            if not self.told_wrong_queue:
+                log.warning(wrong_queue_type(self.worker, exc))
+            self.told_wrong_queue = True
+            self.stopping.wait(WRONG_QUEUE_RETRY_SECONDS)
+        except ConsumerCancelled as why:
+            log.warning("[!] %s: the broker cancelled its consumer (%s); consuming again", self.worker, why)
+        except AMQPConnectionError as exc:
+            log.warning("[!] %s lost its broker connection (%s); reconnecting", self.worker, short_error(exc))
+        finally:
+            if connection.is_open:
+                connection.close()  # unacknowledged tasks go back to the queue
+
+
+def broker_order(hosts, worker):
     """The hosts to try, in order. Worker N (consumer-N) tries host N first, round
     the list, so a cluster's workers spread evenly over its nodes (a random pick
     often leaves a node without any); then the others, shuffled."""
-    number = re.search(r"-(\d+)$", worker_name)
+    number = re.search(r"-(\d+)$", worker)
     first = (int(number.group(1)) - 1) % len(hosts) if number else random.randrange(len(hosts))
     others = [host for index, host in enumerate(hosts) if index != first]
     return [hosts[first], *random.sample(others, len(others))]
 
 
-def connection_parameters(config):
+def connection_parameters(settings, worker):
     """One set of parameters per broker host (broker_order): when its broker is
     gone, the worker moves to the next that takes it."""
-    hosts = broker_order(config.hosts, config.worker_name)
     return [
         pika.ConnectionParameters(
             host=host,
-            port=config.port,
-            credentials=pika.PlainCredentials(config.user, config.password),
-            client_properties={"connection_name": config.worker_name},
-            heartbeat=config.heartbeat_seconds,
+            port=settings.port,
+            credentials=pika.PlainCredentials(settings.user, settings.password),
+            client_properties={"connection_name": worker},
+            heartbeat=settings.heartbeat_seconds,
         )
-        for host in hosts
+        for host in broker_order(settings.hosts, worker)
     ]
-
-
-def declare_queues(channel, dead_letters=True):
-    """task_queue as the tutorial declares it, and where its rejected tasks go.
-
-    On a cluster the classic dead_letter_queue lives on one node, and declaring it
-    while that node is down waits until the node is back: a worker that lost its
-    node declares task_queue only (dead_letters=False). Meanwhile task_queue's
-    at-least-once dead-lettering keeps the rejected tasks."""
-    declare_task_queue(channel)
-    if dead_letters:
-        declare_dead_letters(channel)
 
 
 def is_login_refused(exc):
@@ -83,21 +106,10 @@ def is_login_refused(exc):
     )
 
 
-def is_wrong_queue_type(exc):
-    """task_queue exists with another type than the lab's (an old broker volume)."""
-    return (
-        isinstance(exc, ChannelClosedByBroker)
-        and exc.reply_code == PRECONDITION_FAILED
-        and "inequivalent arg 'x-queue-type'" in exc.reply_text
-    )
-
-
 def is_worth_retrying(exc):
     """Broker not up yet, restarting, or unreachable for a while: yes. Bad login: no.
-
-    OSError covers a broker whose name does not resolve: Docker's DNS only
-    knows a container while it runs.
-    """
+    OSError covers a broker whose name does not resolve: Docker's DNS only knows a
+    container while it runs."""
     return isinstance(exc, (AMQPConnectionError, OSError)) and not is_login_refused(exc)
 
 
@@ -148,6 +160,24 @@ def connect(parameters, stop_event):
         raise
 
 
+def is_wrong_queue_type(exc):
+    """task_queue exists with another type than the lab's (an old broker volume)."""
+    return (
+        isinstance(exc, ChannelClosedByBroker)
+        and exc.reply_code == PRECONDITION_FAILED
+        and "inequivalent arg 'x-queue-type'" in exc.reply_text
+    )
+
+
+def wrong_queue_type(worker, exc):
+    return (
+        f"[!] {worker}: {QUEUE} exists with another queue type ({exc.reply_text.split(': ', 1)[-1]}), "
+        f"left by an old broker volume or a client that declared it first. Fix: `docker compose down -v` "
+        f"(drops queued tasks), or delete {QUEUE} in the management UI; "
+        f"retrying every {WRONG_QUEUE_RETRY_SECONDS} s"
+    )
+
+
 def why_cancelled(connection, holding):
     """Why the broker cancelled the consumer. RabbitMQ 4.3 cancels (where 4.0 closed the
     channel) a consumer that kept a delivery past the queue's consumer timeout, and gives
@@ -165,3 +195,21 @@ def why_cancelled(connection, holding):
     if holding:
         return f"its task timed out: not acknowledged within {QUEUE}'s consumer timeout"
     return f"no reason given; {QUEUE} deleted and declared again?"
+
+
+def worker_name():
+    """The replica's Compose name, e.g. "consumer-2", else the hostname. Docker's DNS
+    server answers a reverse lookup of a container's address with the container's name,
+    "<project>-consumer-2.<network>." (/etc/hosts only knows the container ID)."""
+    hostname = socket.gethostname()
+    try:
+        full_name = str(dns.resolver.resolve_address(socket.gethostbyname(hostname), lifetime=2)[0])
+    except (OSError, dns.exception.DNSException):
+        return hostname
+    return replica_name(full_name) or hostname
+
+
+def replica_name(full_name):
+    """ "rabbitmq-lab-consumer-2.rabbitmq-lab_default." -> "consumer-2" """
+    match = re.search(r"[^-.]+-\d+$", full_name.split(".")[0])
+    return match.group(0) if match else None

@@ -18,10 +18,10 @@ from datetime import datetime
 from pika.exceptions import AMQPChannelError, AMQPConnectionError
 
 from connection import connection_parameters
+from lab import settings as lab_settings
 from lab.brokers import open_first, reset, short_error
 from lab.tasks import PoisonTask, read_task
 from lab.topology import DEAD_LETTER_QUEUE, QUEUE, declare_dead_letters, declare_task_queue
-from workload import max_dots_per_task
 
 WHY = {
     "rejected": "a worker rejected it",
@@ -52,7 +52,7 @@ def describe_death(properties, body=b""):
 def poison_reason(body):
     """Why the workers' rules refuse this task today (MAX_DOTS_PER_TASK as now set)."""
     try:
-        read_task(body, max_dots_per_task())
+        read_task(body, lab_settings.load().max_dots)
     except PoisonTask as poison:
         return str(poison)
     return "a valid task now: requeue it"
@@ -107,7 +107,7 @@ def main(argv=None):
     parser.add_argument("action", choices=["list", "requeue"])
     args = parser.parse_args(argv)
     try:
-        with open_first(connection_parameters()) as connection:
+        with open_first(connection_parameters(lab_settings.load())) as connection:
             moved = []
             end_on_signals(connection, moved)
             channel = connection.channel()

@@ -1,12 +1,10 @@
-"""Send tasks to the lab's work queue: RabbitMQ tutorial two's new_task.py, grown up.
+"""Send tasks to the lab's work queue: RabbitMQ tutorial two's new_task.py, grown up in place.
 
-As in the tutorial: connect, declare the durable quorum queue `task_queue`, make
-each task a persistent message, publish it (basic_publish) and print "[x] Sent".
-Grown up: every message is confirmed by the broker before it counts as sent
-(publisher.py keeps a window of them in flight), and with --wait the program
-collects the workers' records of the batch (records.py) and shows who did what,
-and when (display.py). The command line and the signals are in command_line.py;
-input is checked before anything is published (workload.py).
+As in the tutorial: connect, declare `task_queue`, publish each task as a persistent
+message and print "[x] Sent" -- once the broker confirmed it (confirm_delivery). A
+batch of more than ONE_BY_ONE_UP_TO tasks goes through bulk_publish.py instead. With
+--wait, the workers' records of the batch (records.py) say who did what, and when
+(display.py). Input is checked before anything is sent (command_line.py, workload.py).
 """
 
 import contextlib
@@ -21,25 +19,29 @@ import pika
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, AMQPError
 
 import runs
+from bulk_publish import Publisher, SendFailed, StopRequested
 from command_line import StopOnSignals, parse_args
-from connection import connection_parameters
+from connection import connection_parameters, say_blocked, say_unblocked
 from display import Notices, SendProgress, WaitProgress, print_run
+from lab import settings as lab_settings
 from lab.brokers import open_first, short_error
 from lab.figures import finished_tasks, tally
 from lab.schema import message_id
-from lab.topology import EVENTS_EXCHANGE, QUEUE, declare_events_exchange, declare_task_queue
-from publisher import Publisher, SendFailed, StopRequested
+from lab.topology import EVENTS_EXCHANGE, QUEUE, QUEUE_ARGUMENTS, declare_events_exchange
 from records import EventListener, broker_alarms, task_queue_is_idle
 from workload import WORKER_WAIT_SECONDS, InputError, read_tasks
+
+ONE_BY_ONE_UP_TO = 100  # tasks sent as the tutorial sends them, each confirmed before the next
 
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[Notices()])
     logging.getLogger("pika").setLevel(logging.CRITICAL + 1)  # its errors are reported here, in words
     args = parse_args(argv)
+    settings = lab_settings.load()
+    parameters = connection_parameters(settings)
     try:
-        count, tasks = read_tasks(args)
-        parameters = connection_parameters()
+        count, tasks = read_tasks(args, settings.max_dots)
     except InputError as exc:
         print(f"new_task.py: {exc}", file=sys.stderr)
         return 2
@@ -71,51 +73,47 @@ def show_run(run, args, count):
     print()
     print_run(run, runs.marks_of(run))
     png = runs.save_run(run["name"], run)
-    if png:
-        print(f"\nTimeline chart: {runs.shown(png)}")
-    else:
-        print(f"\nRecords: {runs.shown(runs.TIMELINES / run['name'])}.json (no task done, no chart)")
+    saved = runs.shown(runs.TIMELINES / run["name"])
+    print(f"\nTimeline chart: {runs.shown(png)}" if png else f"\nRecords: {saved}.json (no task done, no chart)")
     lost = tally(run).get("lost", 0)  # neither done nor rejected; none while it stopped looking
     if lost and "lost because" in run:
         print(f"new_task.py: {lost} of {count} tasks lost: {run['lost because']}", file=sys.stderr)
-        return 1
-    if lost:
+    elif lost:
         print(f"new_task.py: timed out after {args.timeout:g} s with {count - lost} of {count} tasks done "
               "or rejected; what was seen is above", file=sys.stderr)  # fmt: skip
-        return 1
-    return 0
+    return 1 if lost else 0
 
 
 def send(parameters, args, count, tasks, stop_requested=lambda: None):
     """Send the tasks; with --wait, collect the workers' records of them. Returns the run, if waited for."""
     batch = uuid.uuid4().hex[:12]
-    with open_first(parameters) as connection:
-        channel = connection.channel()
-        declare_task_queue(channel)
-        workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
     listener = EventListener(parameters, batch) if args.wait else None  # before the first task goes
     name = (args.name or time.strftime("run-%Y%m%d-%H%M%S")) if args.wait else None
     if name:
         announce(parameters, {"event": "sending", "batch": batch, "name": name, "tasks": count, "at": time.time()})
-    started = time.monotonic()
-    records_to = listener.queue if listener else None
-    sent = SendProgress(count)
-    # basic_publish of each message, and the broker's confirms, in publisher.Publisher.
-    publisher = Publisher(
-        parameters, messages(tasks, batch, records_to), on_confirmed=sent, stop_requested=stop_requested
-    )
-    try:
-        resent = publisher.run()
-    finally:
-        sent.close()
-    plural, each = ("task", "") if count == 1 else ("tasks", "each ")
-    print(f"Sent {count} {plural} to {QUEUE} in {time.monotonic() - started:.2f} s, {each}persistent and confirmed.")
+    tasks = messages(tasks, batch, listener.queue if listener else None)
+    with open_first(parameters) as connection:
+        channel = connection.channel()
+        channel.queue_declare(queue=QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        workers = wait_for_workers(connection, channel, args.expect_workers, stop_requested)
+        started = time.monotonic()
+        if count <= ONE_BY_ONE_UP_TO:
+            units, resent = send_one_by_one(connection, channel, tasks, stop_requested), 0
+    if count > ONE_BY_ONE_UP_TO:  # with connections of its own, and a progress bar
+        sent = SendProgress(count)
+        try:
+            resent = Publisher(parameters, tasks, on_confirmed=sent, stop_requested=stop_requested).run()
+        finally:
+            sent.close()
+        units = sent.units
+    if count > 1:
+        print(f"Sent {count} tasks to {QUEUE} in {time.monotonic() - started:.2f} s, each persistent and confirmed.")
     if resent:
         print(f"[!] {resent} were sent again after a lost connection; those the broker already had arrive twice.")
     if not listener:
         return None
-    print(f"Waiting for the {plural} to be done (at most {args.timeout:g} s)...")
-    progress = WaitProgress(count, units=sent.units)
+    print(f"Waiting for the {'task' if count == 1 else 'tasks'} to be done (at most {args.timeout:g} s)...")
+    progress = WaitProgress(count, units=units)
     try:
         events, ended = listener.collect(
             count, args.timeout, progress, task_queue_is_idle, stop_requested, alarms=broker_alarms
@@ -125,6 +123,28 @@ def send(parameters, args, count, tasks, stop_requested=lambda: None):
     run = {"name": name, "batch": batch, "workers": max(workers, 1), "sent": count, "events": events}
     account_for_the_unseen(run, ended, listener, others_at_start=workers > args.expect_workers)
     return run
+
+
+def send_one_by_one(connection, channel, tasks, stop_requested):
+    """The tutorial's loop: each task published, confirmed by the broker, then "[x] Sent".
+    Returns the units of work sent (dots)."""
+    confirmed = units = 0
+    # BlockingConnection tells of a block only between its calls, not while basic_publish
+    # waits for the confirm: the adapter underneath tells at once (pika 1.4.4).
+    connection._impl.add_on_connection_blocked_callback(lambda _c, frame: say_blocked(frame.method.reason, confirmed))
+    connection._impl.add_on_connection_unblocked_callback(lambda *_: say_unblocked())
+    channel.confirm_delivery()
+    for _queue, body, properties in tasks:
+        if reason := stop_requested():
+            raise SendFailed(reason, confirmed) from StopRequested(reason)
+        try:
+            channel.basic_publish(exchange="", routing_key=QUEUE, body=body, properties=properties)
+        except AMQPError as exc:
+            raise SendFailed(short_error(exc), confirmed) from exc
+        confirmed, units = confirmed + 1, units + body.count(b".")
+        text = body.decode("utf-8", errors="replace")
+        print(f" [x] Sent {text if text.isprintable() else repr(text)}")
+    return units
 
 
 def announce(parameters, event):

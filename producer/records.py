@@ -1,10 +1,6 @@
-"""Collecting the workers' records of one batch over AMQP.
-
-Workers publish JSON records to the queue a task names in its reply_to
-property when they start a task that takes time and when they finish (or
-reject) any task, several records to a message (a JSON list) when tasks finish
-fast. lab/figures.py says what they mean.
-"""
+"""Collecting the workers' records of one batch over AMQP: a worker publishes a record (in a
+JSON list) to the queue a task names in its reply_to property when it starts a task that
+takes time and when it ends any task (lab/schema.py); lab/figures.py says what they mean."""
 
 import json
 import logging
@@ -12,11 +8,11 @@ import os
 import re
 import time
 
+from connection import reconnecting
 from lab.brokers import broker_hosts, open_first
 from lab.figures import FinishedTasks, in_progress
 from lab.metrics import fetch_alarms, fetch_queue_figures
 from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
-from publisher import reconnecting
 
 QUIET_SECONDS = 3
 log = logging.getLogger("records")
@@ -177,19 +173,12 @@ class SustainedIdle:
 
 def broker_alarms(env=os.environ):
     """The alarms in effect on the first broker whose Prometheus endpoint answers (lab.metrics)."""
-    for host in broker_hosts(env):
-        names = fetch_alarms(host)
-        if names is not None:
-            return names
-    return []
+    return next((names for host in broker_hosts(env) if (names := fetch_alarms(host)) is not None), [])
 
 
 def task_queue_is_idle(env=os.environ):
     """Whether task_queue holds nothing ready and nothing unacknowledged, as the Prometheus
     endpoint of the first broker that has its figures sees it (lab.metrics). False when
     none can tell."""
-    for host in broker_hosts(env):
-        figures = fetch_queue_figures(host).get(QUEUE)
-        if figures:
-            return figures.get("messages_ready") == 0 and figures.get("messages_unacked") == 0
-    return False
+    figures = next((got for host in broker_hosts(env) if (got := fetch_queue_figures(host).get(QUEUE))), {})
+    return bool(figures) and figures.get("messages_ready") == 0 and figures.get("messages_unacked") == 0

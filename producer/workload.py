@@ -3,12 +3,9 @@ course-style task file, each checked before anything is sent (UTF-8 text, no
 longer than a task may be, no more dots than MAX_DOTS_PER_TASK)."""
 
 import csv
-import os
 import random
 import re
 import sys
-
-from lab.schema import DEFAULT_MAX_DOTS_PER_TASK
 
 # A task the workers reject as poison (not UTF-8 text), for send.sh --poison: bytes as
 # they are sent, as no text the checks here let through could be.
@@ -36,14 +33,6 @@ def generated_tasks(count, dots=1, heavy=None, spread=None, seed=1):
         else:
             units = dots
         yield f"Task {number}" + "." * units
-
-
-def max_dots_per_task(env=os.environ):
-    """The most dots (units of work) a task may ask for: MAX_DOTS_PER_TASK, default DEFAULT_MAX_DOTS_PER_TASK."""
-    text = env.get("MAX_DOTS_PER_TASK") or str(DEFAULT_MAX_DOTS_PER_TASK)
-    if not text.isdigit():
-        raise InputError(f"MAX_DOTS_PER_TASK must be a whole number, got {text!r}")
-    return int(text)
 
 
 def too_much_work(dots, max_dots):
@@ -127,12 +116,12 @@ def tasks_from_rows(lines, source, *, max_dots):
     return len(tasks), tasks
 
 
-def read_tasks(args):
-    """The tasks the command line (parsed by new_task.py) asks for: (how many, the task texts)."""
+def read_tasks(args, max_dots):
+    """The tasks the command line (parsed by new_task.py) asks for, none with more than
+    max_dots dots (MAX_DOTS_PER_TASK): (how many, the task texts)."""
     shape = {
         name: getattr(args, name) for name in ("dots", "heavy", "spread", "seed") if getattr(args, name) is not None
     }
-    max_dots = max_dots_per_task()
     if args.poison:
         return 1, [POISON]
     if args.file is None:

@@ -12,7 +12,8 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from analysis import tally
+
+from lab.figures import tally
 
 WINDOW = 8  # --down-after of these tests, seconds
 

@@ -11,7 +11,8 @@ import subprocess
 import time
 
 import pytest
-from analysis import tally
+
+from lab.figures import tally
 
 SMALL = ("--burst", "8", "--pause", "2")
 

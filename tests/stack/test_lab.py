@@ -35,11 +35,10 @@ def test_send_sends_one_message_text_and_file_rows(lab, tmp_path):
     tasks.write_text('First task.\n\n"Second, task."\n')
     since = lab.now()
     one = lab.send("Hello.")
-    assert one.returncode == 0, one.stderr
-    one_line = r"^Sent 1 task to task_queue in [0-9.]+ s, persistent and confirmed\.$"
-    assert re.search(one_line, one.stdout, re.M), one.stdout
+    assert (one.returncode, one.stdout) == (0, " [x] Sent Hello.\n"), one.stderr  # the tutorial's line, and no other
     sent = lab.send("--file", str(tasks))
     assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith(" [x] Sent First task.\n [x] Sent Second, task.\n")
     assert re.search(r"^Sent 2 tasks to task_queue in [0-9.]+ s, each persistent and confirmed\.$", sent.stdout, re.M)
     lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 3, "3 tasks done", timeout=30)
     assert sorted(t for tasks in lab.done(since).values() for t in tasks) == ["First task.", "Hello.", "Second, task."]
@@ -111,7 +110,7 @@ def test_send_drops_a_utf8_bom_at_the_start_of_a_task_file(lab, tmp_path):
     since = lab.now()
     sent = lab.send("--file", str(tasks))
     assert sent.returncode == 0, sent.stderr
-    assert "[x] Sent 'First task.'" in sent.stdout
+    assert " [x] Sent First task.\n" in sent.stdout
     lab.wait_for(lambda: sum(map(len, lab.done(since).values())) == 2, "2 tasks done", timeout=30)
     assert sorted(t for tasks in lab.done(since).values() for t in tasks) == ["First task.", "Second task."]
 
@@ -209,6 +208,18 @@ def test_wrong_credentials_fail_fast_with_a_clear_message(lab):
     assert time.monotonic() - started < 30  # not retried
     sent = lab.send("3", env=wrong)
     assert sent.returncode == 1 and "ACCESS_REFUSED" in sent.stderr
+    assert lab.queue() == (0, CONSUMERS)
+
+
+def test_a_setting_out_of_range_stops_every_image_with_the_same_line(lab):
+    """The worker's and the producer's images, as compose runs them. (The lab's own workers
+    are left alone: re-created, they change which one a later scale-down keeps.)"""
+    bad = {"MAX_DOTS_PER_TASK": "0"}
+    line = "lab settings: MAX_DOTS_PER_TASK must be a whole number >= 1, got '0' (see .env)"
+    sent = lab.send("Hello World!", env=bad)
+    assert (sent.returncode, sent.stdout, sent.stderr.splitlines()[-1:]) == (2, "", [line])
+    worker = lab.compose("run", "--rm", "--no-deps", "consumer", check=False, env=bad, timeout=60)
+    assert (worker.returncode, worker.stdout) == (2, "") and line in worker.stderr.splitlines(), worker.stderr
     assert lab.queue() == (0, CONSUMERS)
 
 

@@ -79,6 +79,17 @@ def test_tutorial_scripts_work_unmodified_beside_the_lab_workers(lab, tmp_path):
         assert_all_tasks_done_and_shared(lab, since, outputs)
 
 
+def test_the_tutorials_new_task_and_the_labs_print_the_same_lines_for_hello_world(lab):
+    """And the lab's worker prints the tutorial's two lines for it, though it asks for no work."""
+    since = lab.now()
+    tutorial = run_client(lab, sys.executable, CLIENTS / "tutorial_new_task.py")  # no argument: "Hello World!"
+    sent = lab.send("Hello World!")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout == tutorial == " [x] Sent Hello World!\n"
+    lab.wait_for(lambda: lab.consumer_logs(since).count("[x] Done 'Hello World!'") == 2, "both done", timeout=30)
+    assert lab.consumer_logs(since).count("[x] Received 'Hello World!'") == 2
+
+
 def test_course_scripts_without_a_queue_type_work_beside_the_lab_workers(lab, tmp_path):
     (tmp_path / "tasks.csv").write_text("".join(f"{task}\n" for task in TASKS))
     since = lab.now()

@@ -31,8 +31,8 @@ def test_the_readme_first_screen_runs_as_written(lab):
         result = lab.run(["bash", "-c", command], timeout=300)
         assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
         if command == "scripts/send.sh 6":
-            assert "[x] Sent 'Task 1.'" in result.stdout and "Sent 6 tasks to task_queue" in result.stdout
-            sent = re.findall(r"\[x\] Sent '(.*)'", result.stdout)
+            assert " [x] Sent Task 1.\n" in result.stdout and "Sent 6 tasks to task_queue" in result.stdout
+            sent = re.findall(r"^ \[x\] Sent (.*)$", result.stdout, re.M)
     assert len(sent) == 6, sent
 
     def workers_on_the_six():

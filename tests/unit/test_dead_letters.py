@@ -16,6 +16,13 @@ from lab.topology import DEAD_LETTER_QUEUE, QUEUE
 REJECTED_AT = datetime(2026, 5, 4, 21, 4, 5)
 
 
+@pytest.fixture(autouse=True)
+def login(monkeypatch):
+    """The lab's settings need a login (lab/settings.py)."""
+    monkeypatch.setenv("RABBITMQ_DEFAULT_USER", "lab")
+    monkeypatch.setenv("RABBITMQ_DEFAULT_PASS", "secret")
+
+
 def dead(body, message_id, **death):
     headers = {"x-death": [death]} if death else None
     return pika.BasicProperties(message_id=message_id, headers=headers), body
@@ -134,7 +141,7 @@ def test_a_signal_resets_the_connection_and_ends_at_once_saying_what_was_moved(m
 
 
 def test_main_lists_on_the_connection_it_opens(monkeypatch, capsys):
-    monkeypatch.setattr(dead_letters, "connection_parameters", lambda: ["rabbitmq"])
+    monkeypatch.setattr(dead_letters, "connection_parameters", lambda _settings: ["rabbitmq"])
     monkeypatch.setattr(dead_letters, "open_first", lambda _parameters: FakeConnection(FakeChannel(POISON)))
     assert dead_letters.main(["list"]) == 0
     assert capsys.readouterr().out.startswith(f"3 tasks in {DEAD_LETTER_QUEUE}:")  # counted by declare
@@ -144,7 +151,7 @@ def test_main_says_why_in_one_line_when_no_broker_answers(monkeypatch, capsys):
     def no_broker(_parameters):
         raise AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(dead_letters, "connection_parameters", lambda: ["rabbitmq"])
+    monkeypatch.setattr(dead_letters, "connection_parameters", lambda _settings: ["rabbitmq"])
     monkeypatch.setattr(dead_letters, "open_first", no_broker)
     assert dead_letters.main(["requeue"]) == 1
     assert capsys.readouterr().err == "dead_letters.py: ConnectionRefusedError: [Errno 111] Connection refused\n"

@@ -50,9 +50,7 @@ def record(number, started=100.0, finished=None):
 def opened():
     channel = FakeChannel()
     connection = FakeConnection(channel)
-    events = Events("consumer-1")
-    events.open(connection, prefetch=1)
-    return events, channel, connection
+    return Events(connection, "consumer-1", prefetch=1), channel, connection
 
 
 def test_attaching_declares_the_exchange_and_says_so_at_once(opened):
@@ -63,34 +61,33 @@ def test_attaching_declares_the_exchange_and_says_so_at_once(opened):
     assert event["event"] == "attached" and event["worker"] == "consumer-1" and event["prefetch"] == 1
 
 
-def test_a_group_of_task_events_is_one_message_flushed_once_on_the_connections_thread(opened):
-    events, channel, connection = opened
-    events.received(record(1))
-    events.received(record(2))
-    events.settled([{**record(1), "event": "started"}, {**record(1, finished=101.0), "event": "done"}])
-    assert len(connection.callbacks) == 1  # one flush asked for, by the first event
-    connection.callbacks[0]()
-    _exchange, group = channel.published[-1]
-    assert [(e["event"], e["message_id"]) for e in group] == [
-        ("received", "b1.1"), ("received", "b1.2"), ("started", "b1.1"), ("done", "b1.1")
+def test_a_task_event_goes_at_once_with_who_and_when(opened):
+    events, channel, _connection = opened
+    events.tell("received", record(1))
+    events.tell("done", record(1, finished=101.0))
+    assert [(e["event"], e["message_id"], e["worker"]) for _x, [e] in channel.published[1:]] == [
+        ("received", "b1.1", "consumer-1"), ("done", "b1.1", "consumer-1")
     ]  # fmt: skip
+    assert all(isinstance(e["at"], float) for _x, [e] in channel.published)
 
 
 def test_tasks_with_no_work_are_counted_per_batch_not_sent_one_by_one(opened):
-    events, channel, connection = opened
-    events.settled([{**record(n, finished=100.0), "event": "done"} for n in range(1, 1001)])
-    assert connection.callbacks == []  # nothing to send at once: the worker's tick flushes counts
-    events.flush()
+    events, channel, _connection = opened
+    for number in range(1, 1001):
+        events.tell("done", record(number, finished=100.0))
+    assert len(channel.published) == 1  # only "attached": the worker's tick sends counts
+    events.tick()
     _exchange, [count] = channel.published[-1]
     assert (count["event"], count["batch"], count["count"]) == ("quick", "b1", 1000)
+    events.tick()
+    assert len(channel.published) == 2  # nothing counted since: nothing sent
 
 
-def test_rejected_and_cut_tasks_are_told_one_by_one_with_their_text_shortened(opened):
+def test_rejected_and_cut_tasks_are_told_with_their_text_shortened(opened):
     events, channel, _connection = opened
-    events.settled([{**record(1), "task": "x" * 200, "event": "rejected", "reason": "too long"}])
-    events.settled([{**record(2), "event": "cut", "reason": "stopped before it was done"}])
-    events.flush()
-    _exchange, [rejected, cut] = channel.published[-1]
+    events.tell("rejected", {**record(1), "task": "x" * 200, "reason": "too long"})
+    events.tell("cut", {**record(2), "reason": "stopped before it was done"})
+    (_x, [rejected]), (_y, [cut]) = channel.published[-2:]
     assert rejected["event"] == "rejected" and len(rejected["task"]) == TASK_TEXT_SHOWN
     assert cut["event"] == "cut" and cut["reason"] == "stopped before it was done"
 
@@ -98,36 +95,29 @@ def test_rejected_and_cut_tasks_are_told_one_by_one_with_their_text_shortened(op
 def test_nothing_is_published_while_the_broker_blocks_publishing(opened):
     events, channel, connection = opened
     connection.blocked_callbacks[0](connection, None)
-    events.received(record(1))
-    events.flush()
+    events.tell("received", record(1))
     assert len(channel.published) == 1  # only "attached", from before the block
     connection.unblocked(connection, None)
-    events.received(record(2))
-    events.flush()
+    events.tell("received", record(2))
     assert channel.published[-1][1][0]["message_id"] == "b1.2"  # the blocked one was dropped, not queued
 
 
 @pytest.mark.parametrize("error", [ChannelClosedByBroker(404, "NOT_FOUND - no exchange"), ChannelWrongStateError()])
-def test_an_error_on_the_events_channel_drops_the_events_never_raises(error):
-    channel = FakeChannel()
-    connection = FakeConnection(channel)
-    events = Events("consumer-1")
-    events.open(connection, prefetch=1)
+def test_an_error_on_the_events_channel_drops_the_events_never_raises(opened, error):
+    events, channel, _connection = opened
     channel.fail = error
-    events.received(record(1))
-    events.flush()  # no exception: the worker's session goes on
+    events.tell("received", record(1))  # no exception: the worker's session goes on
     channel.fail = None
-    events.received(record(2))
-    events.flush()
+    events.tell("received", record(2))
+    events.leaving()
     assert len(channel.published) == 1  # the channel is given up for the session
 
 
-def test_a_connection_already_closing_does_not_break_the_caller():
-    events = Events("consumer-1")
-
-    class Closing(FakeConnection):
-        def add_callback_threadsafe(self, callback):
+def test_an_events_channel_that_cannot_open_leaves_the_worker_without_events():
+    class NoChannel(FakeConnection):
+        def channel(self):
             raise ConnectionWrongStateError("called on closed or closing connection")
 
-    events.open(Closing(FakeChannel()), prefetch=1)
-    events.received(record(1))  # from the connection's thread, or the work thread: must not raise
+    events = Events(NoChannel(FakeChannel()), "consumer-1", prefetch=1)
+    events.tell("received", record(1))  # must not raise
+    events.leaving()

@@ -89,8 +89,10 @@ def test_one_bare_word_on_stdin_is_a_task_only_as_text(monkeypatch):
 
 def test_missing_login_is_refused_before_connecting(no_broker, monkeypatch, capsys):
     monkeypatch.delenv("RABBITMQ_DEFAULT_PASS")
-    assert new_task.main(["1"]) == 2
-    assert "RABBITMQ_DEFAULT_PASS not set" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as ended:
+        new_task.main(["1"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == "lab settings: RABBITMQ_DEFAULT_PASS is not set (see .env)\n"
 
 
 def test_tasks_name_the_queue_for_their_records_only_when_someone_waits():
@@ -146,6 +148,55 @@ def test_a_failed_send_says_how_many_tasks_the_broker_had_confirmed(no_broker, m
         "new_task.py: sending to rabbitmq:5672 failed: ConnectionLost: broker gone; the broker had confirmed "
         "34,387 of 50,000 tasks (they stay in task_queue; re-sending all would send those twice)\n"
     )
+
+
+class ConfirmingChannel:
+    """A BlockingChannel in confirm mode: basic_publish returns once the broker confirmed,
+    or raises (NackError) for a task the broker refuses."""
+
+    def __init__(self, refuse_at=None):
+        self.confirming, self.published, self.refuse_at = False, [], refuse_at
+
+    def confirm_delivery(self):
+        self.confirming = True
+
+    def basic_publish(self, exchange, routing_key, body, properties):
+        assert self.confirming, "published before confirm_delivery"
+        if len(self.published) + 1 == self.refuse_at:
+            raise pika.exceptions.NackError([body])
+        self.published.append((exchange, routing_key, body, properties.delivery_mode))
+
+
+def one_by_one(channel, texts, stop_requested=lambda: None):
+    ignore = lambda _callback: None  # noqa: E731
+    told = SimpleNamespace(add_on_connection_blocked_callback=ignore, add_on_connection_unblocked_callback=ignore)
+    connection = SimpleNamespace(_impl=told)  # the adapter under a BlockingConnection, which tells of a block
+    return new_task.send_one_by_one(connection, channel, new_task.messages(texts, "b1"), stop_requested)
+
+
+def test_a_few_tasks_go_as_the_tutorial_sends_them_each_confirmed_then_sent(capsys):
+    channel = ConfirmingChannel()
+    assert one_by_one(channel, ["Hello World!", "Two..", "Bell \x07"]) == 2  # the units of work sent
+    assert channel.published == [("", "task_queue", text.encode(), pika.DeliveryMode.Persistent.value)
+                                 for text in ["Hello World!", "Two..", "Bell \x07"]]  # fmt: skip
+    # The tutorial's line for each, a text that is not printable shown quoted.
+    assert capsys.readouterr().out == " [x] Sent Hello World!\n [x] Sent Two..\n [x] Sent 'Bell \\x07'\n"
+
+
+def test_a_task_the_broker_refuses_ends_the_send_with_the_number_confirmed(capsys):
+    with pytest.raises(new_task.SendFailed) as failed:
+        one_by_one(ConfirmingChannel(refuse_at=3), ["A", "B", "C", "D"])
+    assert failed.value.confirmed == 2 and "NackError" in str(failed.value)
+    assert capsys.readouterr().out == " [x] Sent A\n [x] Sent B\n"
+
+
+def test_a_stop_request_ends_the_send_before_the_next_task(capsys):
+    channel = ConfirmingChannel()
+    stops = iter([None, "stopped by SIGTERM"])
+    with pytest.raises(new_task.SendFailed) as failed:
+        one_by_one(channel, ["A", "B", "C"], lambda: next(stops))
+    assert failed.value.confirmed == 1 and isinstance(failed.value.__cause__, new_task.StopRequested)
+    assert len(channel.published) == 1
 
 
 def unseen_run(sent=3, done=1):

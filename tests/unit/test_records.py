@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from pika.exceptions import StreamLostError
 
-import publisher
+import connection as producer_connection
 import records
 from example_runs import BATCH, record, started
 from fake_records import RecordsChannel, connections
@@ -28,7 +28,7 @@ def collect(monkeypatch, count, *channels, timeout=5):
     monkeypatch.setattr(records, "open_first", connections(*channels))
 
     def without_waits(what):
-        return publisher.reconnecting(what).copy(sleep=lambda _seconds: None)
+        return producer_connection.reconnecting(what).copy(sleep=lambda _seconds: None)
 
     monkeypatch.setattr(records, "reconnecting", without_waits)
     reported = []

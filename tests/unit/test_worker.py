@@ -1,5 +1,5 @@
-"""The worker's logic that needs no broker: configuration, naming, retry policy, and how
-it settles tasks (on a fake channel)."""
+"""The worker's logic that needs no broker: naming, retry policy, and how it works
+and settles tasks (on a fake connection whose thread is the test's)."""
 
 import json
 import logging
@@ -20,27 +20,16 @@ from pika.exceptions import (
 )
 
 import broker
-import settlement
-import supervisor
-import tasks
 import worker
-from lab import schema
+from lab import schema, settings
 from lab import tasks as lab_tasks
-from settings import Config, ConfigError, replica_name
 
-LOGIN = {"RABBITMQ_DEFAULT_USER": "lab", "RABBITMQ_DEFAULT_PASS": "secret", "WORKER_NAME": "w1"}
-
-
-def test_config_defaults():
-    config = Config.from_env(LOGIN)
-    assert (config.hosts, config.port, config.prefetch, config.seconds_per_dot) == (("rabbitmq",), 5672, 1, 1.0)
-    assert (config.user, config.password, config.worker_name) == ("lab", "secret", "w1")
+LOGIN = {"RABBITMQ_DEFAULT_USER": "lab", "RABBITMQ_DEFAULT_PASS": "secret"}
 
 
 def test_a_cluster_is_a_list_of_hosts_each_worker_tries_in_its_own_order():
-    config = Config.from_env({**LOGIN, "RABBITMQ_HOSTS": "rabbitmq, rabbitmq-2,rabbitmq-3,"})
-    assert config.hosts == ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
-    orders = {tuple(each.host for each in broker.connection_parameters(config)) for _ in range(50)}
+    config = settings.read({**LOGIN, "RABBITMQ_HOSTS": "rabbitmq, rabbitmq-2,rabbitmq-3,"})
+    orders = {tuple(each.host for each in broker.connection_parameters(config, "w1")) for _ in range(50)}
     assert len(orders) > 1
     assert all(sorted(order) == sorted(config.hosts) for order in orders)
     firsts = [broker.broker_order(config.hosts, f"consumer-{number}")[0] for number in range(1, 7)]
@@ -48,7 +37,7 @@ def test_a_cluster_is_a_list_of_hosts_each_worker_tries_in_its_own_order():
 
 
 def test_the_first_broker_that_answers_is_used(monkeypatch):
-    config = Config.from_env({**LOGIN, "RABBITMQ_HOSTS": "dead,alive"})
+    config = settings.read({**LOGIN, "RABBITMQ_HOSTS": "dead,alive"})
     tried = []
 
     def fake_connection(parameters):
@@ -58,39 +47,11 @@ def test_the_first_broker_that_answers_is_used(monkeypatch):
         return parameters.host
 
     monkeypatch.setattr(broker.pika, "BlockingConnection", fake_connection)
-    parameters = sorted(broker.connection_parameters(config), key=lambda each: each.host)
+    parameters = sorted(broker.connection_parameters(config, "w1"), key=lambda each: each.host)
     assert broker.open_first(parameters) == "alive"
     assert tried == ["alive"]
     assert broker.open_first(parameters[::-1]) == "alive"
     assert tried == ["alive", "dead", "alive"]
-
-
-def test_config_reads_the_knobs():
-    config = Config.from_env({**LOGIN, "PREFETCH": "0", "SECONDS_PER_DOT": "0.05", "STOP_GRACE_SECONDS": "4"})
-    assert (config.prefetch, config.seconds_per_dot, config.stop_grace_seconds) == (0, 0.05, 4.0)
-
-
-@pytest.mark.parametrize(
-    "name, value",
-    [
-        ("PREFETCH", "-1"),
-        ("PREFETCH", "1.5"),
-        ("PREFETCH", "many"),
-        ("SECONDS_PER_DOT", "-0.1"),
-        ("SECONDS_PER_DOT", "nan"),
-        ("RABBITMQ_PORT", "0"),
-    ],
-)
-def test_config_rejects_bad_values_naming_the_setting(name, value):
-    with pytest.raises(ConfigError, match=f"^{name} must be .*got '{value}'"):
-        Config.from_env({**LOGIN, name: value})
-
-
-@pytest.mark.parametrize("missing", ["RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"])
-def test_config_requires_the_login(missing):
-    env = {key: value for key, value in LOGIN.items() if key != missing}
-    with pytest.raises(ConfigError, match=f"{missing} is not set"):
-        Config.from_env(env)
 
 
 @pytest.mark.parametrize(
@@ -102,12 +63,7 @@ def test_config_requires_the_login(missing):
     ],
 )
 def test_replica_name_from_compose_container_name(full_name, expected):
-    assert replica_name(full_name) == expected
-
-
-def test_work_is_one_unit_per_dot():
-    assert tasks.work_seconds("First task....", 0.5) == 2.0
-    assert tasks.work_seconds("no work", 1) == 0
+    assert broker.replica_name(full_name) == expected
 
 
 # What pika 1.4.4's BlockingConnection raises (checked against a real broker).
@@ -185,11 +141,6 @@ def test_retry_policy_stops_waiting_when_asked_to_stop():
     timer.join()
 
 
-def test_heartbeat_is_the_brokers_unless_set():
-    assert Config.from_env(LOGIN).heartbeat_seconds is None
-    assert Config.from_env({**LOGIN, "HEARTBEAT_SECONDS": "5"}).heartbeat_seconds == 5
-
-
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -210,163 +161,212 @@ def test_a_task_is_its_utf8_text():
 class FakeChannel:
     """Records, in order, what a worker sends on its channels (to one shared list)."""
 
-    def __init__(self, sent=None):
-        self.sent = [] if sent is None else sent
+    def __init__(self, sent):
+        self.sent, self.is_open = sent, True
 
     def basic_publish(self, exchange, routing_key, body, _properties):
         self.sent.append(("publish", exchange, routing_key, json.loads(body)))
 
-    def basic_ack(self, tag, multiple=False):
-        self.sent.append(("ack", tag, multiple))
+    def basic_ack(self, delivery_tag):
+        self.sent.append(("ack", delivery_tag))
 
-    def basic_reject(self, tag, requeue):
-        self.sent.append(("reject", tag, requeue))
+    def basic_reject(self, delivery_tag, requeue):
+        self.sent.append(("reject", delivery_tag, requeue))
+
+    def tx_select(self):
+        pass
 
     def tx_commit(self):
         self.sent.append(("commit",))
 
-    def basic_qos(self, prefetch_count):
-        self.sent.append(("qos", prefetch_count))
+    def exchange_declare(self, *_args, **_kwargs):
+        pass
 
 
-def fake_session(connection=None):
-    connection = connection or SimpleNamespace(add_callback_threadsafe=lambda _callback: None)
-    channel = FakeChannel()
-    return settlement.Session(connection=connection, channel=channel, records=FakeChannel(channel.sent))
+class FakeConnection:
+    """The connection's thread is the test's: what other threads hand it waits in `scheduled`."""
+
+    def __init__(self):
+        self.sent, self.scheduled, self.is_open = [], queue.Queue(), True
+
+    def channel(self):
+        return FakeChannel(self.sent)
+
+    def add_callback_threadsafe(self, callback):
+        self.scheduled.put(callback)
+
+    def add_on_connection_blocked_callback(self, _callback):
+        pass
+
+    add_on_connection_unblocked_callback = add_on_connection_blocked_callback
+
+    def run_next(self, timeout=5):
+        """Run the next callback the work thread handed over, on this (the connection's) thread."""
+        self.scheduled.get(timeout=timeout)()
+
+    def process_data_events(self, time_limit=0):
+        while not self.scheduled.empty():
+            self.run_next()
 
 
-def session_of(seconds_per_dot="1"):
-    lab_worker = worker.Worker(Config.from_env({**LOGIN, "SECONDS_PER_DOT": seconds_per_dot}))
-    session = fake_session()
-    deliveries = queue.Queue()
+def session_of(seconds_per_dot="0.05", **env):
+    connection = FakeConnection()
+    read = settings.read({**LOGIN, "SECONDS_PER_DOT": seconds_per_dot, **env})
+    session = worker.Session(connection, read, "w1", threading.Event())
+    channel = FakeChannel(connection.sent)
+    connection.sent.clear()  # the events' "attached"
 
     def deliver(tag, body, reply_to="records.b"):
         method = SimpleNamespace(delivery_tag=tag, redelivered=False)
         properties = SimpleNamespace(message_id=f"b.{tag}", correlation_id="b", reply_to=reply_to)
-        lab_worker.on_delivery(session, deliveries, None, method, properties, body)
+        session.callback(channel, method, properties, body)
 
-    return session, deliveries, deliver
-
-
-def test_a_group_of_deliveries_is_settled_records_committed_first_in_one_message_and_one_write(capsys):
-    session, deliveries, deliver = session_of()
-    deliver(1, b"Quick")  # no dots: no work
-    deliver(2, b"Slow..")  # two seconds: for the work thread
-    deliver(3, b"\xff")  # poison
-    assert session.channel.sent == [] and capsys.readouterr().out == ""  # nothing before the group is settled
-    session.settle()
-    (publish, exchange, queue_name, records), commit, *settlements = session.channel.sent
-    assert (publish, exchange, queue_name) == ("publish", "", "records.b")  # to the queue the tasks named
-    assert [(r["event"], r["message_id"]) for r in records] == [("done", "b.1"), ("rejected", "b.3")]
-    assert records[0]["worker"] == "w1" and records[0]["finished"] == records[0]["started"]
-    assert commit == ("commit",)
-    # After their records are committed; then a round trip proves the broker took them.
-    assert settlements == [("reject", 3, False), ("ack", 1, True), ("qos", 1)]
-    assert capsys.readouterr().out.splitlines() == [
-        "[x] Done 'Quick' (w1, 0.0 s)",
-        "[!] Rejected b'\\xff' (w1): not valid UTF-8 text; to the dead-letter queue",
-    ]
-    task = deliveries.get_nowait()
-    assert (task.delivery_tag, task.reply_to, task.text, task.seconds) == (2, "records.b", "Slow..", 2.0)
-    session.settle()
-    assert len(session.channel.sent) == 5  # nothing left to settle: nothing sent
+    return session, connection, deliver
 
 
-def test_every_record_says_the_workers_prefetch_and_a_task_with_work_when_it_arrived():
-    session, deliveries, deliver = session_of()
-    deliver(1, b"Quick")
-    deliver(2, b"Slow..")
-    session.settle()
-    (_, _, _, records), *_ = session.channel.sent
-    assert records[0]["prefetch"] == 1 and "received" not in records[0]  # no wait in a buffer: no work
-    task = deliveries.get_nowait()
-    assert task.record["prefetch"] == 1 and task.record["received"] == task.record["started"]
-    assert schema.problem({"event": "started", **task.record}, event=False) is None
+def kinds(sent):
+    return [item[0] if item[0] != "publish" else (item[1] or item[2], item[3][0]["event"]) for item in sent]
 
 
-def test_one_multiple_ack_only_when_no_earlier_task_is_still_in_hand():
-    session, deliveries, deliver = session_of()
-    for tag, body in enumerate([b"Slow.", b"Quick", b"Quick"], start=1):
-        deliver(tag, body)
-    session.settle()
-    assert session.channel.sent[2:4] == [("ack", 2, False), ("ack", 3, False)]  # task 1 is still in the work
-    deliver(4, b"Quick")
-    session.add("records.b", {"event": "done", "message_id": "b.1", "started": 1.0, "finished": 2.0}, 1)
-    session.settle()  # the work thread finished task 1
-    assert session.channel.sent[-2] == ("ack", 4, True)  # 1 and 4 at once
+def test_a_task_is_received_done_then_acked_on_the_connections_thread_its_record_committed_first(capsys):
+    session, connection, deliver = session_of()
+    deliver(1, b"Slow..")  # 0.1 s of work
+    assert kinds(connection.sent) == [("lab.events", "received")]
+    connection.run_next()  # "started": a record for send.sh --wait and an event for the dashboard
+    connection.run_next()  # the work thread handed the ack back: nothing was sent from it
+    started = [("records.b", "started"), "commit", ("lab.events", "started")]
+    assert kinds(connection.sent)[1:] == [*started, ("records.b", "done"), "commit", "ack", ("lab.events", "done")]
+    assert connection.sent[-2] == ("ack", 1)
+    done = connection.sent[4][3][0]
+    assert done["finished"] - done["started"] >= 0.1 and done["received"] <= done["started"]
+    assert schema.problem(done, event=False) is None and done["prefetch"] == 1
+    assert capsys.readouterr().out.splitlines() == ["[x] Received 'Slow..' (w1)", "[x] Done 'Slow..' (w1, 0.1 s)"]
 
 
-def test_a_task_that_names_no_queue_for_records_gets_none():
-    session, _deliveries, deliver = session_of()
+def test_a_task_with_no_work_prints_the_tutorials_lines_too_and_is_counted_for_the_dashboard(capsys):
+    session, connection, deliver = session_of()
+    deliver(1, b"Hello World!")  # done in the callback itself: nothing else in hand
+    assert kinds(connection.sent) == [("records.b", "done"), "commit", "ack"]  # its event waits for the tick
+    done = connection.sent[0][3][0]
+    assert done["finished"] == done["started"] and "received" not in done
+    session.events.tick()
+    quick = connection.sent[-1][3][0]
+    assert (quick["event"], quick["batch"], quick["count"], quick["worker"]) == ("quick", "b", 1, "w1")
+    assert capsys.readouterr().out.splitlines() == ["[x] Received 'Hello World!' (w1)",
+                                                    "[x] Done 'Hello World!' (w1, 0.0 s)"]  # fmt: skip
+
+
+def test_a_task_that_names_no_queue_for_records_is_only_acked():
+    _session, connection, deliver = session_of()
     deliver(1, b"Quick", reply_to=None)
-    session.settle()
-    assert session.channel.sent == [("ack", 1, True)]  # and no commit to wait for
+    assert connection.sent == [("ack", 1)]
 
 
-def test_the_work_thread_asks_for_one_settle_for_what_it_adds_meanwhile():
-    scheduled = []
-    connection = SimpleNamespace(add_callback_threadsafe=scheduled.append)
-    session = fake_session(connection)
-    session.tell("records.b", {"event": "started", "message_id": "b.1"})
-    session.tell("records.b", {"event": "done", "message_id": "b.1"}, 1, "[x] Done")
-    assert scheduled == [session.settle]
-    session.settle()
-    session.tell("records.b", {"event": "started", "message_id": "b.2"})
-    assert scheduled == [session.settle, session.settle]
+def test_a_task_with_no_work_behind_one_with_work_waits_its_turn_in_the_work_thread(capsys):
+    _session, connection, deliver = session_of()
+    deliver(1, b"Slow.", reply_to=None)
+    deliver(2, b"Quick", reply_to=None)
+    assert "ack" not in kinds(connection.sent)  # neither done yet
+    for _callback in ("started 1", "ack 1", "ack 2"):
+        connection.run_next()
+    assert [item for item in connection.sent if item[0] == "ack"] == [("ack", 1), ("ack", 2)]
+    assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "[x] Received 'Slow.'", "[x] Done 'Slow.'", "[x] Received 'Quick'", "[x] Done 'Quick'"
+    ]  # fmt: skip
 
 
-def test_tasks_with_no_work_get_ten_lines_a_second_and_a_sum_for_the_rest(monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(tasks.time, "monotonic", lambda: clock[0])
-    quick = tasks.QuickTasksLog("w1")
-    lines = [quick.line(f"Task {n}") for n in range(1, 26)]
-    assert lines[:10] == [f"[x] Done 'Task {n}' (w1, 0.0 s)" for n in range(1, 11)]
-    assert lines[10:] == [None] * 15
-    assert quick.summary() is None  # not a second yet
-    clock[0] += 1
-    assert quick.summary() == "[x] ... and 15 more tasks with no work done (w1)"
-    assert quick.line("Task 26") == "[x] Done 'Task 26' (w1, 0.0 s)"  # a new second
-    clock[0] += 1
-    assert quick.summary() is None  # nothing left out
+def test_a_poison_task_is_rejected_at_once_its_record_committed_first(capsys):
+    _session, connection, deliver = session_of(MAX_DOTS_PER_TASK="3")
+    deliver(1, b"\xff")
+    deliver(2, b"Four....")
+    assert kinds(connection.sent) == [("records.b", "rejected"), "commit", "reject", ("lab.events", "rejected")] * 2
+    assert connection.sent[2] == ("reject", 1, False)
+    assert connection.sent[4][3][0]["reason"] == "4 units of work, more than the 3 a task may ask for"
+    assert capsys.readouterr().out.startswith("[!] Rejected b'\\xff' (w1): not valid UTF-8 text; to the dead-letter")
 
 
-class ClosedChannel(FakeChannel):
-    """A consuming channel the broker closed (say, after a delivery timeout) before the ack arrived."""
-
-    def basic_qos(self, prefetch_count):
-        raise ChannelClosedByBroker(406, "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out")
-
-
-def test_a_task_whose_ack_did_not_reach_the_broker_is_not_reported_done(capsys):
-    records = FakeChannel()
-    session = settlement.Session(connection=None, channel=ClosedChannel(), records=records)
-    done = {"event": "done", "worker": "w1", "task": "Long....", "message_id": "b.1", "started": 1.0, "finished": 5.0}
-    session.add("records.b", done, 7, "[x] Done 'Long....' (w1, 4.0 s)")
-    with pytest.raises(ChannelClosedByBroker):
-        session.settle()
-    published = [record for sent in records.sent if sent[0] == "publish" for record in sent[3]]
-    assert [record["event"] for record in published] == ["done", "cut"]  # the "done" is taken back
-    assert "the broker closed the channel first" in published[1]["reason"]
-    out = capsys.readouterr().out
-    assert "[x] Done" not in out
-    assert out.startswith("[!] Not acknowledged 'Long....' (w1): the broker closed the channel first")
+def test_tasks_are_worked_one_at_a_time_in_delivery_order(capsys):
+    _session, connection, deliver = session_of()
+    for tag in (1, 2, 3):
+        deliver(tag, f"Task {tag}.".encode())
+    for _ in range(6):
+        connection.run_next()
+    assert [item[1] for item in connection.sent if item[0] == "ack"] == [1, 2, 3]
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in out] == [f"[x] {kind} 'Task {n}.'" for n in (1, 2, 3) for kind in
+                                                     ("Received", "Done")]  # fmt: skip
 
 
-def test_a_task_the_broker_took_back_is_not_acknowledged_nor_reported_done(capsys):
+def test_a_session_ending_during_the_work_hands_the_task_back_with_a_cut_record(capsys):
+    session, connection, deliver = session_of(seconds_per_dot="60")
+    deliver(1, b"Long.")
+    connection.run_next()  # started
+    session.end()  # the connection lost, say: the work stops at once
+    cut = [("records.b", "cut"), "commit", ("lab.events", "cut")]
+    assert kinds(connection.sent)[-4:] == [*cut, ("lab.events", "leaving")]
+    assert connection.sent[-4][3][0]["reason"] == "its delivery was lost with the channel"
+    assert "ack" not in kinds(connection.sent)
+    assert "[!] Handed back 'Long.' (w1): its delivery was lost with the channel" in capsys.readouterr().out
+
+
+def test_a_task_not_started_when_the_worker_stops_is_left_to_go_back_to_the_queue():
+    session, connection, deliver = session_of(seconds_per_dot="0.2")
+    deliver(1, b"First.")
+    deliver(2, b"Second.")
+    connection.run_next()  # the first started
+    session.stopping.set()
+    session.finish_task_in_hand()  # lets the first finish and be acked
+    session.end()
+    assert [item for item in connection.sent if item[0] == "ack"] == [("ack", 1)]
+    assert [item[3][0]["message_id"] for item in connection.sent if item[0] == "publish"
+            and item[2] == "records.b"] == ["b.1", "b.1"]  # started and done; nothing of the second  # fmt: skip
+
+
+def test_a_task_the_broker_took_back_is_not_acknowledged(capsys):
     """RabbitMQ 4.3 cancels the consumer of a task held past the consumer timeout, keeps the
     channel open and gives the task to another worker: an ack now would settle the other's delivery."""
-    channel, records = FakeChannel(), FakeChannel()
-    session = settlement.Session(connection=None, channel=channel, records=records)
-    session.taken_back = "its task timed out"
-    done = {"event": "done", "worker": "w1", "task": "Long....", "message_id": "b.1", "started": 1.0, "finished": 5.0}
-    session.add("records.b", done, 7, "[x] Done 'Long....' (w1, 4.0 s)")
-    session.settle()
-    assert not [sent for sent in channel.sent if sent[0] == "ack"]
-    published = [record for sent in records.sent if sent[0] == "publish" for record in sent[3]]
-    assert [record["event"] for record in published] == ["done", "cut"]
-    assert published[1]["reason"] == "not acknowledged: the broker took it back first (its task timed out)"
-    out = capsys.readouterr().out
-    assert "[x] Done" not in out and out.startswith("[!] Not acknowledged 'Long....' (w1): the broker took it back")
+    session, connection, deliver = session_of(seconds_per_dot="0.05")
+    deliver(1, b"Long....")
+    session.why_over = "its task timed out"  # while the work thread works
+    connection.run_next()  # started
+    connection.run_next()
+    assert "ack" not in kinds(connection.sent)
+    cut = next(item[3][0] for item in connection.sent if item[0] == "publish" and item[3][0]["event"] == "cut")
+    assert cut["event"] == "cut"
+    assert cut["reason"] == "not acknowledged: the broker took it back first (its task timed out)"
+    assert "[!] Not acknowledged 'Long....' (w1): the broker took it back first" in capsys.readouterr().out
+
+
+def test_tasks_with_no_work_get_their_lines_ten_a_second_and_a_sum_for_the_rest(monkeypatch, capsys):
+    clock = [100.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
+    lines = worker.QuickTaskLines("w1")
+    for number in range(1, 26):
+        lines.received(f"[x] Received 'Task {number}'", quick=True)
+        lines.done(f"[x] Done 'Task {number}'")
+    lines.summary()  # not a second yet
+    assert capsys.readouterr().out.splitlines()[-2:] == ["[x] Received 'Task 10'", "[x] Done 'Task 10'"]
+    clock[0] += 1
+    lines.summary()
+    lines.received("[x] Received 'Slow.'", quick=False)  # a task with work always has its lines
+    assert capsys.readouterr().out.splitlines() == ["[x] ... and 15 more tasks with no work done (w1)",
+                                                    "[x] Received 'Slow.'"]  # fmt: skip
+
+
+def test_the_waiting_line_says_the_worker_runs_until_stopped(capsys):
+    read = settings.read(LOGIN)
+    connection = FakeConnection()
+    channel = FakeChannel(connection.sent)
+    channel.queue_declare = channel.basic_qos = channel.basic_consume = lambda *_args, **_kwargs: None
+    channel.start_consuming = channel.stop_consuming = lambda: None
+    connection.channel = lambda: channel
+    connection.call_later = lambda *_args: None
+    stopping = threading.Event()
+    stopping.set()
+    worker.consume(connection, read, "consumer-2", stopping)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "[*] consumer-2 waiting for tasks on task_queue (prefetch 1); it runs until stopped. To exit press CTRL+C"
+    )
 
 
 WRONG_TYPE = ChannelClosedByBroker(
@@ -379,11 +379,6 @@ WRONG_TYPE = ChannelClosedByBroker(
 def test_a_task_queue_of_another_type_is_told_in_one_line_with_the_fix():
     assert broker.is_wrong_queue_type(WRONG_TYPE)
     assert not broker.is_wrong_queue_type(ChannelClosedByBroker(406, "PRECONDITION_FAILED - delivery acknowledgement"))
-    line = supervisor.wrong_queue_type("w1", WRONG_TYPE)
+    line = broker.wrong_queue_type("w1", WRONG_TYPE)
     assert "\n" not in line
     assert "received 'quorum' but current is 'classic'" in line and "docker compose down -v" in line
-
-
-def test_the_dot_limit_is_a_setting():
-    assert Config.from_env(LOGIN).max_dots == 3600
-    assert Config.from_env({**LOGIN, "MAX_DOTS_PER_TASK": "10"}).max_dots == 10

@@ -37,7 +37,7 @@ def test_workload_shapes():
 
 def test_dots_zero_on_the_command_line_means_tasks_with_no_work():
     args = command_line.parse_args(["3", "--dots", "0"])
-    count, tasks = workload.read_tasks(args)
+    count, tasks = workload.read_tasks(args, LIMIT)
     assert (count, list(tasks)) == (3, ["Task 1", "Task 2", "Task 3"])
 
 
@@ -117,14 +117,6 @@ def test_tasks_at_the_dot_limit_are_fine():
     assert generated("2", spread=(LIMIT, LIMIT))[1] == ["Task 1" + "." * LIMIT, "Task 2" + "." * LIMIT]
 
 
-def test_the_dot_limit_comes_from_max_dots_per_task():
-    assert workload.max_dots_per_task({}) == 3600
-    assert workload.max_dots_per_task({"MAX_DOTS_PER_TASK": ""}) == 3600
-    assert workload.max_dots_per_task({"MAX_DOTS_PER_TASK": "4000"}) == 4000
-    with pytest.raises(workload.InputError, match="MAX_DOTS_PER_TASK must be a whole number, got '-1'"):
-        workload.max_dots_per_task({"MAX_DOTS_PER_TASK": "-1"})
-
-
 @pytest.mark.parametrize("name", ["x" * 101, "run/../../etc", "läuft", "a b"])
 def test_a_run_name_that_cannot_be_a_file_name_is_refused_before_anything_is_sent(name, capsys):
     with pytest.raises(SystemExit) as ended:
@@ -144,7 +136,7 @@ def test_a_row_with_a_comma_outside_quotes_is_refused_with_its_line_number():
 
 
 def test_poison_on_purpose_is_one_task_the_workers_reject():
-    count, tasks = workload.read_tasks(command_line.parse_args(["--poison"]))
+    count, tasks = workload.read_tasks(command_line.parse_args(["--poison"]), LIMIT)
     assert (count, tasks) == (1, [workload.POISON])
     with pytest.raises(PoisonTask, match="not valid UTF-8 text"):
         read_task(workload.POISON)

@@ -1,23 +1,20 @@
-"""Publish a stream of messages with pipelined publisher confirms, surviving a lost connection.
+"""A big batch (`send.sh 50000`), published with pipelined confirms, surviving a lost connection.
 
-Waiting for each confirm caps a publisher at a few hundred messages a second:
-one round trip per message. Here up to WINDOW messages are out unconfirmed at
-a time, and each ack from the broker (often for many messages at once,
-multiple=True) lets more go. Memory stays flat: the messages are taken from
-an iterator as the window allows, never all held.
-
-If the connection is lost (a broker restart), the publisher reconnects and
-sends the unconfirmed messages again: none is lost, though one the broker had
-already taken before it went down may arrive twice. Any other failure ends the
-run with SendFailed, which says how many messages the broker had confirmed.
+Waiting for each confirm, as new_task.py does for a few tasks, caps a publisher at
+a few hundred messages a second. Here up to WINDOW messages are out unconfirmed,
+and each ack (often for many, multiple=True) lets more go; the messages are taken
+from an iterator as the window allows, never all held. After a lost connection
+(a broker restart) it reconnects and sends the unconfirmed ones again: none is
+lost, one the broker already had may arrive twice. Any other failure ends the run
+with SendFailed, which says how many messages the broker had confirmed.
 """
 
+import itertools
 import logging
 import time
 from collections import deque
 
 import pika
-import tenacity
 from pika.adapters.utils.connection_workflow import (
     AMQPConnectionWorkflowFailed,
     AMQPConnectorPhaseErrorBase,
@@ -25,32 +22,25 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError
 from pika.spec import Basic
 
+from connection import ConnectionLost, reconnecting, say_blocked, say_unblocked
 from lab.brokers import reset, short_error
 
 WINDOW = 1000
 STOP_CHECK_SECONDS, STOP_WAIT_SECONDS = 0.2, 2.0
-RECONNECT_FOR_SECONDS = 120
 NACK_RETRY_SECONDS, NACK_PAUSE_SECONDS = 600, 5
 
 log = logging.getLogger("publisher")
 
 
 def open_failure(error):
-    """The error of a failed SelectConnection open, always an AMQPConnectionError
-    (as BlockingConnection raises it).
-
-    SelectConnection can hand its callback pika's internal workflow error, which
-    is none: a broker that takes TCP connections while it boots but drops the
-    handshake would otherwise end the send instead of being retried."""
+    """The error of a failed SelectConnection open as an AMQPConnectionError, as BlockingConnection
+    raises it: pika's internal workflow error is none, and a broker that takes TCP connections
+    while it boots but drops the handshake would end the send instead of being retried."""
     if isinstance(error, AMQPConnectionWorkflowFailed):
         error = error.exceptions[-1]
     if isinstance(error, AMQPConnectorPhaseErrorBase):
         error = error.exception
     return error if isinstance(error, AMQPConnectionError) else AMQPConnectionError(error)
-
-
-class ConnectionLost(Exception):
-    """The connection went away in the middle of the work: worth reconnecting."""
 
 
 class MessageFailed(Exception):
@@ -63,28 +53,6 @@ class SendFailed(Exception):
     def __init__(self, reason, confirmed):
         super().__init__(reason)
         self.confirmed = confirmed
-
-
-def reconnecting(what):
-    """Retry policy after a lost connection: capped exponential backoff with jitter,
-    a line at each wait, for at most RECONNECT_FOR_SECONDS."""
-
-    def log_wait(retry_state):
-        log.warning(
-            "[!] %s: %s; reconnecting in %.1f s",
-            what,
-            short_error(retry_state.outcome.exception()),
-            retry_state.upcoming_sleep,
-        )
-
-    return tenacity.Retrying(
-        # OSError: while the broker container restarts, Docker's DNS does not know its name.
-        retry=tenacity.retry_if_exception_type((ConnectionLost, AMQPConnectionError, OSError)),
-        wait=tenacity.wait_random_exponential(multiplier=0.5, max=3),
-        stop=tenacity.stop_after_delay(RECONNECT_FOR_SECONDS),
-        before_sleep=log_wait,
-        reraise=True,
-    )
 
 
 class Publisher:
@@ -160,12 +128,11 @@ class Publisher:
 
     def on_blocked(self, _connection, frame):
         self.blocked = True
-        log.warning("[!] the broker blocks publishing (%s: a memory or disk alarm); waiting for it to clear, "
-                    "%s of the tasks confirmed so far", frame.method.reason, f"{self.confirmed:,}")  # fmt: skip
+        say_blocked(frame.method.reason, self.confirmed)
 
     def on_unblocked(self, _connection, _frame):
         self.blocked = False
-        log.warning("[*] the broker unblocked publishing; sending on")
+        say_unblocked()
 
     def on_open_error(self, connection, error):
         self.failure = open_failure(error)
@@ -233,12 +200,9 @@ class Publisher:
             self.channel.connection.close()
 
     def take(self):
-        """The next message to publish; None when there is none, or making it failed.
-
-        Raised here, inside pika's callback, an error would look to pika like a lost
-        connection, and to run() like one worth reconnecting for. Instead it becomes
-        the failure, no message is taken after it, and those already out are left
-        to be confirmed."""
+        """The next message to publish; None when there is none, or making it failed: raised
+        inside pika's callback, an error would look like a lost connection worth reconnecting
+        for, so it becomes the failure, and those already out are left to be confirmed."""
         if self.to_send_again:
             return self.to_send_again.popleft()
         try:
@@ -253,8 +217,8 @@ class Publisher:
 
     def on_confirm(self, frame):
         confirm = frame.method
-        if confirm.multiple:
-            tags = [tag for tag in self.unconfirmed if tag <= confirm.delivery_tag]
+        if confirm.multiple:  # the tags in order, as they were sent: only those it covers are looked at
+            tags = list(itertools.takewhile(lambda tag: tag <= confirm.delivery_tag, self.unconfirmed))
         else:
             tags = [confirm.delivery_tag]
         if isinstance(confirm, Basic.Nack):

@@ -12,9 +12,11 @@ from pika.adapters.utils.connection_workflow import (
 from pika.exceptions import AMQPConnectionError, ProbableAuthenticationError, StreamLostError
 from pika.spec import Basic
 
-import publisher as publisher_module
+import bulk_publish as publisher_module
+import connection as producer_connection
+from bulk_publish import Publisher, SendFailed, StopRequested
+from connection import ConnectionLost
 from lab.brokers import short_error
-from publisher import ConnectionLost, Publisher, SendFailed, StopRequested
 
 
 class FakeChannel:
@@ -182,7 +184,7 @@ def test_a_broker_gone_for_longer_than_the_retries_ends_the_send_with_the_number
             self.on_close(self, StreamLostError("Stream connection lost"))
 
     monkeypatch.setattr(publisher_module.pika, "SelectConnection", GoneAfterThreeConfirms)
-    monkeypatch.setattr(publisher_module, "RECONNECT_FOR_SECONDS", 0)  # one attempt to reconnect
+    monkeypatch.setattr(producer_connection, "RECONNECT_FOR_SECONDS", 0)  # one attempt to reconnect
     publisher = Publisher(None, messages(10), lambda _message: None, window=5)
     with pytest.raises(SendFailed, match="Connection refused") as failed:
         publisher.run()
@@ -210,7 +212,7 @@ def test_a_cluster_node_down_at_the_start_or_lost_midway_is_replaced_by_the_next
                 super().run()
 
     monkeypatch.setattr(publisher_module.pika, "SelectConnection", NodeOneDownNodeTwoLostAfterThreeConfirms)
-    monkeypatch.setattr(publisher_module.tenacity.nap, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(producer_connection.tenacity.nap, "sleep", lambda _seconds: None)
     publisher = Publisher(["node-1", "node-2", "node-3"], messages(10), lambda _message: None, window=5)
     assert publisher.run() == 5  # the window out unconfirmed when node-2 went
     assert hosts == ["node-1", "node-2", "node-3"]
