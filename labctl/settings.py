@@ -1,7 +1,6 @@
 """The lab's settings as the host tools read them: the shell's environment over .env's
-NAME=value lines, as docker compose resolves them for the lab. The one place labctl
-reads a setting; lab/settings.py (every image's validated reader) can take over by
-reading lab_environment()."""
+NAME=value lines, as docker compose resolves them for the lab, checked by lab/settings.py
+(every image's reader). The one place labctl reads a setting."""
 
 import os
 from dataclasses import dataclass
@@ -9,11 +8,10 @@ from pathlib import Path
 
 import pika
 
+from lab import settings as lab_settings
+from lab.settings import SettingsError  # noqa: F401 (the host tools' too)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class SettingsError(ValueError):
-    """A setting the host tools cannot use; the message is the one line to show."""
 
 
 @dataclass(frozen=True)
@@ -48,29 +46,30 @@ def lab_environment(env=os.environ, dotenv=ROOT / ".env"):
 
 
 def read(env=os.environ):
+    """The host's view of the lab's settings, each checked once by lab/settings.py (the same
+    rules and one-line messages as every image), plus what only the host tools need."""
     values = lab_environment(env)
-    bind_address = values.get("LAB_BIND_ADDRESS") or "127.0.0.1"
+    lab = lab_settings.read(values)
     return Settings(
-        amqp_host="127.0.0.1" if bind_address == "0.0.0.0" else bind_address,
-        amqp_port=_number(values, "AMQP_PORT", "5672", int),
-        management_port=_number(values, "MANAGEMENT_PORT", "15672", int),
-        dashboard_port=_number(values, "DASHBOARD_PORT", "8080", int),
-        user=values.get("RABBITMQ_DEFAULT_USER", "guest"),
-        password=values.get("RABBITMQ_DEFAULT_PASS", "guest"),
-        prefetch=_number(values, "PREFETCH", "1", int),
-        seconds_per_dot=_number(values, "SECONDS_PER_DOT", "1", float),
+        amqp_host=lab.host_address,
+        amqp_port=lab.amqp_port,
+        management_port=lab.management_port,
+        dashboard_port=lab.dashboard_port,
+        user=lab.user,
+        password=lab.password,
+        prefetch=lab.prefetch,
+        seconds_per_dot=lab.seconds_per_dot,
         project=values.get("COMPOSE_PROJECT_NAME") or "rabbitmq-lab",
         timelines=ROOT / (values.get("TIMELINES_DIR") or "timelines"),
-        wait_seconds=_number(values, "LAB_WAIT_SECONDS", "180", float),
+        wait_seconds=_seconds(values.get("LAB_WAIT_SECONDS") or "180"),
     )
 
 
-def _number(values, name, default, kind):
-    text = values.get(name) or default
+def _seconds(text):
     try:
-        number = kind(text)
+        seconds = float(text)
     except ValueError:
-        number = -1
-    if number < 0:
-        raise SettingsError(f"{name} must be a number >= 0, got '{text}' (see .env)")
-    return number
+        seconds = -1.0
+    if not seconds > 0:
+        raise SettingsError(f"LAB_WAIT_SECONDS must be a number of seconds > 0, got '{text}'")
+    return seconds
