@@ -30,7 +30,7 @@ Usage: scripts/history.sh [-h | --help] [--from WHERE] [--batch NAME] [--follow]
   --from 2026-12-07T09:30:00   from that time (this machine's time zone; add Z for UTC)
   --from 10m          from that long ago (s, m, h or D)
   --from 1234         from that offset (the number each line starts with)
-  --batch NAME        only that batch: the NAME of send.sh --name, or a batch id
+  --batch NAME        only the batches send.sh --name NAME saved (every run of that name), or one batch id
   --follow            go on printing events as they come, until Ctrl+C
 Takes: a second or two; with --follow, until Ctrl+C.
 Changes: nothing: reading a stream removes nothing from it."""

@@ -175,8 +175,8 @@ class WaitProgress:
         self.progress.update(self.task, completed=done, running=len(self.running), units_done=self.units_done)
         if self.progress.disable and event["event"] == "done" and (self.count <= 100 or done % (self.count // 10) == 0):
             elapsed = time.monotonic() - self.started
-            self.console.print(f"  {done}/{self.count} done: {event['task']!r} by {escaped(event['worker'])} "
-                               f"({elapsed:.1f} s)")  # fmt: skip
+            self.console.print(f"  {done}/{self.count} done: {escaped(repr(event['task']))} by "
+                               f"{escaped(event['worker'])} (at {elapsed:.1f} s)")  # fmt: skip
 
     def close(self):
         self.progress.stop()

@@ -273,8 +273,8 @@ def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
     assert image and running == dict.fromkeys(NODES, image)
 
 
-def test_the_history_stream_has_a_replica_on_every_node(cluster):
-    listed = cluster.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "list_queues", "name", "type", "members",
+def test_the_history_stream_has_a_replica_on_every_node(healthy):
+    listed = healthy.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "list_queues", "name", "type", "members",
                              "--formatter", "json", "--silent").stdout  # fmt: skip
     history = next(queue for queue in json.loads(listed) if queue["name"] == HISTORY_STREAM)
     assert history["type"] == "stream"

@@ -138,7 +138,7 @@ def test_piped_waiting_prints_a_line_per_task_done_and_each_rejected(capsys, mon
     )
     progress.close()
     assert capsys.readouterr().out.splitlines() == [
-        "  1/2 done: 'A.' by w1 (0.0 s)",
+        "  1/2 done: 'A.' by w1 (at 0.0 s)",
         "  [!] 'B' rejected by w2: poison",
     ]
 
