@@ -15,8 +15,9 @@
 #        scripts/bench.sh collect      (only --wait's collecting of records; no Docker)
 #        scripts/bench.sh wait         (only send.sh --wait on 20,000 and 100,000 tasks)
 #        scripts/bench.sh elastic      (only the autoscaler against a fixed pool of 6)
+#        scripts/bench.sh tutorial     (only the student's paths: confirmed publish, the worker per prefetch)
 # Takes: about ten minutes (--cluster: about six; elastic: about two; wait: about three;
-# dashboard: less; collect: a minute).
+# tutorial: about three; dashboard: less; collect: a minute).
 # Changes: nothing of the lab: it builds images and runs, then removes, a stack
 # of its own; installs the test requirements into .venv.
 set -euo pipefail
@@ -25,7 +26,7 @@ source "$(dirname "$0")/lib.sh"
 
 exit_if_help_asked "$@"
 case "${1:-}" in
-  "" | dashboard | collect | wait | elastic | --cluster) (($# <= 1)) || refuse "$2" ;;
+  "" | dashboard | collect | wait | elastic | tutorial | --cluster) (($# <= 1)) || refuse "$2" ;;
   *) refuse "$1" ;;
 esac
 ensure_venv
