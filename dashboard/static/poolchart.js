@@ -10,7 +10,7 @@ import { scalingLabel, shownText } from "./words.js";
 const SVG = "http://www.w3.org/2000/svg";
 export const LEFT = 130, RIGHT = 16, DEPTH_TOP = 30, DEPTH_H = 90, WORKERS_TOP = 140, WORKERS_H = 50;
 export const AXIS_Y = WORKERS_TOP + WORKERS_H + 20, HEIGHT = AXIS_Y + 8;
-export const LABEL_GAP = 120;  // px between two scalings' labels: a closer one keeps its line and title only
+export const LABEL_GAP = 120;  // px between two scalings' labels: an older one closer keeps its line and title only
 
 // The top of a scale: the first of 1, 2, 5, 10, 20, 50 ... at or above the highest value.
 export function scaleTop(values, least) {
@@ -47,18 +47,19 @@ export function layout(overTime, now, width) {
   const readings = overTime.readings.filter(r => Array.isArray(r) && Number.isFinite(r[0]));
   const scalings = overTime.scalings.filter(s => Number.isFinite(s?.at) && s.at >= from);
   const depthTop = scaleTop(readings.flatMap(r => [r[1], r[2]]), 4);
-  const workersTop = scaleTop([...readings.map(r => r[3]), ...scalings.flatMap(s => [s.before, s.workers])], 2);
+  const workersTop = scaleTop(readings.map(r => r[3]), 2);  // the broker's counts: a forged scaling moves no line
   const depthY = v => DEPTH_TOP + DEPTH_H - (v / depthTop) * DEPTH_H;
   const workersY = v => WORKERS_TOP + WORKERS_H - (v / workersTop) * WORKERS_H;
   const step = tickStep(window);
   const ticks = [];
   for (let t = Math.ceil(from / step) * step; t <= now; t += step) ticks.push({ t, x: x(t) });
-  let lastLabel = -Infinity;
-  const marks = scalings.map(s => {
-    const at = x(s.at), labelled = at - lastLabel >= LABEL_GAP;
-    if (labelled) lastLabel = at;
+  // The newest scaling labelled first: of two close together, the later one says what the pool is now.
+  let labelAt = Infinity;
+  const marks = scalings.toReversed().map(s => {
+    const at = x(s.at), labelled = labelAt - at >= LABEL_GAP;
+    if (labelled) labelAt = at;
     return { x: at, labelled, label: scalingLabel(s), why: s.why, before: s.before, workers: s.workers };
-  });
+  }).toReversed();
   return {
     width, ticks, marks,
     depth: { top: depthTop, y: depthY, ready: lines(readings, 1, x, depthY), unacked: lines(readings, 2, x, depthY) },

@@ -46,13 +46,13 @@ test("each scaling is marked where it happened, labelled from its event, its why
                     { at: NOW - 30, before: 6, workers: 1, why: "down <b>not markup</b>" }];  // fmt: skip
   const chart = layout(overTime([[NOW, 0, 0, 1]], scalings), NOW, WIDTH);
   assert.deepEqual(chart.marks.map(m => [m.x, m.label, m.labelled]), [
-    [px(180), "1 → 4 workers", true],
-    [px(181), "4 → 6 workers", false],  // too close to the last label: its line and title only
+    [px(180), "1 → 4 workers", false],  // too close to the next label: its line and title only
+    [px(181), "4 → 6 workers", true],
     [px(270), "6 → 1 worker", true],
   ]);
   assert.equal(chart.marks[2].why, "down <b>not markup</b>");
-  assert.ok(px(270) - px(180) >= LABEL_GAP);
-  assert.equal(chart.workers.top, 10);  // the marks' counts fit the scale too
+  assert.ok(px(270) - px(181) >= LABEL_GAP && px(181) - px(180) < LABEL_GAP);
+  assert.equal(chart.workers.top, 2);  // the scale is the broker's readings': a scaling (forged, say) moves no line
 });
 
 test("nothing is drawn outside the window: a mark before it is left out, a time after now is at its edge", () => {
