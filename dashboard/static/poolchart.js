@@ -8,8 +8,9 @@ import { tickStep } from "./board.js";
 import { scalingLabel, shownText } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-export const LEFT = 130, RIGHT = 16, DEPTH_TOP = 30, DEPTH_H = 90, WORKERS_TOP = 140, WORKERS_H = 50;
+export const LEFT = 130, RIGHT = 16, DEPTH_TOP = 30, DEPTH_H = 90, WORKERS_TOP = 150, WORKERS_H = 50;
 export const AXIS_Y = WORKERS_TOP + WORKERS_H + 20, HEIGHT = AXIS_Y + 8;
+const TICK_LABEL_W = 90;  // a clock time at 14 px, "11:08:00 AM"
 export const LABEL_GAP = 120;  // px between two scalings' labels: an older one closer keeps its line and title only
 
 // The top of a scale: the first of 1, 2, 5, 10, 20, 50 ... at or above the highest value.
@@ -52,7 +53,9 @@ export function layout(overTime, now, width) {
   const workersY = v => WORKERS_TOP + WORKERS_H - (v / workersTop) * WORKERS_H;
   const step = tickStep(window);
   const ticks = [];
-  for (let t = Math.ceil(from / step) * step; t <= now; t += step) ticks.push({ t, x: x(t) });
+  for (let t = Math.ceil(from / step) * step; t <= now; t += step) {
+    ticks.push({ t, x: x(t), labelled: x(t) <= width - RIGHT - TICK_LABEL_W / 2 });  // no label cut at the edge
+  }
   // The newest scaling labelled first: of two close together, the later one says what the pool is now.
   let labelAt = Infinity;
   const marks = scalings.toReversed().map(s => {
@@ -93,7 +96,7 @@ export class PoolChart {
     const g = svg("g", { class: "axis" }, drawn);
     for (const tick of ticks) {
       svg("line", { x1: tick.x, x2: tick.x, y1: DEPTH_TOP, y2: AXIS_Y - 14 }, g);
-      text(g, { x: tick.x, y: AXIS_Y }, clock(tick.t));
+      if (tick.labelled) text(g, { x: tick.x, y: AXIS_Y }, clock(tick.t));
     }
     const bands = [["messages", depth.top, depth.y, DEPTH_TOP], ["workers", workers.top, workers.y, WORKERS_TOP]];
     for (const [name, top, y, band] of bands) {

@@ -69,7 +69,9 @@ test("the time axis has a tick on each round time in the window, a dozen at most
   for (const tick of chart.ticks) {
     assert.equal(tick.t % step, 0);
     assert.ok(tick.x >= LEFT && tick.x <= WIDTH - RIGHT);
+    assert.equal(tick.labelled, tick.x <= WIDTH - RIGHT - 45);  // a label centred on it fits the chart
   }
+  assert.equal(chart.ticks.at(-1).t, NOW - NOW % (chart.ticks[1].t - chart.ticks[0].t));
 });
 
 test("a scale's top is the first of 1, 2, 5, 10, 20, 50... at or above every value", () => {
