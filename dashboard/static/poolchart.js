@@ -8,10 +8,11 @@ import { tickStep } from "./board.js";
 import { scalingLabel, shownText } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-export const LEFT = 130, RIGHT = 16, DEPTH_TOP = 30, DEPTH_H = 90, WORKERS_TOP = 150, WORKERS_H = 50;
+export const LEFT = 130, RIGHT = 16, DEPTH_TOP = 48, DEPTH_H = 90, WORKERS_TOP = 168, WORKERS_H = 50;
 export const AXIS_Y = WORKERS_TOP + WORKERS_H + 20, HEIGHT = AXIS_Y + 8;
 const TICK_LABEL_W = 90;  // a clock time at 14 px, "11:08:00 AM"
-export const LABEL_GAP = 120;  // px between two scalings' labels: an older one closer keeps its line and title only
+// Scalings' labels, in rows above the plot; one that fits no row keeps its line and title only.
+export const LABEL_ROWS_Y = [18, 38], LABEL_W = 120;  // "12 → 13 workers" at 14 px bold
 
 // The top of a scale: the first of 1, 2, 5, 10, 20, 50 ... at or above the highest value.
 export function scaleTop(values, least) {
@@ -57,11 +58,15 @@ export function layout(overTime, now, width) {
     ticks.push({ t, x: x(t), labelled: x(t) <= width - RIGHT - TICK_LABEL_W / 2 });  // no label cut at the edge
   }
   // The newest scaling labelled first: of two close together, the later one says what the pool is now.
-  let labelAt = Infinity;
+  // Right of its line in the plot's first half, left of it in the second (not cut at the edge).
+  const rows = LABEL_ROWS_Y.map(() => []);
   const marks = scalings.toReversed().map(s => {
-    const at = x(s.at), labelled = labelAt - at >= LABEL_GAP;
-    if (labelled) labelAt = at;
-    return { x: at, labelled, label: scalingLabel(s), why: s.why, before: s.before, workers: s.workers };
+    const at = x(s.at), late = at > (LEFT + width) / 2;
+    const span = late ? [at - 4 - LABEL_W, at - 4] : [at + 4, at + 4 + LABEL_W];
+    const row = rows.findIndex(spans => spans.every(([left, right]) => span[1] <= left || span[0] >= right));
+    if (row >= 0) rows[row].push(span);
+    return { x: at, row: row >= 0 ? row : null, late, label: scalingLabel(s), why: s.why, before: s.before,
+             workers: s.workers };
   }).toReversed();
   return {
     width, ticks, marks,
@@ -114,14 +119,13 @@ export class PoolChart {
     for (const mark of marks) {
       const group = svg("g", { class: "scaling", "data-before": mark.before, "data-workers": mark.workers }, drawn);
       svg("title", {}, group).textContent = `${mark.label}: ${shownText(mark.why, 300)}`;
+      const top = mark.row === null ? DEPTH_TOP - 4 : LABEL_ROWS_Y[mark.row] - 14;  // up to its label
       for (const name of ["scaling-line", "scaling-hover"]) {  // the second, wide and unpainted, for the pointer
-        svg("line", { class: name, x1: mark.x, x2: mark.x, y1: DEPTH_TOP - 4, y2: WORKERS_TOP + WORKERS_H }, group);
+        svg("line", { class: name, x1: mark.x, x2: mark.x, y1: top, y2: WORKERS_TOP + WORKERS_H }, group);
       }
-      // In the plot's second half, left of its line, so it is not cut at the right edge.
-      const late = mark.x > (LEFT + width) / 2;
-      if (mark.labelled) {
-        text(group, { class: "scaling-label", x: late ? mark.x - 4 : mark.x + 4, y: DEPTH_TOP - 10,
-                      "text-anchor": late ? "end" : "start" }, mark.label);
+      if (mark.row !== null) {
+        text(group, { class: "scaling-label", x: mark.late ? mark.x - 4 : mark.x + 4, y: LABEL_ROWS_Y[mark.row],
+                      "text-anchor": mark.late ? "end" : "start" }, mark.label);
       }
     }
     this.root.replaceChildren(drawn);

@@ -3,7 +3,7 @@
 // is one the dashboard sent.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEPTH_H, DEPTH_TOP, LABEL_GAP, LEFT, RIGHT, WORKERS_H, WORKERS_TOP, layout, lines, scaleTop }
+import { DEPTH_H, DEPTH_TOP, LABEL_W, LEFT, RIGHT, WORKERS_H, WORKERS_TOP, layout, lines, scaleTop }
   from "../../dashboard/static/poolchart.js";
 import { poolLabel, scalingLabel } from "../../dashboard/static/words.js";
 
@@ -41,17 +41,21 @@ test("a reading not known (null) breaks its line, and nothing is drawn across it
 });
 
 test("each scaling is marked where it happened, labelled from its event, its why kept for the title", () => {
-  const scalings = [{ at: NOW - 120, before: 1, workers: 4, why: "up at once: ceil(15 / 4) = 4" },
+  const scalings = [{ at: NOW - 121, before: 6, workers: 1, why: "down" },
+                    { at: NOW - 120, before: 1, workers: 4, why: "up at once: ceil(15 / 4) = 4" },
                     { at: NOW - 119, before: 4, workers: 6, why: "up at once" },
                     { at: NOW - 30, before: 6, workers: 1, why: "down <b>not markup</b>" }];  // fmt: skip
   const chart = layout(overTime([[NOW, 0, 0, 1]], scalings), NOW, WIDTH);
-  assert.deepEqual(chart.marks.map(m => [m.x, m.label, m.labelled]), [
-    [px(180), "1 → 4 workers", false],  // too close to the next label: its line and title only
-    [px(181), "4 → 6 workers", true],
-    [px(270), "6 → 1 worker", true],
+  // The newest first: each label in the first row it fits beside the others; none fits the oldest.
+  assert.deepEqual(chart.marks.map(m => [m.x, m.label, m.row]), [
+    [px(179), "6 → 1 worker", null],  // its line and title only
+    [px(180), "1 → 4 workers", 1],
+    [px(181), "4 → 6 workers", 0],
+    [px(270), "6 → 1 worker", 0],
   ]);
-  assert.equal(chart.marks[2].why, "down <b>not markup</b>");
-  assert.ok(px(270) - px(181) >= LABEL_GAP && px(181) - px(180) < LABEL_GAP);
+  assert.ok(px(270) - px(181) >= LABEL_W + 4 && px(181) - px(180) < LABEL_W);
+  assert.ok(chart.marks.every(m => m.late));  // in the plot's second half: each label left of its line
+  assert.equal(chart.marks[3].why, "down <b>not markup</b>");
   assert.equal(chart.workers.top, 2);  // the scale is the broker's readings': a scaling (forged, say) moves no line
 });
 

@@ -762,9 +762,9 @@ def distinct_heights(page, series):
 
 @pytest.mark.timeout(240)
 def test_the_chart_above_the_lanes_shows_task_queue_and_the_workers_over_time_and_marks_each_scaling(lab, page):
-    """scripts/autoscale.sh grows a pool of one under a batch; the chart draws task_queue's depth
-    and the broker's count of workers from the dashboard's readings, and marks the autoscaler's
-    scaling with its why; a forged scaling's why is shown as text."""
+    """scripts/autoscale.sh grows a pool of one under a batch and shrinks it back after; the chart
+    draws task_queue's depth and the broker's count of workers from the dashboard's readings, and
+    marks each of the autoscaler's scalings with its why; a forged scaling's why is shown as text."""
     forged_why = '<img src="x" onerror="window.forged = true"> up'
     forged = {"event": "scaled", "at": time.time(), "ready": 0, "unacked": 0, "recommended": 9, "before": 7,
               "workers": 9, "why": forged_why}  # fmt: skip
@@ -790,9 +790,15 @@ def test_the_chart_above_the_lanes_shows_task_queue_and_the_workers_over_time_an
         )
         page.wait_for_function(f"document.querySelectorAll('{LIVE} svg .lane').length >= {grown}")
         screenshot(page, "pool-scaled-up")
-        page.locator("#pool").screenshot(path=ARTIFACTS / "dashboard-pool-chart.png")
         assert_accessible(page, "the live page with the chart of a pool scaled up")
         finish(sending)
+        # The queue quiet for the window: the pool comes back to one, and that is marked too.
+        autoscaler.wait_for_line("-> 1  down", timeout=60)
+        shrunk, why = re.search(r"workers (\d+) -> 1  (.*)$", autoscaler.said("-> 1  down")[-1]).groups()
+        scaled_down = page.locator(f'{POOL} g.scaling[data-before="{shrunk}"][data-workers="1"]')
+        expect(scaled_down.locator("title")).to_have_text(f"{shrunk} → 1 worker: {why}")
+        expect(scaled_down.locator("text.scaling-label")).to_have_text(f"{shrunk} → 1 worker")  # the newest
+        page.locator("#pool").screenshot(path=ARTIFACTS / "dashboard-pool-chart.png")
     assert distinct_heights(page, "workers") >= 2, "the workers' line never rose"
     assert distinct_heights(page, "ready") >= 2, "task_queue's ready line never rose"
     expect(page.locator(f'{POOL} polyline[data-series="unacked"]').first).to_be_attached()
