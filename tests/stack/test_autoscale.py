@@ -8,9 +8,9 @@ import os
 import time
 
 import pytest
-from analysis import tally
 
 from autoscaler import Autoscaler, autoscaling
+from lab.figures import tally
 
 WINDOW = 8  # --down-after of these tests, seconds
 
