@@ -44,7 +44,7 @@ const clock = t => new Date(t * 1000).toLocaleTimeString();
 
 function showPool(overTime, now) {
   const minutes = (overTime.window / 60).toLocaleString();
-  $("pool-heading").textContent = `task_queue and its workers, the last ${minutes} minutes`;
+  $("pool-heading").textContent = `task_queue and its workers, up to the last ${minutes} minutes`;
   poolChart.draw(overTime, now, clock);
   $("pool-chart").setAttribute("aria-label", poolLabel(overTime, clock));
 }

@@ -4,13 +4,14 @@
 // known, and the scalings that changed the pool); here only positions are worked out
 // (layout, pure, tested under Node) and drawn in SVG (PoolChart).
 
-import { tickStep } from "./board.js";
 import { scalingLabel, shownText } from "./words.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 export const LEFT = 130, RIGHT = 16, DEPTH_TOP = 48, DEPTH_H = 90, WORKERS_TOP = 168, WORKERS_H = 50;
 export const AXIS_Y = WORKERS_TOP + WORKERS_H + 20, HEIGHT = AXIS_Y + 8;
-const TICK_LABEL_W = 90;  // a clock time at 14 px, "11:08:00 AM"
+const MIN_SPAN_SECONDS = 60;
+const TICK_LABEL_W = 90;  // a clock time at 14 px, "11:08:00 AM": ticks far enough apart for it
+const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300];
 // Scalings' labels, in rows above the plot; one that fits no row keeps its line and title only.
 export const LABEL_ROWS_Y = [18, 38], LABEL_W = 120;  // "12 → 13 workers" at 14 px bold
 
@@ -43,16 +44,20 @@ export function lines(readings, column, x, y, step = false) {
 }
 
 // Where everything goes, for `overTime` (the dashboard's over_time) at moment `now`, `width` px wide.
+// The axis runs from the first reading kept (at least MIN_SPAN_SECONDS back, at most the window
+// back) to now: a page opened a minute ago uses its whole width for that minute.
 export function layout(overTime, now, width) {
-  const window = overTime.window, from = now - window, plot = width - LEFT - RIGHT;
-  const x = t => LEFT + (Math.min(Math.max(t, from), now) - from) / window * plot;
   const readings = overTime.readings.filter(r => Array.isArray(r) && Number.isFinite(r[0]));
+  const first = readings.length ? readings[0][0] : now;
+  const from = Math.max(now - overTime.window, Math.min(first, now - MIN_SPAN_SECONDS));
+  const span = now - from, plot = width - LEFT - RIGHT;
+  const x = t => LEFT + (Math.min(Math.max(t, from), now) - from) / span * plot;
   const scalings = overTime.scalings.filter(s => Number.isFinite(s?.at) && s.at >= from);
   const depthTop = scaleTop(readings.flatMap(r => [r[1], r[2]]), 4);
   const workersTop = scaleTop(readings.map(r => r[3]), 2);  // the broker's counts: a forged scaling moves no line
   const depthY = v => DEPTH_TOP + DEPTH_H - (v / depthTop) * DEPTH_H;
   const workersY = v => WORKERS_TOP + WORKERS_H - (v / workersTop) * WORKERS_H;
-  const step = tickStep(window);
+  const step = TICK_STEPS.find(seconds => (seconds / span) * plot >= TICK_LABEL_W + 10) ?? TICK_STEPS.at(-1);
   const ticks = [];
   for (let t = Math.ceil(from / step) * step; t <= now; t += step) {
     ticks.push({ t, x: x(t), labelled: x(t) <= width - RIGHT - TICK_LABEL_W / 2 });  // no label cut at the edge

@@ -91,9 +91,10 @@ export function poolLabel(overTime, clock) {
   const minutes = overTime.window / 60;
   const last = overTime.readings.findLast(r => Number.isFinite(r?.[1]));
   const say = n => (Number.isFinite(n) ? n.toLocaleString() : "?");
-  const now = last ? `now ${say(last[1])} ready, ${say(last[2])} unacknowledged, ${say(last[3])} workers`
+  const workers = last?.[3] === 1 ? "worker" : "workers";
+  const now = last ? `now ${say(last[1])} ready, ${say(last[2])} unacknowledged, ${say(last[3])} ${workers}`
     : "no reading yet";
   const scaling = overTime.scalings.at(-1);
   const scaled = scaling ? `; last scaled ${scalingLabel(scaling)} at ${clock(scaling.at)}` : "; no scaling";
-  return `task_queue and its workers over the last ${minutes.toLocaleString()} minutes: ${now}${scaled}`;
+  return `task_queue and its workers over up to the last ${minutes.toLocaleString()} minutes: ${now}${scaled}`;
 }

@@ -45,7 +45,7 @@ test("each scaling is marked where it happened, labelled from its event, its why
                     { at: NOW - 120, before: 1, workers: 4, why: "up at once: ceil(15 / 4) = 4" },
                     { at: NOW - 119, before: 4, workers: 6, why: "up at once" },
                     { at: NOW - 30, before: 6, workers: 1, why: "down <b>not markup</b>" }];  // fmt: skip
-  const chart = layout(overTime([[NOW, 0, 0, 1]], scalings), NOW, WIDTH);
+  const chart = layout(overTime([[NOW - 300, 0, 0, 1], [NOW, 0, 0, 1]], scalings), NOW, WIDTH);
   // The newest first: each label in the first row it fits beside the others; none fits the oldest.
   assert.deepEqual(chart.marks.map(m => [m.x, m.label, m.row]), [
     [px(179), "6 → 1 worker", null],  // its line and title only
@@ -66,10 +66,20 @@ test("nothing is drawn outside the window: a mark before it is left out, a time 
   assert.deepEqual(points(chart.depth.ready[0]).map(([x]) => x), [px(0), px(300)]);
 });
 
-test("the time axis has a tick on each round time in the window, a dozen at most", () => {
-  const chart = layout(overTime([]), NOW, WIDTH);
+test("the axis starts at the first reading kept: a page a minute old uses the whole width for it", () => {
+  const readings = [[NOW - 90, 0, 0, 1], [NOW - 45, 8, 0, 2], [NOW, 0, 0, 1]];
+  const chart = layout(overTime(readings, [{ at: NOW - 100, before: 2, workers: 1, why: "" }]), NOW, WIDTH);
+  assert.deepEqual(points(chart.depth.ready[0]).map(([x]) => x), [LEFT, LEFT + 500, WIDTH - RIGHT]);
+  assert.deepEqual(chart.marks, []);  // before the first reading: off the axis
+  const young = layout(overTime([[NOW - 3, 0, 0, 1], [NOW, 0, 0, 1]]), NOW, WIDTH);  // at least a minute
+  assert.deepEqual(points(young.workers.line[0]).map(([x]) => x), [LEFT + 950, LEFT + 1000, WIDTH - RIGHT]);
+});
+
+test("the time axis has a tick on each round time, far enough apart for their labels", () => {
+  const chart = layout(overTime([[NOW - 300, 0, 0, 1]]), NOW, WIDTH);
   assert.ok(chart.ticks.length >= 5 && chart.ticks.length <= 12, `${chart.ticks.length} ticks`);
   const step = chart.ticks[1].t - chart.ticks[0].t;
+  assert.ok(chart.ticks[1].x - chart.ticks[0].x >= 90, `${chart.ticks[1].x - chart.ticks[0].x} px apart`);
   for (const tick of chart.ticks) {
     assert.equal(tick.t % step, 0);
     assert.ok(tick.x >= LEFT && tick.x <= WIDTH - RIGHT);
@@ -87,9 +97,9 @@ test("a scale's top is the first of 1, 2, 5, 10, 20, 50... at or above every val
 
 test("the chart says in words the latest reading and the latest scaling, as sent", () => {
   const clock = t => `@${t}`;
-  assert.equal(poolLabel(overTime([]), clock), "task_queue and its workers over the last 5 minutes: no reading yet; no scaling");
+  assert.equal(poolLabel(overTime([]), clock), "task_queue and its workers over up to the last 5 minutes: no reading yet; no scaling");
   const sent = overTime([[NOW - 1, 12, 3, 4], [NOW, null, null, null]], [{ at: NOW - 5, before: 1, workers: 4, why: "up" }]);
-  assert.equal(poolLabel(sent, clock), "task_queue and its workers over the last 5 minutes: "
+  assert.equal(poolLabel(sent, clock), "task_queue and its workers over up to the last 5 minutes: "
     + `now 12 ready, 3 unacknowledged, 4 workers; last scaled 1 → 4 workers at @${NOW - 5}`);
   assert.equal(scalingLabel({ before: 2, workers: 1 }), "2 → 1 worker");
 });
