@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 from batches import Batches
+from pool_history import PoolHistory
 
 # Events a second kept and forwarded from workers the broker has not seen attach (their
 # events may all be forged), and from all workers: beyond them dropped and counted.
@@ -79,6 +80,7 @@ class Hub:
         self.backlog_bytes = backlog_bytes
         self.clock = clock
         self.latest_queues = None
+        self.pool = PoolHistory()
         self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
         self.seen_by_broker = set()  # workers the broker said attached (amq.rabbitmq.event)
         self.batches = Batches(timelines, self.seen_by_broker)
@@ -135,6 +137,9 @@ class Hub:
         if not text:
             return
         self.batches.add(events)
+        for event in events:
+            if event["event"] == "scaled":
+                self.pool.add_scaled(event, self.clock())
         number = self.number()
         self.history.append((number, text))
         self.history_bytes += len(text)
@@ -146,7 +151,9 @@ class Hub:
     def set_queues(self, figures):
         # Stamped as it goes out: the page sets its clock by it (a figure that took seconds
         # to gather, as on a cluster electing a leader, once set it seconds behind).
-        self.latest_queues = compact({"type": "queues", **figures, "now": self.clock()})
+        now = self.clock()
+        self.pool.add_reading(now, figures.get("task_queue"))
+        self.latest_queues = compact({"type": "queues", **figures, "now": now, "over_time": self.pool.view(now)})
         self.tell(self.number(), self.latest_queues)
 
     def set_broker(self, host):

@@ -2,13 +2,15 @@
 // of saved runs, one or two on one time axis.
 import { Board } from "./board.js";
 import { Live, MAX_BARS, savedRun } from "./model.js";
-import { prefetchText, runText, shownText } from "./words.js";
+import { PoolChart } from "./poolchart.js";
+import { poolLabel, prefetchText, runText, shownText } from "./words.js";
 
 const boards = document.getElementById("boards");
 const $ = id => document.getElementById(id);
 const dashboard = { live: new Live(), clockOffset: 0, mode: "live", replay: null, streaming: false, refused: 0 };
 window.labDashboard = dashboard;  // for the curious, and the tests
 let liveBoard = new Board(boards, "Live: the current batch", "live");
+const poolChart = new PoolChart($("pool-chart"));
 let dirty = true;
 
 function serverNow() {
@@ -35,9 +37,17 @@ function showQueues(message) {
   $("queues-uncertain").textContent = nodeLost ? "(a node was lost within the minute: these may count its consumers)"
     : tasks && !Number.isFinite(tasks.unacked) ? "(unacked: no node has the figure yet)" : "";
   $("dead-letters").textContent = dead ? count(dead.ready + (dead.unacked ?? 0)) : "?";
+  if (message.over_time) showPool(message.over_time, message.now);
 }
 
 const clock = t => new Date(t * 1000).toLocaleTimeString();
+
+function showPool(overTime, now) {
+  const minutes = (overTime.window / 60).toLocaleString();
+  $("pool-heading").textContent = `task_queue and its workers, up to the last ${minutes} minutes`;
+  poolChart.draw(overTime, now, clock);
+  $("pool-chart").setAttribute("aria-label", poolLabel(overTime, clock));
+}
 
 // "live" only while both hold: this page hears the dashboard, and the dashboard hears a broker.
 const events = (n, kind = "") => `${n.toLocaleString()} ${kind}${n === 1 ? "event" : "events"}`;
@@ -252,6 +262,7 @@ function choose(mode) {
     $(button).setAttribute("aria-pressed", String(shown));
   }
   $("replay-controls").hidden = mode !== "replay";
+  $("pool").hidden = mode !== "live";
   liveBoard.wrap.hidden = mode !== "live";
   for (const board of dashboard.replay?.boards ?? []) board.wrap.hidden = mode !== "replay";
   if (mode === "replay") listRuns().then(() => (dashboard.replay ? null : loadChosen()));

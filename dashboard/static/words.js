@@ -78,3 +78,23 @@ export function barLabel(glyph, task, width) {
   if (text <= width) return number;
   return "";
 }
+
+// A scaling of the pool, as the autoscaler said it (a `scaled` event): "2 → 4 workers".
+export function scalingLabel(scaling) {
+  const count = n => (Number.isInteger(n) ? n.toLocaleString() : "?");
+  return `${count(scaling.before)} → ${count(scaling.workers)} ${scaling.workers === 1 ? "worker" : "workers"}`;
+}
+
+// The chart of task_queue and its workers, in words (its accessible name): the latest
+// reading and the latest scaling, as the dashboard sent them.
+export function poolLabel(overTime, clock) {
+  const minutes = overTime.window / 60;
+  const last = overTime.readings.findLast(r => Number.isFinite(r?.[1]));
+  const say = n => (Number.isFinite(n) ? n.toLocaleString() : "?");
+  const workers = last?.[3] === 1 ? "worker" : "workers";
+  const now = last ? `now ${say(last[1])} ready, ${say(last[2])} unacknowledged, ${say(last[3])} ${workers}`
+    : "no reading yet";
+  const scaling = overTime.scalings.at(-1);
+  const scaled = scaling ? `; last scaled ${scalingLabel(scaling)} at ${clock(scaling.at)}` : "; no scaling";
+  return `task_queue and its workers over up to the last ${minutes.toLocaleString()} minutes: ${now}${scaled}`;
+}

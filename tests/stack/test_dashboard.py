@@ -19,6 +19,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
+from autoscaler import autoscaling
 from browser import CHROMIUM, chromium, on_top
 from stacklab import CONSUMERS, ROOT
 
@@ -747,3 +748,59 @@ def dashboard_answers(lab):
             return json.loads(response.read()).get("broker") is True
     except (OSError, ValueError):
         return False
+
+
+POOL = "#pool-chart"
+
+
+def distinct_heights(page, series):
+    """How many different heights the chart's lines of `series` reach: 1 for a flat line."""
+    return page.evaluate(
+        """series => new Set([...document.querySelectorAll(`#pool-chart polyline[data-series="${series}"]`)]
+             .flatMap(line => line.getAttribute("points").split(" ").map(point => point.split(",")[1]))).size""",
+        series,
+    )
+
+
+@pytest.mark.timeout(240)
+def test_the_chart_above_the_lanes_shows_task_queue_and_the_workers_over_time_and_marks_each_scaling(lab, page):
+    """scripts/autoscale.sh grows a pool of one under a batch and shrinks it back after; the chart
+    draws task_queue's depth and the broker's count of workers from the dashboard's readings, and
+    marks each of the autoscaler's scalings with its why; a forged scaling's why is shown as text."""
+    forged_why = '<img src="x" onerror="window.forged = true"> up'
+    forged = {"event": "scaled", "at": time.time(), "ready": 0, "unacked": 0, "recommended": 9, "before": 7,
+              "workers": 9, "why": forged_why}  # fmt: skip
+    publish_events(lab, [json.dumps([forged]).encode()])
+    forged_mark = page.locator(f'{POOL} g.scaling[data-before="7"][data-workers="9"]')
+    expect(forged_mark.locator("title")).to_have_text(f"7 → 9 workers: {forged_why}")
+    assert page.locator(f"{POOL} img").count() == 0 and page.evaluate("window.forged") is None
+
+    lab.compose("up", "--detach", "--wait", "--no-recreate", "--scale", "consumer=1")
+    expect(page.locator("#consumers")).to_have_text("1")
+    options = ("--min", "1", "--max", "4", "--per-worker", "2", "--every", "1", "--down-after", "10")
+    with autoscaling(lab, *options) as autoscaler:
+        autoscaler.wait_for_line("workers 1 -> 1")
+        sending = send_in_background(lab, "8", "--dots", "4", "--name", "dashboard-autoscaled")
+        autoscaler.wait_for_line("up at once")
+        grown, why = re.search(r"workers 1 -> (\d+)  (.*)$", autoscaler.said("workers 1 -> ")[-1]).groups()
+        scaled_up = page.locator(f'{POOL} g.scaling[data-before="1"][data-workers="{grown}"]')
+        expect(scaled_up.locator("title")).to_have_text(f"1 → {grown} workers: {why}")
+        expect(page.locator(f"{POOL} text.scaling-label").last).to_have_text(re.compile(r"^\d+ → \d+ workers?$"))
+        # The broker's count of workers, read by the dashboard, as the chart says it; the lanes below grew too.
+        expect(page.locator(POOL)).to_have_attribute(
+            "aria-label", re.compile(r"ready, \S+ unacknowledged, [2-4] workers")
+        )
+        page.wait_for_function(f"document.querySelectorAll('{LIVE} svg .lane').length >= {grown}")
+        screenshot(page, "pool-scaled-up")
+        assert_accessible(page, "the live page with the chart of a pool scaled up")
+        finish(sending)
+        # The queue quiet for the window: the pool comes back to one, and that is marked too.
+        autoscaler.wait_for_line("-> 1  down", timeout=60)
+        shrunk, why = re.search(r"workers (\d+) -> 1  (.*)$", autoscaler.said("-> 1  down")[-1]).groups()
+        scaled_down = page.locator(f'{POOL} g.scaling[data-before="{shrunk}"][data-workers="1"]')
+        expect(scaled_down.locator("title")).to_have_text(f"{shrunk} → 1 worker: {why}")
+        expect(scaled_down.locator("text.scaling-label")).to_have_text(f"{shrunk} → 1 worker")  # the newest
+        page.locator("#pool").screenshot(path=ARTIFACTS / "dashboard-pool-chart.png")
+    assert distinct_heights(page, "workers") >= 2, "the workers' line never rose"
+    assert distinct_heights(page, "ready") >= 2, "task_queue's ready line never rose"
+    expect(page.locator(f'{POOL} polyline[data-series="unacked"]').first).to_be_attached()
