@@ -155,20 +155,19 @@ def test_the_history_is_capped_by_bytes_too():
     assert message["events"][-1] == event(1000) and len(message["events"]) < 200
 
 
-def test_losing_the_broker_and_finding_another_node_is_a_gap():
-    times = iter([10.0, 12.5])
+def test_losing_the_broker_and_finding_another_node_is_no_gap_only_what_the_stream_lost_is():
+    """The dashboard reads the stream on from where it stopped (feeds.py): the time without a
+    node loses nothing. What the stream no longer held (feeds.py asks) is a gap."""
+    times = iter([10.0, 12.5, 13.0])
     hub = Hub(clock=lambda: next(times))
     hub.set_broker("rabbitmq")
     hub.set_broker(None)
     assert hub.status["broker"] is None and hub.lost_at == 10.0
     hub.set_broker("rabbitmq-2")
-    assert hub.status == {
-        "broker": "rabbitmq-2",
-        "gaps": [{"from": 10.0, "to": 12.5}],
-        "dropped": 0,
-        "out_of_time": 0,
-        "flooded": 0,
-    }
+    assert hub.status == {"broker": "rabbitmq-2", "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
+    assert hub.lost_at is None and hub.batches.gaps == []
+    hub.mark_gap(10.0, 12.5)
+    assert hub.status["gaps"] == [{"from": 10.0, "to": 12.5}] and hub.batches.gaps == [(10.0, 12.5)]
 
 
 def consumer(routing_key, **headers):
@@ -283,9 +282,12 @@ def test_a_batch_that_overlaps_a_time_the_dashboard_heard_nothing_says_its_figur
     now[0] = 1000.0
     hub.set_broker(None)  # lost at 1000
     (view,) = hub.batches.views(1001.0)
-    assert view["missed"] is True
+    assert view["missed"] is True  # nothing heard since: uncertain
     now[0] = 1003.0
-    hub.set_broker("rabbitmq-2")  # found at 1003
+    hub.set_broker("rabbitmq-2")  # found at 1003, the stream read on from where it stopped
+    (view,) = hub.batches.views(1004.0)
+    assert view["missed"] is False
+    hub.mark_gap(1000.0, 1003.0)  # but the stream no longer held some of it
     hub.add_events([started("consumer-1", "after", 1, 1010.0)])
     missed = {view["batch"]: view["missed"] for view in hub.batches.all_views(1011.0)}
     assert missed == {"before": True, "after": False}
