@@ -258,6 +258,52 @@ def test_fair_dispatch_never_shows_a_worker_holding_more_than_one_task_waiting(l
     assert len(heavy_workers) > 1  # the heavy tasks spread out (round-robin gives them all to one worker)
 
 
+TERMINAL_FIGURES = re.compile(
+    r"makespan ([\d.]+) s for (\d+) tasks on 3 workers; lower bound ([\d.]+) s \(ratio ([\d.]+)\)"
+)
+
+
+@pytest.mark.parametrize("how", ["restart", "kill"])
+def test_the_dashboard_restarted_mid_batch_then_shows_every_task_with_the_terminals_figures_and_no_gap(lab, browser,
+                                                                                                      how):  # fmt: skip
+    """It once showed tasks 19-30 of 30 as "12 tasks done", no run name, no notice: what came
+    while it was down was gone. It reads the stream lab.history now, from an hour back."""
+    name = f"dashboard-{how}-mid-batch"
+    watching = browser.new_page()
+    try:
+        watching.goto(f"http://127.0.0.1:{lab.dashboard_port}/")
+        sending = send_in_background(lab, "12", "--dots", "1", "--name", name)
+        expect(bars(watching, "done")).to_have_count(3, timeout=30_000)  # a quarter through
+    finally:
+        watching.close()
+    if how == "restart":
+        lab.compose("restart", "dashboard")
+    else:
+        lab.compose("kill", "dashboard")
+        assert lab.compose("ps", "--quiet", "dashboard").stdout.strip() == ""  # not running
+        lab.compose("start", "dashboard")
+    output = finish(sending)
+    terminal = TERMINAL_FIGURES.search(output)
+    assert terminal and terminal.group(2) == "12", output
+    makespan, _tasks, bound, ratio = terminal.groups()
+    lab.wait_for(lambda: dashboard_answers(lab), "the dashboard answers again")
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    try:
+        page.goto(f"http://127.0.0.1:{lab.dashboard_port}/")
+        run, _done = lab.saved_run(name)
+        expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
+        expect(bars(page, "done")).to_have_count(12)
+        expect(page.locator("#batch-name")).to_contain_text(f"run {name}")
+        summary = page.locator(f"{LIVE} .summary")
+        expect(summary).to_contain_text(f"12 tasks done · makespan {makespan} s · lower bound "
+                                        f"max(total/3, longest) {bound} s ({ratio}×")  # fmt: skip
+        expect(page.locator("#gaps")).to_be_hidden()
+        assert page.evaluate("window.labDashboard.status.gaps") == []
+        screenshot(page, f"{how}-mid-batch")
+    finally:
+        page.close()
+
+
 def test_a_worker_killed_mid_task_leaves_a_cut_bar_and_the_task_is_done_on_another_lane(lab, page):
     sending = send_in_background(lab, "6", "--dots", "4", "--name", "dashboard-crash")
     first = page.locator(f'{LIVE} svg g[data-task="1"][data-state="running"]')
