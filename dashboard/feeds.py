@@ -41,9 +41,10 @@ LOST = (AMQPError, OSError, TimeoutError, ChannelInvalidStateError)
 # further, as the hub keeps only the latest batches (batches.py) and matches a batch with
 # send.sh's saved run by its name, or for an unnamed one during its first hour.
 REPLAY_SECONDS = 3600
-# Stream deliveries on their way at once (a stream needs a prefetch over AMQP 0.9.1): the
-# dashboard's memory for what it has not read yet, the broker keeps the rest.
-PREFETCH = 200
+# Stream deliveries on their way at once (a stream needs a prefetch over AMQP 0.9.1): what
+# the dashboard holds unread is at most this many messages (a lab message is a few hundred
+# bytes, a forged one up to the broker's largest); the stream keeps the rest.
+PREFETCH = 20
 
 log = logging.getLogger("dashboard")
 
