@@ -88,7 +88,7 @@ class StreamPosition:
         return self.last + 1
 
     def stop(self, now):
-        """The read ended (its connection lost): what comes next was stored since the read began."""
+        """The read ended (its connection lost) at `now`: a gap found on resuming begins there."""
         if self.last is not None:
             self.stopped_at = now
 
@@ -162,7 +162,8 @@ class Follower:
         await history.consume(self.on_history, arguments={"x-stream-offset": start})
         self.hub.set_broker(host)
         node = f" (node {host})" if len(self.config.hosts) > 1 else ""
-        log.info("[*] dashboard reading %s from %s%s: open %s", HISTORY_STREAM, start, node, self.config.address)
+        where = f"offset {start} on" if isinstance(start, int) else f"{start} ago"
+        log.info("[*] dashboard reading %s from %s%s: open %s", HISTORY_STREAM, where, node, self.config.address)
         # The figures on a connection of their own: on the events' one, a declare's answer waits
         # behind every event sent before it, and a flood of events made it late, the node
         # counted as lost, and the events meanwhile were lost with the dashboard's queue.
