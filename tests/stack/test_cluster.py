@@ -160,6 +160,9 @@ def test_the_leader_killed_mid_batch_loses_nothing_and_rejoins(healthy, dashboar
     healthy.wait_for(lambda: healthy.queue()[1] == 3, "every worker consuming again")
     assert in_sync(healthy), members(healthy)  # the demo waited for the killed node to catch up
     the_page_showed_it_all(dashboard_page, run, killed, capsys)
+    dashboard_log = healthy.compose("logs", "--no-color", "dashboard", check=False).stdout
+    report(capsys, "the dashboard", {"lost its own node": f"lost broker {killed} (" in dashboard_log,
+           "read the stream on from an offset": "lab.history from offset" in dashboard_log})  # fmt: skip
 
 
 def the_page_showed_it_all(page, run, killed, capsys):
