@@ -42,9 +42,9 @@ LOST = (AMQPError, OSError, TimeoutError, ChannelInvalidStateError)
 # send.sh's saved run by its name, or for an unnamed one during its first hour.
 REPLAY_SECONDS = 3600
 # Stream deliveries on their way at once (a stream needs a prefetch over AMQP 0.9.1): what
-# the dashboard holds unread is at most this many messages (a lab message is a few hundred
-# bytes, a forged one up to the broker's largest); the stream keeps the rest.
-PREFETCH = 20
+# the dashboard holds unread is at most this many messages, the stream keeps the rest. Not
+# fewer: at 20 it read a forged flood's backlog too slowly, and a real batch after it showed late.
+PREFETCH = 200
 
 log = logging.getLogger("dashboard")
 

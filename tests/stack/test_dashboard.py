@@ -273,6 +273,7 @@ def test_the_dashboard_restarted_mid_batch_then_shows_every_task_with_the_termin
     try:
         watching.goto(f"http://127.0.0.1:{lab.dashboard_port}/")
         sending = send_in_background(lab, "12", "--dots", "1", "--name", name)
+        expect(watching.locator("#batch-name")).to_contain_text(f"run {name}")
         done_at_least(watching, 3)  # a quarter through
     finally:
         watching.close()
@@ -323,6 +324,7 @@ def close_dashboard_connections(lab):
 def test_the_dashboard_cut_off_mid_batch_reads_on_from_its_offset_and_the_page_shows_no_gap(lab, page):
     """It once marked a gap for the time it had no broker, its batch's figures "uncertain"."""
     sending = send_in_background(lab, "12", "--dots", "1", "--name", "dashboard-cut-off")
+    expect(page.locator("#batch-name")).to_contain_text("run dashboard-cut-off")
     done_at_least(page, 3)
     assert close_dashboard_connections(lab)
     lab.wait_for(lambda: "lab.history from offset" in dashboard_log(lab), "the dashboard reading on from an offset")

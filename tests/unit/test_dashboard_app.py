@@ -231,6 +231,20 @@ def test_a_flood_of_events_from_workers_the_broker_never_saw_is_cut_and_counted_
     assert hub.batches.current() == "real"  # forged batches, however many and however new, are not the current one
 
 
+def test_just_started_the_dashboard_knows_the_real_batch_of_the_streams_last_hour_by_its_saved_run(tmp_path):
+    """The broker's word on workers is heard live only: read back from the stream, every worker
+    is unseen, and a forged batch that never ends was the current one."""
+    hub = Hub(clock=lambda: 1000.0, timelines=tmp_path)
+    sending = {"event": "sending", "batch": "real", "name": "real-run", "tasks": 1, "at": 990.0}
+    done = {**started("consumer-1", "real", 1, 990.0), "event": "done", "finished": 991.0}
+    hub.add_events([sending, started("consumer-1", "real", 1, 990.0), done])
+    hub.add_events([started("forged-1", "forged", 1, 995.0)])  # never ends
+    assert hub.batches.current() == "forged"
+    (tmp_path / "real-run.json").write_text(json.dumps({"name": "real-run", "batch": "real", "events": [done]}))
+    hub.batches.all_views(1000.0)  # as a page opening gets them: the saved run found
+    assert hub.batches.current() == "real"
+
+
 def test_a_batch_sent_and_not_yet_started_does_not_hide_the_one_running():
     hub = Hub(clock=lambda: 1000.0)
     hub.add_events([started("consumer-1", "older", 1, 999.0)])
