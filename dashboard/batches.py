@@ -60,10 +60,12 @@ class Batches:
     def current(self):
         """The batch a page shows unless told otherwise: the newest running one (a batch sent
         and not yet started does not hide one that runs), else the newest with a task, else the
-        newest. Of the batches a worker the broker saw worked on, if any: a batch only forged
-        events speak of never becomes the current one."""
+        newest. Of the batches a worker the broker saw worked on, or send.sh saved, if any: a
+        batch only forged events speak of never becomes the current one. (The broker's word on
+        workers is heard live only: a dashboard that just started, having read the stream's last
+        hour, knows the real batches by their saved runs.)"""
         batches = list(self.batches.values())
-        real = [b for b in batches if b.workers & self.seen_by_broker] or batches
+        real = [b for b in batches if b.workers & self.seen_by_broker or b.saved is not None] or batches
         for candidates in ([b for b in real if b.tasks and not b.over], [b for b in real if b.tasks], real):
             if candidates:
                 return candidates[-1].id

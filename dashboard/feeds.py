@@ -1,7 +1,8 @@
 """Where the dashboard's figures come from, none of them from the management
 plugin's metrics (a deprecated feature on RabbitMQ 4.x):
 
-- the workers' events, on the fanout exchange lab.events;
+- the workers' events, read from the stream lab.history (every event of the fanout
+  exchange lab.events, kept: see StreamPosition for where it reads from);
 - the broker's own word on task_queue's consumers, on amq.rabbitmq.event
   (rabbitmq_event_exchange): a consumer attached, or gone (a worker killed
   without a word is noticed this way); consumer tags are the workers' names;
@@ -12,7 +13,8 @@ plugin's metrics (a deprecated feature on RabbitMQ 4.x):
   the queue leader's node has that figure: every node is asked.
 
 It follows one node at a time: when that node goes, the next one that answers
-(RABBITMQ_HOSTS: a cluster's nodes), and the hub marks the gap.
+(RABBITMQ_HOSTS: a cluster's nodes), and reads the stream on from where it stopped:
+nothing is missed unless the stream no longer holds it (then the hub marks the gap).
 """
 
 import asyncio
@@ -27,13 +29,22 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFou
 import door
 from lab.metrics import fetch_queue_figures
 from lab.schema import MAX_NAME
-from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, QUEUE, header_text
+from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, HISTORY_STREAM, QUEUE, header_text
 
 CONSUMER_EVENTS = {"consumer.created": "attached", "consumer.deleted": "gone"}
 QUEUES = (QUEUE, DEAD_LETTER_QUEUE)
 POLL_SECONDS = 1.0
 CALL_TIMEOUT = 5.0  # a node that takes longer to answer a connect or a declare counts as gone
 LOST = (AMQPError, OSError, TimeoutError, ChannelInvalidStateError)
+# How far back in the stream a dashboard that starts reads: an hour, so a page opened after
+# a recent batch (or a dashboard restarted in the middle of one) shows all of it; and no
+# further, as the hub keeps only the latest batches (batches.py) and matches a batch with
+# send.sh's saved run by its name, or for an unnamed one during its first hour.
+REPLAY_SECONDS = 3600
+# Stream deliveries on their way at once (a stream needs a prefetch over AMQP 0.9.1): what
+# the dashboard holds unread is at most this many messages, the stream keeps the rest. Not
+# fewer: at 20 it read a forged flood's backlog too slowly, and a real batch after it showed late.
+PREFETCH = 200
 
 log = logging.getLogger("dashboard")
 
@@ -53,12 +64,55 @@ def worker_event(routing_key, headers, now):
     return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
 
 
+class StreamPosition:
+    """Where the dashboard is in lab.history. AMQP 0.9.1 has no server-side offset tracking:
+    the dashboard keeps its own, in memory. At start it reads from REPLAY_SECONDS back (a
+    time: the broker attaches at the chunk boundary before it); after a lost connection or
+    node, from the offset after the last one it handled, so nothing is missed. A reconnect
+    may deliver a chunk again (the broker attaches at a chunk's start): offsets already
+    handled are skipped."""
+
+    def __init__(self, now):
+        self.last = None  # the last offset handled
+        self.resumed_at = None  # where a resumed read must start (None: not resumed, or checked)
+        # The earliest a message of this read can have been stored: the door's past bound is
+        # measured from it (door.py): a stream message carries no time the broker gave it.
+        self.since = now - REPLAY_SECONDS
+        self.stopped_at = None
+
+    def start(self):
+        """x-stream-offset for a new read: a time, or the next offset after the last handled."""
+        if self.last is None:
+            return f"{REPLAY_SECONDS}s"  # the broker's own "that long ago"
+        self.resumed_at = self.last + 1
+        return self.last + 1
+
+    def stop(self, now):
+        """The read ended (its connection lost) at `now`: a gap found on resuming begins there."""
+        if self.last is not None:
+            self.stopped_at = now
+
+    def take(self, offset):
+        """Whether the delivery at `offset` is new (then it is the last handled), and the offsets
+        that a resumed read skipped (the stream no longer held them: retention), if any."""
+        if self.last is not None and offset <= self.last:
+            return False, None
+        skipped = None
+        if self.resumed_at is not None:
+            if offset > self.resumed_at:
+                skipped = (self.resumed_at, offset - 1)
+            self.resumed_at = None
+        self.last = offset
+        return True, skipped
+
+
 class Follower:
     """Follows the broker, or a cluster's nodes in turn, into the hub, for ever."""
 
     def __init__(self, config, hub, connect=aio_pika.connect, queue_figures=fetch_queue_figures, sleep=asyncio.sleep):
         self.config, self.hub = config, hub
         self.connect, self.queue_figures, self.sleep = connect, queue_figures, sleep
+        self.position = StreamPosition(time.time())
 
     def hosts(self):
         """The nodes in a random order, then round and round: a dead node is skipped."""
@@ -83,6 +137,7 @@ class Follower:
             except LOST as error:
                 log.warning("[!] lost broker %s (%s); trying the next", host, error)
             finally:
+                self.position.stop(time.time())
                 self.hub.set_broker(None)
                 await close_quietly(connection)
 
@@ -93,16 +148,22 @@ class Follower:
 
     async def follow(self, connection, host):
         channel = await connection.channel()
-        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
-        # Exclusive: gone with the connection (a transient non-exclusive queue is deprecated on 4.x).
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange)
+        # The broker's consumer events: live only (not in the stream), on a queue gone with the
+        # connection (exclusive: a transient non-exclusive queue is deprecated on 4.x).
+        broker_events = await channel.declare_queue(exclusive=True, auto_delete=True)
         for key in CONSUMER_EVENTS:
-            await queue.bind(BROKER_EVENTS_EXCHANGE, key)
-        await queue.consume(self.on_message, no_ack=True)
+            await broker_events.bind(BROKER_EVENTS_EXCHANGE, key)
+        await broker_events.consume(self.on_broker_event, no_ack=True)
+        history_channel = await connection.channel()
+        await history_channel.set_qos(prefetch_count=PREFETCH)  # required on a stream (0 is refused)
+        history = await history_channel.declare_queue(HISTORY_STREAM, passive=True)  # the broker declares it
+        start = self.position.start()
+        # Manual acks (a stream refuses auto-ack): they grant credit for more, and delete nothing.
+        await history.consume(self.on_history, arguments={"x-stream-offset": start})
         self.hub.set_broker(host)
         node = f" (node {host})" if len(self.config.hosts) > 1 else ""
-        log.info("[*] dashboard following %s%s: open %s", EVENTS_EXCHANGE, node, self.config.address)
+        where = f"offset {start} on" if isinstance(start, int) else f"{start} ago"
+        log.info("[*] dashboard reading %s from %s%s: open %s", HISTORY_STREAM, where, node, self.config.address)
         # The figures on a connection of their own: on the events' one, a declare's answer waits
         # behind every event sent before it, and a flood of events made it late, the node
         # counted as lost, and the events meanwhile were lost with the dashboard's queue.
@@ -146,15 +207,27 @@ class Follower:
                              "unacked": prometheus.get(name, {}).get("messages_unacked")}  # fmt: skip
         return figures, channel
 
-    async def on_message(self, message):
-        if message.exchange == BROKER_EVENTS_EXCHANGE:
-            event = worker_event(message.routing_key, message.headers or {}, time.time())
-            if event:
-                self.hub.add_events([event])
-            return
-        if len(message.body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(message.body)):
+    async def on_broker_event(self, message):
+        event = worker_event(message.routing_key, message.headers or {}, time.time())
+        if event:
+            self.hub.add_events([event])
+
+    async def on_history(self, message):
+        offset = (message.headers or {}).get("x-stream-offset")
+        if isinstance(offset, int) and not isinstance(offset, bool):
+            new, skipped = self.position.take(offset)
+            if skipped:
+                log.warning("[!] offsets %d to %d are no longer in %s: their events are missed", *skipped,
+                            HISTORY_STREAM)  # fmt: skip
+                self.hub.mark_gap(self.position.stopped_at, time.time())
+            if new:
+                self.read(message.body)
+        await message.ack()  # credit for the next; a stream deletes nothing
+
+    def read(self, body):
+        if len(body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(body)):
             return  # a flood: dropped unread, counted
-        events, dropped, out_of_time = door.read_message(message.body, time.time())
+        events, dropped, out_of_time = door.read_message(body, time.time(), since=self.position.since)
         self.hub.drop(dropped, out_of_time)
         if events:
             self.hub.add_events(events)

@@ -157,17 +157,26 @@ class Hub:
         self.tell(self.number(), self.latest_queues)
 
     def set_broker(self, host):
-        """The node followed now, or None while none is: the time without one is a gap in the events."""
+        """The node followed now, or None while none is. While none is, no events come (the page
+        says since when); once one is again, the dashboard reads on in the stream from where it
+        stopped (feeds.py), so the time without one is no gap: only mark_gap makes one."""
         if host is None and self.status["broker"] is not None:
             self.lost_at = self.clock()
             self.batches.gaps = [*self.batches.gaps, (self.lost_at, None)][-GAPS_KEPT:]
         elif host is not None and self.lost_at is not None:
-            self.status["gaps"] = [*self.status["gaps"], {"from": self.lost_at, "to": self.clock()}][-GAPS_KEPT:]
             self.batches.gaps = [(gap["from"], gap["to"]) for gap in self.status["gaps"]]
             self.lost_at = None
         if host != self.status["broker"]:
             self.status["broker"] = host
             self.tell_status()
+
+    def mark_gap(self, start, end):
+        """Events the dashboard never heard, from `start` to `end` (the stream no longer held them)."""
+        self.status["gaps"] = [*self.status["gaps"], {"from": start, "to": end}][-GAPS_KEPT:]
+        self.batches.gaps = [(gap["from"], gap["to"]) for gap in self.status["gaps"]]
+        if self.lost_at is not None:
+            self.batches.gaps = [*self.batches.gaps, (self.lost_at, None)][-GAPS_KEPT:]
+        self.tell_status()
 
     def tell_batches(self):
         """Each batch's figures that changed or go on changing (batches.py), to every page."""

@@ -155,20 +155,19 @@ def test_the_history_is_capped_by_bytes_too():
     assert message["events"][-1] == event(1000) and len(message["events"]) < 200
 
 
-def test_losing_the_broker_and_finding_another_node_is_a_gap():
-    times = iter([10.0, 12.5])
+def test_losing_the_broker_and_finding_another_node_is_no_gap_only_what_the_stream_lost_is():
+    """The dashboard reads the stream on from where it stopped (feeds.py): the time without a
+    node loses nothing. What the stream no longer held (feeds.py asks) is a gap."""
+    times = iter([10.0, 12.5, 13.0])
     hub = Hub(clock=lambda: next(times))
     hub.set_broker("rabbitmq")
     hub.set_broker(None)
     assert hub.status["broker"] is None and hub.lost_at == 10.0
     hub.set_broker("rabbitmq-2")
-    assert hub.status == {
-        "broker": "rabbitmq-2",
-        "gaps": [{"from": 10.0, "to": 12.5}],
-        "dropped": 0,
-        "out_of_time": 0,
-        "flooded": 0,
-    }
+    assert hub.status == {"broker": "rabbitmq-2", "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
+    assert hub.lost_at is None and hub.batches.gaps == []
+    hub.mark_gap(10.0, 12.5)
+    assert hub.status["gaps"] == [{"from": 10.0, "to": 12.5}] and hub.batches.gaps == [(10.0, 12.5)]
 
 
 def consumer(routing_key, **headers):
@@ -232,6 +231,20 @@ def test_a_flood_of_events_from_workers_the_broker_never_saw_is_cut_and_counted_
     assert hub.batches.current() == "real"  # forged batches, however many and however new, are not the current one
 
 
+def test_just_started_the_dashboard_knows_the_real_batch_of_the_streams_last_hour_by_its_saved_run(tmp_path):
+    """The broker's word on workers is heard live only: read back from the stream, every worker
+    is unseen, and a forged batch that never ends was the current one."""
+    hub = Hub(clock=lambda: 1000.0, timelines=tmp_path)
+    sending = {"event": "sending", "batch": "real", "name": "real-run", "tasks": 1, "at": 990.0}
+    done = {**started("consumer-1", "real", 1, 990.0), "event": "done", "finished": 991.0}
+    hub.add_events([sending, started("consumer-1", "real", 1, 990.0), done])
+    hub.add_events([started("forged-1", "forged", 1, 995.0)])  # never ends
+    assert hub.batches.current() == "forged"
+    (tmp_path / "real-run.json").write_text(json.dumps({"name": "real-run", "batch": "real", "events": [done]}))
+    hub.batches.all_views(1000.0)  # as a page opening gets them: the saved run found
+    assert hub.batches.current() == "real"
+
+
 def test_a_batch_sent_and_not_yet_started_does_not_hide_the_one_running():
     hub = Hub(clock=lambda: 1000.0)
     hub.add_events([started("consumer-1", "older", 1, 999.0)])
@@ -283,9 +296,12 @@ def test_a_batch_that_overlaps_a_time_the_dashboard_heard_nothing_says_its_figur
     now[0] = 1000.0
     hub.set_broker(None)  # lost at 1000
     (view,) = hub.batches.views(1001.0)
-    assert view["missed"] is True
+    assert view["missed"] is True  # nothing heard since: uncertain
     now[0] = 1003.0
-    hub.set_broker("rabbitmq-2")  # found at 1003
+    hub.set_broker("rabbitmq-2")  # found at 1003, the stream read on from where it stopped
+    (view,) = hub.batches.views(1004.0)
+    assert view["missed"] is False
+    hub.mark_gap(1000.0, 1003.0)  # but the stream no longer held some of it
     hub.add_events([started("consumer-1", "after", 1, 1010.0)])
     missed = {view["batch"]: view["missed"] for view in hub.batches.all_views(1011.0)}
     assert missed == {"before": True, "after": False}

@@ -123,6 +123,17 @@ def test_an_hour_long_task_done_now_is_in_the_window():
     assert door.read_message(json.dumps([long_task]).encode(), T + 1) == ([long_task], 0, 0)
 
 
+def test_read_from_the_stream_an_event_is_measured_from_when_the_read_started_not_when_it_arrived():
+    """Stored a day and a half before it is read (the read started from two days back: a
+    resumed read after an outage): in the window from the read's start; 1970 still is not."""
+    stored = {**GOOD[2], "started": T - 36 * 3600, "finished": T - 36 * 3600 + 3, "at": T - 36 * 3600 + 3}
+    body = json.dumps([stored, {**stored, "started": 1}]).encode()
+    assert door.read_message(body, T) == ([], 0, 2)
+    assert door.read_message(body, T, since=T - 48 * 3600) == ([stored], 0, 1)
+    future = {**GOOD[2], "finished": T + 3600}
+    assert door.read_message(json.dumps([future]).encode(), T, since=T - 3600) == ([], 0, 1)
+
+
 @pytest.mark.parametrize("login", [("guest", "guest"), ("guest", "mine"), ("mine", "guest")])
 def test_beyond_loopback_with_a_guest_login_the_dashboard_refuses_to_start_in_one_line(monkeypatch, capsys, login):
     monkeypatch.setattr(serve, "create_app", lambda: pytest.fail("started"))

@@ -1,10 +1,11 @@
 """The dashboard follows a cluster (issue 17): when its node goes it connects to the next
-that answers, and the hub marks the time without events. A fake connect stands in for
-aio-pika; tests/stack/test_dashboard.py follows a real broker."""
+that answers, and reads the stream lab.history on from where it stopped (issue 36). A fake
+connect stands in for aio-pika; tests/stack/test_dashboard.py follows a real broker."""
 
 import asyncio
 import json
 import random
+import time
 
 import pytest
 from aiormq.exceptions import ProbableAuthenticationError
@@ -69,13 +70,13 @@ def test_config_takes_a_clusters_nodes_from_rabbitmq_hosts_like_the_workers():
     assert Config.from_env({**ENV, "RABBITMQ_HOSTS": "", "RABBITMQ_HOST": "broker"}).hosts == ("broker",)
 
 
-def test_when_its_node_dies_it_follows_the_next_that_answers_and_marks_the_gap(monkeypatch):
+def test_when_its_node_dies_it_follows_the_next_that_answers_and_marks_no_gap(monkeypatch):
     follower, hub, tried, slept, followed = follower_and(monkeypatch, dead={"rabbitmq-2"})
     run(follower)
     assert tried == ["rabbitmq", "rabbitmq-2", "rabbitmq-3", "rabbitmq"]
     assert [c.host for c in followed] == ["rabbitmq", "rabbitmq-3", "rabbitmq"]
     assert all(c.closed for c in followed)
-    assert len(hub.status["gaps"]) == 2 and all(g["from"] <= g["to"] for g in hub.status["gaps"])
+    assert hub.status["gaps"] == []  # it reads the stream on from where it stopped: nothing missed
     assert slept == []  # a node answered in each round: no waiting
 
 
@@ -179,3 +180,124 @@ def test_the_unacked_count_comes_from_the_node_that_has_it():
     follower = feeds.Follower(Config.from_env(ENV), hub, queue_figures=queue_figures)
     found, _channel = asyncio.run(follower.figures(figures, figures, "rabbitmq"))
     assert found["task_queue"]["unacked"] == 2
+
+
+def delivery(offset, *events):
+    """A stream delivery as aio-pika hands it over: its offset in a header, acked by the reader."""
+
+    class Delivery:
+        headers, body, acked = {"x-stream-offset": offset}, json.dumps(list(events)).encode(), False
+
+        async def ack(self):
+            self.acked = True
+
+    return Delivery()
+
+
+def attached(worker, at):
+    return {"event": "attached", "worker": worker, "prefetch": 1, "at": at}
+
+
+class StreamChannel:
+    """Enough of an aio-pika connection and channel for follow: it records the stream's
+    consumer (its prefetch, its x-stream-offset), then the node dies."""
+
+    def __init__(self, reads):
+        self.reads, self.connected = reads, asyncio.Event()
+
+    async def channel(self):
+        return self
+
+    async def set_qos(self, prefetch_count):
+        self.prefetch = prefetch_count
+
+    async def declare_queue(self, name=None, passive=False, **_):
+        return StreamQueue(self, name, passive)
+
+
+class StreamQueue:
+    def __init__(self, channel, name, passive):
+        self.channel, self.name, self.passive = channel, name, passive
+
+    async def bind(self, exchange, key):
+        pass
+
+    async def consume(self, callback, no_ack=False, arguments=None):
+        if self.name == "lab.history":
+            self.channel.reads.append({"prefetch": self.channel.prefetch, "no_ack": no_ack, "passive": self.passive,
+                                       **arguments})  # fmt: skip
+
+
+def test_it_reads_the_stream_from_an_hour_back_then_on_from_the_offset_after_the_last_it_handled():
+    reads, hub = [], Hub()
+
+    async def figures_connection_refused(url, **_):
+        raise ConnectionResetError("node gone")  # ends the session once the stream is read
+
+    follower = feeds.Follower(Config.from_env(ENV), hub, connect=figures_connection_refused)
+
+    async def session():
+        with pytest.raises(ConnectionResetError):
+            await follower.follow(StreamChannel(reads), "rabbitmq")
+        for offset in (0, 1, 2):
+            await follower.on_history(delivery(offset, attached(f"consumer-{offset}", time.time())))
+        follower.position.stop(time.time())  # its node lost
+        with pytest.raises(ConnectionResetError):
+            await follower.follow(StreamChannel(reads), "rabbitmq-2")
+
+    asyncio.run(session())
+    # A prefetch (a stream refuses none), manual acks, the stream the broker declared.
+    assert reads == [{"prefetch": feeds.PREFETCH, "no_ack": False, "passive": True, "x-stream-offset": "3600s"},
+                     {"prefetch": feeds.PREFETCH, "no_ack": False, "passive": True, "x-stream-offset": 3}]  # fmt: skip
+    assert follower.position.since <= time.time() - 3600 + 1  # the door measures replayed events from there
+
+
+def test_a_chunk_delivered_again_after_a_reconnect_is_read_once_and_every_delivery_acked():
+    hub = Hub()
+    follower = feeds.Follower(Config.from_env(ENV), hub)
+    now = time.time()
+    first = [delivery(n, attached(f"consumer-{n}", now)) for n in range(3)]
+    # Resumed at 3, the broker attaches at the chunk's start: 1 and 2 again, then 3.
+    again = [delivery(n, attached(f"consumer-{n}", now)) for n in (1, 2, 3)]
+
+    async def read():
+        for message in first:
+            await follower.on_history(message)
+        follower.position.stop(now)
+        assert follower.position.start() == 3
+        for message in again:
+            await follower.on_history(message)
+
+    asyncio.run(read())
+    workers = [event["worker"] for _n, text in hub.history for event in json.loads(f"[{text}]")]
+    assert workers == ["consumer-0", "consumer-1", "consumer-2", "consumer-3"]
+    assert all(message.acked for message in first + again)  # credit for more: a stream deletes nothing
+    assert hub.status["gaps"] == [] and follower.position.last == 3
+
+
+def test_offsets_the_stream_no_longer_holds_when_it_resumes_are_a_gap():
+    hub = Hub()
+    follower = feeds.Follower(Config.from_env(ENV), hub)
+    now = time.time()
+
+    async def read():
+        await follower.on_history(delivery(0, attached("consumer-1", now)))
+        follower.position.stop(now - 5)
+        follower.position.start()
+        await follower.on_history(delivery(40, attached("consumer-2", now)))  # 1 to 39: gone (retention)
+        await follower.on_history(delivery(41, attached("consumer-3", now)))
+
+    asyncio.run(read())
+    (gap,) = hub.status["gaps"]
+    assert gap["from"] == now - 5 and gap["to"] >= now
+    assert follower.position.last == 41
+
+
+def test_a_forged_event_in_the_stream_is_refused_by_the_schema_and_an_old_one_kept():
+    hub = Hub()
+    follower = feeds.Follower(Config.from_env(ENV), hub)
+    replayed = attached("consumer-1", time.time() - 3000)  # stored 50 minutes ago, read at start
+    forged = {"event": "attached", "worker": "<img src=x>", "prefetch": "one", "at": time.time()}
+    asyncio.run(follower.on_history(delivery(0, replayed, forged)))
+    assert [json.loads(f"[{text}]") for _n, text in hub.history] == [[replayed]]
+    assert hub.status["dropped"] == 1 and hub.status["out_of_time"] == 0
