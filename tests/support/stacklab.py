@@ -94,11 +94,16 @@ class Lab(LabStack):
         return run, {int(task_number(id_)): record for id_, record in done_by_task(run["events"]).items()}
 
     def up(self, consumers=CONSUMERS, *extra):
-        """The stack as the tests expect it: every service running, `consumers` workers attached.
-        Skips `compose up --wait` (seconds) when that is already so."""
-        if not extra and self.is_up(consumers):
+        """The stack as the tests expect it: every service running, `consumers` workers attached,
+        named consumer-1 to consumer-N (a module that scaled the pool, the autoscaler's, may leave
+        other numbers: they are made again). Skips `compose up --wait` (seconds) when all is so."""
+        named = {f"consumer-{number}" for number in range(1, consumers + 1)}
+        if not extra and self.is_up(consumers) and set(self.worker_names()) == named:
             return
         self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
+        if set(self.worker_names()) != named:
+            self.compose("rm", "--stop", "--force", "consumer")
+            self.compose("up", "--detach", "--wait", "--scale", f"consumer={consumers}", *extra)
         self.wait_for(lambda: self.queue()[1] == consumers, f"{consumers} consumers attached")
 
     def is_up(self, consumers):
