@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -31,39 +32,44 @@ def ui_figures(lab):
     lab.compose("up", "--detach", "--wait", "--scale", f"consumer={CONSUMERS}")  # the tests' broker again
 
 
-@NEEDS_CHROMIUM
-def test_queues_page_shows_task_queue_with_its_consumers(ui_figures):
-    lab = ui_figures
-    base = f"http://127.0.0.1:{lab.management_port}"
+@contextmanager
+def queues_page(lab):
+    """The management UI's Queues and Streams page in Chromium, logged in as the lab's user."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(base + "/")
+            page.goto(f"http://127.0.0.1:{lab.management_port}/")
             page.fill("input[name=username]", lab.user)
             page.fill("input[name=password]", lab.password)
             page.click("input[type=submit]")
             expect(page.locator("#logout")).to_be_visible()
-
-            page.goto(base + "/#/queues")
-            row = page.locator("table.list tbody tr", has_text="task_queue")
-            expect(row).to_be_visible()
-            expect(row).to_contain_text("quorum")
-            ready = row.locator("td").nth(5)  # the page fills in the figures on its next refresh
-            expect(ready).to_have_text(re.compile(r"^\d+$"), timeout=20_000)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=ARTIFACTS / "management-ui-queues.png", full_page=True)
-
-            row.get_by_role("link", name="task_queue").click()
-            page.get_by_text(f"Consumers ({CONSUMERS})").click()
-            consumers = page.locator("#main")
-            workers = lab.worker_names()
-            assert len(workers) == CONSUMERS, workers
-            for worker in workers:  # consumers are listed by worker name
-                expect(consumers).to_contain_text(worker)
-            page.screenshot(path=ARTIFACTS / "management-ui-task_queue.png", full_page=True)
+            page.goto(f"http://127.0.0.1:{lab.management_port}/#/queues")
+            yield page
         finally:
             browser.close()
+
+
+@NEEDS_CHROMIUM
+def test_queues_page_shows_task_queue_with_its_consumers(ui_figures):
+    lab = ui_figures
+    with queues_page(lab) as page:
+        row = page.locator("table.list tbody tr", has_text="task_queue")
+        expect(row).to_be_visible()
+        expect(row).to_contain_text("quorum")
+        ready = row.locator("td").nth(5)  # the page fills in the figures on its next refresh
+        expect(ready).to_have_text(re.compile(r"^\d+$"), timeout=20_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "management-ui-queues.png", full_page=True)
+
+        row.get_by_role("link", name="task_queue").click()
+        page.get_by_text(f"Consumers ({CONSUMERS})").click()
+        consumers = page.locator("#main")
+        workers = lab.worker_names()
+        assert len(workers) == CONSUMERS, workers
+        for worker in workers:  # consumers are listed by worker name
+            expect(consumers).to_contain_text(worker)
+        page.screenshot(path=ARTIFACTS / "management-ui-task_queue.png", full_page=True)
 
 
 @pytest.fixture
@@ -94,24 +100,12 @@ def test_without_metrics_the_ui_still_shows_each_queues_message_counts(lab, thre
 
     lab.wait_for(lambda: totals() == (3, 2, 1), "ui_totals read 3 / 2 / 1 in /api/queues", timeout=30)
     assert lab.management("consumers")[0] == 400  # still absent in this mode, as docs/dashboard.md says
-    base = f"http://127.0.0.1:{lab.management_port}"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(base + "/")
-            page.fill("input[name=username]", lab.user)
-            page.fill("input[name=password]", lab.password)
-            page.click("input[type=submit]")
-            expect(page.locator("#logout")).to_be_visible()
-            page.goto(base + "/#/queues")
-            row = page.locator("table.list tbody tr", has_text=three_held_one)
-            expect(row).to_contain_text("quorum")
-            cells = row.locator("td")  # vhost, name, type, features, state, ready, unacked, total
-            expect(cells.nth(5)).to_have_text("2", timeout=20_000)
-            expect(cells.nth(6)).to_have_text("1")
-            expect(cells.nth(7)).to_have_text("3")
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=ARTIFACTS / "management-ui-queues-without-metrics.png", full_page=True)
-        finally:
-            browser.close()
+    with queues_page(lab) as page:
+        row = page.locator("table.list tbody tr", has_text=three_held_one)
+        expect(row).to_contain_text("quorum")
+        cells = row.locator("td")  # vhost, name, type, features, state, ready, unacked, total
+        expect(cells.nth(5)).to_have_text("2", timeout=20_000)
+        expect(cells.nth(6)).to_have_text("1")
+        expect(cells.nth(7)).to_have_text("3")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "management-ui-queues-without-metrics.png", full_page=True)
