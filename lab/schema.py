@@ -41,6 +41,7 @@ and one event from the autoscaler (scripts/autoscale.sh), without a worker, at e
               workers; the pool went from "before" to "workers" (the same: kept), and "why"
 """
 
+import json
 import math
 
 TASK_RECORDS = ("started", "done", "rejected", "cut")
@@ -148,3 +149,19 @@ def _problems(item, event):
             yield f"{kind}: bad {name}"
     for name in sorted(set(item) - set(required) - set(optional) - {"event"}):
         yield f"{kind}: unknown field {name[:40]!r}"
+
+
+MAX_BODY_BYTES = 1 << 20  # a message on lab.events: a worker's group of events is far smaller
+
+
+def events_of(body):
+    """(the events of one lab.events message, or stream message, that pass the schema, how
+    many did not): anyone with the lab's login can publish there, so nothing else is kept."""
+    try:
+        events = json.loads(body) if len(body) <= MAX_BODY_BYTES else None
+    except (ValueError, RecursionError):  # RecursionError: deep nesting, e.g. 100,000 "["
+        events = None
+    if not isinstance(events, list):
+        return [], 1
+    kept = [event for event in events if problem(event, event=True) is None]
+    return kept, len(events) - len(kept)

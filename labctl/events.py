@@ -4,18 +4,15 @@ everything the workers and the producer say from then on. Every event is checked
 against the schema (anything on the exchange may be sent by anyone); one that fails
 is dropped."""
 
-import json
 import time
 
 import pika
 from pika.exceptions import AMQPError
 
 from lab.brokers import short_error
-from lab.schema import problem
+from lab.schema import events_of
 from lab.topology import EVENTS_EXCHANGE, declare_events_exchange
 from labctl.docker import DOCTOR, Stop
-
-MAX_MESSAGE_BYTES = 1_000_000  # a worker's group of events is far smaller
 
 
 class Events:
@@ -40,7 +37,7 @@ class Events:
             if method is None:
                 self.connection.sleep(min(left, 0.1))
                 continue
-            new += [event for event in _events(body) if problem(event, event=True) is None]
+            new += events_of(body)[0]
         self.heard += new
         return new
 
@@ -60,13 +57,3 @@ class Events:
             self.connection.close()
         except (AMQPError, OSError):
             pass  # the broker is gone (a demo restarted or killed it): nothing to close
-
-
-def _events(body):
-    if len(body) > MAX_MESSAGE_BYTES:
-        return []
-    try:
-        events = json.loads(body)
-    except ValueError:
-        return []
-    return events if isinstance(events, list) else []

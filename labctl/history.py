@@ -6,7 +6,6 @@ readers do not compete for messages as task_queue's workers do). Each line: the
 event's offset in the stream, when it happened, who, what, and which task.
 """
 
-import json
 import re
 import signal
 import sys
@@ -15,7 +14,7 @@ from datetime import datetime
 
 import pika
 
-from lab.schema import problem
+from lab.schema import events_of
 from lab.text import terminal_text
 from lab.topology import HISTORY_STREAM
 from labctl import cluster, settings
@@ -38,7 +37,6 @@ Changes: nothing: reading a stream removes nothing from it."""
 NAMED_OFFSETS = ("first", "last", "next")
 AGE = re.compile(r"[1-9][0-9]*[smhD]")  # the broker's own syntax for "that long ago"
 PREFETCH = 500  # a stream needs one (0 is refused): how many events are on their way at once
-MAX_BODY_BYTES = 1 << 20  # as the dashboard's door: anyone with the lab's login can publish
 
 
 def stream_offset(text, now=None):
@@ -58,18 +56,6 @@ def stream_offset(text, now=None):
     if moment > (now or datetime.now().astimezone()):
         raise ValueError(f"--from {text} is in the future: nothing has happened then yet")
     return moment
-
-
-def events_of(body):
-    """(the events of one stream message that pass lab/schema.py, how many did not)."""
-    try:
-        events = json.loads(body) if len(body) <= MAX_BODY_BYTES else None
-    except (ValueError, RecursionError):
-        events = None
-    if not isinstance(events, list):
-        return [], 1
-    kept = [event for event in events if problem(event, event=True) is None]
-    return kept, len(events) - len(kept)
 
 
 def line(offset, event):

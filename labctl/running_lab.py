@@ -134,7 +134,7 @@ class Broker:
                 method, _properties, body = self.channel.basic_get(self.events_queue, auto_ack=True)
                 if method is None:
                     break
-                heard += valid_events(body)
+                heard += schema.events_of(body)[0]
         except (AMQPError, OSError, AttributeError):
             self.close()  # the next read opens it again
         return heard
@@ -157,17 +157,6 @@ class Broker:
 
 def is_login_refused(exc):
     return isinstance(exc, (ProbableAuthenticationError, ProbableAccessDeniedError))
-
-
-def valid_events(body):
-    """The events of a lab.events message that pass the schema (anything else is dropped)."""
-    if len(body) > MAX_BODY_BYTES:
-        return []
-    try:
-        events = json.loads(body)
-    except (ValueError, RecursionError):
-        return []
-    return [e for e in events if schema.problem(e, event=True) is None] if isinstance(events, list) else []
 
 
 # --- The pool: docker compose, on the host --------------------------------------------

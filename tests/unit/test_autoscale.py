@@ -10,7 +10,7 @@ import pytest
 from lab import schema
 from labctl import autoscale
 from labctl.autoscale import parse
-from labctl.running_lab import Unreachable, lab_settings, valid_events
+from labctl.running_lab import Unreachable, lab_settings
 from labctl.scaling import Rule
 
 
@@ -124,9 +124,9 @@ def test_a_failed_compose_call_is_said_and_the_loop_goes_on():
 
 def test_events_off_the_schema_or_not_json_are_dropped():
     good = {"event": "leaving", "worker": "consumer-1", "at": 1.0}
-    assert valid_events(json.dumps([good, {"event": "cut"}, "x"]).encode()) == [good]
-    assert valid_events(b"not json") == []
-    assert valid_events(json.dumps({"event": "leaving"}).encode()) == []
+    assert schema.events_of(json.dumps([good, {"event": "cut"}, "x"]).encode())[0] == [good]
+    assert schema.events_of(b"not json")[0] == []
+    assert schema.events_of(json.dumps({"event": "leaving"}).encode())[0] == []
 
 
 def compose_config(services):

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from lab import schema
 from labctl import history
 
 NOW = datetime(2026, 12, 7, 10, 0).astimezone()
@@ -48,11 +49,11 @@ def test_a_time_in_the_future_is_refused():
 
 def test_a_forged_event_in_the_stream_is_still_refused_by_the_schema():
     forged = [DONE, {**DONE, "html": "<b>x</b>"}, {**DONE, "started": "soon"}, {"event": "gone", "worker": "w"}]
-    kept, refused = history.events_of(json.dumps(forged).encode())
+    kept, refused = schema.events_of(json.dumps(forged).encode())
     assert kept == [DONE] and refused == 3
-    assert history.events_of(b"[" * 100_000) == ([], 1)
-    assert history.events_of(b" " * (history.MAX_BODY_BYTES + 1)) == ([], 1)
-    assert history.events_of(b'{"event": "done"}') == ([], 1)
+    assert schema.events_of(b"[" * 100_000) == ([], 1)
+    assert schema.events_of(b" " * (schema.MAX_BODY_BYTES + 1)) == ([], 1)
+    assert schema.events_of(b'{"event": "done"}') == ([], 1)
 
 
 def test_an_event_is_a_line_of_text_with_its_offset_who_what_and_which_task():

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lab import schema
 from lab.marks import add_mark, read_marks
 from labctl import cluster, events, settings
 
@@ -58,7 +59,7 @@ def received(number, worker="consumer-2"):
 def test_events_that_fail_the_schema_or_come_too_big_are_dropped():
     forged = {**received(1), "worker": "<script>" * 100}  # a name longer than the schema allows
     bodies = [b"not json", json.dumps({"not": "a list"}).encode(), json.dumps([forged]).encode(),
-              b"[" + b" " * events.MAX_MESSAGE_BYTES + b"]", json.dumps([received(2)]).encode()]  # fmt: skip
+              b"[" + b" " * schema.MAX_BODY_BYTES + b"]", json.dumps([received(2)]).encode()]  # fmt: skip
     heard = hearing(bodies)
     found = heard.wait_for(lambda event: event["event"] == "received", time.monotonic() + 2)
     assert found["message_id"] == "b1.2" and heard.heard == [found]
