@@ -35,11 +35,23 @@ def ui_figures(lab):
 @contextmanager
 def queues_page(lab):
     """The management UI's Queues and Streams page in Chromium, logged in as the lab's user."""
+    # The page asks /api/version as it loads (and reloads itself once to remember it); a broker
+    # just re-created may take connections before its API answers.
+    lab.wait_for(lambda: lab.management("version")[0] == 200, "the management API answers", timeout=60)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{lab.management_port}/")
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{lab.management_port}/", wait_until="networkidle")
+            login = page.locator("input[name=username]")
+            try:
+                expect(login).to_be_visible(timeout=20_000)
+            except AssertionError:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=ARTIFACTS / "management-ui-no-login-form.png", full_page=True)
+                raise AssertionError(f"no login form on the management UI; the page's errors: {errors}") from None
             page.fill("input[name=username]", lab.user)
             page.fill("input[name=password]", lab.password)
             page.click("input[type=submit]")
