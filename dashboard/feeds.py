@@ -1,11 +1,12 @@
 """Where the dashboard's figures come from, none of them from the management
 plugin's metrics (a deprecated feature on RabbitMQ 4.x):
 
-- the workers' events, read from the stream lab.history (every event of the fanout
-  exchange lab.events, kept: see StreamPosition for where it reads from);
-- the broker's own word on task_queue's consumers, on amq.rabbitmq.event
-  (rabbitmq_event_exchange): a consumer attached, or gone (a worker killed
-  without a word is noticed this way); consumer tags are the workers' names;
+- the stream lab.history (see StreamPosition for where it reads from), which keeps
+  every event of the fanout exchange lab.events (the workers' and send.sh's), and the
+  broker's own word on task_queue's consumers (amq.rabbitmq.event, through
+  lab.consumer-events): a consumer attached, or gone (a worker killed without a word
+  is noticed this way); consumer tags are the workers' names. Read back after a
+  restart, the broker's word still tells the real workers from forged names;
 - every second while a page is open, each queue's ready count and consumer
   count by AMQP passive declare (exact; a connection of their own), and its
   unacknowledged count from the rabbitmq_prometheus endpoint (a quorum
@@ -28,10 +29,9 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFou
 
 import door
 from lab.metrics import fetch_queue_figures
-from lab.schema import MAX_NAME
-from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, HISTORY_STREAM, QUEUE, header_text
+from lab.schema import consumer_event
+from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, HISTORY_STREAM, QUEUE
 
-CONSUMER_EVENTS = {"consumer.created": "attached", "consumer.deleted": "gone"}
 QUEUES = (QUEUE, DEAD_LETTER_QUEUE)
 POLL_SECONDS = 1.0
 CALL_TIMEOUT = 5.0  # a node that takes longer to answer a connect or a declare counts as gone
@@ -47,21 +47,6 @@ REPLAY_SECONDS = 3600
 PREFETCH = 200
 
 log = logging.getLogger("dashboard")
-
-
-def worker_event(routing_key, headers, now):
-    """A consumer of task_queue attached or gone, from an amq.rabbitmq.event message,
-    as a page event; None for anything else."""
-
-    def text(name):
-        return header_text(headers.get(name))
-
-    kind, tag = CONSUMER_EVENTS.get(routing_key), text("consumer_tag")
-    if kind is None or text("vhost") != "/" or text("queue") != QUEUE or not isinstance(tag, str) or not tag:
-        return None
-    stamp = headers.get("timestamp_in_ms")
-    at = stamp / 1000 if isinstance(stamp, int) and not isinstance(stamp, bool) else now
-    return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
 
 
 class StreamPosition:
@@ -148,15 +133,8 @@ class Follower:
 
     async def follow(self, connection, host):
         channel = await connection.channel()
-        # The broker's consumer events: live only (not in the stream), on a queue gone with the
-        # connection (exclusive: a transient non-exclusive queue is deprecated on 4.x).
-        broker_events = await channel.declare_queue(exclusive=True, auto_delete=True)
-        for key in CONSUMER_EVENTS:
-            await broker_events.bind(BROKER_EVENTS_EXCHANGE, key)
-        await broker_events.consume(self.on_broker_event, no_ack=True)
-        history_channel = await connection.channel()
-        await history_channel.set_qos(prefetch_count=PREFETCH)  # required on a stream (0 is refused)
-        history = await history_channel.declare_queue(HISTORY_STREAM, passive=True)  # the broker declares it
+        await channel.set_qos(prefetch_count=PREFETCH)  # required on a stream (0 is refused)
+        history = await channel.declare_queue(HISTORY_STREAM, passive=True)  # the broker declares it
         start = self.position.start()
         # Manual acks (a stream refuses auto-ack): they grant credit for more, and delete nothing.
         await history.consume(self.on_history, arguments={"x-stream-offset": start})
@@ -207,11 +185,6 @@ class Follower:
                              "unacked": prometheus.get(name, {}).get("messages_unacked")}  # fmt: skip
         return figures, channel
 
-    async def on_broker_event(self, message):
-        event = worker_event(message.routing_key, message.headers or {}, time.time())
-        if event:
-            self.hub.add_events([event])
-
     async def on_history(self, message):
         offset = (message.headers or {}).get("x-stream-offset")
         if isinstance(offset, int) and not isinstance(offset, bool):
@@ -220,7 +193,11 @@ class Follower:
                 log.warning("[!] offsets %d to %d are no longer in %s: their events are missed", *skipped,
                             HISTORY_STREAM)  # fmt: skip
                 self.hub.mark_gap(self.position.stopped_at, time.time())
-            if new:
+            if new and message.exchange == BROKER_EVENTS_EXCHANGE:  # only the broker publishes there
+                event = consumer_event(message.routing_key, message.headers or {}, time.time())
+                if event:
+                    self.hub.add_events([event])
+            elif new:
                 self.read(message.body)
         await message.ack()  # credit for the next; a stream deletes nothing
 

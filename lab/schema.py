@@ -30,6 +30,9 @@ text cut to TASK_TEXT_SHOWN characters; and
     gone      the broker lost the worker's consumer without a word (the
               dashboard makes this one from the broker's own events)
 
+The broker's own word on task_queue's consumers (attached, gone: consumer_event) is an
+event too, with "broker": true; the stream lab.history keeps them beside the workers'.
+
 and one event from the producer, without a worker:
 
     sending   send.sh is about to send "tasks" tasks of "batch", saved with
@@ -43,6 +46,8 @@ and one event from the autoscaler (scripts/autoscale.sh), without a worker, at e
 
 import json
 import math
+
+from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
 
 TASK_RECORDS = ("started", "done", "rejected", "cut")
 TASK_EVENTS = ("received", *TASK_RECORDS)
@@ -165,3 +170,30 @@ def events_of(body):
         return [], 1
     kept = [event for event in events if problem(event, event=True) is None]
     return kept, len(events) - len(kept)
+
+
+CONSUMER_EVENTS = {"consumer.created": "attached", "consumer.deleted": "gone"}
+
+
+def consumer_event(routing_key, headers, now):
+    """A consumer of task_queue attached or gone, from a message of amq.rabbitmq.event (the
+    broker's own, which no client can publish to), as an event; None for anything else."""
+
+    def text(name):
+        return header_text(headers.get(name))
+
+    kind, tag = CONSUMER_EVENTS.get(routing_key), text("consumer_tag")
+    if kind is None or text("vhost") != "/" or text("queue") != QUEUE or not isinstance(tag, str) or not tag:
+        return None
+    stamp = headers.get("timestamp_in_ms")
+    at = stamp / 1000 if isinstance(stamp, int) and not isinstance(stamp, bool) else now
+    return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
+
+
+def history_events(exchange, routing_key, headers, body, now):
+    """(the events of one message of the stream lab.history, how many were refused): the
+    workers' and send.sh's events of lab.events, or the broker's word on a consumer."""
+    if exchange == BROKER_EVENTS_EXCHANGE:
+        event = consumer_event(routing_key, headers or {}, now)
+        return ([event], 0) if event else ([], 1)
+    return events_of(body)

@@ -33,6 +33,11 @@ HISTORY_ARGUMENTS = {
 # The broker's own events (the rabbitmq_event_exchange plugin): consumers attached and
 # gone, queues deleted; their details are in the messages' headers (header_text).
 BROKER_EVENTS_EXCHANGE = "amq.rabbitmq.event"
+# task_queue's consumers attaching and going, as the broker tells them, kept in lab.history
+# too: amq.rabbitmq.event's consumer.created and consumer.deleted pass through this headers
+# exchange, which keeps those of task_queue alone. Internal (as amq.rabbitmq.event is): no
+# client can publish to it, so what the stream keeps from it is the broker's word.
+CONSUMER_EVENTS_EXCHANGE = "lab.consumer-events"
 
 
 def header_text(value):

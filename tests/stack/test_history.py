@@ -8,12 +8,24 @@ import re
 import time
 from datetime import UTC, datetime
 
-from lab.topology import EVENTS_EXCHANGE, HISTORY_ARGUMENTS, HISTORY_STREAM
+import pika
+import pytest
+
+from lab.topology import (
+    BROKER_EVENTS_EXCHANGE,
+    CONSUMER_EVENTS_EXCHANGE,
+    EVENTS_EXCHANGE,
+    HISTORY_ARGUMENTS,
+    HISTORY_STREAM,
+    QUEUE,
+)
 
 
-def read_stream(lab, offset, until):
+def read_stream(lab, offset, until, broker_events=None):
     """[(offset, event)] of lab.history from OFFSET (x-stream-offset), read over AMQP 0.9.1
-    as RabbitMQ's docs say (a prefetch, manual acks), until until(events) or 30 s."""
+    as RabbitMQ's docs say (a prefetch, manual acks), until until(events) or 30 s: the events
+    of lab.events; the broker's own messages (amq.rabbitmq.event) go to BROKER_EVENTS, if given,
+    as (routing key, headers)."""
     events = []
     with lab.connect() as connection:
         channel = connection.channel()
@@ -21,7 +33,11 @@ def read_stream(lab, offset, until):
         deliveries = channel.consume(HISTORY_STREAM, arguments={"x-stream-offset": offset}, inactivity_timeout=1)
         deadline = time.monotonic() + 30
         for method, properties, body in deliveries:
-            if method is not None:
+            if method is not None and method.exchange == BROKER_EVENTS_EXCHANGE:
+                if broker_events is not None:
+                    broker_events.append((method.routing_key, properties.headers))
+                channel.basic_ack(method.delivery_tag)
+            elif method is not None:
                 events += [(properties.headers["x-stream-offset"], event) for event in json.loads(body)]
                 channel.basic_ack(method.delivery_tag)  # credit, not deletion
             if until(events) or time.monotonic() > deadline:
@@ -84,6 +100,33 @@ def test_history_sh_prints_a_named_batchs_events_and_again(lab):
         assert sorted(message for _offset, message in done) == [f"{batch}.{n}" for n in range(1, 7)], run.stdout
         assert re.search(rf"send\.sh +sending +6 tasks, batch {re.escape(batch)} as {name}$", run.stdout, re.M)
     assert runs[0].stdout == runs[1].stdout  # a stream removes nothing: read again, the same
+
+
+def test_the_stream_keeps_the_brokers_word_on_task_queues_consumers_and_no_client_can_forge_it(lab):
+    """A consumer of task_queue that attaches and goes (here a tutorial-style one of the test's
+    own): the broker's consumer.created and consumer.deleted are in lab.history, through the
+    internal headers exchange lab.consumer-events; the stream's own readers' are not."""
+    since = datetime.now(UTC)
+    time.sleep(1.5)  # the broker attaches at a chunk boundary at or before the time: leave a gap
+    probe = f"probe-{os.getpid()}"
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=1)
+        channel.basic_consume(QUEUE, lambda *_: None, consumer_tag=probe)
+        channel.basic_cancel(probe)
+    said = []
+    read_stream(lab, since, lambda _events: [key for key, _h in said] == ["consumer.created", "consumer.deleted"],
+                broker_events=said)  # fmt: skip
+    assert [(key, headers["consumer_tag"]) for key, headers in said] == [
+        ("consumer.created", probe), ("consumer.deleted", probe)
+    ], said  # fmt: skip
+    assert all(headers["queue"] == QUEUE for _key, headers in said)  # not the reader's own, on lab.history
+    forged = pika.BasicProperties(headers={"queue": QUEUE, "vhost": "/", "consumer_tag": "forged"})
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="ACCESS_REFUSED"):
+            channel.basic_publish(CONSUMER_EVENTS_EXCHANGE, "consumer.created", b"", forged)
 
 
 def test_history_sh_refuses_a_bad_offset_with_one_line(lab):

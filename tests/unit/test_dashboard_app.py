@@ -14,9 +14,9 @@ import app as dashboard_app
 import batches as batches_module
 import hub as hub_module
 from app import create_app
-from feeds import worker_event
 from hub import Hub
 from lab.figures import figures as figures_of
+from lab.schema import consumer_event
 
 LOGIN = {"RABBITMQ_DEFAULT_USER": "student", "RABBITMQ_DEFAULT_PASS": "s3cret-of-mine"}
 
@@ -172,7 +172,7 @@ def test_losing_the_broker_and_finding_another_node_is_no_gap_only_what_the_stre
 
 def consumer(routing_key, **headers):
     defaults = {"consumer_tag": "consumer-2", "queue": "task_queue", "vhost": "/", "timestamp_in_ms": 1_700_000_000_500}
-    return worker_event(routing_key, {**defaults, **headers}, now=5.0)
+    return consumer_event(routing_key, {**defaults, **headers}, now=5.0)
 
 
 def test_the_brokers_consumer_events_say_which_worker_attached_and_which_is_gone():

@@ -182,11 +182,15 @@ def test_the_unacked_count_comes_from_the_node_that_has_it():
     assert found["task_queue"]["unacked"] == 2
 
 
-def delivery(offset, *events):
+def delivery(offset, *events, exchange="lab.events", routing_key="", headers=None):
     """A stream delivery as aio-pika hands it over: its offset in a header, acked by the reader."""
 
     class Delivery:
-        headers, body, acked = {"x-stream-offset": offset}, json.dumps(list(events)).encode(), False
+        body, acked = json.dumps(list(events)).encode(), False
+
+        def __init__(self):
+            self.exchange, self.routing_key = exchange, routing_key
+            self.headers = {**(headers or {}), "x-stream-offset": offset}
 
         async def ack(self):
             self.acked = True
@@ -301,3 +305,26 @@ def test_a_forged_event_in_the_stream_is_refused_by_the_schema_and_an_old_one_ke
     asyncio.run(follower.on_history(delivery(0, replayed, forged)))
     assert [json.loads(f"[{text}]") for _n, text in hub.history] == [[replayed]]
     assert hub.status["dropped"] == 1 and hub.status["out_of_time"] == 0
+
+
+BROKER_SAYS_ATTACHED = {"consumer_tag": "consumer-2", "queue": "task_queue", "vhost": "/",
+                        "timestamp_in_ms": 1_796_000_000_500}  # fmt: skip
+
+
+def test_the_brokers_consumer_events_in_the_stream_mark_the_workers_real_and_forged_ones_do_not():
+    # Read back after a restart, the broker's word (amq.rabbitmq.event, kept in the stream
+    # through lab.consumer-events) is what tells a real worker from a forged name.
+    hub = Hub()
+    follower = feeds.Follower(Config.from_env(ENV), hub)
+    broker = delivery(0, exchange="amq.rabbitmq.event", routing_key="consumer.created", headers=BROKER_SAYS_ATTACHED)
+    # The same headers published to lab.events (anyone with the login can): not the broker's word.
+    forged = delivery(1, exchange="lab.events", routing_key="consumer.created",
+                      headers={**BROKER_SAYS_ATTACHED, "consumer_tag": "forged-1"})  # fmt: skip
+    forged.body = b""
+    asyncio.run(follower.on_history(broker))
+    asyncio.run(follower.on_history(forged))
+    assert [json.loads(f"[{text}]") for _n, text in hub.history] == [
+        [{"event": "attached", "worker": "consumer-2", "at": 1_796_000_000.5, "broker": True}]
+    ]
+    assert hub.seen_by_broker == {"consumer-2"} and hub.status["dropped"] == 1
+    assert broker.acked and forged.acked

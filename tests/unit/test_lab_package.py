@@ -21,17 +21,25 @@ REFUSED = AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
 def test_the_broker_declares_at_start_what_the_clients_declare():
     definitions = json.loads((ROOT / "rabbitmq/definitions.json").read_text())
     exchanges = {each["name"]: each["type"] for each in definitions["exchanges"]}
-    assert exchanges == {topology.DEAD_LETTER_EXCHANGE: "fanout", topology.EVENTS_EXCHANGE: "fanout"}
+    assert exchanges == {topology.DEAD_LETTER_EXCHANGE: "fanout", topology.EVENTS_EXCHANGE: "fanout",
+                         topology.CONSUMER_EVENTS_EXCHANGE: "headers"}  # fmt: skip
     queues = {queue["name"]: queue["arguments"] for queue in definitions["queues"]}
     assert queues == {
         topology.DEAD_LETTER_QUEUE: topology.DEAD_LETTER_QUEUE_ARGUMENTS,
         topology.HISTORY_STREAM: topology.HISTORY_ARGUMENTS,
     }
-    bindings = {(binding["source"], binding["destination"]) for binding in definitions["bindings"]}
+    bindings = {(each["source"], each["routing_key"], each["destination"]) for each in definitions["bindings"]}
     assert bindings == {
-        (topology.DEAD_LETTER_EXCHANGE, topology.DEAD_LETTER_QUEUE),
-        (topology.EVENTS_EXCHANGE, topology.HISTORY_STREAM),
+        (topology.DEAD_LETTER_EXCHANGE, "", topology.DEAD_LETTER_QUEUE),
+        (topology.EVENTS_EXCHANGE, "", topology.HISTORY_STREAM),
+        *((topology.BROKER_EVENTS_EXCHANGE, key, topology.CONSUMER_EVENTS_EXCHANGE) for key in schema.CONSUMER_EVENTS),
+        (topology.CONSUMER_EVENTS_EXCHANGE, "", topology.HISTORY_STREAM),
     }
+    # Only task_queue's consumers, and no client can publish beside the broker.
+    (kept,) = [each for each in definitions["bindings"] if each["source"] == topology.CONSUMER_EVENTS_EXCHANGE]
+    assert kept["arguments"] == {"x-match": "all", "vhost": "/", "queue": topology.QUEUE}
+    (consumer_events,) = [each for each in definitions["exchanges"] if each["type"] == "headers"]
+    assert consumer_events["internal"] is True
 
 
 def test_short_error_names_the_innermost_cause():
