@@ -27,6 +27,9 @@ HISTORY_MESSAGES = 20_000  # worker messages kept for snapshots (tasks with no w
 HISTORY_BYTES = 16 << 20
 WATCHER_BACKLOG_BYTES = 8 << 20  # a slow browser lagging more than this is dropped (it reconnects)
 KEEP_ALIVE_SECONDS = 15
+# Workers the broker says are attached now, whose word a snapshot keeps after the history let it
+# go (a forged flood read back can fill the history): a bound, though only the broker speaks there.
+ATTACHED_KEPT = 1_000
 GAPS_KEPT = 10
 
 
@@ -83,6 +86,7 @@ class Hub:
         self.pool = PoolHistory()
         self.status = {"broker": None, "gaps": [], "dropped": 0, "out_of_time": 0, "flooded": 0}
         self.seen_by_broker = set()  # workers the broker said attached (amq.rabbitmq.event)
+        self.attached = {}  # worker -> (id of its message, the broker's "attached" as JSON text), while attached
         self.batches = Batches(timelines, self.seen_by_broker)
         self.second, self.this_second = None, {"all": 0, "unseen": 0, "bytes": 0}
         self.current = None
@@ -141,12 +145,24 @@ class Hub:
             if event["event"] == "scaled":
                 self.pool.add_scaled(event, self.clock())
         number = self.number()
+        self.keep_attached(number, events)
         self.history.append((number, text))
         self.history_bytes += len(text)
         most_messages, most_bytes = self.limits
         while len(self.history) > most_messages or self.history_bytes > most_bytes:
             self.history_bytes -= len(self.history.popleft()[1])
         self.tell(number, f'{{"type":"events","events":[{text}]}}')
+
+    def keep_attached(self, number, events):
+        """The broker's word on who is attached now, kept apart from the history: a snapshot
+        must name the real workers whatever the history kept (the page ranks their lanes first)."""
+        for event in events:
+            if event.get("broker"):
+                self.attached.pop(event["worker"], None)
+                if event["event"] == "attached":
+                    self.attached[event["worker"]] = (number, compact(event))
+        while len(self.attached) > ATTACHED_KEPT:
+            del self.attached[next(iter(self.attached))]
 
     def set_queues(self, figures):
         # Stamped as it goes out: the page sets its clock by it (a figure that took seconds
@@ -222,7 +238,9 @@ class Hub:
         if last_id is not None and first - 1 <= last_id <= self.latest:
             kind, kept = "events", [text for number, text in self.history if number > last_id]
         else:
-            kind, kept = "snapshot", [text for _number, text in self.history]
+            # The broker's word on the workers attached now first, where the history let it go.
+            let_go = [text for number, text in self.attached.values() if number < first]
+            kind, kept = "snapshot", let_go + [text for _number, text in self.history]
         # The status first: the page reads the events knowing when the dashboard heard none.
         text = sse(self.latest, self.status_text())
         text += sse(self.latest, f'{{"type":"{kind}","events":[{",".join(kept)}]}}')

@@ -136,6 +136,26 @@ def test_a_browser_that_reconnects_gets_what_it_missed_and_a_new_one_a_snapshot(
     assert restarted["type"] == "snapshot" and len(restarted["events"]) == 3
 
 
+def test_a_snapshot_names_the_workers_the_broker_says_are_attached_after_the_history_let_them_go():
+    # A dashboard restarted after a forged flood reads the flood back from the stream: it fills
+    # the history, and without the broker's word the page had no real worker to rank first.
+    hub = Hub(history_messages=3)
+    said = {"worker": "consumer-1", "at": 50.0, "broker": True}
+    hub.add_events([{"event": "attached", **said}])
+    hub.add_events([{"event": "attached", **said, "worker": "consumer-2"}])
+    hub.add_events([{"event": "gone", **said, "worker": "consumer-2", "at": 51.0}])
+    for n in range(1, 4):
+        hub.add_events([{"event": "attached", "worker": f"forged-{n}", "prefetch": 1, "at": 60.0}])
+    _status, (_, message), *_ = stream(hub.catch_up(None))
+    assert [event["worker"] for event in message["events"]] == ["consumer-1", "forged-1", "forged-2", "forged-3"]
+    assert message["events"][0] == {"event": "attached", **said}
+    # Still in the history: not twice.
+    hub = Hub()
+    hub.add_events([{"event": "attached", **said}])
+    _status, (_, message), *_ = stream(hub.catch_up(None))
+    assert message["events"] == [{"event": "attached", **said}]
+
+
 def test_a_browser_that_missed_more_than_the_history_holds_gets_a_snapshot():
     hub = Hub(history_messages=2)
     for n in (1, 2, 3, 4):
