@@ -2,11 +2,12 @@
 plugin's metrics (a deprecated feature on RabbitMQ 4.x):
 
 - the stream lab.history (see StreamPosition for where it reads from), which keeps
-  every event of the fanout exchange lab.events (the workers' and send.sh's), and the
-  broker's own word on task_queue's consumers (amq.rabbitmq.event, through
-  lab.consumer-events): a consumer attached, or gone (a worker killed without a word
-  is noticed this way); consumer tags are the workers' names. Read back after a
-  restart, the broker's word still tells the real workers from forged names;
+  every event of the fanout exchange lab.events (the workers' and send.sh's);
+- the stream lab.consumers, the broker's own word on task_queue's consumers
+  (amq.rabbitmq.event, through lab.consumer-events), read from its first: a consumer
+  attached, or gone (a worker killed without a word is noticed this way); consumer
+  tags are the workers' names. Read back after a restart, it still tells the real
+  workers from names forged events made up, however long ago they attached;
 - every second while a page is open, each queue's ready count and consumer
   count by AMQP passive declare (exact; a connection of their own), and its
   unacknowledged count from the rabbitmq_prometheus endpoint (a quorum
@@ -30,7 +31,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFou
 import door
 from lab.metrics import fetch_queue_figures
 from lab.schema import consumer_event
-from lab.topology import BROKER_EVENTS_EXCHANGE, DEAD_LETTER_QUEUE, HISTORY_STREAM, QUEUE
+from lab.topology import CONSUMERS_STREAM, DEAD_LETTER_QUEUE, HISTORY_STREAM, QUEUE
 
 QUEUES = (QUEUE, DEAD_LETTER_QUEUE)
 POLL_SECONDS = 1.0
@@ -57,18 +58,20 @@ class StreamPosition:
     may deliver a chunk again (the broker attaches at a chunk's start): offsets already
     handled are skipped."""
 
-    def __init__(self, now):
+    def __init__(self, now, replay_seconds=REPLAY_SECONDS):
         self.last = None  # the last offset handled
         self.resumed_at = None  # where a resumed read must start (None: not resumed, or checked)
+        self.replay_seconds = replay_seconds  # None: from the first the stream holds
         # The earliest a message of this read can have been stored: the door's past bound is
         # measured from it (door.py): a stream message carries no time the broker gave it.
-        self.since = now - REPLAY_SECONDS
+        self.since = now - (replay_seconds or 0)
         self.stopped_at = None
 
     def start(self):
-        """x-stream-offset for a new read: a time, or the next offset after the last handled."""
+        """x-stream-offset for a new read: a time (or the first), or the next offset after
+        the last handled."""
         if self.last is None:
-            return f"{REPLAY_SECONDS}s"  # the broker's own "that long ago"
+            return f"{self.replay_seconds}s" if self.replay_seconds else "first"  # the broker's "that long ago"
         self.resumed_at = self.last + 1
         return self.last + 1
 
@@ -97,7 +100,8 @@ class Follower:
     def __init__(self, config, hub, connect=aio_pika.connect, queue_figures=fetch_queue_figures, sleep=asyncio.sleep):
         self.config, self.hub = config, hub
         self.connect, self.queue_figures, self.sleep = connect, queue_figures, sleep
-        self.position = StreamPosition(time.time())
+        self.position = StreamPosition(time.time())  # in lab.history
+        self.consumers_position = StreamPosition(time.time(), replay_seconds=None)  # in lab.consumers
 
     def hosts(self):
         """The nodes in a random order, then round and round: a dead node is skipped."""
@@ -123,6 +127,7 @@ class Follower:
                 log.warning("[!] lost broker %s (%s); trying the next", host, error)
             finally:
                 self.position.stop(time.time())
+                self.consumers_position.stop(time.time())
                 self.hub.set_broker(None)
                 await close_quietly(connection)
 
@@ -133,10 +138,13 @@ class Follower:
 
     async def follow(self, connection, host):
         channel = await connection.channel()
-        await channel.set_qos(prefetch_count=PREFETCH)  # required on a stream (0 is refused)
-        history = await channel.declare_queue(HISTORY_STREAM, passive=True)  # the broker declares it
+        await channel.set_qos(prefetch_count=PREFETCH)  # each consumer's; required on a stream (0 is refused)
+        # The broker declares both streams. Manual acks (a stream refuses auto-ack): they grant
+        # credit for more, and delete nothing. The broker's word first: who is real.
+        consumers = await channel.declare_queue(CONSUMERS_STREAM, passive=True)
+        await consumers.consume(self.on_consumer, arguments={"x-stream-offset": self.consumers_position.start()})
+        history = await channel.declare_queue(HISTORY_STREAM, passive=True)
         start = self.position.start()
-        # Manual acks (a stream refuses auto-ack): they grant credit for more, and delete nothing.
         await history.consume(self.on_history, arguments={"x-stream-offset": start})
         self.hub.set_broker(host)
         node = f" (node {host})" if len(self.config.hosts) > 1 else ""
@@ -193,13 +201,17 @@ class Follower:
                 log.warning("[!] offsets %d to %d are no longer in %s: their events are missed", *skipped,
                             HISTORY_STREAM)  # fmt: skip
                 self.hub.mark_gap(self.position.stopped_at, time.time())
-            if new and message.exchange == BROKER_EVENTS_EXCHANGE:  # only the broker publishes there
-                event = consumer_event(message.routing_key, message.headers or {}, time.time())
-                if event:
-                    self.hub.add_events([event])
-            elif new:
+            if new:
                 self.read(message.body)
         await message.ack()  # credit for the next; a stream deletes nothing
+
+    async def on_consumer(self, message):
+        offset = (message.headers or {}).get("x-stream-offset")
+        if isinstance(offset, int) and not isinstance(offset, bool) and self.consumers_position.take(offset)[0]:
+            event = consumer_event(message.routing_key, message.headers, time.time())
+            if event:
+                self.hub.add_events([event])
+        await message.ack()
 
     def read(self, body):
         if len(body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(body)):

@@ -31,7 +31,7 @@ text cut to TASK_TEXT_SHOWN characters; and
               dashboard makes this one from the broker's own events)
 
 The broker's own word on task_queue's consumers (attached, gone: consumer_event) is an
-event too, with "broker": true; the stream lab.history keeps them beside the workers'.
+event too, with "broker": true; the stream lab.consumers keeps it.
 
 and one event from the producer, without a worker:
 
@@ -47,7 +47,7 @@ and one event from the autoscaler (scripts/autoscale.sh), without a worker, at e
 import json
 import math
 
-from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
+from lab.topology import QUEUE, header_text
 
 TASK_RECORDS = ("started", "done", "rejected", "cut")
 TASK_EVENTS = ("received", *TASK_RECORDS)
@@ -189,11 +189,3 @@ def consumer_event(routing_key, headers, now):
     at = stamp / 1000 if isinstance(stamp, int) and not isinstance(stamp, bool) else now
     return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
 
-
-def history_events(exchange, routing_key, headers, body, now):
-    """(the events of one message of the stream lab.history, how many were refused): the
-    workers' and send.sh's events of lab.events, or the broker's word on a consumer."""
-    if exchange == BROKER_EVENTS_EXCHANGE:
-        event = consumer_event(routing_key, headers or {}, now)
-        return ([event], 0) if event else ([], 1)
-    return events_of(body)

@@ -33,11 +33,21 @@ HISTORY_ARGUMENTS = {
 # The broker's own events (the rabbitmq_event_exchange plugin): consumers attached and
 # gone, queues deleted; their details are in the messages' headers (header_text).
 BROKER_EVENTS_EXCHANGE = "amq.rabbitmq.event"
-# task_queue's consumers attaching and going, as the broker tells them, kept in lab.history
-# too: amq.rabbitmq.event's consumer.created and consumer.deleted pass through this headers
-# exchange, which keeps those of task_queue alone. Internal (as amq.rabbitmq.event is): no
-# client can publish to it, so what the stream keeps from it is the broker's word.
+# task_queue's consumers attaching and going, as the broker tells them, kept in a stream of
+# their own: amq.rabbitmq.event's consumer.created and consumer.deleted pass through this
+# headers exchange, which keeps those of task_queue alone. Internal (as amq.rabbitmq.event
+# is): no client can publish to it, so the stream holds the broker's word alone, which no
+# flood of lab.events (anyone with the login can publish there) pushes out of its retention.
+# A reader reads it from the first: who attached, even days ago. A few hundred bytes an
+# event: 5 MB is thousands of workers' attaching and going.
 CONSUMER_EVENTS_EXCHANGE = "lab.consumer-events"
+CONSUMERS_STREAM = "lab.consumers"
+CONSUMERS_ARGUMENTS = {
+    "x-queue-type": "stream",
+    "x-max-age": "7D",
+    "x-max-length-bytes": 5_000_000,
+    "x-stream-max-segment-size-bytes": 500_000,
+}
 
 
 def header_text(value):

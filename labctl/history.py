@@ -1,22 +1,20 @@
 """scripts/history.sh: the lab's history, the stream lab.history, one line an event.
 
-Every event the workers and send.sh publish to lab.events is kept in the stream, and
-the broker's own word on task_queue's consumers attaching and going; a reader reads it
-from any offset, as often as it likes, and removes nothing (a stream's readers do not
-compete for messages as task_queue's workers do). Each line: the event's offset in the
-stream, when it happened, who, what, and which task.
+Every event the workers and send.sh publish to lab.events is kept in the stream; a
+reader reads it from any offset, as often as it likes, and removes nothing (a stream's
+readers do not compete for messages as task_queue's workers do). Each line: the
+event's offset in the stream, when it happened, who, what, and which task.
 """
 
 import re
 import signal
 import sys
 import threading
-import time
 from datetime import datetime
 
 import pika
 
-from lab.schema import history_events
+from lab.schema import events_of
 from lab.text import terminal_text
 from lab.topology import HISTORY_STREAM
 from labctl import cluster, settings
@@ -76,8 +74,6 @@ def line(offset, event):
         detail += f" as {terminal_text(event['name'], 40)}" if event["name"] else ""
     elif what == "quick":
         detail = f"{event['count']} tasks with no work done"
-    elif event.get("broker"):
-        detail = "(the broker's word: a consumer of task_queue)"
     elif what == "attached":
         detail = f"prefetch {event['prefetch'] or 'unlimited'}"
     else:
@@ -121,7 +117,7 @@ def read(channel, offset, follow, end, show):
         if method is None:  # nothing for 5 s short of the end: the stream was truncated meanwhile
             break
         at = int(properties.headers["x-stream-offset"])
-        events, bad = history_events(method.exchange, method.routing_key, properties.headers, body, time.time())
+        events, bad = events_of(body)
         refused += bad
         for event in events:
             show(at, event)
@@ -151,8 +147,7 @@ class Reader(threading.Thread):
 
     def on_message(self, channel, method, properties, body):
         at = int(properties.headers["x-stream-offset"])
-        events, _refused = history_events(method.exchange, method.routing_key, properties.headers, body, time.time())
-        self.events += [(at, event) for event in events]
+        self.events += [(at, event) for event in events_of(body)[0]]
         channel.basic_ack(method.delivery_tag)
 
     def done_of(self, batch):

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from browser import CHROMIUM, chromium, on_top
 from demos import ctrl_c, demo, forget_run, no_run_saved, output_until
-from lab.topology import HISTORY_STREAM
+from lab.topology import CONSUMERS_STREAM, HISTORY_STREAM
 from stacklab import ROOT, Lab, completions
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
@@ -278,12 +278,13 @@ def test_every_node_runs_the_one_broker_image_the_lab_built(cluster):
     assert image and running == dict.fromkeys(NODES, image)
 
 
-def test_the_history_stream_has_a_replica_on_every_node(healthy):
+def test_the_lab_streams_have_a_replica_on_every_node(healthy):
     listed = healthy.compose("exec", "-T", "rabbitmq", "rabbitmqctl", "list_queues", "name", "type", "members",
                              "--formatter", "json", "--silent").stdout  # fmt: skip
-    history = next(queue for queue in json.loads(listed) if queue["name"] == HISTORY_STREAM)
-    assert history["type"] == "stream"
-    assert sorted(history["members"]) == sorted(f"rabbit@{node}" for node in NODES)
+    for name in (HISTORY_STREAM, CONSUMERS_STREAM):
+        stream = next(queue for queue in json.loads(listed) if queue["name"] == name)
+        assert stream["type"] == "stream"
+        assert sorted(stream["members"]) == sorted(f"rabbit@{node}" for node in NODES), stream
 
 
 def test_ctrl_c_after_the_node_failure_demo_killed_the_leader_starts_it_again(healthy):

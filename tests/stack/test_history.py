@@ -12,8 +12,9 @@ import pika
 import pytest
 
 from lab.topology import (
-    BROKER_EVENTS_EXCHANGE,
     CONSUMER_EVENTS_EXCHANGE,
+    CONSUMERS_ARGUMENTS,
+    CONSUMERS_STREAM,
     EVENTS_EXCHANGE,
     HISTORY_ARGUMENTS,
     HISTORY_STREAM,
@@ -21,11 +22,9 @@ from lab.topology import (
 )
 
 
-def read_stream(lab, offset, until, broker_events=None):
+def read_stream(lab, offset, until):
     """[(offset, event)] of lab.history from OFFSET (x-stream-offset), read over AMQP 0.9.1
-    as RabbitMQ's docs say (a prefetch, manual acks), until until(events) or 30 s: the events
-    of lab.events; the broker's own messages (amq.rabbitmq.event) go to BROKER_EVENTS, if given,
-    as (routing key, headers)."""
+    as RabbitMQ's docs say (a prefetch, manual acks), until until(events) or 30 s."""
     events = []
     with lab.connect() as connection:
         channel = connection.channel()
@@ -33,11 +32,7 @@ def read_stream(lab, offset, until, broker_events=None):
         deliveries = channel.consume(HISTORY_STREAM, arguments={"x-stream-offset": offset}, inactivity_timeout=1)
         deadline = time.monotonic() + 30
         for method, properties, body in deliveries:
-            if method is not None and method.exchange == BROKER_EVENTS_EXCHANGE:
-                if broker_events is not None:
-                    broker_events.append((method.routing_key, properties.headers))
-                channel.basic_ack(method.delivery_tag)
-            elif method is not None:
+            if method is not None:
                 events += [(properties.headers["x-stream-offset"], event) for event in json.loads(body)]
                 channel.basic_ack(method.delivery_tag)  # credit, not deletion
             if until(events) or time.monotonic() > deadline:
@@ -102,12 +97,13 @@ def test_history_sh_prints_a_named_batchs_events_and_again(lab):
     assert runs[0].stdout == runs[1].stdout  # a stream removes nothing: read again, the same
 
 
-def test_the_stream_keeps_the_brokers_word_on_task_queues_consumers_and_no_client_can_forge_it(lab):
+def test_the_brokers_word_on_task_queues_consumers_is_kept_in_a_stream_no_client_can_publish_to(lab):
     """A consumer of task_queue that attaches and goes (here a tutorial-style one of the test's
-    own): the broker's consumer.created and consumer.deleted are in lab.history, through the
-    internal headers exchange lab.consumer-events; the stream's own readers' are not."""
-    since = datetime.now(UTC)
-    time.sleep(1.5)  # the broker attaches at a chunk boundary at or before the time: leave a gap
+    own): the broker's consumer.created and consumer.deleted are in lab.consumers, through the
+    internal headers exchange lab.consumer-events; other queues' consumers' (the reader's own,
+    on a stream) are not, and a client's publish there is refused."""
+    status, stream = lab.management(f"queues/%2F/{CONSUMERS_STREAM}")
+    assert status == 200 and stream["type"] == "stream" and stream["arguments"] == CONSUMERS_ARGUMENTS, stream
     probe = f"probe-{os.getpid()}"
     with lab.connect() as connection:
         channel = connection.channel()
@@ -115,12 +111,23 @@ def test_the_stream_keeps_the_brokers_word_on_task_queues_consumers_and_no_clien
         channel.basic_consume(QUEUE, lambda *_: None, consumer_tag=probe)
         channel.basic_cancel(probe)
     said = []
-    read_stream(lab, since, lambda _events: [key for key, _h in said] == ["consumer.created", "consumer.deleted"],
-                broker_events=said)  # fmt: skip
-    assert [(key, headers["consumer_tag"]) for key, headers in said] == [
-        ("consumer.created", probe), ("consumer.deleted", probe)
-    ], said  # fmt: skip
-    assert all(headers["queue"] == QUEUE for _key, headers in said)  # not the reader's own, on lab.history
+    with lab.connect() as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=100)
+        deadline = time.monotonic() + 30
+        for method, properties, _body in channel.consume(CONSUMERS_STREAM, arguments={"x-stream-offset": "first"},
+                                                         inactivity_timeout=1):  # fmt: skip
+            if method is not None:
+                said.append((method.routing_key, properties.headers))
+                channel.basic_ack(method.delivery_tag)
+            if [key for key, headers in said if headers["consumer_tag"] == probe] == [
+                "consumer.created", "consumer.deleted"] or time.monotonic() > deadline:  # fmt: skip
+                break
+        channel.cancel()
+    assert [(key, h["consumer_tag"]) for key, h in said if h["consumer_tag"] == probe] == [
+        ("consumer.created", probe), ("consumer.deleted", probe)], said  # fmt: skip
+    assert {"consumer-1", "consumer-2", "consumer-3"} <= {h["consumer_tag"] for _key, h in said}  # the lab's workers
+    assert all(h["queue"] == QUEUE for _key, h in said), said  # not the stream readers' own
     forged = pika.BasicProperties(headers={"queue": QUEUE, "vhost": "/", "consumer_tag": "forged"})
     with lab.connect() as connection:
         channel = connection.channel()

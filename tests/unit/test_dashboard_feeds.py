@@ -227,9 +227,8 @@ class StreamQueue:
         pass
 
     async def consume(self, callback, no_ack=False, arguments=None):
-        if self.name == "lab.history":
-            self.channel.reads.append({"prefetch": self.channel.prefetch, "no_ack": no_ack, "passive": self.passive,
-                                       **arguments})  # fmt: skip
+        self.channel.reads.append({"stream": self.name, "prefetch": self.channel.prefetch, "no_ack": no_ack,
+                                   "passive": self.passive, **arguments})  # fmt: skip
 
 
 def test_it_reads_the_stream_from_an_hour_back_then_on_from_the_offset_after_the_last_it_handled():
@@ -245,14 +244,19 @@ def test_it_reads_the_stream_from_an_hour_back_then_on_from_the_offset_after_the
             await follower.follow(StreamChannel(reads), "rabbitmq")
         for offset in (0, 1, 2):
             await follower.on_history(delivery(offset, attached(f"consumer-{offset}", time.time())))
+        await follower.on_consumer(broker_says("consumer.created", 7))
         follower.position.stop(time.time())  # its node lost
         with pytest.raises(ConnectionResetError):
             await follower.follow(StreamChannel(reads), "rabbitmq-2")
 
     asyncio.run(session())
-    # A prefetch (a stream refuses none), manual acks, the stream the broker declared.
-    assert reads == [{"prefetch": feeds.PREFETCH, "no_ack": False, "passive": True, "x-stream-offset": "3600s"},
-                     {"prefetch": feeds.PREFETCH, "no_ack": False, "passive": True, "x-stream-offset": 3}]  # fmt: skip
+    # A prefetch (a stream refuses none), manual acks, the streams the broker declared: the broker's
+    # word on the consumers from its first, the history from an hour back; then each on from its own.
+    read = {"prefetch": feeds.PREFETCH, "no_ack": False, "passive": True}
+    assert reads == [{"stream": "lab.consumers", **read, "x-stream-offset": "first"},
+                     {"stream": "lab.history", **read, "x-stream-offset": "3600s"},
+                     {"stream": "lab.consumers", **read, "x-stream-offset": 8},
+                     {"stream": "lab.history", **read, "x-stream-offset": 3}]  # fmt: skip
     assert follower.position.since <= time.time() - 3600 + 1  # the door measures replayed events from there
 
 
@@ -311,20 +315,40 @@ BROKER_SAYS_ATTACHED = {"consumer_tag": "consumer-2", "queue": "task_queue", "vh
                         "timestamp_in_ms": 1_796_000_000_500}  # fmt: skip
 
 
-def test_the_brokers_consumer_events_in_the_stream_mark_the_workers_real_and_forged_ones_do_not():
-    # Read back after a restart, the broker's word (amq.rabbitmq.event, kept in the stream
-    # through lab.consumer-events) is what tells a real worker from a forged name.
+def broker_says(routing_key, offset, **headers):
+    """A message of lab.consumers: the broker's word (amq.rabbitmq.event), all in its headers."""
+    message = delivery(offset, exchange="amq.rabbitmq.event", routing_key=routing_key,
+                       headers={**BROKER_SAYS_ATTACHED, **headers})  # fmt: skip
+    message.body = b""
+    return message
+
+
+def test_the_brokers_word_from_its_stream_marks_the_workers_real_and_the_same_headers_on_lab_events_do_not():
+    # Read back after a restart, lab.consumers (only the broker publishes there: an internal
+    # exchange) is what tells a real worker from a forged name, however long ago it attached.
     hub = Hub()
     follower = feeds.Follower(Config.from_env(ENV), hub)
-    broker = delivery(0, exchange="amq.rabbitmq.event", routing_key="consumer.created", headers=BROKER_SAYS_ATTACHED)
+    said = [
+        broker_says("consumer.created", 0),
+        broker_says("consumer.created", 1, consumer_tag="consumer-3"),
+        broker_says("consumer.deleted", 2, consumer_tag="consumer-3"),
+        broker_says("consumer.created", 1),
+    ]
     # The same headers published to lab.events (anyone with the login can): not the broker's word.
-    forged = delivery(1, exchange="lab.events", routing_key="consumer.created",
+    forged = delivery(0, exchange="lab.events", routing_key="consumer.created",
                       headers={**BROKER_SAYS_ATTACHED, "consumer_tag": "forged-1"})  # fmt: skip
     forged.body = b""
-    asyncio.run(follower.on_history(broker))
-    asyncio.run(follower.on_history(forged))
-    assert [json.loads(f"[{text}]") for _n, text in hub.history] == [
-        [{"event": "attached", "worker": "consumer-2", "at": 1_796_000_000.5, "broker": True}]
-    ]
-    assert hub.seen_by_broker == {"consumer-2"} and hub.status["dropped"] == 1
-    assert broker.acked and forged.acked
+
+    async def read():
+        for message in said:  # the last delivered again (a chunk again after a reconnect): once
+            await follower.on_consumer(message)
+        await follower.on_history(forged)
+
+    asyncio.run(read())
+    events = [event for _n, text in hub.history for event in json.loads(f"[{text}]")]
+    assert [(e["event"], e["worker"]) for e in events] == [
+        ("attached", "consumer-2"), ("attached", "consumer-3"), ("gone", "consumer-3")]  # fmt: skip
+    assert events[0] == {"event": "attached", "worker": "consumer-2", "at": 1_796_000_000.5, "broker": True}
+    assert hub.seen_by_broker == {"consumer-2", "consumer-3"} and hub.status["dropped"] == 1
+    assert list(hub.attached) == ["consumer-2"]  # who is attached now, for a snapshot
+    assert all(message.acked for message in [*said, forged])

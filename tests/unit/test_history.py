@@ -72,14 +72,3 @@ def test_a_batch_is_found_by_its_name_from_the_streams_own_sending_events():
     assert not wanted({**DONE, "batch": "b2"})
     assert history.BatchFilter("b2")({**DONE, "batch": "b2"})
     assert history.BatchFilter(None)({**DONE, "batch": "b9"})
-
-
-def test_the_brokers_word_on_a_consumer_is_a_line_and_other_broker_events_are_refused():
-    headers = {"consumer_tag": "consumer-2", "queue": b"task_queue", "vhost": "/", "timestamp_in_ms": 1_796_000_000_500}
-    events, refused = schema.history_events("amq.rabbitmq.event", "consumer.deleted", headers, b"", 0.0)
-    assert refused == 0 and events == [{"event": "gone", "worker": "consumer-2", "at": 1_796_000_000.5, "broker": True}]
-    assert history.line(7, events[0]).endswith("consumer-2    gone      (the broker's word: a consumer of task_queue)")
-    other_queue = {**headers, "queue": "lab.history"}
-    assert schema.history_events("amq.rabbitmq.event", "consumer.created", other_queue, b"", 0.0) == ([], 1)
-    # The same headers on lab.events are only a message body to check: empty, refused.
-    assert schema.history_events("lab.events", "consumer.created", headers, b"", 0.0) == ([], 1)

@@ -27,13 +27,14 @@ def test_the_broker_declares_at_start_what_the_clients_declare():
     assert queues == {
         topology.DEAD_LETTER_QUEUE: topology.DEAD_LETTER_QUEUE_ARGUMENTS,
         topology.HISTORY_STREAM: topology.HISTORY_ARGUMENTS,
+        topology.CONSUMERS_STREAM: topology.CONSUMERS_ARGUMENTS,
     }
     bindings = {(each["source"], each["routing_key"], each["destination"]) for each in definitions["bindings"]}
     assert bindings == {
         (topology.DEAD_LETTER_EXCHANGE, "", topology.DEAD_LETTER_QUEUE),
         (topology.EVENTS_EXCHANGE, "", topology.HISTORY_STREAM),
         *((topology.BROKER_EVENTS_EXCHANGE, key, topology.CONSUMER_EVENTS_EXCHANGE) for key in schema.CONSUMER_EVENTS),
-        (topology.CONSUMER_EVENTS_EXCHANGE, "", topology.HISTORY_STREAM),
+        (topology.CONSUMER_EVENTS_EXCHANGE, "", topology.CONSUMERS_STREAM),
     }
     # Only task_queue's consumers, and no client can publish beside the broker.
     (kept,) = [each for each in definitions["bindings"] if each["source"] == topology.CONSUMER_EVENTS_EXCHANGE]
