@@ -1,7 +1,8 @@
 """check-worker.sh --class without a broker: the options refused before anything (no docker,
 no .venv), the file a command names, students' names as cells and file names, the
 reports (CSV, JUnit, Markdown, manifest) and the exit status from the verdicts, the
-progress lines, and each copy's container as sandbox.py starts it."""
+progress lines, and each copy's container as sandbox.py starts it: its image chosen by
+the worker's program, the Node one built once when first needed (docker faked)."""
 
 import csv
 import json
