@@ -75,7 +75,7 @@ def prepare(command):
     first time)."""
     service, image = image_for(command)
     if not image_exists(image):
-        print(f"==> Building {image} for the check's containers, once: the first build takes a minute or two",
+        print(f"==> Building {image} for the check's containers, once: the first build takes about a minute",
               flush=True)  # fmt: skip
         docker("compose", "--profile", PROFILE, "build", service, timeout=900)
     return image
