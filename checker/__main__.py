@@ -194,7 +194,9 @@ def main(argv=None):
     session = Session(broker, None, args.copies)
     with ExitStack() as stack:
         try:
-            sandbox = stack.enter_context(Sandbox(f"check-worker-{session.batch}")) if args.container else None
+            sandbox = Sandbox(f"check-worker-{session.batch}", args.command) if args.container else None
+            if sandbox:
+                stack.enter_context(sandbox)
         except (SandboxError, OSError, subprocess.SubprocessError) as exc:
             print(f"check-worker.sh: cannot set up the containers the copies run in: {exc}", file=sys.stderr)
             return 1

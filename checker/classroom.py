@@ -165,18 +165,14 @@ def time_left(seconds):
     return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
 
 
-def library_version(on_host):
-    if on_host:
+def library_version(args):
+    if args.on_host:
         import pika  # noqa: PLC0415  (the host's, which the copies may not use: said so)
 
         return f"pika {pika.__version__} on this machine (the students' command may use another)"
-    from .sandbox import lab_image_and_broker  # noqa: PLC0415
+    from .sandbox import client_library  # noqa: PLC0415
 
-    image, _broker = lab_image_and_broker()
-    version = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
-                              "import pika; print(pika.__version__)"], capture_output=True, text=True, timeout=120,
-                             check=False).stdout.strip()  # fmt: skip
-    return f"pika {version or 'unknown'} in {image}"
+    return client_library(args.command)
 
 
 def stop(number, _frame):
@@ -219,7 +215,7 @@ def main(argv=None):
     write_summary(out / "summary.md", rows, numbers, started)
     (out / "manifest.json").write_text(json.dumps({
         "checked": started + " UTC", "lab_commit": lab_commit(), "command": args.command,
-        "client_library": library_version(args.on_host), "in_containers": not args.on_host, "students": manifest,
+        "client_library": library_version(args), "in_containers": not args.on_host, "students": manifest,
     }, indent=2))  # fmt: skip
     passed = sum(result == "passed" for _name, _verdicts, result in rows)
     print(f"\n{passed} of {len(rows)} students passed. Written: {out.resolve()}/results.csv, summary.md, junit.xml, "

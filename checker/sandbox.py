@@ -6,11 +6,18 @@ container (forward.py) that sits on a network of its own, internal, with the bro
 alone on it, and passes localhost:5672 on to the broker. A worker connects to
 localhost:5672 as the tutorials' do, whatever port the lab publishes.
 
-The image is the lab's worker image (Python and pika, as the lab's workers run them)."""
+The image is chosen by the worker's program: the lab's worker image (Python and pika, as
+the lab's workers run them) for python, the sandbox-node service's (Node.js and amqplib,
+checker/node/) for node, built the first time a check needs it; any other is refused.
+
+python -m checker.sandbox COMMAND...: the image for COMMAND there (built if need be), or
+exit status 2 with why: check-worker.sh runs it before it changes anything."""
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 FORWARD = Path(__file__).with_name("forward.py")
@@ -20,12 +27,19 @@ USER = "10001" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
 HARDENING = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
              "--user", USER]  # fmt: skip
 AMQP = "5672"
+PROFILE = "check-worker"  # compose.yaml's profile of sandbox-node: `docker compose up` leaves it out
+# A program (python3.13 and nodejs too) → the compose service whose image runs it, and the
+# command there that prints its client library's version.
+RUNTIMES = {
+    "python": ("consumer", ["python", "-c", "import pika; print('pika', pika.__version__)"]),
+    "node": ("sandbox-node", ["node", "-e", "console.log('amqplib', require('amqplib/package.json').version)"]),
+}
 
 
 def docker(*args, timeout=120):
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
-        raise SandboxError(f"docker {args[0]} {args[1] if len(args) > 1 else ''} failed: {result.stderr.strip()[:300]}")
+        raise SandboxError(f"docker {' '.join(args)[:100]} failed: {' '.join(result.stderr.split())[-300:]}")
     return result.stdout.strip()
 
 
@@ -33,23 +47,66 @@ class SandboxError(Exception):
     """The sandbox could not be set up (one line)."""
 
 
-def lab_image_and_broker():
-    """(the lab's worker image, the broker's container id), from docker compose."""
-    config = json.loads(subprocess.run(["docker", "compose", "config", "--format", "json"], capture_output=True,
-                                       text=True, timeout=60, check=True).stdout)  # fmt: skip
-    broker = subprocess.run(["docker", "compose", "ps", "--quiet", "rabbitmq"], capture_output=True, text=True,
-                            timeout=60, check=True).stdout.split()  # fmt: skip
+class NoRuntime(SandboxError):
+    """No image of the sandbox runs the worker's program."""
+
+
+def runtime(command):
+    """The entry of RUNTIMES that runs `command`; NoRuntime, with what to do instead, for none."""
+    program = Path(command[0]).name
+    name = re.sub(r"(js|[0-9.]+)$", "", program)
+    if name not in RUNTIMES:
+        raise NoRuntime(
+            f"the check's containers run python or node, not {program[:40]!r}: run it on this machine instead "
+            "(--on-host with --class; without --container for one worker)"
+        )
+    return RUNTIMES[name]
+
+
+def image_for(command):
+    """(the compose service, its image) that runs `command`, from docker compose."""
+    service, _version = runtime(command)
+    config = json.loads(docker("compose", "--profile", PROFILE, "config", "--format", "json", timeout=60))
+    return service, config["services"][service]["image"]
+
+
+def prepare(command):
+    """The image that runs `command`, built when it is not there yet (the Node one, the
+    first time)."""
+    service, image = image_for(command)
+    if not image_exists(image):
+        print(f"==> Building {image} for the check's containers, once: the first build takes about a minute",
+              flush=True)  # fmt: skip
+        docker("compose", "--profile", PROFILE, "build", service, timeout=900)
+    return image
+
+
+def image_exists(image):
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=60).returncode == 0
+
+
+def client_library(command):
+    """The client library, and its version, the containers give `command`."""
+    _service, image = image_for(command)
+    program, *args = runtime(command)[1]
+    version = subprocess.run(["docker", "run", "--rm", "--entrypoint", program, image, *args], capture_output=True,
+                             text=True, timeout=120, check=False).stdout.strip()  # fmt: skip
+    return f"{version[:80] or 'an unknown client library'} in {image}"
+
+
+def broker_container():
+    broker = docker("compose", "ps", "--quiet", "rabbitmq", timeout=60).split()
     if not broker:
         raise SandboxError("the lab's broker container is not running")
-    return config["services"]["consumer"]["image"], broker[0]
+    return broker[0]
 
 
 class Sandbox:
     """The network, the forwarder; then a `docker run` command line per copy."""
 
-    def __init__(self, name):
+    def __init__(self, name, command):
         self.name = name  # of the network and the containers (check-worker-<batch>)
-        self.image, self.broker = lab_image_and_broker()
+        self.image, self.broker = prepare(command), broker_container()
         self.forwarder = None
 
     def __enter__(self):
@@ -83,7 +140,18 @@ class Sandbox:
             self.image, *command[1:],
         ]  # fmt: skip
 
-    def library_version(self):
-        """The client library the copies use, as the image has it."""
-        return "pika " + docker("run", "--rm", "--entrypoint", "python", self.image, "-c",
-                                "import pika; print(pika.__version__)")  # fmt: skip
+
+def main(command):
+    try:
+        prepare(command)
+    except NoRuntime as exc:
+        print(f"check-worker.sh: {exc}", file=sys.stderr)
+        return 2
+    except (SandboxError, OSError, subprocess.SubprocessError) as exc:
+        print(f"check-worker.sh: cannot prepare the image the copies run in: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

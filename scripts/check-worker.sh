@@ -24,8 +24,8 @@
 #   --strict            check 5's warnings fail the run too
 #   --name NAME         save the run as timelines/NAME.json and NAME.png
 #                       (default check-worker; letters, digits, - and _)
-#   --container         run each copy in a throwaway container (the lab's worker
-#                       image: Python and pika), not on this machine
+#   --container         run each copy in a throwaway container (Python with pika,
+#                       or Node with amqplib), not on this machine
 #   --class DIR         an instructor's run: the check for each folder in DIR (one
 #                       student each), in containers; a folder without the file
 #                       COMMAND names is reported missing
@@ -99,6 +99,9 @@ require_running_lab
 ensure_venv producer/requirements.txt  # pika and matplotlib, as the producer's image has them
 checker=(.venv/bin/python -m checker)
 export PYTHONPATH="producer:."
+if [[ -n "${container:-}" || ( -n "${class_dir:-}" && -z "${on_host:-}" ) ]]; then
+  .venv/bin/python -m checker.sandbox "$@"  # the containers' image for the command (built once), or why none
+fi
 
 # One run at a time per lab: a second one refuses and touches nothing (not even the workers).
 lock=".venv/check-worker-${COMPOSE_PROJECT_NAME:-lab}.lock"

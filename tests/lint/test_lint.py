@@ -21,7 +21,7 @@ def files(pattern):
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
         ["shellcheck", *files("scripts/*.sh"), "rabbitmq/start-broker.sh", ".ci/run"],
-        ["hadolint", "--failure-threshold", "warning", *files("*/Dockerfile")],
+        ["hadolint", "--failure-threshold", "warning", *files("*/Dockerfile"), "checker/node/Dockerfile"],
         [
             "yamllint",
             "--strict",

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stacklab import CLIENTS, CONSUMERS, EventTap, Lab
+from labstack import ROOT
+from stacklab import CONSUMERS, EventTap, Lab
 
 
 def pytest_sessionstart(session):
@@ -32,7 +33,7 @@ def pytest_sessionfinish(session):
         return
     with tempfile.TemporaryDirectory() as timelines:
         lab = Lab(Path(timelines))
-        images = lab.compose("config", "--images", check=False).stdout.split()
+        images = lab.compose("--profile", "check-worker", "config", "--images", check=False).stdout.split()
         lab.run(["docker", "image", "rm", "--no-prune", *images])
 
 
@@ -90,7 +91,7 @@ def lab(stack):
 
 @pytest.fixture
 def amqplib(tmp_path):
-    """NODE_PATH for amqplib as the clients' package.json pins it (the tutorial's 0.10.x),
+    """NODE_PATH for amqplib as checker/node/package.json pins it (the tutorial's 0.10.x),
     installed with `npm ci` from their lock file into a folder of the test's own."""
     if not (shutil.which("node") and shutil.which("npm")):
         if os.environ.get("CI") == "true":
@@ -98,7 +99,7 @@ def amqplib(tmp_path):
         pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
     modules = tmp_path / "npm"
     modules.mkdir()
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(CLIENTS / name, modules / name)
+    for name in ("package.json", "package-lock.json"):  # the pin the check's Node containers have too
+        shutil.copy(ROOT / "checker/node" / name, modules / name)
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=modules, check=True, capture_output=True, timeout=120)
     return str(modules / "node_modules")

@@ -2,7 +2,7 @@
 student's folder (tmp_path) beside the test stack: only what needs a real broker and
 real processes (the checks' verdicts on each mistake are unit tests, against a
 simulated broker: tests/unit/test_checker.py). RabbitMQ tutorial two's worker.py,
-worker.js and worker.go, as published, pass; a declaration the broker refuses and an
+worker.js (in a class run's Node containers) and worker.go, as published, pass; a declaration the broker refuses and an
 acknowledgement before the work fail the check they should; a class of three students
 (one passing, one whose auto_ack=True with basic_ack left in the broker refuses, one
 without a worker.py) is graded in containers, with its reports; a second run refuses
@@ -116,14 +116,32 @@ def test_the_tutorials_python_worker_passes_and_its_run_is_saved(lab, tmp_path):
     assert_lab_restored(lab, tmp_path)
 
 
-@pytest.mark.timeout(400)
-def test_the_tutorials_javascript_worker_passes(lab, tmp_path, amqplib):
-    worker = tmp_path / "worker.js"
-    worker.write_text((CLIENTS / "worker.js").read_text())
-    result = check_worker(lab, tmp_path, "--quick", "--", "node", worker.name, env={"NODE_PATH": amqplib})
+@pytest.mark.timeout(600)
+def test_the_tutorials_javascript_worker_passes_in_a_class_runs_node_containers(lab, tmp_path):
+    """worker.js in the check's Node image (built the first time a check needs it); a program
+    the containers cannot run is refused before anything."""
+    students = tmp_path / "class"
+    (students / "dan").mkdir(parents=True)
+    shutil.copy(CLIENTS / "worker.js", students / "dan")
+    for path in [students, *students.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the containers' user is not the folder's owner here
+    refused = check_worker(lab, tmp_path, "--class", "class", "--", "./worker")
+    assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+    assert "containers run python or node, not 'worker'" in refused.stderr.splitlines()[-1], refused.stderr
+    assert lab.queue()[1] == CONSUMERS and not (tmp_path / "check-worker-report").exists()  # nothing done
+    result = check_worker(lab, tmp_path, "--class", "class", "--out", "report", "--quick", "--", "node", "worker.js",
+                          timeout=500)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [line[:4] for line in verdicts(result.stdout).values()] == ["PASS"] * 4, result.stdout
-    assert_lab_restored(lab, tmp_path)
+    assert "==> Building rabbitmq-lab/sandbox-node:" in result.stdout  # this test run's tag: not there before
+    with (tmp_path / "report/results.csv").open() as file:
+        rows = [[row["student"], *(row[f"check {n}"] for n in "1234"), row["result"]] for row in csv.DictReader(file)]
+    assert rows == [["dan", "PASS", "PASS", "PASS", "PASS", "passed"]], result.stdout
+    manifest = json.loads((tmp_path / "report/manifest.json").read_text())
+    assert manifest["client_library"].startswith("amqplib 0.10.9 in rabbitmq-lab/sandbox-node:"), manifest
+    output = (tmp_path / "report/students/dan/output.txt").read_text()
+    assert "Each copy runs in a container of its own (rabbitmq-lab/sandbox-node:" in output
+    assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", "name=check-worker-"]).stdout == ""
+    assert_lab_restored(lab, students / "dan")
 
 
 @pytest.mark.timeout(400)

@@ -1,7 +1,8 @@
 """check-worker.sh --class without a broker: the options refused before anything (no docker,
 no .venv), the file a command names, students' names as cells and file names, the
 reports (CSV, JUnit, Markdown, manifest) and the exit status from the verdicts, the
-progress lines, and each copy's container as sandbox.py starts it."""
+progress lines, and each copy's container as sandbox.py starts it: its image chosen by
+the worker's program, the Node one built once when first needed (docker faked)."""
 
 import csv
 import json
@@ -9,7 +10,8 @@ import re
 from xml.etree import ElementTree
 
 import pytest
-from scripts_sandbox import Sandbox
+import yaml
+from scripts_sandbox import ROOT, Sandbox
 
 from checker import classroom, sandbox
 
@@ -149,3 +151,92 @@ def test_each_copy_runs_bounded_read_only_not_root_with_the_broker_its_only_peer
     user = command[command.index("--user") + 1]
     assert user.split(":")[0] != "0"
     assert command[command.index("--entrypoint") + 1 :] == ["python", "rabbitmq-lab/worker:latest", "worker.py"]
+
+
+@pytest.mark.parametrize(
+    ("command", "service"),
+    [
+        (["python", "worker.py"], "consumer"),
+        (["python3", "-u", "worker.py"], "consumer"),
+        (["/usr/bin/python3.13", "worker.py"], "consumer"),
+        (["node", "worker.js"], "sandbox-node"),
+        (["nodejs", "worker.js"], "sandbox-node"),
+    ],
+)
+def test_the_image_is_chosen_by_the_workers_program(command, service):
+    assert sandbox.runtime(command)[0] == service
+
+
+@pytest.mark.parametrize("program", ["./worker", "go", "java", "bash", "dotnet", "pythonic"])
+def test_a_program_no_image_runs_is_refused_with_what_to_do_instead(program):
+    with pytest.raises(sandbox.NoRuntime) as refused:
+        sandbox.runtime([program, "worker"])
+    assert f"not '{program.removeprefix('./')}'" in str(refused.value) and "--on-host" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_each_runtimes_service_is_in_compose_yaml_and_the_node_one_is_left_out_of_up():
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert {service for service, _version in sandbox.RUNTIMES.values()} == {"consumer", "sandbox-node"}
+    assert services["sandbox-node"]["profiles"] == [sandbox.PROFILE]
+    assert "profiles" not in services["consumer"]  # the lab's worker image: there whenever the lab runs
+
+
+IMAGES = {"consumer": "lab/worker:t", "sandbox-node": "lab/node:t"}  # the compose services' images
+
+
+class FakeDocker:
+    """docker for sandbox.py: compose config with IMAGES; which of them exist; the calls."""
+
+    def __init__(self, existing):
+        self.existing, self.calls = set(existing), []
+
+    def __call__(self, *args, timeout=120):
+        self.calls.append(" ".join(args))
+        if args[-3:] == ("config", "--format", "json"):
+            return json.dumps(
+                {"services": {"consumer": {"image": "lab/worker:t"}, "sandbox-node": {"image": "lab/node:t"}}}
+            )
+        if args[-2] == "build":
+            self.existing.add(IMAGES[args[-1]])
+            return ""
+        raise AssertionError(f"unexpected docker {args}")
+
+    def image_exists(self, image):
+        self.calls.append(f"image inspect {image}")
+        return image in self.existing
+
+
+@pytest.fixture
+def docker(monkeypatch):
+    def install(*existing):
+        fake = FakeDocker(existing)
+        monkeypatch.setattr(sandbox, "docker", fake)
+        monkeypatch.setattr(sandbox, "image_exists", fake.image_exists)
+        return fake
+
+    return install
+
+
+def test_the_node_image_is_built_once_when_a_node_worker_first_needs_it(docker, capsys):
+    fake = docker("lab/worker:t")
+    assert sandbox.main(["node", "worker.js"]) == 0
+    builds = [call for call in fake.calls if "build" in call]
+    assert builds == ["compose --profile check-worker build sandbox-node"]
+    assert "==> Building lab/node:t for the check's containers, once: the first build takes" in capsys.readouterr().out
+    assert sandbox.prepare(["node", "worker.js"]) == "lab/node:t"  # there now: not built again
+    assert [call for call in fake.calls if "build" in call] == builds
+
+
+def test_a_python_worker_runs_in_the_lab_worker_image_with_no_build(docker, capsys):
+    fake = docker("lab/worker:t")
+    assert sandbox.prepare(["python", "worker.py"]) == "lab/worker:t"
+    assert not [call for call in fake.calls if "build" in call] and capsys.readouterr().out == ""
+
+
+def test_a_runtime_with_no_image_is_one_line_exit_2_before_any_docker_call(docker, capsys):
+    fake = docker("lab/worker:t", "lab/node:t")
+    assert sandbox.main(["./worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("check-worker.sh: the check's containers run python or node, not 'worker'")
+    assert len(err.splitlines()) == 1 and fake.calls == []
