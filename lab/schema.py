@@ -188,4 +188,3 @@ def consumer_event(routing_key, headers, now):
     stamp = headers.get("timestamp_in_ms")
     at = stamp / 1000 if isinstance(stamp, int) and not isinstance(stamp, bool) else now
     return {"event": kind, "worker": tag[:MAX_NAME], "at": at, "broker": True}  # the broker's word: not forged
-
