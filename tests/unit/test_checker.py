@@ -93,7 +93,8 @@ def test_a_process_that_left_the_copys_process_group_is_found_and_ended(tmp_path
         f"child = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)'], start_new_session=True); "
         "print(child.pid, flush=True)"
     )
-    copies = Copies([PY, "-c", script], tmp_path, dict(os.environ), mark="run-123")
+    # A mark of this test's own: another run of the suite on this machine marks its processes too.
+    copies = Copies([PY, "-c", script], tmp_path, dict(os.environ), mark=f"run-{os.getpid()}-{tmp_path.name}")
     copy = copies.start()
     copy.process.wait(10)
     escaped = int(first_line(copy))
