@@ -2,12 +2,13 @@
 student's folder (tmp_path) beside the test stack: only what needs a real broker and
 real processes (the checks' verdicts on each mistake are unit tests, against a
 simulated broker: tests/unit/test_checker.py). RabbitMQ tutorial two's worker.py,
-worker.js and worker.go, as published, pass; a declaration the broker refuses and an
-acknowledgement before the work fail the check they should; a class of three students
-(one passing, one whose auto_ack=True with basic_ack left in the broker refuses, one
-without a worker.py) is graded in containers, with its reports; a second run refuses
-while one runs; after any run, passed, failed or interrupted, the lab has its workers
-attached, task_queue holds none of the check's tasks and no process of the check runs.
+worker.js, worker.go and Worker.java, as published, pass; a declaration the broker
+refuses and an acknowledgement before the work fail the check they should; a class of
+three students (one passing, one whose auto_ack=True with basic_ack left in the broker
+refuses, one without a worker.py) is graded in containers, with its reports; a second
+run refuses while one runs; after any run, passed, failed or interrupted, the lab has
+its workers attached, task_queue holds none of the check's tasks and no process of the
+check runs.
 """
 
 import csv
@@ -26,12 +27,14 @@ from xml.etree import ElementTree
 import pytest
 
 from lab import schema
-from stacklab import CLIENTS, CONSUMERS, readline_within
+from stacklab import CLIENTS, CONSUMERS, readline_within, runtime_missing
 
 ACK = "    ch.basic_ack(delivery_tag=method.delivery_tag)\n"
 RECEIVED = '    print(f" [x] Received {body.decode()}")\n'
 DECLARE = 'channel.queue_declare(queue="task_queue", durable=True, arguments={"x-queue-type": "quorum"})'
 CONSUME = "on_message_callback=callback)"
+# Debian's librabbitmq-client-java and the SLF4J it depends on: the class path the tutorial's README gives Worker.java.
+JAVA_CLASS_PATH = ":".join(f"/usr/share/java/{jar}.jar" for jar in ("amqp-client", "slf4j-api", "slf4j-simple"))
 
 
 def variant(name, tmp_path):
@@ -116,21 +119,28 @@ def test_the_tutorials_python_worker_passes_and_its_run_is_saved(lab, tmp_path):
     assert_lab_restored(lab, tmp_path)
 
 
+def assert_a_quick_run_passes(lab, folder, *command, env=None):
+    """check-worker.sh --quick -- COMMAND, from the student's folder: checks 1-4 pass, each copy
+    took tasks, and the lab is as it was."""
+    result = check_worker(lab, folder, "--quick", "--", *command, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = verdicts(result.stdout)
+    assert [line[:4] for line in seen.values()] == ["PASS"] * 4, result.stdout
+    assert "copy-1 took" in seen["1"] and "copy-2 took" in seen["1"]
+    assert_lab_restored(lab, folder)
+
+
 @pytest.mark.timeout(400)
 def test_the_tutorials_javascript_worker_passes(lab, tmp_path, amqplib):
-    worker = tmp_path / "worker.js"
-    worker.write_text((CLIENTS / "worker.js").read_text())
-    result = check_worker(lab, tmp_path, "--quick", "--", "node", worker.name, env={"NODE_PATH": amqplib})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert [line[:4] for line in verdicts(result.stdout).values()] == ["PASS"] * 4, result.stdout
-    assert_lab_restored(lab, tmp_path)
+    shutil.copy(CLIENTS / "worker.js", tmp_path)
+    assert_a_quick_run_passes(lab, tmp_path, "node", "worker.js", env={"NODE_PATH": amqplib})
 
 
 @pytest.mark.timeout(400)
 def test_the_tutorials_go_worker_worded_its_own_way_passes(lab, tmp_path):
     """worker.go prints "Received a message: ..." and "Done" (through log, with a time stamp)."""
-    if not shutil.which("go"):  # Debian: golang-go and golang-github-rabbitmq-amqp091-go-dev
-        pytest.skip("go not installed: the Go tutorial worker is not tried")
+    if not shutil.which("go"):
+        runtime_missing("go not installed (Debian: golang-go): the Go tutorial worker is not tried")
     shutil.copy(CLIENTS / "worker.go", tmp_path)
     build = subprocess.run(
         ["go", "build", "-o", "worker", "worker.go"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -138,14 +148,21 @@ def test_the_tutorials_go_worker_worded_its_own_way_passes(lab, tmp_path):
         check=False,
     )  # fmt: skip
     if build.returncode != 0:
-        pytest.skip(f"worker.go does not build here (amqp091-go from Debian's golang-github-rabbitmq-amqp091-go-dev "
-                    f"is expected in /usr/share/gocode): {build.stderr.strip()[:200]}")  # fmt: skip
-    result = check_worker(lab, tmp_path, "--quick", "--", "./worker")
-    assert result.returncode == 0, result.stdout + result.stderr
-    seen = verdicts(result.stdout)
-    assert [line[:4] for line in seen.values()] == ["PASS"] * 4, result.stdout
-    assert "copy-1 took" in seen["1"] and "copy-2 took" in seen["1"]
-    assert_lab_restored(lab, tmp_path)
+        runtime_missing(f"worker.go does not build here (amqp091-go, Debian's golang-github-rabbitmq-amqp091-go-dev, "
+                        f"is expected in /usr/share/gocode): {build.stderr.strip()[:200]}")  # fmt: skip
+    assert_a_quick_run_passes(lab, tmp_path, "./worker")
+
+
+@pytest.mark.timeout(400)
+def test_the_tutorials_java_worker_passes(lab, tmp_path):
+    """Worker.java compiled and run as the tutorial's README says (javac, then java with the
+    client and SLF4J on the class path), against Debian's RabbitMQ Java client."""
+    if not (shutil.which("javac") and all(Path(jar).is_file() for jar in JAVA_CLASS_PATH.split(":"))):
+        runtime_missing(f"javac or {JAVA_CLASS_PATH} missing (Debian: a JDK and librabbitmq-client-java): "
+                        "the Java tutorial worker is not tried")  # fmt: skip
+    shutil.copy(CLIENTS / "Worker.java", tmp_path)
+    subprocess.run(["javac", "-cp", JAVA_CLASS_PATH, "Worker.java"], cwd=tmp_path, check=True, timeout=120)
+    assert_a_quick_run_passes(lab, tmp_path, "java", "-cp", f".:{JAVA_CLASS_PATH}", "Worker")
 
 
 @pytest.mark.timeout(400)
