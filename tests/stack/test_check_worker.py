@@ -2,7 +2,8 @@
 student's folder (tmp_path) beside the test stack: only what needs a real broker and
 real processes (the checks' verdicts on each mistake are unit tests, against a
 simulated broker: tests/unit/test_checker.py). RabbitMQ tutorial two's worker.py,
-worker.js, worker.go and Worker.java, as published, pass; a declaration the broker
+worker.js, worker.go and Worker.java, as published, pass (Worker.java comes back
+after a broker restart too: its client reconnects on its own); a declaration the broker
 refuses and an acknowledgement before the work fail the check they should; a class of
 three students (one passing, one whose auto_ack=True with basic_ack left in the broker
 refuses, one without a worker.py) is graded in containers, with its reports; a second
@@ -119,21 +120,23 @@ def test_the_tutorials_python_worker_passes_and_its_run_is_saved(lab, tmp_path):
     assert_lab_restored(lab, tmp_path)
 
 
-def assert_a_quick_run_passes(lab, folder, *command, env=None):
-    """check-worker.sh --quick -- COMMAND, from the student's folder: checks 1-4 pass, each copy
-    took tasks, and the lab is as it was."""
-    result = check_worker(lab, folder, "--quick", "--", *command, env=env)
+def passing_run(lab, folder, *args, env=None):
+    """check-worker.sh ARGS from the student's folder: checks 1-4 pass, each copy took tasks,
+    and the lab is as it was. Its verdicts."""
+    result = check_worker(lab, folder, *args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     seen = verdicts(result.stdout)
-    assert [line[:4] for line in seen.values()] == ["PASS"] * 4, result.stdout
+    assert [seen[n][:4] for n in "1234"] == ["PASS"] * 4, result.stdout
     assert "copy-1 took" in seen["1"] and "copy-2 took" in seen["1"]
     assert_lab_restored(lab, folder)
+    return seen
 
 
 @pytest.mark.timeout(400)
 def test_the_tutorials_javascript_worker_passes(lab, tmp_path, amqplib):
     shutil.copy(CLIENTS / "worker.js", tmp_path)
-    assert_a_quick_run_passes(lab, tmp_path, "node", "worker.js", env={"NODE_PATH": amqplib})
+    seen = passing_run(lab, tmp_path, "--quick", "--", "node", "worker.js", env={"NODE_PATH": amqplib})
+    assert sorted(seen) == ["1", "2", "3", "4"]
 
 
 @pytest.mark.timeout(400)
@@ -150,19 +153,24 @@ def test_the_tutorials_go_worker_worded_its_own_way_passes(lab, tmp_path):
     if build.returncode != 0:
         runtime_missing(f"worker.go does not build here (amqp091-go, Debian's golang-github-rabbitmq-amqp091-go-dev, "
                         f"is expected in /usr/share/gocode): {build.stderr.strip()[:200]}")  # fmt: skip
-    assert_a_quick_run_passes(lab, tmp_path, "./worker")
+    seen = passing_run(lab, tmp_path, "--quick", "--", "./worker")
+    assert sorted(seen) == ["1", "2", "3", "4"]
 
 
 @pytest.mark.timeout(400)
-def test_the_tutorials_java_worker_passes(lab, tmp_path):
+def test_the_tutorials_java_worker_passes_and_comes_back_after_a_broker_restart(lab, tmp_path):
     """Worker.java compiled and run as the tutorial's README says (javac, then java with the
-    client and SLF4J on the class path), against Debian's RabbitMQ Java client."""
+    client and SLF4J on the class path), against Debian's RabbitMQ Java client. Check 5 too:
+    the Java client recovers a lost connection on its own (automatic recovery, on by default),
+    so 5a passes, the only run here of a worker that comes back."""
     if not (shutil.which("javac") and all(Path(jar).is_file() for jar in JAVA_CLASS_PATH.split(":"))):
         runtime_missing(f"javac or {JAVA_CLASS_PATH} missing (Debian: a JDK and librabbitmq-client-java): "
                         "the Java tutorial worker is not tried")  # fmt: skip
     shutil.copy(CLIENTS / "Worker.java", tmp_path)
     subprocess.run(["javac", "-cp", JAVA_CLASS_PATH, "Worker.java"], cwd=tmp_path, check=True, timeout=120)
-    assert_a_quick_run_passes(lab, tmp_path, "java", "-cp", f".:{JAVA_CLASS_PATH}", "Worker")
+    seen = passing_run(lab, tmp_path, "--", "java", "-cp", f".:{JAVA_CLASS_PATH}", "Worker")
+    assert seen["5b"].startswith("PASS") and "went back to task_queue" in seen["5b"], seen["5b"]
+    assert seen["5a"].startswith("PASS") and "all 2 copies consume task_queue again" in seen["5a"], seen["5a"]
 
 
 @pytest.mark.timeout(400)
