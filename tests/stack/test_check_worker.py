@@ -264,8 +264,11 @@ def test_a_class_run_grades_each_student_in_containers_and_writes_the_reports(la
     assert "| alice | PASS | PASS | PASS | PASS | passed |" in (report / "summary.md").read_text()
     assert (report / "students/alice/run.json").is_file() and (report / "students/alice/run.png").is_file()
     assert "Each copy runs in a container of its own" in (report / "students/alice/output.txt").read_text()
-    assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", "name=check-worker-"]).stdout == ""
-    assert "check-worker-" not in lab.run(["docker", "network", "ls", "--format", "{{.Name}}"]).stdout
+    batches = [json.loads(run.read_text())["batch"] for run in sorted(report.glob("students/*/run.json"))]
+    assert len(batches) == 2, batches  # alice's and bob's checks (carol has no worker)
+    for batch in batches:  # their containers and networks (check-worker-BATCH), not another check's on this machine
+        assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", f"name=check-worker-{batch}"]).stdout == ""
+        assert lab.run(["docker", "network", "ls", "--quiet", "--filter", f"name=check-worker-{batch}"]).stdout == ""
     assert_lab_restored(lab, tmp_path)
 
 
