@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labstack import ROOT
-from stacklab import CONSUMERS, EventTap, Lab
+from stacklab import CONSUMERS, EventTap, Lab, runtime_missing
 
 
 def pytest_sessionstart(session):
@@ -94,9 +94,7 @@ def amqplib(tmp_path):
     """NODE_PATH for amqplib as checker/node/package.json pins it (the tutorial's 0.10.x),
     installed with `npm ci` from their lock file into a folder of the test's own."""
     if not (shutil.which("node") and shutil.which("npm")):
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are needed for the JavaScript client in CI")
-        pytest.skip("node or npm not installed: the JavaScript tutorial worker is not tried")
+        runtime_missing("node or npm not installed: the JavaScript tutorial worker is not tried")
     modules = tmp_path / "npm"
     modules.mkdir()
     for name in ("package.json", "package-lock.json"):  # the pin the check's Node containers have too

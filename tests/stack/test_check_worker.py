@@ -2,7 +2,8 @@
 student's folder (tmp_path) beside the test stack: only what needs a real broker and
 real processes (the checks' verdicts on each mistake are unit tests, against a
 simulated broker: tests/unit/test_checker.py). RabbitMQ tutorial two's worker.py,
-worker.js (in a class run's Node containers) and worker.go, as published, pass; a declaration the broker refuses and an
+worker.js (in a class run's Node containers), worker.go and Worker.java (the last two as
+the copies of one check), as published, pass; a declaration the broker refuses and an
 acknowledgement before the work fail the check they should; a class of three students
 (one passing, one whose auto_ack=True with basic_ack left in the broker refuses, one
 without a worker.py) is graded in containers, with its reports; a second run refuses
@@ -26,12 +27,14 @@ from xml.etree import ElementTree
 import pytest
 
 from lab import schema
-from stacklab import CLIENTS, CONSUMERS, readline_within
+from stacklab import CLIENTS, CONSUMERS, readline_within, runtime_missing
 
 ACK = "    ch.basic_ack(delivery_tag=method.delivery_tag)\n"
 RECEIVED = '    print(f" [x] Received {body.decode()}")\n'
 DECLARE = 'channel.queue_declare(queue="task_queue", durable=True, arguments={"x-queue-type": "quorum"})'
 CONSUME = "on_message_callback=callback)"
+# Debian's librabbitmq-client-java and the SLF4J it depends on: the class path the tutorial's README gives Worker.java.
+JAVA_CLASS_PATH = ":".join(f"/usr/share/java/{jar}.jar" for jar in ("amqp-client", "slf4j-api", "slf4j-simple"))
 
 
 def variant(name, tmp_path):
@@ -140,29 +143,70 @@ def test_the_tutorials_javascript_worker_passes_in_a_class_runs_node_containers(
     assert manifest["client_library"].startswith("amqplib 0.10.9 in rabbitmq-lab/sandbox-node:"), manifest
     output = (tmp_path / "report/students/dan/output.txt").read_text()
     assert "Each copy runs in a container of its own (rabbitmq-lab/sandbox-node:" in output
-    assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", "name=check-worker-"]).stdout == ""
+    batch = json.loads((tmp_path / "report/students/dan/run.json").read_text())["batch"]  # this run's own
+    assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", f"name=check-worker-{batch}"]).stdout == ""
     assert_lab_restored(lab, students / "dan")
 
 
-@pytest.mark.timeout(400)
-def test_the_tutorials_go_worker_worded_its_own_way_passes(lab, tmp_path):
-    """worker.go prints "Received a message: ..." and "Done" (through log, with a time stamp)."""
-    if not shutil.which("go"):  # Debian: golang-go and golang-github-rabbitmq-amqp091-go-dev
-        pytest.skip("go not installed: the Go tutorial worker is not tried")
-    shutil.copy(CLIENTS / "worker.go", tmp_path)
+def go_worker(folder):
+    """worker.go built in `folder` with Debian's amqp091-go: the command that runs it."""
+    if not shutil.which("go"):
+        runtime_missing("go not installed (Debian: golang-go): the Go tutorial worker is not tried")
+    shutil.copy(CLIENTS / "worker.go", folder)
     build = subprocess.run(
-        ["go", "build", "-o", "worker", "worker.go"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "GOCACHE": str(tmp_path / "cache")},
+        ["go", "build", "-o", "worker", "worker.go"], cwd=folder, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "GOCACHE": str(folder / "cache")},
         check=False,
     )  # fmt: skip
     if build.returncode != 0:
-        pytest.skip(f"worker.go does not build here (amqp091-go from Debian's golang-github-rabbitmq-amqp091-go-dev "
-                    f"is expected in /usr/share/gocode): {build.stderr.strip()[:200]}")  # fmt: skip
-    result = check_worker(lab, tmp_path, "--quick", "--", "./worker")
+        runtime_missing(f"worker.go does not build here (amqp091-go, Debian's golang-github-rabbitmq-amqp091-go-dev, "
+                        f"is expected in /usr/share/gocode): {build.stderr.strip()[:200]}")  # fmt: skip
+    return "./worker"
+
+
+def java_worker(folder):
+    """Worker.java compiled in `folder` as the tutorial's README says (javac, with the client on
+    the class path), against Debian's RabbitMQ Java client: the command that runs it (java, with
+    the client and SLF4J on the class path)."""
+    if not (shutil.which("javac") and all(Path(jar).is_file() for jar in JAVA_CLASS_PATH.split(":"))):
+        runtime_missing(f"javac or {JAVA_CLASS_PATH} missing (Debian: a JDK and librabbitmq-client-java): "
+                        "the Java tutorial worker is not tried")  # fmt: skip
+    shutil.copy(CLIENTS / "Worker.java", folder)
+    subprocess.run(["javac", "-cp", JAVA_CLASS_PATH, "Worker.java"], cwd=folder, check=True, timeout=120)
+    return f"java -cp .:{JAVA_CLASS_PATH} Worker"
+
+
+# The copies' command when they are workers of different languages, one copy of each: a copy runs
+# the first worker (a command line an argument) whose copy is not running (the one check 2 killed,
+# when a copy starts in its place), and leaves its pid in worker_N.pid.
+ONE_OF_EACH = """
+import os, shlex, sys
+for number, worker in enumerate(sys.argv[1:], start=1):
+    try:
+        os.kill(int(open(f"worker_{number}.pid").read()), 0)
+    except (OSError, ValueError):
+        open(f"worker_{number}.pid", "w").write(str(os.getpid()))
+        command = shlex.split(worker)
+        os.execvp(command[0], command)
+sys.exit("every worker has a copy running")
+"""
+
+
+@pytest.mark.timeout(400)
+def test_the_tutorials_go_and_java_workers_pass_as_the_two_copies_of_one_check(lab, tmp_path):
+    """worker.go (worded its own way: "Received a message: ..." and "Done", through log, with a time
+    stamp) is copy-1, Worker.java copy-2: each takes and finishes tasks (check 1), one is killed
+    holding check 2's task and the other does it, and checks 3 and 4 run on one copy of each
+    again. One run for both: a check-worker.sh run is among the suite's longest tests."""
+    workers = [go_worker(tmp_path), java_worker(tmp_path)]
+    (tmp_path / "one_of_each.py").write_text(ONE_OF_EACH)
+    result = check_worker(lab, tmp_path, "--quick", "--", sys.executable, "one_of_each.py", *workers)
     assert result.returncode == 0, result.stdout + result.stderr
     seen = verdicts(result.stdout)
     assert [line[:4] for line in seen.values()] == ["PASS"] * 4, result.stdout
-    assert "copy-1 took" in seen["1"] and "copy-2 took" in seen["1"]
+    assert "copy-1 took" in seen["1"] and "copy-2 took" in seen["1"]  # the Go worker and the Java one
+    assert "the task went back to task_queue and copy-" in seen["2"]
+    assert (tmp_path / "worker_1.pid").is_file() and (tmp_path / "worker_2.pid").is_file()
     assert_lab_restored(lab, tmp_path)
 
 
@@ -257,8 +301,11 @@ def test_a_class_run_grades_each_student_in_containers_and_writes_the_reports(la
     assert "| alice | PASS | PASS | PASS | PASS | passed |" in (report / "summary.md").read_text()
     assert (report / "students/alice/run.json").is_file() and (report / "students/alice/run.png").is_file()
     assert "Each copy runs in a container of its own" in (report / "students/alice/output.txt").read_text()
-    assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", "name=check-worker-"]).stdout == ""
-    assert "check-worker-" not in lab.run(["docker", "network", "ls", "--format", "{{.Name}}"]).stdout
+    batches = [json.loads(run.read_text())["batch"] for run in sorted(report.glob("students/*/run.json"))]
+    assert len(batches) == 2, batches  # alice's and bob's checks (carol has no worker)
+    for batch in batches:  # their containers and networks (check-worker-BATCH), not another check's on this machine
+        assert lab.run(["docker", "ps", "--all", "--quiet", "--filter", f"name=check-worker-{batch}"]).stdout == ""
+        assert lab.run(["docker", "network", "ls", "--quiet", "--filter", f"name=check-worker-{batch}"]).stdout == ""
     assert_lab_restored(lab, tmp_path)
 
 

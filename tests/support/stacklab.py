@@ -40,6 +40,14 @@ def readline_within(stream, seconds):
         pytest.fail(f"no line within {seconds} s")
 
 
+def runtime_missing(what):
+    """A client's runtime or library is not installed here: the test fails in CI (.ci/run
+    installs it there), elsewhere it is skipped, saying what is missing."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (.ci/run installs it in CI)")
+    pytest.skip(what)
+
+
 class Lab(LabStack):
     """The test stack, and what the tests observe of it (the lab in ROOT, or in a clone at root)."""
 
