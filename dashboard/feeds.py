@@ -46,6 +46,9 @@ REPLAY_SECONDS = 3600
 # the dashboard holds unread is at most this many messages, the stream keeps the rest. Not
 # fewer: at 20 it read a forged flood's backlog too slowly, and a real batch after it showed late.
 PREFETCH = 200
+# How long to wait for the stream's last chunk, to learn where its backlog ends: an empty
+# stream sends nothing.
+TAIL_SECONDS = 1.0
 
 log = logging.getLogger("dashboard")
 
@@ -101,6 +104,7 @@ class Follower:
         self.config, self.hub = config, hub
         self.connect, self.queue_figures, self.sleep = connect, queue_figures, sleep
         self.position = StreamPosition(time.time())  # in lab.history
+        self.backlog_end = None  # lab.history's last chunk's offset when this read began: up to it, catching up
         self.consumers_position = StreamPosition(time.time(), replay_seconds=None)  # in lab.consumers
 
     def hosts(self):
@@ -144,6 +148,7 @@ class Follower:
         consumers = await channel.declare_queue(CONSUMERS_STREAM, passive=True)
         await consumers.consume(self.on_consumer, arguments={"x-stream-offset": self.consumers_position.start()})
         history = await channel.declare_queue(HISTORY_STREAM, passive=True)
+        self.backlog_end = await self.stream_tail(history)
         start = self.position.start()
         await history.consume(self.on_history, arguments={"x-stream-offset": start})
         self.hub.set_broker(host)
@@ -158,6 +163,26 @@ class Follower:
             await self.keep_figures(connection, figures_connection, host)
         finally:
             await close_quietly(figures_connection)
+
+    async def stream_tail(self, stream):
+        """The offset lab.history's last chunk starts at (None: the stream is empty). What a read
+        begun now finds up to it is the backlog: stored at the stream's pace, read at its own,
+        it is all read (a flood's bounds are for what arrives live)."""
+        tail = asyncio.get_running_loop().create_future()
+
+        async def on_message(message):
+            if not tail.done():
+                tail.set_result((message.headers or {}).get("x-stream-offset"))
+            await message.ack()
+
+        tag = await stream.consume(on_message, arguments={"x-stream-offset": "last"})
+        try:
+            offset = await asyncio.wait_for(tail, TAIL_SECONDS)
+        except TimeoutError:
+            offset = None
+        finally:
+            await stream.cancel(tag)
+        return offset if isinstance(offset, int) and not isinstance(offset, bool) else None
 
     async def keep_figures(self, events_connection, connection, host):
         """The queues' figures every second while a page watches (each reading costs the broker
@@ -202,7 +227,7 @@ class Follower:
                             HISTORY_STREAM)  # fmt: skip
                 self.hub.mark_gap(self.position.stopped_at, time.time())
             if new:
-                self.read(message.body)
+                self.read(message.body, catching_up=self.backlog_end is not None and offset <= self.backlog_end)
         await message.ack()  # credit for the next; a stream deletes nothing
 
     async def on_consumer(self, message):
@@ -213,13 +238,13 @@ class Follower:
                 self.hub.add_events([event])
         await message.ack()
 
-    def read(self, body):
-        if len(body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(body)):
+    def read(self, body, catching_up=False):
+        if not catching_up and len(body) <= door.MAX_BODY_BYTES and not self.hub.room_for(len(body)):
             return  # a flood: dropped unread, counted
         events, dropped, out_of_time = door.read_message(body, time.time(), since=self.position.since)
         self.hub.drop(dropped, out_of_time)
         if events:
-            self.hub.add_events(events)
+            self.hub.add_events(events, catching_up)
 
 
 async def close_quietly(connection):

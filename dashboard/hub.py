@@ -112,9 +112,12 @@ class Hub:
         if second != self.second:
             self.second, self.this_second = second, {"all": 0, "unseen": 0, "bytes": 0}
 
-    def admitted(self, events):
+    def admitted(self, events, catching_up=False):
         """The events within this second's bounds: a flood of events (forged ones, say) is cut
-        to what a page can draw, and workers the broker never saw cannot crowd out the others."""
+        to what a page can draw, and workers the broker never saw cannot crowd out the others.
+        Catching up on the stream's backlog (feeds.py), the events of workers the broker saw
+        are all kept: read at the stream's pace, a real batch comes faster than a second's
+        bounds, and cut short it showed false figures."""
         self.new_second()
         kept = []
         for event in events:
@@ -124,6 +127,9 @@ class Hub:
                 kept.append(event)
                 continue
             unseen = event.get("worker") not in self.seen_by_broker
+            if catching_up and not unseen:
+                kept.append(event)
+                continue
             if self.this_second["all"] >= EVENTS_PER_SECOND or (
                 unseen and self.this_second["unseen"] >= UNSEEN_EVENTS_PER_SECOND
             ):
@@ -135,8 +141,8 @@ class Hub:
             self.status["flooded"] += len(events) - len(kept)
         return kept
 
-    def add_events(self, events):
-        events = self.admitted(events)
+    def add_events(self, events, catching_up=False):
+        events = self.admitted(events, catching_up)
         text = compact(events)[1:-1]
         if not text:
             return

@@ -6,6 +6,7 @@ readers do not compete for messages as task_queue's workers do). Each line: the
 event's offset in the stream, when it happened, who, what, and which task.
 """
 
+import os
 import re
 import signal
 import sys
@@ -201,6 +202,9 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # its reader stopped reading (history.sh | head): stop too, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more at exit
+        sys.exit(141)  # as a program ended by SIGPIPE
     except Stop as stop:
         print(f"history.sh: {stop}", file=sys.stderr)
         sys.exit(stop.status)

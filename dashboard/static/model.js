@@ -248,17 +248,21 @@ export class Live {
     this.batch(e.batch).apply(e);
   }
 
-  // The lanes of a batch's board: the workers attached now, and those that worked on it; at
-  // most MAX_LANES, those the broker saw attach first, then those that worked on the batch;
-  // then a lane for each consumer of task_queue (`consumers`, the broker's count) not yet named.
+  // The lanes of a batch's board: those that worked on it, and the workers attached now that the
+  // broker saw attach (a name that only says it attached is anyone's to make up); at most
+  // MAX_LANES, those the broker saw first; then a lane for each consumer of task_queue
+  // (`consumers`, the broker's count) that neither names.
   lanes(batch, consumers = 0) {
+    const seen = name => this.workers.get(name)?.seen === true;
     const attached = [...this.workers].filter(([, w]) => w.attached).map(([name]) => name);
-    const worked = batch.workers(), all = [...new Set([...worked, ...attached])], workedOn = new Set(worked);
-    const rank = name => (this.workers.get(name)?.seen ? 0 : 2) + (workedOn.has(name) ? 0 : 1);
+    const worked = batch.workers(), workedOn = new Set(worked);
+    const all = [...new Set([...worked, ...attached.filter(seen)])];
+    const rank = name => (seen(name) ? 0 : 2) + (workedOn.has(name) ? 0 : 1);
     const kept = all.map((name, i) => [rank(name), i, name]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
       .slice(0, MAX_LANES).map(([, , name]) => name);
     this.lanesLeftOut = all.length - kept.length;
-    const unheard = Math.max(0, Math.min((consumers ?? 0) - attached.length, MAX_LANES - kept.length));
+    const named = attached.filter(name => seen(name) || workedOn.has(name)).length;
+    const unheard = Math.max(0, Math.min((consumers ?? 0) - named, MAX_LANES - kept.length));
     return [...kept.sort(naturalOrder), ...Array.from({ length: unheard }, (_, i) => `${UNHEARD}${i + 1}`)];
   }
 

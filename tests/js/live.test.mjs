@@ -91,9 +91,15 @@ test("what a page holds is bounded whatever arrives: lanes, workers, batches, ba
   assert.ok(live.workers.has("consumer-1"));  // the worker the broker saw stays
   assert.ok(live.batches.size <= MAX_BATCHES);
   assert.ok(live.batches.has("real"));  // the current batch stays
-  const lanes = live.lanes(live.currentBatch());
-  assert.equal(lanes.length, MAX_LANES);
-  assert.ok(lanes.includes("consumer-1") && live.lanesLeftOut > 0);
+  // Names that only say they attached get no lane: the real batch's board is its worker's.
+  assert.deepEqual(live.lanes(live.currentBatch(), 1), ["consumer-1"]);
+  const forged = live.batch("forged-0");
+  for (let n = 0; n < 100; n += 1) {
+    forged.apply({ event: "started", worker: `forged-${n}`, batch: "forged-0", message_id: `forged-0.${n}`,
+                   task: "x", redelivered: false, started: 101, at: 101 });
+  }
+  assert.equal(live.lanes(forged).length, MAX_LANES);  // a board of a hundred workers: bounded
+  assert.ok(live.lanesLeftOut > 0);
   const big = live.batch("big");
   for (let n = 0; n < MAX_BARS + 10; n += 1) {
     big.apply({ event: "started", worker: "consumer-1", batch: "big", message_id: `big.${n}`, task: "x",

@@ -39,8 +39,10 @@ test("the board starts at the first block's second, so the second block never co
 test("the live page knows the run's name, what was sent, and each worker's prefetch", () => {
   const live = new Live();
   live.apply({ event: "sending", batch: "b", name: "node-failure", tasks: 30, at: 100 });
-  live.apply({ event: "attached", worker: "consumer-1", prefetch: 1, at: 99 });
-  live.apply({ event: "attached", worker: "consumer-2", prefetch: 0, at: 99 });
+  for (const [worker, prefetch] of [["consumer-1", 1], ["consumer-2", 0]]) {
+    live.apply({ event: "attached", worker, at: 99, broker: true });  // the broker's word (lab.consumers)
+    live.apply({ event: "attached", worker, prefetch, at: 99 });
+  }
   const batch = live.newest();
   assert.equal(runText(batch), "run node-failure (batch b)");
   assert.equal(batch.sent, 30);

@@ -5,6 +5,7 @@ readers do not compete, as task_queue's workers do)."""
 import json
 import os
 import re
+import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from lab.topology import (
     HISTORY_STREAM,
     QUEUE,
 )
+from labstack import ROOT
 
 
 def read_stream(lab, offset, until):
@@ -134,6 +136,18 @@ def test_the_brokers_word_on_task_queues_consumers_is_kept_in_a_stream_no_client
         channel.confirm_delivery()
         with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="ACCESS_REFUSED"):
             channel.basic_publish(CONSUMER_EVENTS_EXCHANGE, "consumer.created", b"", forged)
+
+
+def test_history_sh_stops_quietly_when_its_reader_does(lab):
+    """history.sh | head: once head has its lines, history.sh ends at its next line, without
+    a traceback (it printed BrokenPipeError's)."""
+    assert lab.send("3", "--wait").returncode == 0  # lines enough to print after the first
+    history = subprocess.Popen([str(ROOT / "scripts/history.sh"), "--from", "first"], cwd=ROOT, env=lab.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert history.stdout.readline().strip()
+    history.stdout.close()  # as head does once it has its lines
+    _out, err = history.communicate(timeout=60)
+    assert history.returncode == 141 and err == "", err
 
 
 def test_history_sh_refuses_a_bad_offset_with_one_line(lab):

@@ -11,6 +11,7 @@ import pytest
 from aiormq.exceptions import ProbableAuthenticationError
 
 import feeds
+import hub as hub_module
 from config import Config
 from hub import Hub, Watcher
 
@@ -229,6 +230,12 @@ class StreamQueue:
     async def consume(self, callback, no_ack=False, arguments=None):
         self.channel.reads.append({"stream": self.name, "prefetch": self.channel.prefetch, "no_ack": no_ack,
                                    "passive": self.passive, **arguments})  # fmt: skip
+        if arguments["x-stream-offset"] == "last":  # the last chunk: it starts at offset 41
+            await callback(delivery(41))
+        return f"tag-{len(self.channel.reads)}"
+
+    async def cancel(self, tag):
+        self.channel.reads.append({"cancelled": tag})
 
 
 def test_it_reads_the_stream_from_an_hour_back_then_on_from_the_offset_after_the_last_it_handled():
@@ -252,11 +259,15 @@ def test_it_reads_the_stream_from_an_hour_back_then_on_from_the_offset_after_the
     asyncio.run(session())
     # A prefetch (a stream refuses none), manual acks, the streams the broker declared: the broker's
     # word on the consumers from its first, the history from an hour back; then each on from its own.
+    # Each read first asks where the stream's last chunk starts: up to there, it catches up.
     read = {"prefetch": feeds.PREFETCH, "no_ack": False, "passive": True}
     assert reads == [{"stream": "lab.consumers", **read, "x-stream-offset": "first"},
+                     {"stream": "lab.history", **read, "x-stream-offset": "last"}, {"cancelled": "tag-2"},
                      {"stream": "lab.history", **read, "x-stream-offset": "3600s"},
                      {"stream": "lab.consumers", **read, "x-stream-offset": 8},
+                     {"stream": "lab.history", **read, "x-stream-offset": "last"}, {"cancelled": "tag-6"},
                      {"stream": "lab.history", **read, "x-stream-offset": 3}]  # fmt: skip
+    assert follower.backlog_end == 41
     assert follower.position.since <= time.time() - 3600 + 1  # the door measures replayed events from there
 
 
@@ -352,3 +363,31 @@ def test_the_brokers_word_from_its_stream_marks_the_workers_real_and_the_same_he
     assert hub.seen_by_broker == {"consumer-2", "consumer-3"} and hub.status["dropped"] == 1
     assert list(hub.attached) == ["consumer-2"]  # who is attached now, for a snapshot
     assert all(message.acked for message in [*said, forged])
+
+
+def test_the_backlog_a_read_catches_up_on_is_all_read_and_what_comes_live_is_bounded(monkeypatch):
+    # A restarted dashboard read a batch of 2,000 quick tasks back at the stream's pace; the
+    # bounds of a second dropped most of it, and the page showed it running with tasks cut.
+    hub = Hub()
+    follower = feeds.Follower(Config.from_env(ENV), hub)
+    follower.backlog_end = 99
+    now = time.time()
+
+    def done(n):
+        return {"event": "done", "worker": "consumer-1", "task": f"Task {n}.", "message_id": f"b.{n}", "batch": "b",
+                "redelivered": False, "started": now - 2, "finished": now - 1, "at": now - 1}  # fmt: skip
+
+    big = [done(n) for n in range(1, 2001)]  # 2,000 events, some 400 kB: over a second's bounds
+    hub.add_events([{"event": "attached", "worker": "consumer-1", "at": now - 3, "broker": True}])
+
+    async def read():
+        for offset in range(100):
+            await follower.on_history(delivery(offset, *big[offset * 20 : offset * 20 + 20]))
+        for offset in range(100, 200):  # live now: the same again, a flood
+            await follower.on_history(delivery(offset, *big[(offset - 100) * 20 : (offset - 100) * 20 + 20]))
+
+    monkeypatch.setattr(hub_module, "BYTES_PER_SECOND", 100_000)
+    asyncio.run(read())
+    kept = [event for _n, text in hub.history for event in json.loads(f"[{text}]") if event["event"] == "done"]
+    assert len(kept) > 2000 and len(kept) < 2 * 2000  # all of the backlog, not all of the live flood
+    assert hub.status["flooded"] > 0
