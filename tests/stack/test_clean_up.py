@@ -23,6 +23,10 @@ def test_remove_everything_removes_the_containers_the_volume_and_the_images(tmp_
     lab.compose("create", "--scale", "consumer=2")
     images = ["docker", "images", "--quiet", "--filter", f"reference=rabbitmq-lab/*:{tag}"]
     assert len(lab.run(images).stdout.split()) == 4  # broker, worker, dashboard, producer
+    # check-worker.sh's Node image once a check ran Node workers in containers (built on demand:
+    # here a stand-in under its name and the test's tag).
+    lab.run(["docker", "tag", f"rabbitmq-lab/worker:{tag}", f"rabbitmq-lab/sandbox-node:{tag}"])
+    assert len(lab.run(images).stdout.split()) == 5
     volumes = ["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={project}"]
     assert lab.run(volumes).stdout.split() == [f"{project}_rabbitmq-data"]
 
