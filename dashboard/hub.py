@@ -119,6 +119,9 @@ class Hub:
         are all kept: read at the stream's pace, a real batch comes faster than a second's
         bounds, and cut short it showed false figures."""
         self.new_second()
+        # The broker's own "gone" follows any real leaving: a "leaving" said of a worker it saw is
+        # left to it (anyone can say one, and the page greyed out a worker the broker still counted).
+        events = [e for e in events if e["event"] != "leaving" or e.get("worker") not in self.seen_by_broker]
         kept = []
         for event in events:
             if event.get("broker"):

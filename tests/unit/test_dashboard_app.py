@@ -156,6 +156,19 @@ def test_a_snapshot_names_the_workers_the_broker_says_are_attached_after_the_his
     assert message["events"] == [{"event": "attached", **said}]
 
 
+def test_a_leaving_said_for_a_worker_the_broker_saw_is_left_to_the_brokers_own_word():
+    # Anyone with the login can publish "consumer-2 is leaving": the page greyed out a worker the
+    # broker still counted. Its own "gone" (consumer.deleted) follows any real leaving.
+    hub = Hub()
+    hub.add_events([{"event": "attached", "worker": "consumer-2", "at": 50.0, "broker": True}])
+    hub.add_events([{"event": "leaving", "worker": "consumer-2", "at": 51.0}])
+    hub.add_events([{"event": "leaving", "worker": "unseen-1", "at": 51.0}])
+    hub.add_events([{"event": "gone", "worker": "consumer-2", "at": 51.1, "broker": True}])
+    kept = [(e["event"], e["worker"]) for _n, text in hub.history for e in json.loads(f"[{text}]")]
+    assert kept == [("attached", "consumer-2"), ("leaving", "unseen-1"), ("gone", "consumer-2")]
+    assert hub.status["flooded"] == 0  # not a flood: nothing the page is told it missed
+
+
 def test_a_browser_that_missed_more_than_the_history_holds_gets_a_snapshot():
     hub = Hub(history_messages=2)
     for n in (1, 2, 3, 4):
