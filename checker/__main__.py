@@ -19,8 +19,9 @@ from pika.exceptions import AMQPError
 
 from . import checks, timeline
 from .broker import Broker, BrokerError
+from .classroom import named_file
 from .copies import Copies
-from .sandbox import Sandbox, SandboxError
+from .sandbox import NoRuntime, Sandbox, SandboxError, runtime
 from .session import NotAttached, Session
 
 RUN_SECONDS = 240  # the whole run, at most
@@ -57,6 +58,8 @@ def parse_args(argv):
     parser.add_argument("--container", action="store_true", help="each copy in a throwaway container (sandbox.py)")
     parser.add_argument("--report", help="also write the verdicts to this file, as JSON")
     parser.add_argument("--refuse-if-busy", action="store_true", help="only say whether task_queue holds tasks")
+    parser.add_argument("--refuse-if-missing", type=Path, metavar="FOLDER",
+                        help="only say whether the file the command names is in FOLDER")  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -140,6 +143,22 @@ def summary(verdicts, strict):
     return 1 if failed else 0
 
 
+def refuse_if_missing(command, folder):
+    """Exit status 2, with one line, when the script a python or node command runs (or the program
+    given as a path) is not where the copies run: each copy failed check 1 with another
+    mistake's fix, after the lab's workers had stopped for nothing."""
+    try:
+        runtime(command)
+        wanted = named_file(command)
+    except NoRuntime:  # another program: its arguments are its own (java -cp a.jar:b.jar Worker)
+        wanted = command[0] if "/" in command[0] else None
+    if wanted is None or (folder / wanted).exists():
+        return 0
+    print(f"check-worker.sh: no {wanted} in {folder} (the command runs there): run the check from your worker's "
+          "folder, or give the file's path", file=sys.stderr)  # fmt: skip
+    return 2
+
+
 def refuse_if_busy(broker):
     """Exit status 1, with why, when task_queue holds tasks, ready or in a worker's hands (exact
     figures: a quorum queue's own count in list_queues can lag by seconds)."""
@@ -178,6 +197,8 @@ def clean_up(session, copies):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.refuse_if_missing:
+        return refuse_if_missing(args.command, args.refuse_if_missing)
     if args.refuse_if_busy:
         try:
             return refuse_if_busy(Broker())

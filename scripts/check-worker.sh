@@ -99,6 +99,9 @@ require_running_lab
 ensure_venv producer/requirements.txt  # pika and matplotlib, as the producer's image has them
 checker=(.venv/bin/python -m checker)
 export PYTHONPATH="producer:."
+if [[ -z "${class_dir:-}" ]]; then  # a class's folders are each checked in turn (classroom.py)
+  "${checker[@]}" --refuse-if-missing "$CALLER_DIR" -- "$@"
+fi
 if [[ -n "${container:-}" || ( -n "${class_dir:-}" && -z "${on_host:-}" ) ]]; then
   .venv/bin/python -m checker.sandbox "$@"  # the containers' image for the command (built once), or why none
 fi

@@ -14,6 +14,7 @@ import yaml
 from scripts_sandbox import ROOT, Sandbox
 
 from checker import classroom, sandbox
+from checker.__main__ import main as check_one
 
 
 @pytest.fixture
@@ -240,3 +241,26 @@ def test_a_runtime_with_no_image_is_one_line_exit_2_before_any_docker_call(docke
     err = capsys.readouterr().err
     assert err.startswith("check-worker.sh: the check's containers run python or node, not 'worker'")
     assert len(err.splitlines()) == 1 and fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [
+        (["python", "worker.py"], 0),
+        (["python3", "-u", "worker.py"], 0),
+        (["python", "nosuch.py"], 2),
+        (["node", "worker.js"], 2),
+        (["./worker"], 2),
+        (["java", "-cp", ".:amqp-client.jar", "Worker"], 0),  # another program's arguments are its own
+        (["python", "-m", "worker"], 0),
+    ],
+)
+def test_one_workers_check_refuses_a_script_that_is_not_there_before_anything(tmp_path, capsys, command, status):
+    # It stopped the lab's workers, then failed check 1 with the fix for another mistake.
+    (tmp_path / "worker.py").write_text("import pika\n")
+    assert check_one(["--refuse-if-missing", str(tmp_path), "--", *command]) == status
+    err = capsys.readouterr().err
+    assert (err == "") == (status == 0)
+    if status:
+        assert err.startswith(f"check-worker.sh: no {command[-1]} in {tmp_path} (the command runs there)")
+        assert err.count("\n") == 1
