@@ -18,7 +18,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from .forward import READY
 
 FORWARD = Path(__file__).with_name("forward.py")
 LIMITS = ["--cpus", "1", "--memory", "256m", "--pids-limit", "128"]
@@ -27,6 +30,7 @@ USER = "10001" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
 HARDENING = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
              "--user", USER]  # fmt: skip
 AMQP = "5672"
+FORWARDER_SECONDS = 30
 PROFILE = "check-worker"  # compose.yaml's profile of sandbox-node: `docker compose up` leaves it out
 # A program (python3.13 and nodejs too) → the compose service whose image runs it, and the
 # command there that prints its client library's version.
@@ -118,10 +122,20 @@ class Sandbox:
                 *HARDENING, "--volume", f"{FORWARD}:/forward.py:ro", "--entrypoint", "python", self.image,
                 "/forward.py", AMQP, "broker",
             )  # fmt: skip
+            self.wait_for_forwarder()
         except SandboxError:
             self.__exit__()
             raise
         return self
+
+    def wait_for_forwarder(self):
+        """Until the forwarder listens: a copy started before connected to nothing, and a
+        tutorial's worker, which does not try again, ended (seen under load)."""
+        deadline = time.monotonic() + FORWARDER_SECONDS
+        while READY not in docker("logs", self.forwarder):
+            if time.monotonic() > deadline:
+                raise SandboxError(f"the check's forwarder to the broker did not start within {FORWARDER_SECONDS} s")
+            time.sleep(0.1)
 
     def __exit__(self, *_exc):
         for args in (

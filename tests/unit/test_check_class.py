@@ -154,6 +154,28 @@ def test_each_copy_runs_bounded_read_only_not_root_with_the_broker_its_only_peer
     assert command[command.index("--entrypoint") + 1 :] == ["python", "rabbitmq-lab/worker:latest", "worker.py"]
 
 
+def test_the_copies_start_once_the_forwarder_listens_and_a_forwarder_that_never_does_is_one_error(monkeypatch):
+    # A copy started before it connected to nothing: the tutorial's worker, which does not try
+    # again, ended, and a correct worker was failed (seen in a loaded CI run).
+    said = {"logs": ["", "", "forwarding\n"]}
+    calls = []
+
+    def fake_docker(*args, timeout=120):
+        calls.append(args[0])
+        if args[0] == "logs":
+            return said["logs"].pop(0) if said["logs"] else ""
+        return "f0rward" if args[0] == "run" else ""
+
+    monkeypatch.setattr(sandbox, "docker", fake_docker)
+    monkeypatch.setattr(sandbox.subprocess, "run", lambda *a, **k: None)  # the clean-up's docker calls
+    box = sandbox.Sandbox.__new__(sandbox.Sandbox)
+    box.name, box.image, box.broker, box.forwarder = "check-worker-abc", "rabbitmq-lab/worker:latest", "b", None
+    assert box.__enter__() is box and calls == ["network", "network", "run", "logs", "logs", "logs"]
+    monkeypatch.setattr(sandbox, "FORWARDER_SECONDS", 0.3)
+    with pytest.raises(sandbox.SandboxError, match="forwarder to the broker did not start within 0.3 s"):
+        box.__enter__()
+
+
 @pytest.mark.parametrize(
     ("command", "service"),
     [
