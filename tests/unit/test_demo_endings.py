@@ -55,7 +55,7 @@ def start(sandbox, started, script, **env):
     return process
 
 
-def finish(process, timeout=10):
+def finish(process, timeout=30):  # a bound, not a speed: under load a demo's ending took over 10 s
     try:
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
