@@ -37,7 +37,7 @@ class EventListener:
     def __init__(self, parameters, batch):
         self.parameters, self.batch = parameters, batch
         self.other_consumers = set()  # consumer tags on task_queue that are not lab workers'
-        self.task_queue_deleted = False
+        self.task_queue_deleted = None  # when the broker said it deleted task_queue (epoch seconds)
         self.queue = f"task-records.{batch}"
         if isinstance(parameters, list) and len(parameters) > 1:
             # A cluster: a classic queue lives on one node, and its records would die with it.
@@ -87,7 +87,7 @@ class EventListener:
                         channel.basic_ack(method.delivery_tag)
                     if len(finished) >= count:
                         ended = "finished"
-                    elif time.monotonic() - heard >= QUIET_SECONDS and not in_progress(events) and idle():
+                    elif time.monotonic() - heard >= QUIET_SECONDS and not self.ongoing(events) and idle():
                         ended = "left the queue"
                     elif stop_requested():
                         ended = "stopped"
@@ -98,11 +98,20 @@ class EventListener:
                 channel.queue_delete(self.queue)
         return events, ended
 
+    def ongoing(self, events):
+        """The attempts in progress that may still end: one begun before task_queue was deleted
+        cannot be acknowledged any more (its delivery went with the queue), and its worker's
+        word on it may never come: waiting for it kept send.sh --wait to its timeout."""
+        attempts = in_progress(events)
+        if self.task_queue_deleted is not None:
+            attempts = {attempt for attempt in attempts if attempt[2] > self.task_queue_deleted}
+        return attempts
+
     def hear(self, watch):
         """What the broker said about task_queue since the last time."""
         for kind, name in watch.news():
             if kind == "queue.deleted" and name == QUEUE:
-                self.task_queue_deleted = True
+                self.task_queue_deleted = time.time()
             elif kind == "consumer.created" and not LAB_WORKER.fullmatch(name):
                 self.other_consumers.add(name)
 

@@ -126,3 +126,14 @@ def test_a_broker_alarm_is_told_once_while_no_record_comes(monkeypatch, caplog):
     notices = [r.getMessage() for r in caplog.records if r.name == "records"]
     assert asked == [0.0, 12.0] and len(notices) == 2
     assert notices[0].startswith("[!] the broker has a memory alarm: it holds back the workers' records")
+
+
+def test_an_attempt_begun_before_task_queue_was_deleted_is_not_waited_for():
+    # Its delivery went with the queue and its worker's word on it may never come: send.sh
+    # --wait waited for it until its timeout (2 minutes in the stack test).
+    before, after = started(record(1, "w1", 100.0, 106.0)), started(record(2, "w2", 110.0, 116.0))
+    listener = records.EventListener.__new__(records.EventListener)
+    listener.task_queue_deleted = None
+    assert len(listener.ongoing([before, after])) == 2
+    listener.task_queue_deleted = 105.0
+    assert listener.ongoing([before, after]) == {(after["message_id"], "w2", 110.0)}
