@@ -75,6 +75,10 @@ def parse_args(argv):
     )  # fmt: skip
     source.add_argument("--file", metavar="PATH", help="send one task per row of this file (- for stdin)")
     source.add_argument("--poison", action="store_true", help="send one task the workers reject (not UTF-8)")
+    parser.add_argument(
+        "--rows-from", metavar="NAME", default="standard input",
+        help="with --file -: the file the rows come from, named in errors (scripts/send.sh sets it)",
+    )  # fmt: skip
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--dots", type=whole_number, metavar="D", help="dots in each generated task (default 1)")
     shape.add_argument("--heavy", type=pair(":", 1), metavar="K:H", help="every K-th generated task has H dots")

@@ -129,7 +129,7 @@ def read_tasks(args, max_dots):
     if shape:
         raise InputError("--dots, --heavy, --random and --seed shape generated tasks, not a --file")
     if args.file == "-":
-        return tasks_from_rows(sys.stdin.buffer, "standard input", max_dots=max_dots)
+        return tasks_from_rows(sys.stdin.buffer, args.rows_from, max_dots=max_dots)
     try:
         with open(args.file, "rb") as rows:
             return tasks_from_rows(rows, args.file, max_dots=max_dots)

@@ -48,7 +48,7 @@ while (($#)); do
   case "$1" in
     --file | --dots | --heavy | --random | --seed | --timeout | --name)
       (($# >= 2)) || fail "$1 needs a value"
-      if [[ "$1" == --file ]]; then file="$(from_caller "$2")"; else options+=("$1" "$2"); fi
+      if [[ "$1" == --file ]]; then file="$(from_caller "$2")" file_as_given="$2"; else options+=("$1" "$2"); fi
       shift 2 ;;
     --wait | --poison) options+=("$1"); shift ;;
     --) (($# == 2)) || fail "expected one message after --"; options+=(--as-text); message="$2"; shift 2 ;;
@@ -61,7 +61,7 @@ done
 [[ -z "$file" || -z "$message" ]] || fail "give either --file or a COUNT/MESSAGE, not both"
 if [[ -n "$file" ]]; then
   [[ -f "$file" && -r "$file" ]] || fail "cannot read $file (a missing or unreadable file)"
-  options+=(--file -)
+  options+=(--file - --rows-from "$file_as_given")  # the rows on stdin: the container cannot see the file
 elif [[ -n "$message" ]]; then
   options+=(--message-on-stdin)
 elif [[ " ${options[*]} " != *" --poison "* ]]; then

@@ -87,12 +87,12 @@ def test_send_refuses_bad_tasks_naming_the_row_and_publishes_nothing(lab, tmp_pa
     not_utf8, too_long = rows.copy(), rows.copy()
     not_utf8[999] = "Task 1000 café.".encode("latin-1")
     too_long[1499] = b"Task 1500" + b"." * (128 * 1024)
-    for content, error in [
-        ([b"", b" "], "standard input has no tasks"),
-        (not_utf8, "standard input line 1000 is not UTF-8 text"),
-        (too_long, "standard input line 1500: field larger than field limit"),
+    tasks = tmp_path / "tasks.csv"
+    for content, error in [  # naming the file as given (send.sh hands its rows on stdin)
+        ([b"", b" "], f"{tasks} has no tasks"),
+        (not_utf8, f"{tasks} line 1000 is not UTF-8 text"),
+        (too_long, f"{tasks} line 1500: field larger than field limit"),
     ]:
-        tasks = tmp_path / "tasks.csv"
         tasks.write_bytes(b"\n".join(content) + b"\n")
         result = lab.send("--file", str(tasks))
         assert result.returncode == 2, result.stderr

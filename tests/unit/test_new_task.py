@@ -121,6 +121,15 @@ def test_a_bad_task_file_on_stdin_exits_2_naming_the_line_and_never_connects(
     assert err.startswith(f"new_task.py: {message}") and err.count("\n") == 1, err
 
 
+def test_a_bad_row_of_a_file_send_sh_hands_on_stdin_names_the_file(no_broker, monkeypatch, capsys):
+    # send.sh hands the file on stdin (the producer's container cannot see it): the error said
+    # "standard input line 3", and the student had given my.csv.
+    monkeypatch.setenv("MAX_DOTS_PER_TASK", "10")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"First.\n\nHuge" + b"." * 11 + b"\n")))
+    assert new_task.main(["--file", "-", "--rows-from", "my.csv"]) == 2
+    assert capsys.readouterr().err.startswith("new_task.py: my.csv line 3 asks for 11 dots")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
