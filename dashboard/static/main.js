@@ -126,13 +126,15 @@ function shownBatch() {
   return [...live.batches.values()].find(batch => String(batch.id) === chosen) ?? live.currentBatch();
 }
 
+// The batches to pick from, newest first, each by its run's name once send.sh said it.
 function listBatches() {
-  const select = $("live-batch"), ids = [...dashboard.live.batches.keys()].map(String).reverse();
-  const listed = [...select.options].slice(1).map(option => option.value);
-  if (listed.join("\n") === ids.join("\n")) return;
+  const select = $("live-batch"), batches = [...dashboard.live.batches.values()].reverse();
+  const wanted = batches.map(batch => [String(batch.id), runText(batch)]);
+  const listed = [...select.options].slice(1).map(option => [option.value, option.text]);
+  if (JSON.stringify(listed) === JSON.stringify(wanted)) return;
   const chosen = select.value;
-  select.replaceChildren(select.options[0], ...ids.map(id => new Option(`batch ${shownText(id)}`, id)));
-  select.value = ids.includes(chosen) ? chosen : "";
+  select.replaceChildren(select.options[0], ...wanted.map(([id, text]) => new Option(text, id)));
+  select.value = wanted.some(([id]) => id === chosen) ? chosen : "";
 }
 
 // The one live region: what the board shown says, in words, at most every 5 s. It is

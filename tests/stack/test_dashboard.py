@@ -787,6 +787,8 @@ def test_during_a_named_batch_the_page_asks_for_nothing_that_is_not_there(lab, p
     run, _done = lab.saved_run("dashboard-no-404")
     expect(page.locator(f"{LIVE} svg")).to_have_attribute("data-batch", run["batch"])
     expect(page.locator(f"{LIVE} .summary")).to_contain_text(re.compile(r"^4 tasks done · makespan"))
+    # The batch picker names the run (it listed batch ids alone).
+    expect(page.locator("#live-batch option", has_text=f"run dashboard-no-404 (batch {run['batch']})")).to_have_count(1)
     assert failed == []
 
 
