@@ -128,7 +128,8 @@ class Follower:
             try:
                 await self.follow(connection, host)
             except LOST as error:
-                log.warning("[!] lost broker %s (%s); trying the next", host, error)
+                then = "trying the next node" if len(self.config.hosts) > 1 else "connecting again"
+                log.warning("[!] lost broker %s (%s); %s", host, error, then)
             finally:
                 self.position.stop(time.time())
                 self.consumers_position.stop(time.time())

@@ -17,6 +17,9 @@ def main():
         print(refusal, file=sys.stderr, flush=True)
         return 1
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    # A lost broker is said in one line (feeds.py); the AMQP client logged a traceback for it
+    # too, at each broker restart, into a student's `docker compose up`.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     # Warnings only: uvicorn's own start-up lines name the container's address, not the host's.
     # No gzip (uvicorn has none): the event stream must reach the browser as it is written.
     uvicorn.run(create_app(), host="0.0.0.0", port=8080, access_log=False, log_level="warning")

@@ -56,6 +56,9 @@ def test_restart_demo_gets_every_task_done_across_a_broker_restart(lab):
     assert "lost 0" in result.stdout
     assert lab.consumer_logs(since).count("lost its broker connection") == CONSUMERS  # and they came back
     lab.wait_for(lambda: lab.queue() == (0, CONSUMERS), "every worker back")
+    # The dashboard says it lost the broker in a line, without a traceback in a student's `up`.
+    dashboard = lab.compose("logs", "--since", since, "dashboard").stdout
+    assert "[!] lost broker rabbitmq" in dashboard and "Traceback" not in dashboard, dashboard[-3000:]
 
 
 @pytest.mark.timeout(600)
