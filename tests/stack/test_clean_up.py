@@ -36,3 +36,23 @@ def test_remove_everything_removes_the_containers_the_volume_and_the_images(tmp_
     assert lab.run(volumes).stdout.split() == []
     containers = ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={project}"]
     assert lab.run(containers).stdout.split() == []
+
+
+def test_the_images_an_earlier_build_left_untagged_go_with_the_readmes_prune(tmp_path):
+    """After `--build` on an updated lab, the image it replaced stays untagged (dangling) with the
+    project's label; the README's prune command removes it (run on a project of its own)."""
+    (command,) = re.findall(r"`(docker image prune [^`]+)`", (ROOT / "README.md").read_text())
+    lab = Lab(tmp_path)
+    project, tag = f"lab-test-{os.getpid()}-prune", f"rabbitmq-lab/worker:prune-{os.getpid()}"
+    lab.compose("build", "consumer", timeout=600)
+    base = f"rabbitmq-lab/worker:{lab.env['LAB_IMAGE_TAG']}"
+    for version in ("1", "2"):  # the same tag built twice: the first build's image is left untagged
+        (tmp_path / "Dockerfile").write_text(f"FROM {base}\nLABEL com.docker.compose.project={project} v={version}\n")
+        assert lab.run(["docker", "build", "--quiet", "--tag", tag, str(tmp_path)], timeout=300).returncode == 0
+    dangling = ["docker", "images", "--quiet", "--filter", "dangling=true", "--filter",
+                f"label=com.docker.compose.project={project}"]  # fmt: skip
+    assert len(lab.run(dangling).stdout.split()) == 1
+    pruned = lab.run([*command.replace("=rabbitmq-lab", f"={project}").split(), "--force"])
+    assert pruned.returncode == 0, pruned.stderr
+    assert lab.run(dangling).stdout.split() == []
+    lab.run(["docker", "image", "rm", tag])
