@@ -90,6 +90,15 @@ def test_ctrl_c_or_sigterm_ends_it_leaving_the_pool_and_no_process(lab, stop):
         assert autoscaler.process.wait(timeout=30) == 0
         autoscaler.reader.join(timeout=10)
     assert autoscaler.lines[-1].endswith("stopped; the pool stays as it is")
-    with pytest.raises(ProcessLookupError):
-        os.killpg(autoscaler.process.pid, 0)  # nothing left of its process group
+    # Nothing left of its process group: a `docker compose` it ran may take a moment to end on
+    # the terminal's SIGINT (seen once: still there as the autoscaler exited).
+    lab.wait_for(lambda: group_gone(autoscaler.process.pid), "nothing left of its process group", timeout=15)
     assert pool(lab) == 3
+
+
+def group_gone(group):
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
