@@ -384,3 +384,10 @@ def test_doctor_checks_the_line_endings_of_every_folder_the_containers_copy():
 def test_the_line_ending_check_fails_on_a_folder_left_out():
     stale = 'with_cr="$(grep -l $CR .env compose.yaml scripts/* rabbitmq/* consumer/* producer/* 2>/dev/null || true)"'
     assert line_ending_problems(stale, {"consumer", "lab", "dashboard"}) == ["dashboard", "lab"]
+
+
+def test_ci_runs_exactly_the_test_command_the_readme_gives():
+    tests = README.read_text().split("\n## Tests\n", 1)[1]
+    (command,) = re.findall(r"^\$ (.+)$", tests.split("```console\n", 1)[1].split("```", 1)[0], re.M)
+    steps = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert steps[-1] == command == "scripts/test.sh"
