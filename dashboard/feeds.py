@@ -54,9 +54,10 @@ log = logging.getLogger("dashboard")
 
 
 class StreamPosition:
-    """Where the dashboard is in lab.history. AMQP 0.9.1 has no server-side offset tracking:
-    the dashboard keeps its own, in memory. At start it reads from REPLAY_SECONDS back (a
-    time: the broker attaches at the chunk boundary before it); after a lost connection or
+    """Where the dashboard is in a stream. AMQP 0.9.1 has no server-side offset tracking:
+    the dashboard keeps its own, in memory. At start it reads lab.history from REPLAY_SECONDS
+    back (a time: the broker attaches at the chunk boundary before it), lab.consumers from its
+    first (replay_seconds None); after a lost connection or
     node, from the offset after the last one it handled, so nothing is missed. A reconnect
     may deliver a chunk again (the broker attaches at a chunk's start): offsets already
     handled are skipped."""

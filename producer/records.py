@@ -12,6 +12,7 @@ from connection import reconnecting
 from lab.brokers import broker_hosts, open_first
 from lab.figures import FinishedTasks, in_progress
 from lab.metrics import fetch_alarms, fetch_queue_figures
+from lab.schema import consumer_event
 from lab.topology import BROKER_EVENTS_EXCHANGE, QUEUE, header_text
 
 QUIET_SECONDS = 3
@@ -134,13 +135,11 @@ class BrokerWatch:
             method, properties, _body = self.channel.basic_get(self.queue, auto_ack=True)
             if method is None:
                 return
-            headers = {key: header_text(value) for key, value in (properties.headers or {}).items()}
-            if headers.get("vhost") != "/":
-                continue
-            if method.routing_key == "consumer.created" and headers.get("queue") == QUEUE:
-                yield method.routing_key, headers.get("consumer_tag") or ""
-            elif method.routing_key == "queue.deleted":
-                yield method.routing_key, headers.get("name") or ""
+            headers = properties.headers or {}
+            if method.routing_key == "queue.deleted" and header_text(headers.get("vhost")) == "/":
+                yield method.routing_key, header_text(headers.get("name")) or ""
+            elif consumer := consumer_event(method.routing_key, headers, now=0):  # task_queue's, attached
+                yield method.routing_key, consumer["worker"]
 
 
 class HeldBack:
