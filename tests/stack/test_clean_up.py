@@ -24,8 +24,12 @@ def test_remove_everything_removes_the_containers_the_volume_and_the_images(tmp_
     images = ["docker", "images", "--quiet", "--filter", f"reference=rabbitmq-lab/*:{tag}"]
     assert len(lab.run(images).stdout.split()) == 4  # broker, worker, dashboard, producer
     # check-worker.sh's Node image once a check ran Node workers in containers (built on demand:
-    # here a stand-in under its name and the test's tag).
-    lab.run(["docker", "tag", f"rabbitmq-lab/worker:{tag}", f"rabbitmq-lab/sandbox-node:{tag}"])
+    # here a stand-in under its name and the test's tag). An image of its own, as the real one is:
+    # a second tag of the worker's image would have Compose remove one image twice at once, and
+    # the daemon refuses the second ("unrecognized image ID", seen in a CI run).
+    (tmp_path / "Dockerfile").write_text(f"FROM rabbitmq-lab/worker:{tag}\nLABEL lab.test=sandbox-node-stand-in\n")
+    standin = ["docker", "build", "--quiet", "--tag", f"rabbitmq-lab/sandbox-node:{tag}", str(tmp_path)]
+    assert lab.run(standin, timeout=300).returncode == 0
     assert len(lab.run(images).stdout.split()) == 5
     volumes = ["docker", "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={project}"]
     assert lab.run(volumes).stdout.split() == [f"{project}_rabbitmq-data"]
