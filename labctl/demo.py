@@ -14,6 +14,7 @@ from labctl import settings
 from labctl.docker import DOCTOR, Stop, compose_or_stop, compose_quietly, docker
 
 SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+SENDER_ENDS_WITHIN = 20  # seconds from its SIGTERM (scripts/lib.sh's end_producer gives up on its container after 10)
 
 
 class Ended(Exception):  # noqa: N818 (a signal, not an error)
@@ -88,7 +89,11 @@ class Demo:
         container = f"{self.settings.project}-producer-{self.sender.pid}"  # as scripts/lib.sh's producer names it
         docker("rm", "--force", container)
         self.sender.terminate()
-        self.sender.wait()
+        try:
+            self.sender.wait(timeout=SENDER_ENDS_WITHIN)
+        except subprocess.TimeoutExpired:  # it did not end (its own bound is 10 s): ended by force
+            os.killpg(self.sender.pid, signal.SIGKILL)
+            self.sender.wait()
         docker("rm", "--force", container)
         self.sender = None
         print("==> Stopped the sender (no run saved); the tasks it had sent stay in task_queue for the workers",

@@ -114,8 +114,10 @@ producer() {
 
 end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, let it report, exit STATUS
   trap - INT TERM HUP
+  local attempts=50  # 10 s for its container to be created; then docker compose itself is ended
   until docker kill --signal "$1" "$producer_container" >/dev/null 2>&1; do
     kill -0 "$producer_run" 2>/dev/null || break  # it ended by itself
+    ((--attempts)) || { kill -s KILL "$producer_run" 2>/dev/null || true; break; }
     sleep 0.2  # its container is still being created
   done
   wait "$producer_run" 2>/dev/null || true

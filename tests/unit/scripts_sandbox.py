@@ -24,7 +24,7 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 FAKED = ["docker", "python3", "xdg-open", "open", "wslview", "curl"]
 
 # `docker compose run --name NAME ...` runs "the container" as a process whose
-# pid it notes in containers/NAME, `docker rm --force NAME` and `docker kill
+# pid it notes in containers/NAME (written whole, then renamed), `docker rm --force NAME` and `docker kill
 # --signal S NAME` end it: what the scripts need of a producer container.
 FAKE_DOCKER = """\
 #!/usr/bin/env bash
@@ -38,7 +38,11 @@ for arg; do
 done
 case "$*" in
   "compose run "*)
-    [[ -z "$name" ]] || echo "$$" >"$here/containers/$name"
+    # Noted whole or not at all (a `rm --force` must never read a half-written pid), unless
+    # the test says this container is never created ($FAKE_NEVER_CREATED).
+    if [[ -n "$name" && -z "${{FAKE_NEVER_CREATED:-}}" ]]; then
+      echo "$$" >"$here/containers/$name.new" && mv "$here/containers/$name.new" "$here/containers/$name"
+    fi
     exec sleep 300 ;;
   "rm --force "* | "kill --signal "*)
     container="$here/containers/${{@: -1}}"

@@ -13,6 +13,7 @@ import time
 import pytest
 from scripts_sandbox import RUNNING_LAB, Sandbox
 
+import labctl.demo as demo_module
 from sessions import end_session, wait_gone
 from stacklab import readline_within
 
@@ -59,7 +60,10 @@ def finish(process, timeout=30):  # a bound, not a speed: under load a demo's en
     try:
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"still running {timeout} s later")
+        listing = subprocess.run(
+            ["ps", "-o", "pid,stat,args", "--sid", str(process.pid)], capture_output=True, text=True
+        )
+        pytest.fail(f"still running {timeout} s later:\n{listing.stdout}")
 
 
 def producer_removed(sandbox, pid_of_sender_calls):
@@ -178,3 +182,35 @@ def test_a_kill_that_fails_stops_the_crash_demo_and_starts_the_worker_again(tmp_
     assert "Stopped early: starting consumer-2 again" in stderr and "Stopped the sender (no run saved)" in stderr
     assert stderr.strip().splitlines()[-1].startswith("demo-crash.sh: docker kill sandbox-consumer-2 failed")
     assert "compose start consumer" in sandbox.calls()
+
+
+def test_send_sh_ends_on_sigterm_even_when_its_container_never_appears(tmp_path, started):
+    """docker compose run is running but `docker kill` never finds its container (a stuck
+    engine): send.sh stops trying after 10 s, ends docker compose itself, and exits 143."""
+    sandbox = Sandbox(tmp_path, RUNNING_LAB)
+    process = sandbox.start("send.sh", "6", "--wait", FAKE_NEVER_CREATED="1")
+    started.append(process)
+    sandbox.wait_for_call("compose run")
+    time.sleep(0.5)  # into its wait, its traps set
+    process.terminate()
+    finish(process)
+    assert process.returncode == 143
+    assert wait_gone(process.pid) == []  # docker compose run (the fake's sleep) ended too
+    assert sum(call.startswith("kill --signal TERM sandbox-producer-") for call in sandbox.calls()) > 10
+
+
+def test_a_sender_that_does_not_end_on_sigterm_is_ended_by_force(monkeypatch):
+    """The demo's bound on its sender: a send.sh stuck past SIGTERM is killed with its group."""
+    monkeypatch.setattr(demo_module, "SENDER_ENDS_WITHIN", 1)
+    removed = []
+    monkeypatch.setattr(demo_module, "docker", lambda *args: removed.append(args) or True)
+    demo = demo_module.Demo("stuck")
+    demo.sender = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 300 & wait"], process_group=0)
+    group = demo.sender.pid
+    time.sleep(0.3)  # its trap set
+    demo.stop_sender()
+    assert demo.sender is None
+    assert [args[:2] for args in removed] == [("rm", "--force")] * 2
+    listing = subprocess.run(["ps", "-eo", "pgid=,stat="], capture_output=True, text=True).stdout
+    assert [row for row in listing.splitlines() if row.split() and row.split()[0] == str(group)
+            and not row.split()[1].startswith("Z")] == []  # fmt: skip
