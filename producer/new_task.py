@@ -72,9 +72,12 @@ def show_run(run, args, count):
     """Print and save what the records say; exit status 1 if tasks are unaccounted for."""
     print()
     print_run(run, runs.marks_of(run))
+    replacing = (runs.TIMELINES / f"{run['name']}.json").exists()
     png = runs.save_run(run["name"], run)
     saved = runs.shown(runs.TIMELINES / run["name"])
     print(f"\nTimeline chart: {runs.shown(png)}" if png else f"\nRecords: {saved}.json (no task done, no chart)")
+    if replacing:
+        print(f"(It replaced an earlier run saved as {run['name']!r}.)")
     lost = tally(run).get("lost", 0)  # neither done nor rejected; none while it stopped looking
     if lost and "lost because" in run:
         print(f"new_task.py: {lost} of {count} tasks lost: {run['lost because']}", file=sys.stderr)

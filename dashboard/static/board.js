@@ -258,6 +258,11 @@ export class Board {
     }
   }
 
+  retitle(title) {  // the board's heading, and its words' first part from the next drawing on
+    if (title === this.title) return;
+    this.title = this.heading.textContent = title;
+  }
+
   drawFigures(batch, T) {
     const f = batch.figuresAt(T);
     const label = boardLabel(this.title, f);

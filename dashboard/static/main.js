@@ -167,6 +167,7 @@ function drawLive() {
   const open = batch.attempts.some(a => a.state === null);
   const end = open ? now : Math.max(batch.end, t0);
   const lanes = live.lanes(batch, dashboard.consumers);
+  liveBoard.retitle($("live-batch").value ? "Live: the batch you picked" : "Live: the current batch");
   liveBoard.draw({ batch, lanes, workers: live.workers, T: now, t0, span: end - t0 });
   $("batch-name").textContent = [runText(batch), prefetchText(live.prefetchOf(batch, lanes)),
     batch.fromRecords ? "drawn from its saved records (events were missed)" : "",

@@ -790,6 +790,13 @@ def test_during_a_named_batch_the_page_asks_for_nothing_that_is_not_there(lab, p
     # The batch picker names the run (it listed batch ids alone).
     expect(page.locator("#live-batch option", has_text=f"run dashboard-no-404 (batch {run['batch']})")).to_have_count(1)
     assert failed == []
+    # Picked, the board's heading and words say so (they said "the current batch" whatever was picked).
+    expect(page.locator(f"{LIVE} h2")).to_have_text("Live: the current batch")
+    page.select_option("#live-batch", run["batch"])
+    expect(page.locator(f"{LIVE} h2")).to_have_text("Live: the batch you picked")
+    expect(page.locator(f"{LIVE} svg")).to_have_attribute("aria-label", re.compile(r"^Live: the batch you picked"))
+    page.select_option("#live-batch", "")
+    expect(page.locator(f"{LIVE} h2")).to_have_text("Live: the current batch")
 
 
 def test_two_overlapping_sends_show_the_batch_that_runs_not_the_newer_one_waiting(lab, page):

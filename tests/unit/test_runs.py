@@ -4,6 +4,7 @@ import json
 
 import chart
 import display
+import new_task
 import runs
 from example_runs import BATCH, CUT_FIRST, FAIR
 from lab import figures
@@ -58,3 +59,12 @@ def test_no_marks_file_or_an_unreadable_one_means_no_marks(tmp_path, monkeypatch
     assert runs.marks_of(run) == []
     (tmp_path / "crash.marks").write_bytes(b"\xff\xfe")
     assert runs.marks_of(run) == []
+
+
+def test_send_wait_says_when_its_run_replaces_one_saved_under_the_same_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    run = {"name": "fair", "batch": BATCH, "workers": 3, "sent": 9, "events": FAIR}
+    assert new_task.show_run(run, None, 9) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert new_task.show_run(run, None, 9) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(It replaced an earlier run saved as 'fair'.)")
