@@ -37,6 +37,14 @@ COUNT_LAG_SECONDS = 5
 
 def run(rule, every, broker, pool, stop, *, out=print, clock=time.monotonic):
     """Poll, decide, apply, say so, until `stop` is set. The pool is left as it is."""
+    try:
+        poll(rule, every, broker, pool, stop, out=out, clock=clock)
+    except Refused:
+        if not stop.is_set():
+            raise  # else Ctrl+C reached a docker compose call too and ended it: the stop asked for
+
+
+def poll(rule, every, broker, pool, stop, *, out, clock):
     scaler, unreachable, stopped_here = Scaler(rule), None, set()
     while not stop.is_set():
         workers = pool.workers()
@@ -55,12 +63,9 @@ def run(rule, every, broker, pool, stop, *, out=print, clock=time.monotonic):
         out(f"{stamp()} messages {decision.messages} ({ready} ready / {unacked} unacked)  recommended "
             f"{decision.recommended}  workers {decision.before} -> {decision.workers}  {decision.why}")  # fmt: skip
         if decision.workers != decision.before:
-            if failed := pool.scale(decision.workers):
-                out(f"{stamp()} docker compose up failed ({failed}); the pool stays as it was")
-            elif decision.workers < decision.before:
-                stopped_here |= workers - pool.workers()
-            else:
-                stopped_here -= pool.workers()  # a name used again is a new worker
+            if (failed := pool.scale(decision.workers)) and stop.is_set():
+                break  # Ctrl+C ended docker compose up too
+            stopped_here = after_scaling(decision, failed, workers, pool, stopped_here, out=out)
         broker.tell({"event": "scaled", "at": time.time(), "ready": ready, "unacked": unacked,
                      "recommended": decision.recommended, "before": decision.before,
                      "workers": decision.workers, "why": decision.why})  # fmt: skip
@@ -69,6 +74,16 @@ def run(rule, every, broker, pool, stop, *, out=print, clock=time.monotonic):
                 out(f"{stamp()} the scale-down handed {event['task']!r} back to the queue "
                     f"({event['worker']}: {event['reason'][:80]}; another worker takes it)")  # fmt: skip
         stop.wait(every)
+
+
+def after_scaling(decision, failed, workers, pool, stopped_here, *, out):
+    """The workers this autoscaler has stopped, once the pool was scaled as decided (or FAILED to be)."""
+    if failed:
+        out(f"{stamp()} docker compose up failed ({failed}); the pool stays as it was")
+        return stopped_here
+    if decision.workers < decision.before:
+        return stopped_here | (workers - pool.workers())
+    return stopped_here - pool.workers()  # a name used again is a new worker
 
 
 def stamp():
@@ -100,7 +115,7 @@ def main(argv=None):
     stop = threading.Event()
 
     def request_stop(_signum, _frame):
-        stop.set()  # a docker compose call under way ends first (Ctrl+C reaches it too)
+        stop.set()  # a docker compose call under way ends too (Ctrl+C reaches it): run() takes that as the stop
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)

@@ -47,10 +47,17 @@ setting() { local value="${!1:-}"; [[ -n "$value" ]] || value="$(sed -n "s/^$1=/
 
 port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }  # port_in_use PORT: something here accepts on PORT
 
-running_workers() { docker compose ps --status running --quiet consumer | wc -l; }
+# compose_ps ARGS...: docker compose ps ARGS..., asked up to three times. It lists the containers,
+# then inspects each: one removed in between (a worker scaled down meanwhile) fails it.
+compose_ps() {
+  docker compose ps "$@" 2>/dev/null || { sleep 0.5 && docker compose ps "$@" 2>/dev/null; } \
+    || { sleep 1 && docker compose ps "$@"; }
+}
+
+running_workers() { compose_ps --status running --quiet consumer | wc -l; }
 
 lab_is_running() {  # a broker runs: the single one, or any node of the cluster (grep reads all: pipefail)
-  docker compose ps --status running --services 2>/dev/null | grep -x -E 'rabbitmq(-[0-9]+)?' >/dev/null
+  compose_ps --status running --services 2>/dev/null | grep -x -E 'rabbitmq(-[0-9]+)?' >/dev/null
 }
 
 require_running_lab() {  # or stop with why: Docker's error, the broker's state, a port another program holds

@@ -4,13 +4,14 @@ what it does when the broker stops answering."""
 
 import json
 import subprocess
+import threading
 
 import pytest
 
 from lab import schema
 from labctl import autoscale
 from labctl.autoscale import parse
-from labctl.running_lab import Unreachable, lab_settings
+from labctl.running_lab import Refused, Unreachable, lab_settings
 from labctl.scaling import Rule
 
 
@@ -120,6 +121,42 @@ def test_a_failed_compose_call_is_said_and_the_loop_goes_on():
     _broker, pool, lines = run(Rule(), [(48, 0), (48, 0)], fail="Cannot connect to the Docker daemon")
     assert pool.scaled == [6, 6] and pool.workers() == {"consumer-1"}
     assert lines[1].endswith("docker compose up failed (Cannot connect to the Docker daemon); the pool stays as it was")
+
+
+class CtrlCDuringCompose(FakePool):
+    """Ctrl+C while docker compose runs: the stop is asked for, and the call it also reached fails."""
+
+    def __init__(self, workers, stop, during):
+        super().__init__(workers)
+        self.stop, self.during = stop, during
+
+    def workers(self):
+        if self.during == "ps":
+            self.stop.set()
+            raise Refused("docker compose ps failed: exit status 130")
+        return super().workers()
+
+    def scale(self, count):
+        self.stop.set()
+        return "exit status 130"
+
+
+@pytest.mark.parametrize("during", ["ps", "up"])
+def test_ctrl_c_that_ends_a_compose_call_is_a_stop_not_a_failure(during):
+    stop, lines = threading.Event(), []
+    pool = CtrlCDuringCompose(1, stop, during)
+    autoscale.run(Rule(), 1, FakeBroker([(48, 0)]), pool, stop, out=lines.append)  # no Refused raised
+    assert not [line for line in lines if "failed" in line], lines
+    assert len(lines) == (0 if during == "ps" else 1)  # the poll's line, when it got that far
+
+
+def test_a_compose_call_that_fails_unasked_still_stops_the_autoscaler_with_its_reason():
+    class Failing(FakePool):
+        def workers(self):
+            raise Refused("docker compose ps failed: Cannot connect to the Docker daemon")
+
+    with pytest.raises(Refused, match="Cannot connect"):
+        autoscale.run(Rule(), 1, FakeBroker([(0, 0)]), Failing(1), threading.Event(), out=print)
 
 
 def test_events_off_the_schema_or_not_json_are_dropped():

@@ -143,3 +143,21 @@ def test_a_lab_never_started_is_said_so_even_when_compose_lists_no_ports(tmp_pat
     result = sandbox.run("send.sh", "6", **free)  # ports no program here holds: a lab of yours may hold .env's
     assert result.returncode == 1
     assert result.stderr.startswith("send.sh: the lab is not running; start it with") and result.stderr.count("\n") == 1
+
+
+def test_a_lab_scaling_its_workers_is_still_seen_running(tmp_path):
+    """docker compose ps fails when a container it listed is removed before it inspects it (the
+    autoscaler scaling down while send.sh looks): asked again, it finds the broker (send.sh said
+    "the lab is not running" of a running lab in a CI run)."""
+    flaky_ps = """\
+case "$*" in
+  "compose ps --status running --services"*)
+    [[ -f "$here/ps-failed" ]] || { touch "$here/ps-failed"; echo "Error: No such container: 0123abc" >&2; exit 1; }
+    printf 'rabbitmq\\nconsumer\\n'; exit 0 ;;
+esac
+"""
+    sandbox = Sandbox(tmp_path, flaky_ps)
+    result = subprocess.run(["bash", "-c", "source scripts/lib.sh && lab_is_running"], cwd=sandbox.lab,
+                            env=sandbox.env, capture_output=True, text=True, timeout=20)  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    assert sandbox.calls().count("compose ps --status running --services") == 2
