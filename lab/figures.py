@@ -288,14 +288,15 @@ def waiting(events, at):
 def figures(events, at=None):
     """The batch's figures, as every place shows them: makespan (of the timeline's segments:
     from the first attempt started to the last task done), lower bound on the workers that
-    took part, tasks done (each once), rejected, and per worker (each that recorded an attempt,
-    in natural order) the tasks done and the busy seconds.
+    took part and the makespan's ratio to it (None without a bound: tasks with no work), tasks
+    done (each once), rejected, and per worker (each that recorded an attempt, in natural
+    order) the tasks done and the busy seconds.
 
     at=None: the final figures of the records (the terminal's, the saved run's). at=T: the
     figures so far at moment T, of what had happened by then: a task running counts as busy
     until T, the makespan runs to T, and "over" says whether the batch was over at T (nothing
     running or waiting, and every task sent, if a "sending" event said how many, accounted
-    for). Makespan and bound are None while no task is done (or, so far, running)."""
+    for). Makespan, bound and ratio are None while no task is done (or, so far, running)."""
     if at is not None:
         events = [event for event in events if moment(event) <= at]
     tasks = [event for event in events if event["event"] in TASK_RECORDS]
@@ -324,9 +325,12 @@ def figures(events, at=None):
     over = at is None or (
         not now_running and not waiting(events, at) and (sent is None or done_count + len(rejected) >= sent)
     )
+    makespan = end - min(starts) if end is not None else None
+    lower_bound = max(sum(durations) / len(rows), max(durations)) if durations else None
     return {
-        "makespan": end - min(starts) if end is not None else None,
-        "lower_bound": max(sum(durations) / len(rows), max(durations)) if durations else None,
+        "makespan": makespan,
+        "lower_bound": lower_bound,
+        "ratio": makespan / lower_bound if makespan is not None and lower_bound else None,  # 1.0 is the best
         "workers": len(rows),
         "per_worker": rows,
         "tasks": done_count,

@@ -211,7 +211,7 @@ def makespan_line(events):
     figure = figures(events)
     took, bound, workers = figure["makespan"], figure["lower_bound"], figure["workers"]
     tasks = sum(row["tasks"] for row in figure["per_worker"].values())
-    ratio = f" (ratio {took / bound:.2f})" if bound else ""  # tasks with no work have no lower bound
+    ratio = f" (ratio {figure['ratio']:.2f})" if figure["ratio"] is not None else ""
     on = f"{workers} worker{'s' if workers != 1 else ''}"
     return f"makespan {took:.1f} s for {tasks} tasks on {on}; lower bound {bound:.1f} s{ratio}"
 
@@ -325,7 +325,7 @@ def print_comparison(first, second):
         table.add_row(f"{escaped(worker)} busy s", *(f"{busy:.1f}" for _t, busy in loads))
     table.add_row("makespan s", *(f"{value:.1f}" for value in spans))
     table.add_row("lower bound s", *(f"{value:.1f}" for value in bounds))
-    table.add_row("makespan / bound", *(f"{s / b:.2f}" for s, b in zip(spans, bounds, strict=True)))
+    table.add_row("makespan / bound", *(f"{f['ratio']:.2f}" for f in both))
     out = console()
     out.print(table)
     (slow, slow_span), (fast, fast_span) = sorted(zip((r[0] for r in runs), spans, strict=True), key=lambda x: -x[1])

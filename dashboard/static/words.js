@@ -27,7 +27,7 @@ export function summaryText(f) {
   if (f.makespan === null) {
     return f.tasks === 0 ? "No task done yet in this batch." : `${done} (tasks with no work, counted per second)`;
   }
-  const ratio = f.lower_bound ? ` (${(f.makespan / f.lower_bound).toFixed(2)}× the bound${soFar})` : "";
+  const ratio = Number.isFinite(f.ratio) ? ` (${f.ratio.toFixed(2)}× the bound${soFar})` : "";  // a run saved without one: none
   return `${done} · makespan${soFar} ${seconds(f.makespan)}` +
     ` · lower bound${soFar} max(total/${f.workers}, longest) ${seconds(f.lower_bound)}${ratio}`;
 }

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent / "support")]
+sys.path[:0] = [str(HERE.parents[1]), str(HERE.parents[1] / "bench"), str(HERE.parent / "support")]
 
 from example_runs import BATCH, MARKS, RUNS  # noqa: E402
 from lab import figures  # noqa: E402

@@ -6,7 +6,7 @@ import { Live } from "../../dashboard/static/model.js";
 import { boardLabel, summaryText, tableRows } from "../../dashboard/static/words.js";
 
 const SO_FAR = {
-  makespan: 4, lower_bound: 4, workers: 2, tasks: 1, rejected: 0, running: 2, over: false,
+  makespan: 4, lower_bound: 4, ratio: 1, workers: 2, tasks: 1, rejected: 0, running: 2, over: false,
   per_worker: { "consumer-10": { tasks: 0, busy: 2, running: 1 }, "consumer-2": { tasks: 1, busy: 4, running: 1 },
                 "consumer-1": { tasks: 0, busy: 4, running: 1 } },
 };

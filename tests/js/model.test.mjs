@@ -64,6 +64,7 @@ for (const name of names) {
     if (figures.makespan !== null) {
       assert.match(text, new RegExp(`^${figures.tasks} tasks? done · makespan ${figures.makespan.toFixed(1)} s`));
       assert.match(text, new RegExp(`max\\(total/${figures.workers}, longest\\) ${figures.lower_bound.toFixed(1)} s`));
+      if (figures.ratio !== null) assert.ok(text.endsWith(` (${figures.ratio.toFixed(2)}× the bound)`), text);
     }
     const rows = tableRows(f).slice(1).map(([worker, tasks, busy]) => [worker, Number(tasks), Number(busy)]);
     assert.deepEqual(rows, Object.entries(figures.per_worker).map(([w, r]) => [w, r.tasks, Number(r.busy.toFixed(1))]));
