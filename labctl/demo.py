@@ -75,7 +75,11 @@ class Demo:
         os.environ["LAB_DASHBOARD_SHOWN"] = "1"  # the first send said where the dashboard is: enough
 
     def wait_for_sender(self):
-        status = self.sender.wait()
+        # Not a blocking wait(): CPython runs a signal handler between bytecodes, so a Ctrl+C
+        # that came just before its waitpid() call began would be handled only once the sender
+        # had ended (seen: a demo that waited on after the Ctrl+C, for a sender that never ends).
+        while (status := self.sender.poll()) is None:
+            time.sleep(0.1)
         self.sender = None
         if status != 0:
             raise Ended(status)

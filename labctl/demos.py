@@ -85,8 +85,9 @@ def crash(demo, _args):
     done = [e for e in events.heard if e["event"] == "done" and e["message_id"] == received["message_id"]]
     events.close()
     if any(event["worker"] == victim for event in done):
-        print(f"==> Killed {victim} (SIGKILL), but only after it said Task 1 was done (this machine is busy:")
-        print("    the kill came late), so Task 1 may not come back; run the demo again to see a redelivery")
+        print(f"==> Killed {victim} (SIGKILL), but only after it said Task 1 was done (this machine is busy:\n"
+              "    the kill came late), so Task 1 may not come back; run the demo again to see a redelivery",
+              flush=True)  # fmt: skip
     else:
         print(f"==> Killed {victim} (SIGKILL) half way through Task 1", flush=True)
     demo.wait_for_sender()

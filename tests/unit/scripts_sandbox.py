@@ -104,6 +104,7 @@ class Sandbox:
         env["PATH"] = f"{self.bin}:{env['PATH']}"
         env["COMPOSE_PROJECT_NAME"] = "sandbox"
         env.update(PYTHONPATH=str(FAKES), PYTHONDONTWRITEBYTECODE="1", FAKE_EVENTS=str(self.events))
+        env["PYTHONFAULTHANDLER"] = "1"  # a program that hangs and is aborted says where it was
         return env
 
     def tell(self, *events):

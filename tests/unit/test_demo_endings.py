@@ -8,6 +8,7 @@ changed, and leaves no run saved."""
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -63,7 +64,12 @@ def finish(process, timeout=30):  # a bound, not a speed: under load a demo's en
         listing = subprocess.run(
             ["ps", "-o", "pid,stat,args", "--sid", str(process.pid)], capture_output=True, text=True
         )
-        pytest.fail(f"still running {timeout} s later:\n{listing.stdout}")
+        os.kill(process.pid, signal.SIGABRT)  # the demo's python: its faulthandler says where it was
+        try:
+            _, stderr = process.communicate(timeout=5)
+        except subprocess.TimeoutExpired as late:  # what it left running holds the pipes open
+            stderr = (late.stderr or b"").decode(errors="replace")
+        pytest.fail(f"still running {timeout} s later:\n{listing.stdout}\n{stderr[-4000:]}")
 
 
 def producer_removed(sandbox, pid_of_sender_calls):
@@ -214,3 +220,32 @@ def test_a_sender_that_does_not_end_on_sigterm_is_ended_by_force(monkeypatch):
     listing = subprocess.run(["ps", "-eo", "pgid=,stat="], capture_output=True, text=True).stdout
     assert [row for row in listing.splitlines() if row.split() and row.split()[0] == str(group)
             and not row.split()[1].startswith("Z")] == []  # fmt: skip
+
+
+def test_a_ctrl_c_whose_handler_waits_while_the_demo_waits_for_its_sender_ends_the_wait():
+    """Python runs a signal's handler between bytecodes: a Ctrl+C that came just before the demo
+    blocked in waitpid() for its sender was handled only once the sender ended (a CI run's hang).
+    Here the signal goes to another thread, which leaves the handler pending in the same way."""
+    demo = demo_module.Demo("waiting")
+    demo.sender = subprocess.Popen(["sleep", "10"])  # before the mask: it must not inherit it
+    previous = signal.signal(signal.SIGINT, lambda *_: demo_module._end(130))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # this thread: the other one takes it
+
+    def ctrl_c():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    other = threading.Thread(target=ctrl_c)
+    other.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(demo_module.Ended):
+            demo.wait_for_sender()
+        assert time.monotonic() - began < 5  # not once the sender ended, 10 s on
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
+        other.join()
+        demo.sender.kill()
+        demo.sender.wait()
