@@ -75,11 +75,13 @@ class Demo:
         os.environ["LAB_DASHBOARD_SHOWN"] = "1"  # the first send said where the dashboard is: enough
 
     def wait_for_sender(self):
-        # Not a blocking wait(): CPython runs a signal handler between bytecodes, so a Ctrl+C
-        # that came just before its waitpid() call began would be handled only once the sender
-        # had ended (seen: a demo that waited on after the Ctrl+C, for a sender that never ends).
-        while (status := self.sender.poll()) is None:
+        # os.waitpid polled, not Popen's wait() or poll(). A Ctrl+C raises Ended at the next
+        # bytecode: raised inside Popen's own waitpid lock it left the lock held, and the
+        # clean-up's wait for the sender waited for ever; and a Ctrl+C that came just before a
+        # blocking waitpid() was handled only once the sender ended (both seen in test runs).
+        while not (ended := os.waitpid(self.sender.pid, os.WNOHANG))[0]:
             time.sleep(0.1)
+        status = self.sender.returncode = os.waitstatus_to_exitcode(ended[1])
         self.sender = None
         if status != 0:
             raise Ended(status)

@@ -249,3 +249,25 @@ def test_a_ctrl_c_whose_handler_waits_while_the_demo_waits_for_its_sender_ends_t
         other.join()
         demo.sender.kill()
         demo.sender.wait()
+
+
+class PopensLock:
+    """Popen's waitpid lock, which the demo's wait for its sender must not take: a Ctrl+C's
+    Ended raised while it was held left it held (a test run's hang, in the clean-up's wait)."""
+
+    def acquire(self, *_args):
+        raise AssertionError("the demo took Popen's waitpid lock while a Ctrl+C may raise Ended")
+
+    __enter__ = acquire
+
+
+def test_the_demo_waits_for_its_sender_without_popens_lock():
+    demo = demo_module.Demo("waiting")
+    demo.sender = sender = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 3"])
+    real_lock, sender._waitpid_lock = sender._waitpid_lock, PopensLock()
+    try:
+        with pytest.raises(demo_module.Ended) as ended:
+            demo.wait_for_sender()
+    finally:
+        sender._waitpid_lock = real_lock
+    assert ended.value.status == 3 and sender.returncode == 3
