@@ -115,7 +115,7 @@ def main(argv=None):
     stop = threading.Event()
 
     def request_stop(_signum, _frame):
-        stop.set()  # a docker compose call under way ends too (Ctrl+C reaches it): run() takes that as the stop
+        stop.set()  # a docker compose call under way finishes first (Pool runs it in a process group of its own)
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)

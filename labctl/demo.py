@@ -14,6 +14,7 @@ from labctl import settings
 from labctl.docker import DOCTOR, Stop, compose_or_stop, compose_quietly, docker
 
 SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+CONTAINER_APPEARS_WITHIN = 10  # seconds: send.sh creates its producer container well within
 SENDER_ENDS_WITHIN = 20  # seconds from its SIGTERM (scripts/lib.sh's end_producer gives up on its container after 10)
 
 
@@ -31,6 +32,7 @@ class Demo:
         # node to rejoin) before it gives up.
         self.wait_seconds = self.settings.wait_seconds
         self.sender = None
+        self.runs_before = {}  # timelines/*.json as they were when the sender started
         self.undo = None  # (what it does, docker compose arguments)
 
     def __enter__(self):
@@ -70,6 +72,7 @@ class Demo:
     def send(self, *args):
         """scripts/send.sh ARGS --wait in the background, in a process group of its own: a
         Ctrl+C reaches the demo alone, which ends the sender as stop_sender says."""
+        self.runs_before = self.saved_runs()
         self.sender = subprocess.Popen([settings.ROOT / "scripts/send.sh", *map(str, args), "--wait"],
                                        process_group=0)  # fmt: skip
         os.environ["LAB_DASHBOARD_SHOWN"] = "1"  # the first send said where the dashboard is: enough
@@ -88,12 +91,14 @@ class Demo:
 
     def stop_sender(self):
         """The background send.sh, if any, ended with its producer container: the container
-        removed first (a producer asked to stop would save what it had of the run), then
-        send.sh, which removes a container created meanwhile."""
+        removed first, once it exists (a producer asked to stop would save what it had of the
+        run; one removed is killed), then send.sh, which removes a container created meanwhile."""
         if self.sender is None:
             return
         container = f"{self.settings.project}-producer-{self.sender.pid}"  # as scripts/lib.sh's producer names it
-        docker("rm", "--force", container)
+        deadline = time.monotonic() + CONTAINER_APPEARS_WITHIN  # send.sh may be creating it
+        while not docker("rm", "--force", container) and self.sender.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         self.sender.terminate()
         try:
             self.sender.wait(timeout=SENDER_ENDS_WITHIN)
@@ -102,8 +107,14 @@ class Demo:
             self.sender.wait()
         docker("rm", "--force", container)
         self.sender = None
-        print("==> Stopped the sender (no run saved); the tasks it had sent stay in task_queue for the workers",
+        saved = [path.name for path, when in self.saved_runs().items() if self.runs_before.get(path) != when]
+        what = f"it had saved the run as timelines/{saved[0]}" if saved else "no run saved"
+        print(f"==> Stopped the sender ({what}); the tasks it had sent stay in task_queue for the workers",
               file=sys.stderr, flush=True)  # fmt: skip
+
+    def saved_runs(self):
+        """The runs in timelines/, each with when it was last written."""
+        return {path: path.stat().st_mtime_ns for path in self.settings.timelines.glob("*.json")}
 
     def wait_until(self, what, happened, every=1.0):
         """happened() every EVERY seconds until it is true; after the demo's wait, Stop."""

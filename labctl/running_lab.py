@@ -182,7 +182,9 @@ class Pool:
         return None if result.returncode == 0 else last_line(result)
 
     def compose(self, *args):
-        return self.run(["docker", "compose", *args], capture_output=True, text=True, check=False)
+        # In a process group of its own: a Ctrl+C lets a scaling under way finish (a few
+        # seconds); cut short, it left containers created but not started.
+        return self.run(["docker", "compose", *args], capture_output=True, text=True, check=False, process_group=0)
 
 
 def last_line(result):

@@ -31,12 +31,19 @@ def save_run(name, run):
     marks = marks_of({**run, "name": name})
     run = with_figures({**run, "marks": marks}, marks)
     TIMELINES.mkdir(parents=True, exist_ok=True)
-    (TIMELINES / f"{name}.json").write_text(json.dumps(run, indent=1))
-    if not done_records(run["events"]):
-        return None
-    png = TIMELINES / f"{name}.png"
-    chart.save_png(png, [(name, segments(run["events"], run["marks"]), run["marks"])])
-    return png
+    records, png = TIMELINES / f"{name}.json", TIMELINES / f"{name}.png"
+    # Both written, then put in place: a producer stopped half way (a demo's Ctrl+C) left a
+    # new NAME.json beside the PNG of an earlier run of that name.
+    writing = {records: TIMELINES / f".{name}.json.part"}
+    writing[records].write_text(json.dumps(run, indent=1))
+    if done_records(run["events"]):
+        writing[png] = TIMELINES / f".{name}.part.png"  # .png: the format matplotlib writes
+        chart.save_png(writing[png], [(name, segments(run["events"], run["marks"]), run["marks"])])
+    else:
+        png.unlink(missing_ok=True)  # an earlier run's chart is not this one's
+    for path, part in writing.items():
+        part.replace(path)
+    return png if png in writing else None
 
 
 def marks_of(run):

@@ -11,7 +11,7 @@ import pytest
 from lab import schema
 from labctl import autoscale
 from labctl.autoscale import parse
-from labctl.running_lab import Refused, Unreachable, lab_settings
+from labctl.running_lab import Pool, Refused, Unreachable, lab_settings
 from labctl.scaling import Rule
 
 
@@ -236,3 +236,14 @@ def test_the_script_refuses_a_bad_option_with_one_line_and_status_2():
     result = subprocess.run([script, "--per-worker", "0"], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines()[-1:] == ["autoscale.sh: --per-worker must be 1 or more, got 0 (see --help)"]
+
+
+def test_a_ctrl_c_does_not_reach_a_scaling_under_way():
+    """Pool runs docker compose in a process group of its own: a Ctrl+C cut `up --scale` short
+    and left containers created but not started (a new-user trial)."""
+    calls = []
+    pool = Pool(
+        "rabbitmq-lab", run=lambda args, **kwargs: calls.append(kwargs) or subprocess.CompletedProcess(args, 0, "", "")
+    )
+    pool.scale(4)
+    assert calls[0]["process_group"] == 0

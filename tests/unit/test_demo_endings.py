@@ -271,3 +271,16 @@ def test_the_demo_waits_for_its_sender_without_popens_lock():
     finally:
         sender._waitpid_lock = real_lock
     assert ended.value.status == 3 and sender.returncode == 3
+
+
+def test_a_sender_stopped_after_it_saved_its_run_is_said_to_have_saved_it(tmp_path, started):
+    """Ctrl+C during the report: the producer had written the run; the demo said "no run saved"."""
+    sandbox = Sandbox(tmp_path, RUNNING_LAB)
+    process = start(sandbox, started, "demo-restart.sh")
+    sandbox.wait_for_call("compose run")
+    (sandbox.lab / "timelines").mkdir(exist_ok=True)
+    (sandbox.lab / "timelines" / "restart.json").write_text("{}")  # as the producer saves it
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = finish(process)
+    assert process.returncode == 130, stderr
+    assert "==> Stopped the sender (it had saved the run as timelines/restart.json)" in stderr

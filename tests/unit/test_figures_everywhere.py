@@ -109,7 +109,9 @@ def test_every_place_shows_the_terminals_figures(tmp_path_factory, monkeypatch, 
 
     # The saved run, the replay the dashboard serves, and the live page's figures once saved.
     monkeypatch.setattr(runs, "TIMELINES", timelines)
-    monkeypatch.setattr(runs.chart, "save_png", lambda path, drawn: None)  # the PNG: test_chart.py; here, the figures
+    monkeypatch.setattr(
+        runs.chart, "save_png", lambda path, drawn: path.write_bytes(b"")
+    )  # the PNG: test_chart.py; here, the figures
     runs.save_run("generated", {"name": "generated", "batch": "a", "workers": 4, "sent": 5, "events": first})
     saved = json.loads((timelines / "generated.json").read_text())
     assert saved["figures"] == json.loads(json.dumps(expected))

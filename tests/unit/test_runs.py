@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import chart
 import display
 import new_task
@@ -68,3 +70,27 @@ def test_send_wait_says_when_its_run_replaces_one_saved_under_the_same_name(tmp_
     assert "replaced" not in capsys.readouterr().out
     assert new_task.show_run(run, None, 9) == 0
     assert capsys.readouterr().out.rstrip().endswith("(It replaced an earlier run saved as 'fair'.)")
+
+
+def test_a_save_stopped_half_way_leaves_the_earlier_run_whole(tmp_path, monkeypatch):
+    """The producer killed while it drew the chart (a demo's Ctrl+C during its report) left the
+    new NAME.json beside the earlier run's NAME.png."""
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    first = {"name": "fair", "batch": BATCH, "workers": 3, "sent": 9, "events": FAIR}
+    runs.save_run("fair", first)
+    saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def killed(path, drawn):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.chart, "save_png", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runs.save_run("fair", {**first, "batch": "another"})
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if not path.name.startswith(".")} == saved
+
+
+def test_a_run_with_no_task_done_takes_away_the_chart_of_an_earlier_run_of_its_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "TIMELINES", tmp_path)
+    runs.save_run("fair", {"name": "fair", "batch": BATCH, "workers": 3, "sent": 9, "events": FAIR})
+    assert runs.save_run("fair", {"name": "fair", "batch": "b2", "workers": 3, "sent": 1, "events": []}) is None
+    assert not (tmp_path / "fair.png").exists() and json.loads((tmp_path / "fair.json").read_text())["batch"] == "b2"
