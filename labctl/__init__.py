@@ -3,6 +3,7 @@
 Each bash entry point in scripts/ sources lib.sh and runs one of these modules in the
 repo's .venv (lib.sh's run_host_python, with labctl/requirements.txt):
 
+    venv.py      the .venv itself, pip run only when requirements changed (standard library only)
     settings.py  the lab's settings as the host reads them (.env and the shell), in one place
     docker.py    docker and docker compose as the programs call them, and Stop (one line, exit)
     events.py    the lab's own events (lab.events, lab/schema.py), heard from the host

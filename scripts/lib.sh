@@ -132,27 +132,12 @@ end_producer() {  # end_producer SIGNAL STATUS: pass SIGNAL on to the producer, 
   exit "$2"
 }
 
-# ensure_venv [REQUIREMENTS]: .venv with what they name (default tests/requirements.txt)
-ensure_venv() {  # pip runs only when the file, or one it includes with -r, changed since it last ran
-  local requirements="${1:-tests/requirements.txt}" file
-  [[ -x .venv/bin/python ]] || python3 -m venv .venv
-  cmp -s <(requirements_text "$requirements") ".venv/installed/${requirements//\//_}" 2>/dev/null && return
-  echo "Setting up .venv (pip install -r $requirements): the first time takes up to a minute" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
-  mkdir -p .venv/installed
-  { echo "$requirements"; included_by "$requirements"; } | while read -r file; do
-    requirements_text "$file" >".venv/installed/${file//\//_}"  # what it includes is installed too
-  done
-}
-
-requirements_text() { cat "$1"; included_by "$1" | while read -r file; do cat "$file"; done; }  # FILE's text and its includes'
-
-included_by() {  # included_by FILE: the files it includes (-r), from the repo's root
-  local include folder
-  sed -n 's/^-r[[:space:]]*//p' "$1" | while read -r include; do
-    folder="$(cd "$(dirname "$1")/$(dirname "$include")" && pwd)"
-    echo "${folder#"$PWD"/}/$(basename "$include")"
-  done
+# ensure_venv [REQUIREMENTS]: .venv with what they name (default tests/requirements.txt), pip
+# run only when they changed (labctl/venv.py, in .venv's Python or, before there is one, python3)
+ensure_venv() {
+  local python=.venv/bin/python
+  [[ -x "$python" ]] || python=python3
+  "$python" -m labctl.venv "$@"
 }
 
 run_host_python() {  # run_host_python MODULE ARGS...: python -m MODULE ARGS... in .venv, as this script's process

@@ -5,6 +5,7 @@ every call, scripts_sandbox.py), no .venv, no file written."""
 import contextlib
 import socket
 import subprocess
+import sys
 
 import pytest
 from scripts_sandbox import ROOT, Sandbox
@@ -107,9 +108,10 @@ def test_ensure_venv_runs_pip_only_when_the_requirements_or_a_file_they_include_
     included.parent.mkdir()
     included.write_text("pika==1.3.2\n")
     (sandbox.lab / ".venv").unlink()  # the repo's own: not this test's to touch
-    python = sandbox.lab / ".venv/bin/python"  # a fake that logs its calls, as the sandbox's docker does
+    python = sandbox.lab / ".venv/bin/python"  # pip faked, logging its calls as the sandbox's docker does
     python.parent.mkdir(parents=True)
-    python.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "python $*" >>"{sandbox.path}/docker.log"\n')
+    python.write_text(f'#!/usr/bin/env bash\n[[ "$1 $2" == "-m pip" ]] || exec {sys.executable} "$@"\n'
+                      f'printf "%s\\n" "python $*" >>"{sandbox.path}/docker.log"\n')  # fmt: skip
     python.chmod(0o755)
 
     def ensure_venv(*requirements):
