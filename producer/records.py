@@ -40,6 +40,7 @@ class EventListener:
         self.other_consumers = set()  # consumer tags on task_queue that are not lab workers'
         self.task_queue_deleted = None  # when the broker said it deleted task_queue (epoch seconds)
         self.queue = f"task-records.{batch}"
+        self.watch_queue = f"broker-events.{batch}"  # BrokerWatch's
         if isinstance(parameters, list) and len(parameters) > 1:
             # A cluster: a classic queue lives on one node, and its records would die with it.
             self.QUEUE_ARGUMENTS = {**self.QUEUE_ARGUMENTS, "x-queue-type": "quorum"}
@@ -48,6 +49,9 @@ class EventListener:
 
     def declare(self, channel):
         channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
+        # The broker's events too, from before the first task goes: an exclusive queue of the
+        # collecting connection missed a deletion of task_queue while the tasks were being sent.
+        BrokerWatch.declare(channel, self.watch_queue)
 
     def collect(self, count, timeout, progress, queue_is_idle=lambda: False, stop_requested=lambda: None, *,
                 alarms=lambda: ()):  # fmt: skip
@@ -67,7 +71,7 @@ class EventListener:
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
             with attempt, open_first(self.parameters) as connection:
-                watch = BrokerWatch(connection.channel())
+                watch = BrokerWatch(connection.channel(), self.watch_queue)
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
@@ -97,6 +101,7 @@ class EventListener:
                     break
                 channel.cancel()
                 channel.queue_delete(self.queue)
+                channel.queue_delete(self.watch_queue)
         return events, ended
 
     def ongoing(self, events):
@@ -122,12 +127,18 @@ class BrokerWatch:
     from the rabbitmq_event_exchange plugin): a consumer attached, the queue deleted."""
 
     KEYS = ("consumer.created", "queue.deleted")
+    # Kept across reconnections, gone 10 minutes after its last use (a send.sh killed).
+    ARGUMENTS = {"x-queue-type": "classic", "x-expires": 10 * 60 * 1000}
 
-    def __init__(self, channel):
-        self.channel = channel
-        self.queue = channel.queue_declare("", exclusive=True).method.queue
-        for key in self.KEYS:
-            channel.queue_bind(self.queue, BROKER_EVENTS_EXCHANGE, key)
+    def __init__(self, channel, queue):
+        self.channel, self.queue = channel, queue
+        self.declare(channel, queue)
+
+    @classmethod
+    def declare(cls, channel, queue):
+        channel.queue_declare(queue, arguments=cls.ARGUMENTS)
+        for key in cls.KEYS:
+            channel.queue_bind(queue, BROKER_EVENTS_EXCHANGE, key)
 
     def news(self):
         """(kind, consumer tag or queue name) of each event about task_queue since the last call."""

@@ -8,7 +8,7 @@ from pika.exceptions import StreamLostError
 import connection as producer_connection
 import records
 from example_runs import BATCH, record, started
-from fake_records import RecordsChannel, connections
+from fake_records import FakeConnection, RecordsChannel, connections
 
 
 def test_the_queue_counts_as_idle_only_after_looking_idle_for_a_while(monkeypatch):
@@ -109,7 +109,7 @@ def test_the_broker_saying_task_queue_was_deleted_or_another_consumer_attached_i
     ]
     listener = records.EventListener.__new__(records.EventListener)
     listener.other_consumers, listener.task_queue_deleted = set(), False
-    listener.hear(records.BrokerWatch(RecordsChannel([[one]], broker_events=events)))
+    listener.hear(records.BrokerWatch(RecordsChannel([[one]], broker_events=events), "broker-events.b1"))
     assert listener.other_consumers == {"ctag1.f00"} and listener.task_queue_deleted
 
 
@@ -137,3 +137,17 @@ def test_an_attempt_begun_before_task_queue_was_deleted_is_not_waited_for():
     assert len(listener.ongoing([before, after])) == 2
     listener.task_queue_deleted = 105.0
     assert listener.ongoing([before, after]) == {(after["message_id"], "w2", 110.0)}
+
+
+def test_the_broker_events_are_bound_before_the_first_task_goes(monkeypatch):
+    """A deletion of task_queue while the tasks were being sent went unheard (send.sh waited to
+    its --timeout in a CI run): the watch's queue was the collecting connection's own."""
+    bound = []
+
+    class Channel(RecordsChannel):
+        def queue_bind(self, queue, exchange, routing_key):
+            bound.append((queue, exchange, routing_key))
+
+    monkeypatch.setattr(records, "open_first", lambda _parameters: FakeConnection(Channel()))
+    records.EventListener(None, BATCH)  # new_task.py makes it before it sends
+    assert (f"broker-events.{BATCH}", "amq.rabbitmq.event", "queue.deleted") in bound
