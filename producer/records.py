@@ -51,7 +51,7 @@ class EventListener:
         channel.queue_declare(self.queue, durable=True, arguments=self.QUEUE_ARGUMENTS)
         # The broker's events too, from before the first task goes: an exclusive queue of the
         # collecting connection missed a deletion of task_queue while the tasks were being sent.
-        BrokerWatch.declare(channel, self.watch_queue)
+        BrokerWatch.declare(channel, self.watch_queue, self.QUEUE_ARGUMENTS)
 
     def collect(self, count, timeout, progress, queue_is_idle=lambda: False, stop_requested=lambda: None, *,
                 alarms=lambda: ()):  # fmt: skip
@@ -71,7 +71,7 @@ class EventListener:
         ended = "timed out"
         for attempt in reconnecting("lost the connection while waiting for the records"):
             with attempt, open_first(self.parameters) as connection:
-                watch = BrokerWatch(connection.channel(), self.watch_queue)
+                watch = BrokerWatch(connection.channel(), self.watch_queue, self.QUEUE_ARGUMENTS)
                 channel = connection.channel()
                 self.declare(channel)
                 for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
@@ -127,16 +127,16 @@ class BrokerWatch:
     from the rabbitmq_event_exchange plugin): a consumer attached, the queue deleted."""
 
     KEYS = ("consumer.created", "queue.deleted")
-    # Kept across reconnections, gone 10 minutes after its last use (a send.sh killed).
-    ARGUMENTS = {"x-queue-type": "classic", "x-expires": 10 * 60 * 1000}
 
-    def __init__(self, channel, queue):
+    def __init__(self, channel, queue, arguments):
         self.channel, self.queue = channel, queue
-        self.declare(channel, queue)
+        self.declare(channel, queue, arguments)
 
     @classmethod
-    def declare(cls, channel, queue):
-        channel.queue_declare(queue, arguments=cls.ARGUMENTS)
+    def declare(cls, channel, queue, arguments):
+        """QUEUE, declared as the batch's records queue is (kept across reconnections and, on a
+        cluster, a node's loss; gone 10 minutes after its last use), bound to the broker's events."""
+        channel.queue_declare(queue, durable=True, arguments=arguments)
         for key in cls.KEYS:
             channel.queue_bind(queue, BROKER_EVENTS_EXCHANGE, key)
 

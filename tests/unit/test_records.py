@@ -109,7 +109,7 @@ def test_the_broker_saying_task_queue_was_deleted_or_another_consumer_attached_i
     ]
     listener = records.EventListener.__new__(records.EventListener)
     listener.other_consumers, listener.task_queue_deleted = set(), False
-    listener.hear(records.BrokerWatch(RecordsChannel([[one]], broker_events=events), "broker-events.b1"))
+    listener.hear(records.BrokerWatch(RecordsChannel([[one]], broker_events=events), "broker-events.b1", {}))
     assert listener.other_consumers == {"ctag1.f00"} and listener.task_queue_deleted
 
 
